@@ -1,0 +1,3 @@
+from a3s_dev.cli import main
+
+main()

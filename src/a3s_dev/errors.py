@@ -1,0 +1,27 @@
+"""The A3sError hierarchy: every user mistake becomes one of these, with a message a human can act on."""
+
+from __future__ import annotations
+
+
+class A3sError(Exception):
+    """Base of every error a user can cause. The CLI prints `message` on one line and exits `exit_code`."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(A3sError):
+    """The A3sfile could not be found, read or validated."""
+
+
+class UsageError(A3sError):
+    """The command line asks for something that cannot be done (unknown service, bad option)."""
+
+    exit_code = 2
+
+
+class RuntimeFailure(A3sError):
+    """Something went wrong while running the stack (port in use, service failed)."""
