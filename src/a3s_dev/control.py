@@ -401,6 +401,8 @@ async def serve_control(
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         sock = runtime.bind_control_socket(paths)
+        # A socket fd's own inode is sockfs's, so remember the file's to recognise it later.
+        bound_ino = os.stat(paths.socket).st_ino
         try:
             site = web.SockSite(runner, sock)
             await site.start()
@@ -412,7 +414,7 @@ async def serve_control(
             with anyio.CancelScope(shield=True):
                 # Remove the socket first: from here on, clients see "not running".
                 try:
-                    if os.path.exists(paths.socket) and os.stat(paths.socket).st_ino == os.fstat(sock.fileno()).st_ino:
+                    if os.stat(paths.socket).st_ino == bound_ino:
                         os.unlink(paths.socket)
                 except OSError:
                     pass
