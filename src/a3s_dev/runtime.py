@@ -1,55 +1,313 @@
-"""The `.a3s/` folder beside the A3sfile: logs and the recorded process groups.
+"""The `.a3s/` state folder beside the A3sfile: lock, pid file, control socket, recorded groups.
 
-`groups.json` lists the process groups the supervisor started and has not yet seen end,
-so that after a SIGKILLed supervisor the next `a3s up` or `a3s down` can end them.
+Everything here is stdlib only, because `a3s status` loads it on its fast path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import signal
+import socket
+import stat
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-STATE_DIR = ".a3s"
-GROUPS_FILE = "groups.json"
+from a3s_dev.errors import A3sError, ConfigError
+
+STATE_DIR_NAME = ".a3s"
+A3SFILE_NAME = "A3sfile.hcl"
+# sun_path is 108 bytes on Linux and one of them is the terminating NUL.
+AF_UNIX_PATH_MAX = 107
 
 
-def state_dir(root: Path) -> Path:
-    """The `.a3s/` folder for an A3sfile living in `root` (not created)."""
-    return root / STATE_DIR
+class AlreadyRunning(A3sError):
+    """Another supervisor holds the lock for this A3sfile."""
+
+    def __init__(self, pid: int | None, a3sfile: Path) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"{a3sfile}: a supervisor is already running ({who}); use `a3s down` to stop it")
+        self.pid = pid
 
 
-def ensure_state_dir(root: Path) -> Path:
-    """Create `.a3s/` (mode 0700: it will hold the control socket) and return it."""
-    path = state_dir(root)
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+# ---------------------------------------------------------------------------- paths
 
 
-def logs_dir(root: Path) -> Path:
-    return state_dir(root) / "logs"
+@dataclass(frozen=True)
+class RuntimePaths:
+    """Where a supervisor of one A3sfile keeps its runtime files."""
+
+    a3sfile: Path
+    state_dir: Path
+    socket: Path
+    lock: Path
+    pid: Path
+    supervisor_log: Path
+    groups: Path
+    logs_dir: Path
 
 
-def log_file(root: Path, service: str) -> Path:
-    """`.a3s/logs/<service>.log` (`a3s.log` for a3s's own messages)."""
-    return logs_dir(root) / f"{service}.log"
+def find_a3sfile(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The A3sfile to use: `explicit`, else `$A3S_FILE`, else A3sfile.hcl here or in a parent folder.
+
+    Stdlib only and no parsing, so that `a3s status` can find the control socket cheaply.
+    """
+    chosen = explicit if explicit is not None else (Path(os.environ["A3S_FILE"]) if os.environ.get("A3S_FILE") else None)
+    if chosen is not None:
+        path = Path(os.path.abspath(chosen))
+        if not path.is_file():
+            raise ConfigError(f"{chosen}: no such file")
+        return path
+    here = Path(os.path.abspath(cwd or Path.cwd()))
+    for folder in (here, *here.parents):
+        candidate = folder / A3SFILE_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no {A3SFILE_NAME} in {here} or its parents (use -f FILE or A3S_FILE)")
+
+
+def state_dir_for(a3sfile: Path) -> Path:
+    """`.a3s/` beside the A3sfile."""
+    return Path(os.path.abspath(a3sfile)).parent / STATE_DIR_NAME
+
+
+def file_key(a3sfile: Path) -> str:
+    """A short stable key of an A3sfile's real path (names the fallback socket)."""
+    real = os.path.realpath(a3sfile)
+    return hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
+
+
+def _fallback_socket_dir() -> Path:
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isdir(runtime_dir):
+        return Path(runtime_dir) / "a3s"
+    return Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"
+
+
+def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
+    """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
+    when that path is longer than an AF_UNIX address can hold."""
+    preferred = (state_dir or state_dir_for(a3sfile)) / "control.sock"
+    if len(os.fsencode(str(preferred))) <= AF_UNIX_PATH_MAX:
+        return preferred
+    return _fallback_socket_dir() / f"{file_key(a3sfile)}.sock"
+
+
+def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
+    """Every runtime path of the supervisor of `a3sfile` (nothing is created)."""
+    a3sfile = Path(os.path.abspath(a3sfile))
+    state = Path(os.path.abspath(state_dir)) if state_dir is not None else state_dir_for(a3sfile)
+    return RuntimePaths(
+        a3sfile=a3sfile,
+        state_dir=state,
+        socket=socket_path_for(a3sfile, state),
+        lock=state / "supervisor.lock",
+        pid=state / "supervisor.pid",
+        supervisor_log=state / "supervisor.log",
+        groups=state / "groups.json",
+        logs_dir=state / "logs",
+    )
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` as a 0700 folder of ours; refuse one that someone else owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise A3sError(f"{path}: owned by uid {info.st_uid}, not by you; remove it or set XDG_RUNTIME_DIR")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def ensure_state_dir(paths: RuntimePaths) -> None:
+    """Create `.a3s/` (0700) and, when the socket lives elsewhere, its private folder too."""
+    _private_dir(paths.state_dir)
+    if paths.socket.parent != paths.state_dir:
+        _private_dir(paths.socket.parent)
+
+
+# ---------------------------------------------------------------------------- lock and pid
+
+
+class SupervisorLock:
+    """An exclusive `flock` on `.a3s/supervisor.lock` plus `supervisor.pid`, held while a supervisor runs.
+
+    The kernel drops a flock when its holder dies, so a SIGKILLed supervisor never leaves
+    a lock that blocks the next one; the pid file is only informative.
+    """
+
+    def __init__(self, paths: RuntimePaths) -> None:
+        self.paths = paths
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning; then write our pid."""
+        ensure_state_dir(self.paths)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
+            raise
+        self._fd = fd
+        tmp = self.paths.pid.with_suffix(".pid.tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.paths.pid)
+
+    def release(self) -> None:
+        """Remove the pid file and the socket, then drop the lock (in that order, so a waiter
+        that gets the lock never sees our leftovers)."""
+        if self._fd is None:
+            return
+        for leftover in (self.paths.pid, self.paths.socket):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        fd, self._fd = self._fd, None
+        os.close(fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> SupervisorLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_held(paths: RuntimePaths) -> bool:
+    """True while some process holds the supervisor lock of this A3sfile."""
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe lock if we got it
+    return False
+
+
+def read_pid(paths: RuntimePaths) -> int | None:
+    """The pid in `supervisor.pid`, if the file is there and sane."""
+    try:
+        return int(paths.pid.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- sockets
+
+
+def bind_control_socket(paths: RuntimePaths) -> socket.socket:
+    """A listening AF_UNIX socket at `paths.socket`, mode 0600 in a 0700 folder.
+
+    Call with the lock held: an existing file there is then a stale socket and is removed.
+    """
+    ensure_state_dir(paths)
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(paths.socket))
+        # The folder is 0700 already, so the instant before chmod exposes nothing.
+        os.chmod(paths.socket, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_answers(paths: RuntimePaths) -> bool:
+    """True when something accepts connections on the control socket."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(str(paths.socket))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
+    """The pid file names a live a3s process (a supervisor that does not take the lock)."""
+    pid = read_pid(paths)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"a3s" in f.read()
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- orphans
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A process group a dead supervisor recorded and that still has live members."""
+
+    service: str
+    pgid: int
+
+
+def _proc_start_time(pid: int) -> float | None:
+    """When `pid` started (epoch seconds), from /proc; None when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # not ours: certainly not a group we spawned
+    return True
 
 
 @dataclass(frozen=True)
 class GroupRecord:
+    """One live process group the supervisor started: the leader's pid, its pgid, its start time."""
+
     pid: int
     pgid: int
     started: float  # time.time() at spawn
 
 
 class GroupRegistry:
-    """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
+    """The writer of `groups.json`: the live groups of one supervisor, mirrored on every change.
 
-    def __init__(self, folder: Path) -> None:
-        self._path = folder / GROUPS_FILE
+    `read_groups` / `recorded_orphans` / `clean_stale` below are its readers.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
         self._groups: dict[str, GroupRecord] = {}
 
     @property
@@ -69,83 +327,76 @@ class GroupRegistry:
         try:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self._path.with_name(self._path.name + ".tmp")
-            tmp.write_text(json.dumps({n: asdict(r) for n, r in self._groups.items()}))
+            data = {n: {"pid": r.pid, "pgid": r.pgid, "started": r.started} for n, r in self._groups.items()}
+            tmp.write_text(json.dumps(data))
             os.replace(tmp, self._path)
         except OSError:
             pass  # best effort: losing the record only matters if we are SIGKILLed too
 
 
-def read_groups(folder: Path) -> dict[str, GroupRecord]:
-    """The groups recorded in `folder/groups.json` (empty when missing or unreadable)."""
+def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
+    """`groups.json` as written by the supervisor (empty when missing or unreadable)."""
     try:
-        raw = json.loads((folder / GROUPS_FILE).read_text())
-        return {name: GroupRecord(int(r["pid"]), int(r["pgid"]), float(r["started"])) for name, r in raw.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        data = json.loads(paths.groups.read_text())
+    except (FileNotFoundError, ValueError):
         return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
-def _boot_time() -> float:
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
+def recorded_orphans(paths: RuntimePaths) -> list[Orphan]:
+    """Recorded groups that still have members and are provably ours.
 
-
-def _start_time(pid: int) -> float | None:
-    """When `pid` started (epoch seconds), from /proc; None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def group_is_ours(record: GroupRecord) -> bool:
-    """True when the recorded group still exists and still is the one we started.
-
-    Linux does not hand out a pid that is in use as a process group id, so while any
-    member is left the id cannot have been recycled; if the leader itself is still
-    there, its start time must match the record.
+    A pgid cannot be reused while any process is in that group, so a live group whose
+    leader is gone is ours; a live leader must also have started when the record says.
     """
-    try:
-        os.killpg(record.pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    started = _start_time(record.pid)
-    if started is None:
-        return True  # the leader is gone but members remain: they are its children
-    return abs(started - record.started) < 2.0
-
-
-def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
-    """End every group left in `folder/groups.json` by a supervisor that died (SIGTERM, then SIGKILL).
-
-    Returns the names of the services whose groups were ended; clears the file. Call it
-    only when no supervisor is running for this folder.
-    """
-    groups = read_groups(folder)
-    ours = {name: r for name, r in groups.items() if group_is_ours(r)}
-    for record in ours.values():
+    found = []
+    for service, rec in read_groups(paths).items():
         try:
-            os.killpg(record.pgid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+            pgid = int(rec["pgid"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if pgid <= 1 or pgid == os.getpgrp() or not _group_alive(pgid):
+            continue
+        started = rec.get("started")
+        leader_start = _proc_start_time(pgid)
+        if leader_start is not None and isinstance(started, (int, float)) and abs(leader_start - started) > 5.0:
+            continue  # the leader's pid was reused by an unrelated process group
+        found.append(Orphan(service, pgid))
+    return found
+
+
+def end_groups(orphans: list[Orphan], grace: float = 5.0) -> None:
+    """SIGTERM each group, wait up to `grace` seconds for it to empty, then SIGKILL what is left."""
+    for orphan in orphans:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(orphan.pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    for record in ours.values():
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(record.pgid, 0)
-            except (ProcessLookupError, PermissionError):
-                break
-            time.sleep(0.02)
-        try:
-            os.killpg(record.pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        (folder / GROUPS_FILE).unlink()
-    except OSError:
-        pass
-    return sorted(ours)
+    alive = list(orphans)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [o for o in alive if _group_alive(o.pgid)]
+    for orphan in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(orphan.pgid, signal.SIGKILL)
+
+
+def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
+    """After a supervisor died without cleaning up: end its recorded groups, remove its socket,
+    pid file and groups record. Does nothing while a live supervisor holds the lock."""
+    if lock_held(paths) or socket_answers(paths) or _supervisor_pid_alive(paths):
+        return []
+    orphans = recorded_orphans(paths)
+    end_groups(orphans, grace)
+    for leftover in (paths.socket, paths.pid, paths.groups):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    return orphans
+
+
+def iter_log_files(paths: RuntimePaths) -> Iterator[Path]:
+    """`.a3s/logs/*.log` and their rotated `.log.1` predecessors."""
+    if not paths.logs_dir.is_dir():
+        return
+    for entry in sorted(paths.logs_dir.iterdir()):
+        if entry.name.endswith(".log") or entry.name.endswith(".log.1"):
+            yield entry

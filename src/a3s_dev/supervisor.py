@@ -25,7 +25,7 @@ from a3s_dev.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.logs import A3S, LogSink
 from a3s_dev.policy import ExponentialBackoff, RestartPolicy
 from a3s_dev.process import ServiceProcess, check_port_free, service_env, spawn
-from a3s_dev.runtime import GroupRecord, GroupRegistry, state_dir
+from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
 from a3s_dev.state import ServiceState, ServiceStatus
 
 S = ServiceState
@@ -88,7 +88,7 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(state_dir(config.root)) if record_groups else None
+        self._groups = GroupRegistry(paths_for(config.path).groups) if record_groups else None
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
 
