@@ -1,5 +1,7 @@
-"""The `.a3s/` state folder beside the A3sfile: lock, pid file, control socket, recorded groups.
+"""The `.a3s/` state folder beside the A3sfile: lock, pid file, control socket, logs, recorded groups.
 
+`groups.json` lists the process groups the supervisor started and has not yet seen end,
+so that after a SIGKILLed supervisor the next `a3s up` or `a3s down` can end them.
 Everything here is stdlib only, because `a3s status` loads it on its fast path.
 """
 
@@ -17,12 +19,14 @@ import stat
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from a3s_dev.errors import A3sError, ConfigError
 
 STATE_DIR_NAME = ".a3s"
+STATE_DIR = STATE_DIR_NAME
+GROUPS_FILE = "groups.json"
 A3SFILE_NAME = "A3sfile.hcl"
 # sun_path is 108 bytes on Linux and one of them is the terminating NUL.
 AF_UNIX_PATH_MAX = 107
@@ -111,7 +115,7 @@ def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
         lock=state / "supervisor.lock",
         pid=state / "supervisor.pid",
         supervisor_log=state / "supervisor.log",
-        groups=state / "groups.json",
+        groups=state / GROUPS_FILE,
         logs_dir=state / "logs",
     )
 
@@ -126,11 +130,31 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def ensure_state_dir(paths: RuntimePaths) -> None:
-    """Create `.a3s/` (0700) and, when the socket lives elsewhere, its private folder too."""
-    _private_dir(paths.state_dir)
-    if paths.socket.parent != paths.state_dir:
-        _private_dir(paths.socket.parent)
+def ensure_state_dir(where: RuntimePaths | Path) -> Path:
+    """Create `.a3s/` (0700) and return it. `where` is a RuntimePaths (then the socket's private
+    folder is made too when it lives elsewhere) or the A3sfile's folder."""
+    if isinstance(where, RuntimePaths):
+        _private_dir(where.state_dir)
+        if where.socket.parent != where.state_dir:
+            _private_dir(where.socket.parent)
+        return where.state_dir
+    folder = state_dir(where)
+    _private_dir(folder)
+    return folder
+
+
+def state_dir(root: Path) -> Path:
+    """The `.a3s/` folder for an A3sfile living in `root` (not created)."""
+    return root / STATE_DIR_NAME
+
+
+def logs_dir(root: Path) -> Path:
+    return state_dir(root) / "logs"
+
+
+def log_file(root: Path, service: str) -> Path:
+    """`.a3s/logs/<service>.log` (`a3s.log` for a3s's own messages)."""
+    return logs_dir(root) / f"{service}.log"
 
 
 # ---------------------------------------------------------------------------- lock and pid
@@ -258,7 +282,44 @@ def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
         return False
 
 
-# ---------------------------------------------------------------------------- orphans
+# ---------------------------------------------------------------------------- recorded groups
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    pid: int
+    pgid: int
+    started: float  # time.time() at spawn
+
+
+class GroupRegistry:
+    """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / GROUPS_FILE
+        self._groups: dict[str, GroupRecord] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def add(self, name: str, record: GroupRecord) -> None:
+        self._groups[name] = record
+        self._save()
+
+    def remove(self, name: str) -> None:
+        if self._groups.pop(name, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        # Write-then-rename, so a supervisor killed mid-write never leaves half a file.
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self._path.with_name(self._path.name + ".tmp")
+            tmp.write_text(json.dumps({n: asdict(r) for n, r in self._groups.items()}))
+            os.replace(tmp, self._path)
+        except OSError:
+            pass  # best effort: losing the record only matters if we are SIGKILLed too
 
 
 @dataclass(frozen=True)
@@ -289,49 +350,6 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return False  # not ours: certainly not a group we spawned
     return True
-
-
-@dataclass(frozen=True)
-class GroupRecord:
-    """One live process group the supervisor started: the leader's pid, its pgid, its start time."""
-
-    pid: int
-    pgid: int
-    started: float  # time.time() at spawn
-
-
-class GroupRegistry:
-    """The writer of `groups.json`: the live groups of one supervisor, mirrored on every change.
-
-    `read_groups` / `recorded_orphans` / `clean_stale` below are its readers.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._groups: dict[str, GroupRecord] = {}
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def add(self, name: str, record: GroupRecord) -> None:
-        self._groups[name] = record
-        self._save()
-
-    def remove(self, name: str) -> None:
-        if self._groups.pop(name, None) is not None:
-            self._save()
-
-    def _save(self) -> None:
-        # Write-then-rename, so a supervisor killed mid-write never leaves half a file.
-        try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self._path.with_name(self._path.name + ".tmp")
-            data = {n: {"pid": r.pid, "pgid": r.pgid, "started": r.started} for n, r in self._groups.items()}
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self._path)
-        except OSError:
-            pass  # best effort: losing the record only matters if we are SIGKILLed too
 
 
 def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
@@ -391,6 +409,22 @@ def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
     return orphans
+
+
+def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
+    """End every group left in `folder/groups.json` by a supervisor that died (SIGTERM, then SIGKILL);
+    returns the services whose groups were ended and clears the file. Call it only when no
+    supervisor is running for this folder (`clean_stale` checks that first)."""
+    paths = RuntimePaths(
+        a3sfile=folder.parent / A3SFILE_NAME, state_dir=folder, socket=folder / "control.sock",
+        lock=folder / "supervisor.lock", pid=folder / "supervisor.pid",
+        supervisor_log=folder / "supervisor.log", groups=folder / GROUPS_FILE, logs_dir=folder / "logs",
+    )
+    orphans = recorded_orphans(paths)
+    end_groups(orphans, grace)
+    with contextlib.suppress(FileNotFoundError):
+        paths.groups.unlink()
+    return sorted(o.service for o in orphans)
 
 
 def iter_log_files(paths: RuntimePaths) -> Iterator[Path]:

@@ -88,7 +88,7 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(paths_for(config.path).groups) if record_groups else None
+        self._groups = GroupRegistry(paths_for(config.path).state_dir) if record_groups else None
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
 
