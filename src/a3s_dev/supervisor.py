@@ -312,8 +312,8 @@ class Supervisor:
                             self.announce(f"{name} failed: {exc.message}")
                             return
                     code = await self._supervise(svc, proc)
-                    if svc.stopping:
-                        return
+                    if svc.stopping or not svc.wanted:
+                        return  # a requested stop (or the second Ctrl-C), not a crash
                     if svc.defn.oneshot and code == 0:
                         self._set(svc, S.COMPLETED, st.exited(0), exit_code=0)
                         self.announce(f"{name} completed")
