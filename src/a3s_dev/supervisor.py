@@ -25,7 +25,7 @@ from a3s_dev.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.logs import A3S, LogSink
 from a3s_dev.policy import ExponentialBackoff, RestartPolicy
 from a3s_dev.process import ServiceProcess, check_port_free, service_env, spawn
-from a3s_dev.runtime import GroupRecord, GroupRegistry, state_dir
+from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
 from a3s_dev.state import ServiceState, ServiceStatus
 
 S = ServiceState
@@ -88,7 +88,7 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(state_dir(config.root)) if record_groups else None
+        self._groups = GroupRegistry(paths_for(config.path).state_dir) if record_groups else None
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
 
@@ -312,8 +312,8 @@ class Supervisor:
                             self.announce(f"{name} failed: {exc.message}")
                             return
                     code = await self._supervise(svc, proc)
-                    if svc.stopping:
-                        return
+                    if svc.stopping or not svc.wanted:
+                        return  # a requested stop (or the second Ctrl-C), not a crash
                     if svc.defn.oneshot and code == 0:
                         self._set(svc, S.COMPLETED, st.exited(0), exit_code=0)
                         self.announce(f"{name} completed")
