@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from a3s_dev.errors import A3sError, UsageError
+from a3s_dev.fast import SPEC_KEYS
 from a3s_dev.state import ServiceState, ServiceStatus
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 API_VERSION = "v1"
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
-SPEC_KEYS = ("name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url")
 READY_STATES = frozenset({ServiceState.RUNNING.value, ServiceState.COMPLETED.value})
 # `backoff` means the service exited under a restart policy: for a waiting client that is a failure.
 FAILED_STATES = frozenset({ServiceState.FAILED.value, ServiceState.BACKOFF.value})

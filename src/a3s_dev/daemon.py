@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from a3s_dev.errors import A3sError
 if TYPE_CHECKING:
     from a3s_dev.config import DevConfig
     from a3s_dev.runtime import RuntimePaths
+    from a3s_dev.session import Attachment
 
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
 POLL = 0.02  # seconds between status polls while waiting (readiness is seen within this)
@@ -55,47 +56,67 @@ def child_argv(a3sfile: Path, opts: UpOptions) -> list[str]:
     return argv + ["--", *opts.services]
 
 
-async def serve(config: DevConfig, paths: RuntimePaths, opts: UpOptions) -> None:
-    """Run the supervisor with the control API (and the proxy and watcher unless turned off)
-    until `down`, SIGTERM or SIGINT; every service is stopped before this returns."""
+def attachments(config: DevConfig, paths: RuntimePaths, opts: UpOptions) -> list[Attachment]:
+    """The edge modules a supervisor runs beside its services: the control API always, the proxy
+    unless `--no-proxy` or port 0, the watcher unless `--no-watch` or nothing is watched.
+    Used by the foreground `a3s up` and the background supervisor alike."""
+    import functools
+    import importlib.util
+
+    found: list[Attachment] = [functools.partial(_serve_control, state_dir=paths.state_dir)]
+    port = config.settings.proxy_port
+    # find_spec: a branch without the proxy or watcher module still runs (the lead merges them).
+    if opts.proxy and port and importlib.util.find_spec("a3s_dev.proxy") is not None:
+        from a3s_dev import proxy
+
+        found.append(functools.partial(proxy.serve_proxy, port=port))
+    if opts.watch and any(s.watch is not None for s in config.services):
+        if importlib.util.find_spec("a3s_dev.watcher") is not None:
+            from a3s_dev import watcher
+
+            found.append(watcher.watch_services)
+    return found
+
+
+async def _serve_control(supervisor: Any, *, state_dir: Path, task_status: Any) -> None:
+    from a3s_dev import control
+
+    await control.serve_control(supervisor, state_dir, task_status=task_status)
+
+
+async def serve(config: DevConfig, paths: RuntimePaths, opts: UpOptions, prespawned: dict[str, Any]) -> None:
+    """Run the stack (session.serve) with its attachments until `down`, SIGTERM, SIGINT or SIGHUP;
+    every service is stopped before this returns."""
     import signal
 
     import anyio
 
-    from a3s_dev import control
     from a3s_dev.logs import FileSink
-    from a3s_dev.supervisor import Supervisor
+    from a3s_dev.session import serve as serve_session
 
     sink = FileSink(paths.logs_dir)
-    supervisor = Supervisor(config, sinks=[sink])
+    holder: list[Any] = []
+
+    async def on_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if holder:
+                    holder[0].announce(f"{signal.Signals(signum).name}: stopping every service")
+                    await holder[0].shutdown()
+
     try:
         async with anyio.create_task_group() as tg:
-
-            async def run_supervisor(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-                try:
-                    await supervisor.run(task_status=task_status)
-                finally:
-                    tg.cancel_scope.cancel()  # the attachments end with the supervisor
-
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-                    async for _ in signals:
-                        supervisor.announce("stopping (signal)")
-                        await supervisor.shutdown()
-
-            await tg.start(run_supervisor)
             tg.start_soon(on_signals)
-            await tg.start(control.serve_control, supervisor, paths.state_dir)
-            port = int(os.environ.get("A3S_PROXY_PORT") or config.settings.proxy_port)
-            if opts.proxy and port:
-                from a3s_dev import proxy
-
-                await tg.start(proxy.serve_proxy, supervisor, port)
-            if opts.watch and any(s.watch is not None for s in config.services):
-                from a3s_dev import watcher
-
-                await tg.start(watcher.watch_services, supervisor)
-            await supervisor.start(list(opts.services) or None, deps=opts.deps)
+            await serve_session(
+                config,
+                services=list(opts.services) or None,
+                deps=opts.deps,
+                attachments=attachments(config, paths, opts),
+                sinks=[sink],
+                prespawned=prespawned,
+                on_supervisor=holder.append,
+            )
+            tg.cancel_scope.cancel()
     finally:
         sink.close()
 
@@ -113,10 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = UpOptions(tuple(args.services), not args.no_deps, not args.no_proxy, not args.no_watch)
     paths = runtime.paths_for(args.file)
     lock = runtime.SupervisorLock(paths)
+    prespawned: dict[str, Any] = {}
     try:
         from a3s_dev.config import load
+        from a3s_dev.session import prespawn, wanted_services
 
         config = load(args.file)
+        wanted = wanted_services(config, opts.services or None, opts.deps)
         lock.acquire()
     except runtime.AlreadyRunning as exc:
         print(f"a3s: {exc.message}", file=sys.stderr, flush=True)
@@ -125,8 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"a3s: {exc.message}", file=sys.stderr, flush=True)
         return exc.exit_code
     try:
-        import anyio
-
         # We hold the lock, so whatever groups.json still lists belongs to a dead supervisor.
         orphans = runtime.recorded_orphans(paths)
         if orphans:
@@ -134,11 +156,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = ", ".join(o.service for o in orphans)
             print(f"a3s: ended process groups left by a killed supervisor: {names}", flush=True)
         print(f"a3s: supervisor {os.getpid()} serving {paths.a3sfile}", flush=True)
-        anyio.run(serve, config, paths, opts)
+        # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
+        prespawned = prespawn(config, wanted)
+        import anyio
+
+        anyio.run(serve, config, paths, replace(opts, services=tuple(wanted), deps=False), prespawned)
         return 0
-    except A3sError as exc:
-        print(f"a3s: {exc.message}", file=sys.stderr, flush=True)
-        return exc.exit_code
+    except BaseException as exc:
+        for proc in prespawned.values():
+            if proc.returncode is None:
+                proc.kill()
+        from a3s_dev.session import _a3s_error
+
+        error = _a3s_error(exc)
+        if error is None:
+            raise
+        print(f"a3s: {error.message}", file=sys.stderr, flush=True)
+        return error.exit_code
     finally:
         lock.release()
 
@@ -311,7 +345,7 @@ def up(
             continue
         output = _new_output(paths, offset)
         print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
-        return 1
+        return child.returncode if child.returncode in (1, 2) else 1
     print("a3s: could not reach the running supervisor", file=err)
     return 1
 

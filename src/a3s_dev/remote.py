@@ -7,7 +7,6 @@ supervisor answers (status needs the service names then).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -15,22 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from a3s_dev import runtime
-from a3s_dev.control import SPEC_KEYS, ControlClient, NotRunning
+from a3s_dev.control import ControlClient, NotRunning
 from a3s_dev.errors import A3sError, UsageError
-
-COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL")
-STATE_STYLE = {
-    "running": "green",
-    "completed": "green",
-    "starting": "yellow",
-    "pending": "yellow",
-    "stopping": "yellow",
-    "backoff": "red",
-    "unhealthy": "red",
-    "failed": "bold red",
-    "stopped": "dim",
-}
-
+from a3s_dev.fast import render_status
 
 class NothingRunning(A3sError):
     """A command that needs a supervisor found none."""
@@ -63,62 +49,9 @@ def status_rows(a3sfile: Path) -> list[dict[str, Any]]:
         return stopped_rows(a3sfile)
 
 
-def format_uptime(seconds: float | None) -> str:
-    """`45s`, `3m04s`, `2h05m`, `3d04h`; empty when not running."""
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def table_cells(row: dict[str, Any]) -> list[str]:
-    """One row's cells, in COLUMNS order."""
-
-    def text(value: Any) -> str:
-        return "" if value is None else str(value)
-
-    return [row["name"], row["state"], text(row["pid"]), text(row["port"]), text(row["health"]),
-            format_uptime(row["uptime_s"]), str(row["restarts"]), text(row["url"])]
-
-
-def render_plain(rows: Sequence[dict[str, Any]]) -> str:
-    """Aligned columns without color (not a TTY): no rich import, so status stays a cold ~tens of ms."""
-    cells = [list(COLUMNS)] + [table_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells)
-
-
-def render_rich(rows: Sequence[dict[str, Any]], out: IO[str], color: bool) -> None:
-    """The rich table with the state colored (a TTY)."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in COLUMNS:
-        table.add_column(col, no_wrap=col != "URL", justify="right" if col in ("PID", "PORT", "RESTARTS") else "left")
-    for row in rows:
-        cells: list[Any] = table_cells(row)
-        cells[1] = Text(row["state"], style=STATE_STYLE.get(row["state"], ""))
-        table.add_row(*cells)
-    Console(file=out, no_color=not color, highlight=False).print(table)
-
-
 def status(a3sfile: Path, *, as_json: bool, out: IO[str], color: bool) -> int:
     """`a3s status [--json]`."""
-    rows = status_rows(a3sfile)
-    if as_json:
-        out.write(json.dumps([{k: r.get(k) for k in SPEC_KEYS} for r in rows], indent=2) + "\n")
-    elif out.isatty():
-        render_rich(rows, out, color)
-    else:
-        out.write(render_plain(rows))
+    render_status(status_rows(a3sfile), as_json=as_json, out=out, color=color)
     return 0
 
 
