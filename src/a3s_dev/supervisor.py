@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from a3s_dev import state as st
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.errors import RuntimeFailure, UsageError
-from a3s_dev.events import EventBus, HealthChanged, LogLine, StateChanged
+from a3s_dev.events import EventBus, HealthChanged, LogBatch, StateChanged
 from a3s_dev.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.logs import A3S, LogSink
 from a3s_dev.policy import ExponentialBackoff, RestartPolicy
@@ -278,9 +278,8 @@ class Supervisor:
         (self._a3s_tail if name == A3S else self._svcs[name].tail).extend(lines)
         for sink in self.sinks:
             sink.write(name, lines, at, stream)
-        if self.bus.wants(LogLine):
-            for line in lines:
-                self.bus.publish(LogLine(name, line, at, stream))
+        if self.bus.wants_lines():
+            self.bus.publish(LogBatch(name, tuple(lines), at, stream))
 
     # ------------------------------------------------------------------ runners
 
