@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -39,6 +39,7 @@ class Cadence:
     fast: float = 0.005
     fast_for: float = 2.0
     slow: float = 0.05
+    share: int = 8  # up to this many services starting at once are all polled every `fast` s
 
 
 @dataclass(eq=False)
@@ -88,9 +89,10 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(paths_for(config.path).state_dir) if record_groups else None
+        self._groups = GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._probing = 0  # services in their start-up probe loop
 
     # ------------------------------------------------------------------ public API
 
@@ -111,6 +113,8 @@ class Supervisor:
             self._tg = None
             for proc in self._prespawned.values():  # never adopted (shutdown before start)
                 proc.kill()
+            if self._groups is not None:
+                self._groups.flush()
 
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
@@ -420,10 +424,17 @@ class Supervisor:
     async def _probe_until_ready(self, probe: HealthProbe) -> None:
         # The start-up cadence is much faster than `interval`, so a service is seen
         # ready a few ms after its port answers.
+        # With many services starting at once, the polls themselves would eat the CPU the
+        # services need to start, so the fast cadence stretches with their number.
         began = time.monotonic()
         c = self.cadence
-        while not (await probe.check()).ok:
-            await anyio.sleep(c.fast if time.monotonic() - began < c.fast_for else c.slow)
+        self._probing += 1
+        try:
+            while not (await probe.check()).ok:
+                fast = c.fast * max(1.0, self._probing / c.share)
+                await anyio.sleep(fast if time.monotonic() - began < c.fast_for else max(c.slow, fast))
+        finally:
+            self._probing -= 1
 
     async def _stop_one(self, svc: _Service, reason: str | None = None) -> None:
         svc.wanted = False
@@ -443,6 +454,13 @@ class Supervisor:
             svc.scope.cancel()
         await runner_done.wait()
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    """Run `callback` on the next turn of the running event loop (coalesces groups.json writes)."""
+    import asyncio
+
+    asyncio.get_running_loop().call_soon(callback)
 
 
 def _signal(name: str) -> signal.Signals:
