@@ -334,6 +334,13 @@ class Supervisor:
                     self.announce(f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}")
                     await anyio.sleep(delay)
                     svc.restarts += 1
+        except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
+            message = _describe(exc)
+            old, svc.state, svc.reason = svc.state, S.FAILED, message  # forced: it may have come mid-transition
+            self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
+            self._changed.set()
+            self._changed = anyio.Event()
+            self.announce(f"{name} failed: {message}")
         finally:
             svc.scope = None
             done.set()
@@ -454,6 +461,14 @@ class Supervisor:
             svc.scope.cancel()
         await runner_done.wait()
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error in a runner (the innermost error of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, RuntimeFailure) else text
 
 
 def _call_soon(callback: Callable[[], None]) -> None:
