@@ -97,7 +97,7 @@ def test_fast_path_takes_plain_validate_command_lines(argv: list[str], expected:
 @pytest.mark.parametrize(
     "argv",
     [[], ["status"], ["validate", "--help"], ["--help"], ["--version"], ["validate", "--jsn"], ["validate", "extra"],
-     ["-f"], ["validate", "-f"], ["validate", "--no-color"], ["validate", "validate"], ["up", "validate"]],
+     ["-f"], ["validate", "-f"], ["--json", "validate"], ["validate", "--no-color"], ["validate", "validate"], ["up", "validate"]],
 )
 def test_anything_else_goes_to_typer(argv: list[str]) -> None:
     assert parse_fast_validate(argv) is None
