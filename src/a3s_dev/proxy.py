@@ -31,6 +31,7 @@ from yarl import URL
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.events import Event, EventBus, StateChanged
+from a3s_dev.proxy_pool import UpstreamConnectError, UpstreamConnection, UpstreamError, UpstreamPool
 from a3s_dev.state import ServiceState, ServiceStatus
 
 # --------------------------------------------------------------------------- routing (pure)
@@ -287,16 +288,60 @@ def forward_headers(
     return out
 
 
-def response_headers(headers: Any, *, keep_length: bool) -> CIMultiDict[str]:
-    """Upstream response headers minus hop-by-hop (and Content-Length when we re-frame the body)."""
-    out: CIMultiDict[str] = CIMultiDict()
+def request_head(
+    method: str, path: str, headers: Mapping[str, str] | Any, client_ip: str | None, *, chunked: bool
+) -> bytes:
+    """The upstream request head in one string: original headers minus hop-by-hop ones, the
+    original Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
     conn = headers.get("Connection")
     extra = {t.strip().lower() for t in conn.split(",")} if conn else ()
+    parts = [f"{method} {path} HTTP/1.1\r\n"]
+    prior: str | None = None
+    has_forwarded_host = False
+    host: str | None = None
     for key, value in headers.items():
         low = key.lower()
-        if low in _RESPONSE_DROP or low in extra or (not keep_length and low == "content-length"):
+        if low in _REQUEST_DROP or low in extra:
+            continue
+        if low == "x-forwarded-for":
+            prior = f"{prior}, {value}" if prior else value
+            continue
+        if low == "x-forwarded-proto":
+            continue  # we know the scheme: plain http on loopback
+        if low == "host":
+            host = value
+        elif low == "x-forwarded-host":
+            has_forwarded_host = True
+        parts.append(f"{key}: {value}\r\n")
+    if client_ip:
+        parts.append(f"X-Forwarded-For: {prior}, {client_ip}\r\n" if prior else f"X-Forwarded-For: {client_ip}\r\n")
+    elif prior:
+        parts.append(f"X-Forwarded-For: {prior}\r\n")
+    if host is not None and not has_forwarded_host:
+        parts.append(f"X-Forwarded-Host: {host}\r\n")
+    parts.append("X-Forwarded-Proto: http\r\n")
+    if chunked:
+        parts.append("Transfer-Encoding: chunked\r\n")
+    parts.append("\r\n")
+    # surrogateescape: aiohttp decoded the request that way, so odd bytes go out unchanged
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def response_headers(pairs: Iterable[tuple[str, str]], *, keep_length: bool) -> CIMultiDict[str]:
+    """Upstream response headers minus hop-by-hop (and Content-Length when we re-frame the body)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    extra: set[str] = set()
+    for key, value in pairs:
+        low = key.lower()
+        if low == "connection":
+            extra.update(t.strip().lower() for t in value.split(","))
+            continue
+        if low in _RESPONSE_DROP or (not keep_length and low == "content-length"):
             continue
         out.add(key, value)
+    extra -= {"keep-alive", "close"}
+    for name in extra:  # rare: headers the upstream marked hop-by-hop in Connection
+        out.popall(name, None)
     return out
 
 
@@ -358,7 +403,8 @@ class ProxyServer:
     ) -> None:
         self.backend = backend
         self.router = Router.from_config(backend.config)
-        self.session = session
+        self.session = session  # WebSockets only; plain HTTP goes through `pool`
+        self.pool = UpstreamPool()
         self.hold_timeout = hold_timeout
         self.states = _States(backend)
         self.port = 0
@@ -451,7 +497,7 @@ class ProxyServer:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self._websocket(request, port)
                 return await self._forward(request, port)
-            except aiohttp.ClientConnectorError as exc:
+            except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
                 # Nothing was sent: retrying is safe for any method. The supervisor may not
                 # have noticed yet that the process died or is being replaced.
                 now = loop.time()
@@ -461,11 +507,12 @@ class ProxyServer:
                     refused_since = now
                 state = self.states.refresh(name)
                 if state in FORWARD_STATES and now - refused_since > REFUSED_GRACE or now > deadline:
-                    raise _Unavailable(502, f"127.0.0.1:{port}: {exc.os_error.strerror or exc}") from None
+                    why = exc.strerror if isinstance(exc, UpstreamConnectError) else exc.os_error.strerror
+                    raise _Unavailable(502, f"127.0.0.1:{port}: {why or exc}") from None
                 if state in FORWARD_STATES:
                     await self.states.changed(name, 0.05)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise _Unavailable(502, f"127.0.0.1:{port}: {exc or type(exc).__name__}") from None
+            except (UpstreamError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                raise _Unavailable(502, str(exc) or f"127.0.0.1:{port}: {type(exc).__name__}") from None
 
     def _url(self, port: int, request: web.BaseRequest) -> URL:
         base = self._base.get(port)
@@ -475,40 +522,83 @@ class ProxyServer:
         return URL(base + request.raw_path, encoded=True)
 
     async def _forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
-        headers = forward_headers(request.headers, _REQUEST_DROP, request.remote, request.headers.get("Host"))
-        data: Any = None
-        if request.body_exists:
-            if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
-                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-                request.writer.output_size = 0
-            data = request.content  # streamed: a 50 MB upload is never held whole
-        async with self.session.request(
-            request.method,
-            self._url(port, request),
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-        ) as upstream:
-            length = upstream.content_length
-            if length is not None and length <= SMALL_BODY or request.method == "HEAD":
-                body = await upstream.read()
+        method = request.method
+        req_headers = request.headers
+        has_body = request.body_exists
+        chunked = has_body and "Content-Length" not in req_headers
+        head = request_head(method, request.raw_path, req_headers, request.remote, chunked=chunked)
+        if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        conn = await self.pool.acquire(port)
+        released = False
+        try:
+            conn.begin(head, no_body=method == "HEAD")
+            if has_body:
+                await self._send_body(conn, request, chunked)
+            try:
+                up = await conn.response_head()
+            except UpstreamError:
+                if not conn.reused or has_body:
+                    raise
+                # The upstream closed this idle connection just as we reused it (its keep-alive
+                # timeout). Nothing was processed, so a bodyless request can go again, fresh.
+                conn.close()
+                conn = await self.pool.connect(port)
+                conn.begin(head, no_body=method == "HEAD")
+                up = await conn.response_head()
+            length = up.content_length
+            if method == "HEAD" or up.status in (204, 304) or length is not None and length <= SMALL_BODY:
+                body = conn.take_all()
+                if body is None:
+                    pieces = []
+                    while chunk := await conn.read_chunk():
+                        pieces.append(chunk)
+                    body = b"".join(pieces)
+                self.pool.release(conn)
+                released = True
+                keep_length = method == "HEAD" or up.status == 304
                 return web.Response(
-                    status=upstream.status,
-                    reason=upstream.reason,
-                    headers=response_headers(upstream.headers, keep_length=request.method == "HEAD"),
-                    body=body if request.method != "HEAD" else None,
+                    status=up.status,
+                    reason=up.reason,
+                    headers=response_headers(up.headers, keep_length=keep_length),
+                    body=body or None,
                 )
             response = web.StreamResponse(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=response_headers(upstream.headers, keep_length=True),
+                status=up.status, reason=up.reason, headers=response_headers(up.headers, keep_length=True)
             )
             await response.prepare(request)
-            # iter_any: forward each chunk as it arrives (server-sent events must not wait)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
+            try:
+                # each piece is forwarded as it arrives: server-sent events must not wait
+                while chunk := await conn.read_chunk():
+                    await response.write(chunk)
+            except UpstreamError:
+                # Too late for an error page: cut the client's connection so it sees a
+                # truncated body rather than a complete one.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            self.pool.release(conn)
+            released = True
             await response.write_eof()
             return response
+        finally:
+            if not released:  # an exchange cut short (error, client gone) leaves the connection unusable
+                conn.close()
+
+    @staticmethod
+    async def _send_body(conn: UpstreamConnection, request: web.BaseRequest, chunked: bool) -> None:
+        """Stream the request body upstream piece by piece (a 50 MB upload is never held whole)."""
+        async for chunk in request.content.iter_any():
+            if chunked:
+                conn.write(b"%x\r\n" % len(chunk))
+                conn.write(chunk)
+                conn.write(b"\r\n")
+            else:
+                conn.write(chunk)
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
 
     async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
         headers = forward_headers(request.headers, _WS_DROP, request.remote, request.headers.get("Host"))
@@ -648,4 +738,5 @@ async def serve_proxy(
         unsubscribe()
         with anyio.CancelScope(shield=True):
             await runner.cleanup()
+            proxy.pool.close()
             await session.close()
