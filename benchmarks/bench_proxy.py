@@ -115,21 +115,31 @@ def rss_kb(pid: int) -> int | None:
 
 
 def to_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise SystemExit(f"cannot read a wrk latency from {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
 
 
-def run_wrk(name: str, port: int, args: argparse.Namespace, pid: int | None = None) -> Result:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+def run_wrk(
+    name: str, port: int, args: argparse.Namespace, pid: int | None = None, *, threads: int | None = None,
+    connections: int | None = None, duration: int | None = None,
+) -> Result:
+    threads = threads or args.threads
+    connections = connections or args.connections
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration or args.duration}s", "--latency",
            "-H", "Host: bench.localhost", f"http://127.0.0.1:{port}/"]
     # warm-up: pools filled, code paths hot
-    subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True)
+    subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], capture_output=True, check=True)
     before = rss_kb(pid) if pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if args.verbose:
+        print(out)
     after = rss_kb(pid) if pid else None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(g) for g in m.groups()) if m else 0
@@ -143,6 +153,8 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="print wrk output")
+    parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
     parser.add_argument("--only", choices=["nginx", "reference", "a3s"], action="append")
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "nginx") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
@@ -160,8 +172,10 @@ def main() -> int:
             wait_port(nginx_port, procs[-1])
 
             ref_port, ours_port = free_port(), free_port()
+            # the reference logs a traceback for every client that hangs up mid-response (wrk
+            # does at the end of each run): silenced, it is noise here
             ref = subprocess.Popen([sys.executable, str(HERE / "ref_proxy.py"), str(ref_port), str(nginx_port)],
-                                   start_new_session=True)
+                                   start_new_session=True, stderr=subprocess.DEVNULL)
             procs.append(ref)
             ours = subprocess.Popen([sys.executable, "-c", OURS, str(ours_port), str(nginx_port)],
                                     start_new_session=True)
@@ -177,6 +191,15 @@ def main() -> int:
                 results.append(run_wrk("reference aiohttp proxy", ref_port, args, ref.pid))
             if "a3s" in only:
                 results.append(run_wrk("a3s proxy", ours_port, args, ours.pid))
+            # one connection, one request at a time: the latency a proxy adds without queueing
+            # (at 50 connections p50 is mostly time spent waiting behind the other 49)
+            single: list[Result] = []
+            targets = {"nginx": ("nginx direct", nginx_port), "reference": ("reference aiohttp proxy", ref_port),
+                       "a3s": ("a3s proxy", ours_port)}
+            for key in ("nginx", "reference", "a3s"):
+                if key in only and args.single:
+                    label, target_port = targets[key]
+                    single.append(run_wrk(label, target_port, args, threads=1, connections=1, duration=args.single))
     finally:
         for proc in procs:
             try:
@@ -197,6 +220,12 @@ def main() -> int:
     ours_r = next((r for r in results if r.name.startswith("a3s")), None)
     if ref_r and ours_r:
         print(f"a3s / reference: {ours_r.rps / ref_r.rps:.2f}x")
+    if single:
+        one = next((r for r in single if r.name == "nginx direct"), None)
+        print(f"wrk -t1 -c1 -d{args.single}s (no queueing):")
+        for r in single:
+            added = f"{r.p50_ms - one.p50_ms:+.3f}" if one else "-"
+            print(f"{r.name:<26}{r.rps:>10.0f}{r.p50_ms:>8.3f}m{added:>8}m")
     return 0
 
 
