@@ -32,7 +32,11 @@ UPSTREAM = textwrap.dedent(
 
     async def headers(request):
         return web.json_response({"headers": [[k, v] for k, v in request.headers.items()],
-                                  "path": request.path_qs, "method": request.method})
+                                  "path": request.path_qs, "method": request.method,
+                                  "peer": request.transport.get_extra_info("peername")[1]})
+
+    async def nocontent(request):
+        return web.Response(status=204)
 
     async def hashed(request):
         h = hashlib.sha256(); n = 0
@@ -73,6 +77,7 @@ UPSTREAM = textwrap.dedent(
     app.router.add_get("/sse", sse)
     app.router.add_get("/ws", ws)
     app.router.add_get("/big", big)
+    app.router.add_get("/nocontent", nocontent)
     app.router.add_route("*", "/{tail:.*}", hello)
     print(f"{NAME} listening", flush=True)
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None, access_log=None)

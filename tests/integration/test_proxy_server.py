@@ -265,3 +265,68 @@ async def test_listens_on_ipv4_and_ipv6_loopback_only() -> None:
             assert port_open(port, "::1")
         # not on the wildcard address: another loopback address does not answer
         assert not port_open(port, "127.0.0.2")
+
+
+async def test_head_and_204_pass_through_without_a_body(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession() as client:
+            async with client.head(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200
+                assert int(r.headers["Content-Length"]) > 0, "HEAD keeps the length the GET would have"
+                assert await r.read() == b""
+            async with client.get(f"http://127.0.0.1:{port}/nocontent", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 204 and await r.read() == b""
+            # the connection is still in a clean state for the next request
+            async with client.get(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200 and (await r.text()).startswith("hello from api")
+
+
+async def test_upstream_connections_are_kept_alive_and_reused(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        peers = set()
+        async with aiohttp.ClientSession() as client:
+            for _ in range(5):
+                async with client.get(f"http://127.0.0.1:{port}/headers", headers={"Host": "api.localhost"}) as r:
+                    peers.add((await r.json())["peer"])
+    assert len(peers) == 1, f"sequential requests used {len(peers)} upstream connections"
+
+
+ONE_SHOT = """
+import socket, sys
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+n = 0
+while True:
+    conn, _ = srv.accept()
+    n += 1
+    conn.recv(65536)
+    # keep-alive by HTTP/1.1 default, yet the connection is closed: like an upstream whose
+    # keep-alive timeout fires while the proxy holds the connection in its pool
+    body = f"answer {n}".encode()
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+    conn.close()
+"""
+
+
+async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from support import kill_group, wait_until
+
+    script = tmp_path / "oneshot.py"
+    script.write_text(ONE_SHOT)
+    up_port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(up_port)], start_new_session=True)
+    try:
+        wait_until(lambda: port_open(up_port), timeout=10, message="one-shot upstream")
+        async with running_proxy(backend_for(svc("api", up_port))) as port:
+            texts = []
+            for _ in range(4):
+                status, text, _ = await get(port, "api.localhost")
+                assert status == 200, text
+                texts.append(text)
+        # the readiness poll above used one connection; then one per request
+        assert len(set(texts)) == 4 and all(t.startswith("answer ") for t in texts)
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
