@@ -517,7 +517,7 @@ class WatchfilesWatcher:
                 batch = frozenset(p for _, p in raw if accept(p))
                 if batch:
                     await send.send(batch)
-            if False:
+            if _identity(plan_roots(paths)) != ident:
                 rearm.set()
                 return
 
