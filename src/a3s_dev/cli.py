@@ -92,7 +92,22 @@ def up(
     file: FileOpt = None,
 ) -> None:
     """Start services (and what they depend on), gated by health probes."""
-    raise A3sError("up: not implemented yet")
+    # Only what the first wave needs is imported before the services are spawned.
+    from a3s_dev.config import find_file, load
+
+    config = load(find_file(config_file(file)))
+    if detach:
+        raise A3sError("up -d: not implemented yet")
+    from a3s_dev.session import run_foreground
+
+    code = run_foreground(
+        config,
+        services=services or None,
+        deps=not no_deps,
+        attachments=(),  # the lead plugs proxy / watcher / control in here
+        color=None if G.color else False,
+    )
+    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------- down
