@@ -48,21 +48,35 @@ Subscriber = Callable[[Event], None]
 
 
 class EventBus:
-    """Fan-out of events to subscribers, in subscription order."""
+    """Fan-out of events to subscribers, in subscription order.
+
+    A subscriber may name the event kinds it wants; the supervisor asks `wants(LogLine)`
+    before building one event per output line, so that a chatty service costs nothing
+    when only state changes are being watched.
+    """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, tuple[type, ...] | None]] = []
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Register `callback`; returns a function that unsubscribes it."""
-        self._subscribers.append(callback)
+    def subscribe(
+        self, callback: Subscriber, kinds: tuple[type, ...] | None = None
+    ) -> Callable[[], None]:
+        """Register `callback` (for every event, or only those of `kinds`); returns a function that unsubscribes it."""
+        entry = (callback, kinds)
+        self._subscribers.append(entry)
 
         def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
 
         return unsubscribe
 
+    def wants(self, kind: type) -> bool:
+        """True when some subscriber would receive an event of `kind`."""
+        return any(kinds is None or kind in kinds for _, kinds in self._subscribers)
+
     def publish(self, event: Event) -> None:
-        for callback in tuple(self._subscribers):
-            callback(event)
+        kind = type(event)
+        for callback, kinds in tuple(self._subscribers):
+            if kinds is None or kind in kinds:
+                callback(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass
 
 
@@ -32,3 +33,118 @@ class ServiceStatus:
     exit_code: int | None = None
     url: str | None = None
     reason: str | None = None  # why it is in this state ("waiting for db", "exit code 3")
+
+
+# The allowed transitions. Re-entering the same state is always allowed (the reason may
+# change, e.g. "waiting for db" -> "dependency db failed").
+TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
+    ServiceState.PENDING: frozenset(
+        {ServiceState.STARTING, ServiceState.FAILED, ServiceState.STOPPING, ServiceState.STOPPED}
+    ),
+    ServiceState.STARTING: frozenset(
+        {
+            ServiceState.RUNNING,  # probe passed (or no probe)
+            ServiceState.COMPLETED,  # a oneshot that exited 0 before being seen ready
+            ServiceState.BACKOFF,  # exited while starting, will be restarted
+            ServiceState.FAILED,  # exited while starting, not restarted
+            ServiceState.STOPPING,
+            ServiceState.STOPPED,  # exited 0 under on-failure/never
+        }
+    ),
+    ServiceState.RUNNING: frozenset(
+        {
+            ServiceState.UNHEALTHY,
+            ServiceState.COMPLETED,
+            ServiceState.BACKOFF,
+            ServiceState.FAILED,
+            ServiceState.STOPPING,
+            ServiceState.STOPPED,
+        }
+    ),
+    ServiceState.UNHEALTHY: frozenset(
+        {
+            ServiceState.RUNNING,  # the probe recovered
+            ServiceState.BACKOFF,
+            ServiceState.FAILED,
+            ServiceState.STOPPING,
+            ServiceState.STOPPED,
+        }
+    ),
+    ServiceState.BACKOFF: frozenset(
+        {
+            ServiceState.PENDING,  # a dependency is no longer ready
+            ServiceState.STARTING,
+            ServiceState.FAILED,  # e.g. its port got taken meanwhile
+            ServiceState.STOPPING,
+            ServiceState.STOPPED,
+        }
+    ),
+    ServiceState.STOPPING: frozenset({ServiceState.STOPPED}),
+    ServiceState.STOPPED: frozenset(
+        # FAILED: it could not even be spawned (port taken, missing dir, unreadable env_file).
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.FAILED}
+    ),
+    ServiceState.COMPLETED: frozenset(
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.STOPPED}
+    ),
+    ServiceState.FAILED: frozenset(
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.STOPPED}
+    ),
+}
+
+# States in which a service counts as ready for its dependents.
+READY_STATES = frozenset({ServiceState.RUNNING, ServiceState.COMPLETED})
+# States in which a process of the service is (or may be) alive.
+ACTIVE_STATES = frozenset(
+    {ServiceState.STARTING, ServiceState.RUNNING, ServiceState.UNHEALTHY, ServiceState.STOPPING}
+)
+
+
+class InvalidTransition(Exception):
+    """A bug: the supervisor asked for a transition the table does not allow."""
+
+
+def can_transition(old: ServiceState, new: ServiceState) -> bool:
+    """True when `old -> new` is allowed (staying in the same state always is)."""
+    return old is new or new in TRANSITIONS[old]
+
+
+def check_transition(old: ServiceState, new: ServiceState) -> None:
+    """Raise InvalidTransition when `old -> new` is not in the table."""
+    if not can_transition(old, new):
+        raise InvalidTransition(f"{old.value} -> {new.value}")
+
+
+# Reasons: the one-line "why" shown next to a state. Built here so that every consumer
+# (status, proxy error page, logs) words them the same way.
+
+
+def waiting_for(deps: list[str] | tuple[str, ...]) -> str:
+    return "waiting for " + ", ".join(deps)
+
+
+def dependency_failed(dep: str) -> str:
+    return f"dependency {dep} failed"
+
+
+def exited(code: int) -> str:
+    """`exit code 3`, or `killed by SIGKILL` for a negative (signal) code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def restarting_in(code: int, delay: float) -> str:
+    return f"{exited(code)}, restarting in {format_delay(delay)}"
+
+
+def format_delay(seconds: float) -> str:
+    """`250ms`, `2s`, `1.5s`: short and human."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds:.1f}s"

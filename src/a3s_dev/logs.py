@@ -1,0 +1,254 @@
+"""Service output: line splitting, the LogSink protocol, and the terminal and file sinks.
+
+The supervisor hands sinks whole batches of lines (all the complete lines of one pipe
+read) so that a chatty service costs a few joins per read, not Python work per line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Protocol
+
+A3S = "a3s"  # the name a3s's own messages are shown under
+
+
+class LineSplitter:
+    """Bytes in, whole decoded lines out. Lines of any length pass whole; invalid UTF-8 is replaced.
+
+    Reads come in arbitrary chunks (a 1 MB line arrives in many), so the unterminated
+    tail is kept as bytes until its newline arrives; only complete lines are decoded,
+    which is why a multi-byte character split across two reads survives.
+    """
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines completed by `data` (without their newlines)."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            if data:
+                self._partial.append(data)
+            return []
+        head = data[:end]
+        if self._partial:
+            self._partial.append(head)
+            head = b"".join(self._partial)
+            self._partial = []
+        if end + 1 < len(data):
+            self._partial.append(data[end + 1 :])
+        return head.decode("utf-8", "replace").split("\n")
+
+    def flush(self) -> list[str]:
+        """The last line when the stream ended without a newline (empty list otherwise)."""
+        if not self._partial:
+            return []
+        rest = b"".join(self._partial)
+        self._partial = []
+        return [rest.decode("utf-8", "replace")]
+
+
+class LogSink(Protocol):
+    """A consumer of service output. `write` must be cheap and must never block the event loop."""
+
+    def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
+        """Take a batch of lines of `service` read at `at` (time.time())."""
+
+    def close(self) -> None:
+        """Flush and release resources; called once at shutdown."""
+
+
+# ----------------------------------------------------------------------------- terminal
+
+# Bright, readable on dark and light backgrounds; red is left for a3s's own errors.
+_PALETTE = (36, 33, 32, 35, 34, 96, 93, 92, 95, 94)
+_A3S_COLOR = "1;37"
+
+
+def color_for(name: str) -> str:
+    """A stable SGR color for `name` (crc32, not hash(), so it is the same on every run)."""
+    if name == A3S:
+        return _A3S_COLOR
+    return str(_PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)])
+
+
+def use_color(stream: IO[str] | IO[bytes] | None, no_color: bool = False) -> bool:
+    """Color only on a TTY, and never with --no-color or NO_COLOR set."""
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Writer(threading.Thread):
+    """Writes queued bytes to a file descriptor on its own thread.
+
+    A terminal that stops reading (scrolled, paused with Ctrl-S, a slow SSH link) would
+    otherwise block the event loop, which would stop reading the children's pipes and so
+    block the children. Past `limit` pending bytes we drop, and say so in the output.
+    """
+
+    def __init__(self, out: IO[bytes], limit: int) -> None:
+        super().__init__(name="a3s-terminal", daemon=True)
+        self._out = out
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._dropped = 0
+        self._closed = False
+
+    def put(self, data: bytes, lines: int) -> None:
+        with self._cond:
+            if self._size + len(data) > self._limit:
+                self._dropped += lines
+                return
+            self._pending.append(data)
+            self._size += len(data)
+            self._cond.notify()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed and not self._dropped:
+                    self._cond.wait()
+                chunks, self._pending, self._size = self._pending, [], 0
+                dropped, self._dropped = self._dropped, 0
+                closed = self._closed
+            if chunks or dropped:
+                data = b"".join(chunks)
+                if dropped:
+                    data += f"a3s | {dropped} lines not shown: the terminal is too slow (see .a3s/logs)\n".encode()
+                try:
+                    self._out.write(data)
+                    self._out.flush()
+                except (OSError, ValueError):
+                    return  # the terminal is gone; the file sink still has every line
+            elif closed:
+                return
+
+    def close(self, timeout: float) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self.join(timeout)
+
+
+class TerminalSink:
+    """`HH:MM:SS name | line`, names padded to the longest, one stable color per service."""
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        out: IO[bytes] | None = None,
+        *,
+        color: bool | None = None,
+        max_pending: int = 64 * 1024 * 1024,
+    ) -> None:
+        self._out = out if out is not None else sys.stdout.buffer
+        self._color = use_color(self._out) if color is None else color
+        self._width = max([len(A3S), *(len(n) for n in names)])
+        self._prefix_cache: dict[tuple[str, int], str] = {}
+        self._writer = _Writer(self._out, max_pending)
+        self._writer.start()
+
+    def _prefix(self, service: str, second: int) -> str:
+        key = (service, second)
+        prefix = self._prefix_cache.get(key)
+        if prefix is None:
+            if len(self._prefix_cache) > 512:
+                self._prefix_cache.clear()
+            hms = time.strftime("%H:%M:%S", time.localtime(second))
+            label = f"{hms} {service.ljust(self._width)} |"
+            prefix = f"\x1b[{color_for(service)}m{label}\x1b[0m " if self._color else label + " "
+            self._prefix_cache[key] = prefix
+        return prefix
+
+    def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
+        if len(service) > self._width:
+            self._width = len(service)
+            self._prefix_cache.clear()
+        prefix = self._prefix(service, int(at))
+        text = prefix + ("\n" + prefix).join(lines) + "\n"
+        self._writer.put(text.encode("utf-8", "replace"), len(lines))
+
+    def close(self) -> None:
+        self._writer.close(timeout=5.0)
+
+
+# ----------------------------------------------------------------------------- files
+
+ROTATE_BYTES = 10 * 1024 * 1024
+
+
+def format_stamp(at: float) -> str:
+    """`2026-11-23T10:29:21.123` in local time, the prefix of every line in `.a3s/logs/*.log`."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+
+
+class FileSink:
+    """One `<name>.log` per service under `folder`, each line timestamped, rotated to `.1` past `rotate_bytes`."""
+
+    def __init__(self, folder: Path, *, rotate_bytes: int = ROTATE_BYTES) -> None:
+        self._folder = folder
+        self._rotate = rotate_bytes
+        self._files: dict[str, tuple[IO[bytes], list[int]]] = {}
+        self._made = False
+
+    def _open(self, service: str) -> tuple[IO[bytes], list[int]]:
+        entry = self._files.get(service)
+        if entry is None:
+            if not self._made:
+                self._folder.mkdir(parents=True, exist_ok=True)
+                self._made = True
+            f = open(self._folder / f"{service}.log", "ab")
+            entry = (f, [f.tell()])
+            self._files[service] = entry
+        return entry
+
+    def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
+        f, size = self._open(service)
+        stamp = format_stamp(at) + " "
+        data = (stamp + ("\n" + stamp).join(lines) + "\n").encode("utf-8", "replace")
+        try:
+            f.write(data)
+            f.flush()  # so that `a3s logs -f` in another terminal sees it now
+        except OSError:
+            return  # a full disk must not take the stack down; the terminal still shows it
+        size[0] += len(data)
+        if size[0] >= self._rotate:
+            self._rotate_file(service)
+
+    def _rotate_file(self, service: str) -> None:
+        f, _ = self._files.pop(service)
+        f.close()
+        path = self._folder / f"{service}.log"
+        os.replace(path, path.with_name(path.name + ".1"))
+
+    def close(self) -> None:
+        for f, _ in self._files.values():
+            f.close()
+        self._files.clear()
+
+
+class MemorySink:
+    """Keeps every line in memory: handy for tests and embedding."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
+        self.lines.extend((service, line) for line in lines)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,423 @@
+"""The `.a3s/` state folder beside the A3sfile: lock, pid file, control socket, logs, recorded groups.
+
+`groups.json` lists the process groups the supervisor started and has not yet seen end,
+so that after a SIGKILLed supervisor the next `a3s up` or `a3s down` can end them.
+Everything here is stdlib only, because `a3s status` loads it on its fast path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from a3s_dev import fast
+from a3s_dev.errors import A3sError, ConfigError
+
+STATE_DIR_NAME = fast.STATE_DIR_NAME
+STATE_DIR = STATE_DIR_NAME
+GROUPS_FILE = "groups.json"
+A3SFILE_NAME = fast.A3SFILE_NAME
+AF_UNIX_PATH_MAX = fast.AF_UNIX_PATH_MAX
+
+
+class AlreadyRunning(A3sError):
+    """Another supervisor holds the lock for this A3sfile."""
+
+    def __init__(self, pid: int | None, a3sfile: Path) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__(f"{a3sfile}: a supervisor is already running ({who}); use `a3s down` to stop it")
+        self.pid = pid
+
+
+# ---------------------------------------------------------------------------- paths
+
+
+@dataclass(frozen=True)
+class RuntimePaths:
+    """Where a supervisor of one A3sfile keeps its runtime files."""
+
+    a3sfile: Path
+    state_dir: Path
+    socket: Path
+    lock: Path
+    pid: Path
+    supervisor_log: Path
+    groups: Path
+    logs_dir: Path
+
+
+def find_a3sfile(explicit: Path | None = None, cwd: Path | None = None) -> Path:
+    """The A3sfile to use: `explicit`, else `$A3S_FILE`, else A3sfile.hcl here or in a parent folder.
+
+    Stdlib only and no parsing, so that `a3s status` can find the control socket cheaply.
+    """
+    chosen = explicit if explicit is not None else (Path(os.environ["A3S_FILE"]) if os.environ.get("A3S_FILE") else None)
+    if chosen is not None:
+        path = Path(os.path.abspath(chosen))
+        if not path.is_file():
+            raise ConfigError(f"{chosen}: no such file")
+        return path
+    here = Path(os.path.abspath(cwd or Path.cwd()))
+    for folder in (here, *here.parents):
+        candidate = folder / A3SFILE_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no {A3SFILE_NAME} in {here} or its parents (use -f FILE or A3S_FILE)")
+
+
+def state_dir_for(a3sfile: Path) -> Path:
+    """`.a3s/` beside the A3sfile."""
+    return Path(os.path.abspath(a3sfile)).parent / STATE_DIR_NAME
+
+
+def file_key(a3sfile: Path) -> str:
+    """A short stable key of an A3sfile's real path (names the fallback socket)."""
+    return fast.file_key(str(a3sfile))
+
+
+def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
+    """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
+    when that path is longer than an AF_UNIX address can hold (the rule lives in fast.py)."""
+    return Path(fast.socket_path(str(a3sfile), str(state_dir) if state_dir is not None else None))
+
+
+def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
+    """Every runtime path of the supervisor of `a3sfile` (nothing is created)."""
+    a3sfile = Path(os.path.abspath(a3sfile))
+    state = Path(os.path.abspath(state_dir)) if state_dir is not None else state_dir_for(a3sfile)
+    return RuntimePaths(
+        a3sfile=a3sfile,
+        state_dir=state,
+        socket=socket_path_for(a3sfile, state),
+        lock=state / "supervisor.lock",
+        pid=state / "supervisor.pid",
+        supervisor_log=state / "supervisor.log",
+        groups=state / GROUPS_FILE,
+        logs_dir=state / "logs",
+    )
+
+
+def _private_dir(path: Path) -> None:
+    """Create `path` as a 0700 folder of ours; refuse one that someone else owns."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise A3sError(f"{path}: owned by uid {info.st_uid}, not by you; remove it or set XDG_RUNTIME_DIR")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def ensure_state_dir(where: RuntimePaths | Path) -> Path:
+    """Create `.a3s/` (0700) and return it. `where` is a RuntimePaths (then the socket's private
+    folder is made too when it lives elsewhere) or the A3sfile's folder."""
+    if isinstance(where, RuntimePaths):
+        _private_dir(where.state_dir)
+        if where.socket.parent != where.state_dir:
+            _private_dir(where.socket.parent)
+        return where.state_dir
+    folder = state_dir(where)
+    _private_dir(folder)
+    return folder
+
+
+def state_dir(root: Path) -> Path:
+    """The `.a3s/` folder for an A3sfile living in `root` (not created)."""
+    return root / STATE_DIR_NAME
+
+
+def logs_dir(root: Path) -> Path:
+    return state_dir(root) / "logs"
+
+
+def log_file(root: Path, service: str) -> Path:
+    """`.a3s/logs/<service>.log` (`a3s.log` for a3s's own messages)."""
+    return logs_dir(root) / f"{service}.log"
+
+
+# ---------------------------------------------------------------------------- lock and pid
+
+
+class SupervisorLock:
+    """An exclusive `flock` on `.a3s/supervisor.lock` plus `supervisor.pid`, held while a supervisor runs.
+
+    The kernel drops a flock when its holder dies, so a SIGKILLed supervisor never leaves
+    a lock that blocks the next one; the pid file is only informative.
+    """
+
+    def __init__(self, paths: RuntimePaths) -> None:
+        self.paths = paths
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning; then write our pid."""
+        ensure_state_dir(self.paths)
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
+            raise
+        self._fd = fd
+        tmp = self.paths.pid.with_suffix(".pid.tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, self.paths.pid)
+
+    def release(self) -> None:
+        """Remove the pid file and the socket, then drop the lock (in that order, so a waiter
+        that gets the lock never sees our leftovers)."""
+        if self._fd is None:
+            return
+        for leftover in (self.paths.pid, self.paths.socket):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        fd, self._fd = self._fd, None
+        os.close(fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> SupervisorLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_held(paths: RuntimePaths) -> bool:
+    """True while some process holds the supervisor lock of this A3sfile."""
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # also releases the probe lock if we got it
+    return False
+
+
+def read_pid(paths: RuntimePaths) -> int | None:
+    """The pid in `supervisor.pid`, if the file is there and sane."""
+    try:
+        return int(paths.pid.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------- sockets
+
+
+def bind_control_socket(paths: RuntimePaths) -> socket.socket:
+    """A listening AF_UNIX socket at `paths.socket`, mode 0600 in a 0700 folder.
+
+    Call with the lock held: an existing file there is then a stale socket and is removed.
+    """
+    ensure_state_dir(paths)
+    with contextlib.suppress(FileNotFoundError):
+        paths.socket.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(paths.socket))
+        # The folder is 0700 already, so the instant before chmod exposes nothing.
+        os.chmod(paths.socket, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def socket_answers(paths: RuntimePaths) -> bool:
+    """True when something accepts connections on the control socket."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(1.0)
+    try:
+        sock.connect(str(paths.socket))
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return True
+
+
+def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
+    """The pid file names a live a3s process (a supervisor that does not take the lock)."""
+    pid = read_pid(paths)
+    if pid is None or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"a3s" in f.read()
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- recorded groups
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    pid: int
+    pgid: int
+    started: float  # time.time() at spawn
+
+
+class GroupRegistry:
+    """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
+
+    def __init__(self, folder: Path) -> None:
+        self._path = folder / GROUPS_FILE
+        self._groups: dict[str, GroupRecord] = {}
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def add(self, name: str, record: GroupRecord) -> None:
+        self._groups[name] = record
+        self._save()
+
+    def remove(self, name: str) -> None:
+        if self._groups.pop(name, None) is not None:
+            self._save()
+
+    def _save(self) -> None:
+        # Write-then-rename, so a supervisor killed mid-write never leaves half a file.
+        try:
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp = self._path.with_name(self._path.name + ".tmp")
+            tmp.write_text(json.dumps({n: asdict(r) for n, r in self._groups.items()}))
+            os.replace(tmp, self._path)
+        except OSError:
+            pass  # best effort: losing the record only matters if we are SIGKILLed too
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A process group a dead supervisor recorded and that still has live members."""
+
+    service: str
+    pgid: int
+
+
+def _proc_start_time(pid: int) -> float | None:
+    """When `pid` started (epoch seconds), from /proc; None when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # not ours: certainly not a group we spawned
+    return True
+
+
+def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
+    """`groups.json` as written by the supervisor (empty when missing or unreadable)."""
+    try:
+        data = json.loads(paths.groups.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
+
+
+def recorded_orphans(paths: RuntimePaths) -> list[Orphan]:
+    """Recorded groups that still have members and are provably ours.
+
+    A pgid cannot be reused while any process is in that group, so a live group whose
+    leader is gone is ours; a live leader must also have started when the record says.
+    """
+    found = []
+    for service, rec in read_groups(paths).items():
+        try:
+            pgid = int(rec["pgid"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if pgid <= 1 or pgid == os.getpgrp() or not _group_alive(pgid):
+            continue
+        started = rec.get("started")
+        leader_start = _proc_start_time(pgid)
+        if leader_start is not None and isinstance(started, (int, float)) and abs(leader_start - started) > 5.0:
+            continue  # the leader's pid was reused by an unrelated process group
+        found.append(Orphan(service, pgid))
+    return found
+
+
+def end_groups(orphans: list[Orphan], grace: float = 5.0) -> None:
+    """SIGTERM each group, wait up to `grace` seconds for it to empty, then SIGKILL what is left."""
+    for orphan in orphans:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(orphan.pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    alive = list(orphans)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [o for o in alive if _group_alive(o.pgid)]
+    for orphan in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(orphan.pgid, signal.SIGKILL)
+
+
+def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
+    """After a supervisor died without cleaning up: end its recorded groups, remove its socket,
+    pid file and groups record. Does nothing while a live supervisor holds the lock."""
+    if lock_held(paths) or socket_answers(paths) or _supervisor_pid_alive(paths):
+        return []
+    orphans = recorded_orphans(paths)
+    end_groups(orphans, grace)
+    for leftover in (paths.socket, paths.pid, paths.groups):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    return orphans
+
+
+def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
+    """End every group left in `folder/groups.json` by a supervisor that died (SIGTERM, then SIGKILL);
+    returns the services whose groups were ended and clears the file. Call it only when no
+    supervisor is running for this folder (`clean_stale` checks that first)."""
+    paths = RuntimePaths(
+        a3sfile=folder.parent / A3SFILE_NAME, state_dir=folder, socket=folder / "control.sock",
+        lock=folder / "supervisor.lock", pid=folder / "supervisor.pid",
+        supervisor_log=folder / "supervisor.log", groups=folder / GROUPS_FILE, logs_dir=folder / "logs",
+    )
+    orphans = recorded_orphans(paths)
+    end_groups(orphans, grace)
+    with contextlib.suppress(FileNotFoundError):
+        paths.groups.unlink()
+    return sorted(o.service for o in orphans)
+
+
+def iter_log_files(paths: RuntimePaths) -> Iterator[Path]:
+    """`.a3s/logs/*.log` and their rotated `.log.1` predecessors."""
+    if not paths.logs_dir.is_dir():
+        return
+    for entry in sorted(paths.logs_dir.iterdir()):
+        if entry.name.endswith(".log") or entry.name.endswith(".log.1"):
+            yield entry

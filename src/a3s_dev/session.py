@@ -1,0 +1,218 @@
+"""One run of a stack: the Supervisor plus its attachments (proxy, watcher, control) in one task group.
+
+`serve` is the library entry (tests and `up -d` use it); `run_foreground` is `a3s up` in a
+terminal: it spawns the first wave before the event loop exists, streams the merged
+logs, and turns the first Ctrl-C/SIGTERM into a graceful stop and the second into SIGKILL.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from a3s_dev.config import DevConfig, ServiceDef
+from a3s_dev.errors import A3sError, RuntimeFailure, UsageError
+
+if TYPE_CHECKING:
+    from a3s_dev.events import EventBus
+    from a3s_dev.logs import LogSink
+    from a3s_dev.policy import RestartPolicy
+    from a3s_dev.process import ServiceProcess
+    from a3s_dev.supervisor import Supervisor
+
+# An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
+# task_status.started() once it is serving (proxy.serve_proxy, watcher.watch_services, ...).
+Attachment = Callable[..., Awaitable[None]]
+
+
+def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: bool) -> list[str]:
+    """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown names."""
+    if services is None:
+        return list(config.names)
+    names = list(services)
+    known = set(config.names)
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown service {name!r} (known: {', '.join(config.names)})")
+    chosen = set(names)
+    if deps:
+        todo = list(names)
+        while todo:
+            for dep in config.service(todo.pop()).depends_on:
+                if dep not in chosen and dep in known:
+                    chosen.add(dep)
+                    todo.append(dep)
+    return [n for n in config.names if n in chosen]
+
+
+def first_wave(config: DevConfig, wanted: Sequence[str]) -> list[ServiceDef]:
+    """The wanted services that wait for nothing wanted: they can be spawned at once."""
+    chosen = set(wanted)
+    return [
+        config.service(n) for n in wanted if not any(d in chosen for d in config.service(n).depends_on)
+    ]
+
+
+def prespawn(config: DevConfig, wanted: Sequence[str]) -> dict[str, ServiceProcess]:
+    """Spawn the first wave now, synchronously, before asyncio and the heavy imports load.
+
+    A service that cannot be spawned (port taken, missing dir) is left to the supervisor,
+    which reports it the usual way.
+    """
+    from a3s_dev.process import check_port_free, service_env, spawn
+
+    spawned: dict[str, ServiceProcess] = {}
+    for svc in first_wave(config, wanted):
+        try:
+            check_port_free(svc)
+            spawned[svc.name] = spawn(svc, service_env(svc, config))
+        except RuntimeFailure:
+            continue
+    return spawned
+
+
+async def serve(
+    config: DevConfig,
+    *,
+    services: Iterable[str] | None = None,
+    deps: bool = True,
+    attachments: Sequence[Attachment] = (),
+    sinks: Sequence[LogSink] = (),
+    policy: RestartPolicy | None = None,
+    bus: EventBus | None = None,
+    prespawned: dict[str, ServiceProcess] | None = None,
+    on_supervisor: Callable[[Supervisor], None] | None = None,
+    **supervisor_options: Any,
+) -> None:
+    """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.
+
+    `on_supervisor` receives the Supervisor as soon as it exists (signal handlers and tests
+    use it). When the supervisor has stopped every service, the attachments are cancelled.
+    """
+    import anyio
+
+    from a3s_dev.supervisor import Supervisor
+
+    wanted = wanted_services(config, services, deps)
+    sup = Supervisor(config, sinks=sinks, policy=policy, bus=bus, prespawned=prespawned, **supervisor_options)
+    if on_supervisor is not None:
+        on_supervisor(sup)
+
+    async with anyio.create_task_group() as tg:
+
+        async def run_supervisor(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await sup.run(task_status=task_status)
+            finally:
+                tg.cancel_scope.cancel()  # the attachments have nothing left to serve
+
+        await tg.start(run_supervisor)
+        # Services first: the first wave is already running, the attachments can follow.
+        await sup.start(wanted, deps=False)
+        for attachment in attachments:
+            await tg.start(attachment, sup)
+
+
+def run_foreground(
+    config: DevConfig,
+    *,
+    services: Iterable[str] | None = None,
+    deps: bool = True,
+    attachments: Sequence[Attachment] = (),
+    color: bool | None = None,
+) -> int:
+    """`a3s up` in the foreground: logs to the terminal and `.a3s/logs/`, until Ctrl-C or SIGTERM; returns 0."""
+    from a3s_dev import runtime
+
+    wanted = wanted_services(config, services, deps)
+    paths = runtime.paths_for(config.path)
+    # A supervisor killed with SIGKILL left its groups behind: end them before they
+    # hold our ports. clean_stale does nothing while a live supervisor holds the lock.
+    runtime.clean_stale(paths)
+    lock = runtime.SupervisorLock(paths)
+    lock.acquire()
+    prespawned: dict[str, ServiceProcess] = {}
+    try:
+        prespawned = prespawn(config, wanted)
+        return _run_loop(config, wanted, attachments, color, paths, prespawned)
+    except BaseException:
+        for proc in prespawned.values():
+            if proc.returncode is None:
+                proc.kill()
+        raise
+    finally:
+        lock.release()
+
+
+def _run_loop(
+    config: DevConfig,
+    wanted: list[str],
+    attachments: Sequence[Attachment],
+    color: bool | None,
+    paths: Any,
+    prespawned: dict[str, ServiceProcess],
+) -> int:
+    import anyio
+
+    from a3s_dev.logs import A3S, FileSink, TerminalSink
+
+    terminal = TerminalSink([*config.names, A3S], color=color)
+    files = FileSink(paths.logs_dir)
+    holder: list[Supervisor] = []
+    signals = 0
+
+    async def handle_signals() -> None:
+        nonlocal signals
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async for signum in received:
+                signals += 1
+                if not holder:
+                    continue
+                sup = holder[0]
+                if signals == 1:
+                    name = signal.Signals(signum).name
+                    sup.announce(f"{name}: stopping every service (Ctrl-C again to kill them at once)")
+                    await sup.shutdown()
+                else:
+                    sup.announce("killing every service now")
+                    sup.kill_all()
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(handle_signals)
+            await serve(
+                config,
+                services=wanted,
+                deps=False,
+                attachments=attachments,
+                sinks=[terminal, files],
+                prespawned=prespawned,
+                on_supervisor=holder.append,
+            )
+            holder[0].announce("every service stopped")
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)
+    except BaseException as exc:
+        error = _a3s_error(exc)
+        if error is not None:
+            raise error from None
+        raise
+    finally:
+        terminal.close()
+        files.close()
+    return 0
+
+
+def _a3s_error(exc: BaseException) -> A3sError | None:
+    """The A3sError inside an exception group raised by a task group (an attachment's user error)."""
+    if isinstance(exc, A3sError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _a3s_error(inner)
+            if found is not None:
+                return found
+    return None
