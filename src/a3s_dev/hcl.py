@@ -184,11 +184,29 @@ def write_blob(path: Path, parser: Lark, key: str) -> None:
 _PARSER: Lark | None = None
 
 
+def _import_lark() -> None:
+    """Import lark without the optional `regex` package (~10 ms): the HCL grammar needs only `re`.
+
+    lark imports `regex` only to offer `Lark(regex=True)`, which we never use; the block is
+    lifted right after, so any other importer of `regex` is unaffected.
+    """
+    import sys
+
+    if "lark" in sys.modules or "regex" in sys.modules:
+        return
+    sys.modules["regex"] = None  # type: ignore[assignment]  # makes `import regex` fail fast
+    try:
+        import lark  # noqa: F401
+    finally:
+        del sys.modules["regex"]
+
+
 def parser() -> Lark:
     """The HCL parser: shipped blob, else user cache, else built once and cached."""
     global _PARSER
     if _PARSER is not None:
         return _PARSER
+    _import_lark()
     key = grammar_key(grammar_path().read_text(encoding="utf-8"))
     found = _read_blob(SHIPPED_BLOB, key)
     if found is None:
@@ -313,6 +331,7 @@ def parse(text: str, *, cache: bool = True) -> Body:
 
 def parse_uncached(text: str) -> Body:
     """Parse with lark, always (see `parse`)."""
+    _import_lark()
     from lark.exceptions import UnexpectedInput
 
     try:
