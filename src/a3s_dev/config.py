@@ -188,7 +188,7 @@ def load_with_report(path: Path, *, environ: Mapping[str, str] | None = None) ->
 
     path = Path(path).absolute()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not a syntax error
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -173,3 +173,9 @@ def test_warnings_do_not_fail_validation(tmp_path: Path) -> None:
     proc = run("validate", cwd=tmp_path)
     assert proc.returncode == 0
     assert 'A3sfile.hcl:3: warning: service "a": dir "missing" does not exist' in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "up", "down", "restart", "status", "logs"])
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
