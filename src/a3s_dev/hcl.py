@@ -394,6 +394,17 @@ def _syntax_error(exc: Any, text: str) -> HclSyntaxError:
             expected = sorted({_TERMINALS[t] for t in exc.expected if t in _TERMINALS})
             if expected and len(expected) <= 4:
                 msg += f" (expected {' or '.join(expected)})"
+        if "LBRACE" in exc.expected and "EQ" not in exc.expected:
+            # `cmd "x"` parses as the start of a block `cmd "x" { }`; lark only notices at the
+            # next line. Point at the line that lacks its "=" instead.
+            pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
+            before = text[:pos].rstrip()
+            prev_line = before.count("\n") + 1
+            prev_text = lines[prev_line - 1] if 0 < prev_line <= len(lines) else ""
+            if "=" not in prev_text and "{" not in prev_text and prev_text.strip():
+                word = prev_text.split()[0]
+                line, column = prev_line, len(prev_text) - len(prev_text.lstrip()) + 1
+                msg = f'"{word}" needs "=" (an attribute) or "{{" (a block)'
     else:  # pragma: no cover - lark has no other UnexpectedInput kinds today
         msg = str(exc).splitlines()[0]
     source = lines[line - 1].strip() if 0 < line <= len(lines) else ""
