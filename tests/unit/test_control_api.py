@@ -264,7 +264,7 @@ def test_client_without_server_is_not_running(tmp_path: Path) -> None:
 
 def _svc(name: str, state: str, **kw: Any) -> dict[str, Any]:
     return {"name": name, "state": state, "health": kw.get("health"), "reason": kw.get("reason"),
-            "exit_code": kw.get("exit_code")}
+            "exit_code": kw.get("exit_code"), "started_at": kw.get("started_at")}
 
 
 def test_readiness_counts_running_and_completed_as_ready() -> None:
@@ -282,6 +282,15 @@ def test_readiness_names_first_failed_and_why() -> None:
 def test_readiness_lists_what_it_still_waits_for() -> None:
     r = control.readiness([_svc("a", "pending"), _svc("b", "running", health="unhealthy")], ["a", "b"])
     assert not r.done and r.failed is None and r.waiting == (("a", "pending"), ("b", "running"))
+
+
+def test_readiness_sees_a_service_that_was_spawned_after_the_request_and_stopped_again() -> None:
+    exited = _svc("a", "stopped", exit_code=0, started_at=105.0)
+    r = control.readiness([exited], ["a"], since=100.0)
+    assert r.failed == "a" and r.reason == "exit code 0"
+    # Stopped since before the request: it has not been started yet, so keep waiting.
+    old = _svc("a", "stopped", exit_code=-15, started_at=50.0)
+    assert control.readiness([old], ["a"], since=100.0) == control.Readiness(False, waiting=(("a", "stopped"),))
 
 
 def test_status_dict_has_uptime_only_while_live() -> None:
