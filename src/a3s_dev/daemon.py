@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from a3s_dev.session import Attachment
 
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
-POLL = 0.02  # seconds between status polls while waiting (readiness is seen within this)
+POLL = 0.01  # seconds between status polls while waiting (readiness is seen within this)
 TAIL = 20
 
 
