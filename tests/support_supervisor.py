@@ -87,7 +87,7 @@ async def running(config: DevConfig, **options: Any) -> AsyncIterator[tuple[Supe
     sink = MemorySink()
     recorder = Recorder()
     options.setdefault("cadence", Cadence(fast=0.005, fast_for=5.0, slow=0.05))
-    sup = Supervisor(config, sinks=[sink], **options)
+    sup = Supervisor(config, sinks=[sink, *options.pop("sinks", ())], **options)
     sup.bus.subscribe(recorder)
     try:
         async with anyio.create_task_group() as tg:

@@ -76,7 +76,12 @@ def validate(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
     """Parse and check the A3sfile; print the start order. Exit 1 when invalid."""
-    raise A3sError("validate: not implemented yet")
+    # The same function serves the typer-free fast path of entry.py.
+    from a3s_dev.entry import ValidateArgs, run_validate
+
+    code = run_validate(ValidateArgs(file=config_file(file), json=json_, color=G.color))
+    if code:
+        raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------- up

@@ -237,6 +237,7 @@ def main() -> None:
     if code is not None:
         sys.stdout.flush()
         sys.exit(code)
-    from a3s_dev.cli import main as cli_main
+    # Then foundation's typer-free `validate` path, then the typer app.
+    from a3s_dev.entry import main as entry_main
 
-    cli_main()
+    entry_main()

@@ -673,7 +673,10 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None) 
     if not services and not any(b.type == "service" for b in blocks):
         checker.warn(None, "no services declared", 'add a service "name" { cmd = "..." } block')
     config = DevConfig(path=path, settings=settings, services=tuple(services))
-    diagnostics = checker.diagnostics + check_services(config, lines, proxy_port_line=proxy_line)
+    # File order (stable: on one line, the order the checks ran); line-less ones first.
+    diagnostics = sorted(
+        checker.diagnostics + check_services(config, lines, proxy_port_line=proxy_line), key=lambda d: d.line or 0
+    )
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return Report(path, tuple(diagnostics))
     from a3s_dev.graph import start_order
