@@ -304,8 +304,12 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         names = names_of(data)
         deps = bool(data.get("deps", True))
         requested_at = time.time()
-        await supervisor.start(names, deps=deps)
         wanted = list(config.names) if names is None else dependency_closure(config, names) if deps else names
+        # A oneshot that completed is never run again (SPEC §1); everything else that is not
+        # running is started. The closure is ours, so the supervisor gets deps=False.
+        to_start = [n for n in wanted if supervisor.status(n).state is not ServiceState.COMPLETED]
+        if to_start:
+            await supervisor.start(to_start, deps=False)
         if data.get("wait"):
             result = await wait_ready(wanted, float(data.get("timeout", 300)), requested_at)
             return web.json_response({"waiting_for": wanted, "requested_at": requested_at, **result})

@@ -276,11 +276,17 @@ def wait_ready(
         time.sleep(POLL)
 
 
-def start_and_wait(client: ControlClient, opts: UpOptions, progress: Progress, err: IO[str]) -> int:
-    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready."""
+def start_and_wait(
+    client: ControlClient, opts: UpOptions, progress: Progress, err: IO[str], since: float | None = None
+) -> int:
+    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready.
+
+    `since`: when the services were asked for; a service spawned after it and stopped again
+    has exited on its own. Default: the moment the supervisor received this request.
+    """
     answer = client.start(list(opts.services) or None, deps=opts.deps)
     names = answer["waiting_for"]
-    return wait_ready(client, names, float(answer.get("requested_at", 0.0)), progress, err)
+    return wait_ready(client, names, since or float(answer.get("requested_at", 0.0)), progress, err)
 
 
 def _new_output(paths: RuntimePaths, offset: int) -> str:
@@ -328,6 +334,7 @@ def up(
             print(f"a3s: ended process groups left by a killed supervisor: {', '.join(o.service for o in ended)}",
                   file=out)
         offset = paths.supervisor_log.stat().st_size if paths.supervisor_log.exists() else 0
+        spawned_at = time.time()
         child = spawn(paths, opts)
         deadline = time.monotonic() + boot_timeout
         while child.poll() is None and not client.healthz():
@@ -337,7 +344,8 @@ def up(
             time.sleep(POLL / 2)
         if child.returncode is None:
             try:
-                return start_and_wait(client, opts, progress, err)
+                # The child started the services itself; this request only names what to wait for.
+                return start_and_wait(client, opts, progress, err, since=spawned_at)
             except (NotRunning, ControlError) as exc:
                 print(f"a3s: {exc.message}", file=err)
                 return 1

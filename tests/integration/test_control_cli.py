@@ -71,6 +71,20 @@ def test_up_d_of_a_failing_service_exits_1_naming_it_with_its_last_lines(stack: 
     assert get(ports["db"]).startswith("db ")
 
 
+def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    with open(stack.a3sfile, "a") as f:
+        f.write(service_block("migrate", "echo migrating", extra="oneshot = true"))
+        f.write(service_block("quitter", "echo bye", depends_on=["migrate"]))
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    assert "quitter failed: exit code 0" in result.err and "bye" in result.err
+    assert stack.a3s("up", "db").code == 0  # asks the running supervisor; migrate stays done
+    rows = stack.status()
+    assert rows["migrate"]["state"] == "completed" and rows["migrate"]["exit_code"] == 0
+    assert (stack.paths.logs_dir / "migrate.log").read_text().count("migrating") == 1
+
+
 def test_up_with_a_running_supervisor_starts_only_what_is_asked(stack: Stack) -> None:
     chain_a3sfile(stack.folder)
     assert stack.a3s("up", "-d", "db").code == 0

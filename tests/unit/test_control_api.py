@@ -151,13 +151,24 @@ def test_status_lists_services_in_declaration_order_with_spec_keys(served: Serve
 
 def test_start_passes_names_and_deps_and_reports_what_to_wait_for(served: Served) -> None:
     result = served.client.start(["api"], deps=True)
-    assert served.sup.calls[-1] == ("start", (["api"], True))
+    assert served.sup.calls[-1] == ("start", (["db", "api"], False))  # the closure, computed here
     assert result["waiting_for"] == ["db", "api"]
     assert served.client.start(["api"], deps=False)["waiting_for"] == ["api"]
     assert served.client.start(None)["waiting_for"] == ["db", "api", "web"]
     running = {s["name"]: s for s in served.client.status()["services"]}
     assert running["api"]["state"] == "running" and running["api"]["pid"]
     assert running["api"]["uptime_s"] is not None
+
+
+def test_start_does_not_rerun_a_completed_oneshot(served: Served) -> None:
+    served.sup.states["db"] = ServiceStatus("db", S.COMPLETED, exit_code=0)
+    result = served.client.start(["api"], deps=True)
+    assert served.sup.calls[-1] == ("start", (["api"], False))
+    assert result["waiting_for"] == ["db", "api"]
+    served.sup.states["api"] = ServiceStatus("api", S.COMPLETED, exit_code=0)
+    calls = len(served.sup.calls)
+    served.client.start(["api"], deps=True)
+    assert len(served.sup.calls) == calls  # nothing left to start
 
 
 def test_start_with_wait_returns_ok_when_ready(served: Served) -> None:
