@@ -53,8 +53,10 @@ def write_stack(folder: Path, n: int) -> list[str]:
     names = [f"svc{i}" for i in range(n)]
     for i, name in enumerate(names):
         dep = f'  depends_on = ["{names[i // 2]}"]\n' if i else ""  # a small tree, 3-4 waves
-        blocks.append(f'service "{name}" {{\n  cmd = "exec {sys.executable} server.py"\n'
-                      f"  port = {free_port()}\n{dep}}}\n")
+        blocks.append(
+            f'service "{name}" {{\n  cmd = "exec {sys.executable} server.py"\n'
+            f"  port = {free_port()}\n{dep}}}\n"
+        )
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
     return names
 
@@ -66,7 +68,9 @@ def env() -> dict[str, str]:
 
 
 def run(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([*A3S, *args], cwd=folder, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*A3S, *args], cwd=folder, env=env(), capture_output=True, text=True, timeout=120
+    )
     if check and proc.returncode != 0:
         raise SystemExit(f"a3s {' '.join(args)} failed: {proc.stderr}")
     return proc
@@ -94,18 +98,30 @@ def bench_status(folder: Path, runs: int) -> None:
     json_times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run([*cmd, "--json"], cwd=folder, env=env(), stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [*cmd, "--json"], cwd=folder, env=env(), stdout=subprocess.DEVNULL, check=True
+        )
         json_times.append((time.perf_counter() - t) * 1000)
-    print(f"status (8 running, piped)   median {statistics.median(times):6.1f} ms   p95 {pct(times, 95):6.1f} ms")
-    print(f"status --json               median {statistics.median(json_times):6.1f} ms   "
-          f"p95 {pct(json_times, 95):6.1f} ms")
+    print(
+        f"status (8 running, piped)   median {statistics.median(times):6.1f} ms   p95 {pct(times, 95):6.1f} ms"
+    )
+    print(
+        f"status --json               median {statistics.median(json_times):6.1f} ms   "
+        f"p95 {pct(json_times, 95):6.1f} ms"
+    )
 
 
 def bench_logs(folder: Path, names: list[str], lines: int) -> None:
     rows = json.loads(run(folder, "status", "--json").stdout)
     port = next(r["port"] for r in rows if r["name"] == names[-1])
-    follower = subprocess.Popen([*a3s_binary(), "logs", "-f", "-n", "0", names[-1]], cwd=folder, env=env(),
-                                stdout=subprocess.PIPE, text=True, bufsize=1)
+    follower = subprocess.Popen(
+        [*a3s_binary(), "logs", "-f", "-n", "0", names[-1]],
+        cwd=folder,
+        env=env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     latencies: list[float] = []
     seen = threading.Event()
 
@@ -133,15 +149,23 @@ def bench_logs(folder: Path, names: list[str], lines: int) -> None:
     finally:
         follower.send_signal(signal.SIGINT)
         follower.wait(10)
-    print(f"logs -f line latency ({len(latencies)} lines) median {statistics.median(latencies):6.1f} ms   "
-          f"p95 {pct(latencies, 95):6.1f} ms")
+    print(
+        f"logs -f line latency ({len(latencies)} lines) median {statistics.median(latencies):6.1f} ms   "
+        f"p95 {pct(latencies, 95):6.1f} ms"
+    )
 
 
 def time_foreground(folder: Path, names: list[str]) -> float:
     """From starting `a3s up` to its 'healthy' line for the last service of the last wave."""
     t = time.perf_counter()
-    proc = subprocess.Popen([*a3s_binary(), "up"], cwd=folder, env=env(), stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*a3s_binary(), "up"],
+        cwd=folder,
+        env=env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     healthy: set[str] = set()
     elapsed = float("nan")
     assert proc.stdout is not None
@@ -158,7 +182,9 @@ def time_foreground(folder: Path, names: list[str]) -> float:
 
 def time_background(folder: Path) -> float:
     t = time.perf_counter()
-    subprocess.run([*a3s_binary(), "up", "-d"], cwd=folder, env=env(), stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        [*a3s_binary(), "up", "-d"], cwd=folder, env=env(), stdout=subprocess.DEVNULL, check=True
+    )
     elapsed = (time.perf_counter() - t) * 1000
     run(folder, "down")
     return elapsed
@@ -170,7 +196,9 @@ def bench_up(folder: Path, names: list[str], runs: int) -> None:
         fg.append(time_foreground(folder, names))
         bg.append(time_background(folder))
     f, b = statistics.median(fg), statistics.median(bg)
-    print(f"time to healthy: foreground median {f:6.1f} ms, up -d median {b:6.1f} ms, overhead {b - f:+6.1f} ms")
+    print(
+        f"time to healthy: foreground median {f:6.1f} ms, up -d median {b:6.1f} ms, overhead {b - f:+6.1f} ms"
+    )
 
 
 def main() -> None:

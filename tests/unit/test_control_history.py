@@ -12,11 +12,12 @@ def stamp(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
 
 
-def write_log(folder: Path, name: str, lines: list[tuple[float, str]], suffix: str = ".log") -> None:
+def write_log(
+    folder: Path, name: str, lines: list[tuple[float, str]], suffix: str = ".log"
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{name}{suffix}", "a") as f:
-        for at, text in lines:
-            f.write(f"{stamp(at)} {text}\n")
+        f.writelines(f"{stamp(at)} {text}\n" for at, text in lines)
 
 
 T0 = 1_795_430_000.0
