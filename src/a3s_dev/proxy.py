@@ -137,7 +137,30 @@ FORWARD_STATES = frozenset({ServiceState.RUNNING, ServiceState.UNHEALTHY})
 HOLD_STATES = frozenset(
     {ServiceState.PENDING, ServiceState.STARTING, ServiceState.BACKOFF, ServiceState.STOPPING}
 )
-# Everything else (stopped, failed, completed) answers 502 at once.
+# Everything else (stopped, failed, completed) answers 502 at once, with two exceptions below.
+# The reason Supervisor.restart() gives the `stopped` in the middle of a restart.
+RESTARTING_REASON = "restarting"
+
+
+class Verdict(str, enum.Enum):
+    FORWARD = "forward"
+    HOLD = "hold"  # the service will be ready on its own: wait for it
+    FAIL = "fail"  # it will not: answer with its error page
+
+
+def verdict(
+    state: ServiceState, reason: str | None = None, dependency_states: Iterable[ServiceState] = ()
+) -> Verdict:
+    """What to do with a request for a service in `state` (pure; the hold-until-ready policy)."""
+    if state in FORWARD_STATES:
+        return Verdict.FORWARD
+    if state is ServiceState.PENDING and any(s is ServiceState.FAILED for s in dependency_states):
+        return Verdict.FAIL  # it waits for a dependency that will not come up
+    if state in HOLD_STATES:
+        return Verdict.HOLD
+    if state is ServiceState.STOPPED and reason == RESTARTING_REASON:
+        return Verdict.HOLD  # between the old process's exit and the new one's spawn
+    return Verdict.FAIL
 
 
 # --------------------------------------------------------------------------- pages (pure)
@@ -301,7 +324,7 @@ def request_head(
     host: str | None = None
     for key, value in headers.items():
         low = key.lower()
-        if low in _REQUEST_DROP or low in extra:
+        if low in _REQUEST_DROP or low in extra or (chunked and low == "content-length"):
             continue
         if low == "x-forwarded-for":
             prior = f"{prior}, {value}" if prior else value
@@ -356,6 +379,9 @@ class _States:
     def get(self, name: str) -> ServiceState:
         state = self._states.get(name)
         return state if state is not None else self.refresh(name)
+
+    def remember(self, name: str, state: ServiceState) -> None:
+        self._states[name] = state
 
     def refresh(self, name: str) -> ServiceState:
         """Ask the backend; the bus may be late or a transition may have no event."""
@@ -455,31 +481,49 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ hold until ready
 
-    async def _ready(self, name: str, state: ServiceState, deadline: float) -> None:
+    def _verdict(self, name: str) -> tuple[Verdict, ServiceStatus]:
+        """Ask the backend (the bus may be late, or a transition may have published nothing)."""
+        try:
+            status = self.backend.status(name)
+        except KeyError:
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        self.states.remember(name, status.state)
+        deps: list[ServiceState] = []
+        if status.state is ServiceState.PENDING:
+            for dep in self.backend.config.service(name).depends_on:
+                try:
+                    deps.append(self.backend.status(dep).state)
+                except KeyError:
+                    pass
+        return verdict(status.state, status.reason, deps), status
+
+    async def _ready(self, name: str, deadline: float) -> None:
         """Wait until `name` can take requests; raise `_Unavailable` when it will not in time."""
         loop = asyncio.get_running_loop()
-        if state not in HOLD_STATES:
-            raise _Unavailable(502)
+        held = False
         stopped_at: float | None = None
         while True:
             now = loop.time()
-            if state in FORWARD_STATES:
+            decision, status = self._verdict(name)
+            if decision is Verdict.FORWARD:
                 return
-            if state in HOLD_STATES:
+            if decision is Verdict.HOLD:
+                held = True
                 stopped_at = None
                 wait = deadline - now
                 if wait <= 0:
-                    raise _Unavailable(503, f"still {state.value} after {self.hold_timeout:g} s")
-            else:
-                # stopped/failed/completed after stopping: a restart starts again at once
+                    raise _Unavailable(503, f"still {status.state.value} after {self.hold_timeout:g} s")
+            elif held and status.state is ServiceState.STOPPED:
+                # stopped after we started holding: a restart may spawn the new process any moment
                 if stopped_at is None:
                     stopped_at = now
                 wait = min(deadline - now, stopped_at + RESTART_GRACE - now)
                 if wait <= 0:
                     raise _Unavailable(502)
+            else:
+                raise _Unavailable(502)
             # the poll interval guards against a transition that published no event
             await self.states.changed(name, min(wait, 0.25))
-            state = self.states.refresh(name)
 
     # ------------------------------------------------------------------ forwarding
 
@@ -488,11 +532,10 @@ class ProxyServer:
         deadline: float | None = None
         refused_since: float | None = None
         while True:
-            state = self.states.get(name)
-            if state not in FORWARD_STATES:
+            if self.states.get(name) not in FORWARD_STATES:
                 if deadline is None:
                     deadline = loop.time() + self.hold_timeout
-                await self._ready(name, state, deadline)
+                await self._ready(name, deadline)
             try:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self._websocket(request, port)
@@ -720,7 +763,9 @@ async def serve_proxy(
         max_line_size=65536,
     )
     proxy = ProxyServer(supervisor, session, hold_timeout=hold_timeout)
-    unsubscribe = supervisor.bus.subscribe(proxy.states.on_event)
+    # state changes only: a subscriber to every kind would make the supervisor build one
+    # LogLine event per output line for nobody
+    unsubscribe = supervisor.bus.subscribe(proxy.states.on_event, (StateChanged,))
     server = web.Server(
         proxy.handle,
         handler_cancellation=True,  # a client that goes away cancels its upstream request
