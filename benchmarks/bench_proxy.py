@@ -67,6 +67,8 @@ class Backend:
         return ServiceStatus(name, ServiceState.RUNNING, port=self.config.service(name).port)
     def tail(self, name, n=20):
         return []
+    def announce(self, text):
+        print(text, flush=True)
 
 anyio.run(serve_proxy, Backend(int(sys.argv[2])), int(sys.argv[1]))
 """

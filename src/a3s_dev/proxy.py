@@ -185,6 +185,12 @@ def route_url(entry: RouteEntry, proxy_port: int) -> str:
     return f"http://{entry.subdomain}.localhost:{proxy_port}/"
 
 
+def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int) -> str:
+    """The one line `a3s up` prints once the proxy listens: where each service can be reached."""
+    urls = ", ".join(route_url(e, proxy_port).rstrip("/") for e in entries)
+    return f"proxy on http://localhost:{proxy_port}" + (f": {urls}" if urls else " (no service has a port)")
+
+
 def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port: int) -> str:
     """404 page: the host is unknown; list every route as a link."""
     items = "".join(
@@ -251,6 +257,8 @@ class ProxyBackend(Protocol):
     def status(self, name: str) -> ServiceStatus: ...
 
     def tail(self, name: str, n: int = 20) -> list[str]: ...
+
+    def announce(self, text: str) -> None: ...
 
 
 # --------------------------------------------------------------------------- server (aiohttp)
@@ -777,6 +785,7 @@ async def serve_proxy(
     try:
         await runner.setup()
         proxy.port = await _bind(runner, port)
+        supervisor.announce(proxy_banner(proxy.router.entries, proxy.port))
         task_status.started(proxy.port)
         await anyio.sleep_forever()
     finally:

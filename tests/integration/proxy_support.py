@@ -134,6 +134,7 @@ class FakeBackend:
     bus: EventBus = field(default_factory=EventBus)
     states: dict[str, ServiceState] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
+    announced: list[str] = field(default_factory=list)
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
@@ -141,6 +142,9 @@ class FakeBackend:
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.logs.get(name, [])[-n:]
+
+    def announce(self, text: str) -> None:
+        self.announced.append(text)
 
     def set_state(self, name: str, new: ServiceState) -> None:
         old = self.states.get(name, ServiceState.RUNNING)

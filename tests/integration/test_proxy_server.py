@@ -46,7 +46,9 @@ async def get(port: int, host: str, path: str = "/", **kw: object) -> tuple[int,
 
 
 async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
+    b = backend(ups)
+    async with running_proxy(b) as port:
+        assert b.announced == [f"proxy on http://localhost:{port}: http://api.localhost:{port}, http://app.localhost:{port}"]
         status, text, _ = await get(port, f"API.Localhost:{port}")
         assert status == 200 and text.startswith("hello from api")
         status, text, _ = await get(port, "app.localhost")
