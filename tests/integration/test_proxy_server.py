@@ -332,3 +332,44 @@ async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: 
     finally:
         kill_group(proc.pid)
         proc.wait(timeout=10)
+
+
+def _memory_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: "5" resets VmHWM (the peak) to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: dict[str, Upstream]) -> None:
+    piece = os.urandom(1024 * 1024)
+    expected = hashlib.sha256()
+    for _ in range(50):
+        expected.update(piece)
+
+    async def chunks():  # noqa: ANN202 - the same 1 MB fifty times: the client itself holds 1 MB
+        for _ in range(50):
+            yield piece
+
+    async with running_proxy(backend(ups)) as port:
+        if not _reset_peak_rss():
+            pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs)")
+        before = _memory_mb("VmRSS")
+        async with aiohttp.ClientSession() as client:
+            async with client.post(
+                f"http://127.0.0.1:{port}/hash", data=chunks(), headers={"Host": "api.localhost"}
+            ) as r:
+                body = await r.json()
+        grown = _memory_mb("VmHWM") - before
+    assert body == {"sha256": expected.hexdigest(), "size": 50 * 1024 * 1024}
+    assert grown < 25, f"the proxy process grew by {grown:.0f} MB while streaming a 50 MB upload"
