@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from support import kill_group, port_open, wait_until
 
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.events import EventBus, StateChanged
 from a3s_dev.proxy import serve_proxy
 from a3s_dev.state import ServiceState, ServiceStatus
-from support import kill_group, port_open, wait_until
 
 # Endpoints: /headers (JSON of the request), /hash (sha256 of a streamed body), /sse (a
 # never-ending event stream), /ws (echo; "close:<code>" closes with that code), /big (1 MB),

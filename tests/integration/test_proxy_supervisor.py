@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import anyio
 import pytest
-from yarl import URL
 from support import free_port, write_http_service
 from support_supervisor import make_config, poll, running, service
+from yarl import URL
 
 from a3s_dev.config import DevConfig
 from a3s_dev.proxy import serve_proxy
@@ -135,7 +135,7 @@ def test_crashed_service_in_backoff_is_held_until_it_is_back(tmp_path: Path) -> 
 @pytest.mark.parametrize("host", ["localhost", "a3s.localhost"])
 def test_index_page_shows_live_states(tmp_path: Path, host: str) -> None:
     async def body() -> None:
-        async with stack(api(tmp_path)) as (sup, port):
+        async with stack(api(tmp_path)) as (_sup, port):
             status, text = await get(port, host)
             assert status == 200 and "<td>api</td><td>running</td>" in text
             assert f'href="http://api.localhost:{port}/"' in text

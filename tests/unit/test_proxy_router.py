@@ -9,18 +9,18 @@ from multidict import CIMultiDict
 
 from a3s_dev.config import ServiceDef
 from a3s_dev.proxy import (
+    _REQUEST_DROP,
     RouteEntry,
     RouteKind,
     Router,
     Verdict,
     forward_headers,
-    request_head,
     normalize_host,
     render_index,
     render_not_found,
     render_unavailable,
+    request_head,
     response_headers,
-    _REQUEST_DROP,
     verdict,
 )
 from a3s_dev.state import ServiceState, ServiceStatus
