@@ -67,7 +67,8 @@ def status_dict(st: ServiceStatus, now: float) -> dict[str, Any]:
         "state": st.state.value,
         "pid": st.pid if st.state in LIVE_STATES else None,
         "port": st.port,
-        "health": st.health,
+        # A stopped service's last probe result is history, not health.
+        "health": st.health if st.state in LIVE_STATES else None,
         "uptime_s": round(max(0.0, now - st.started_at), 1) if live and st.started_at is not None else None,
         "restarts": st.restarts,
         "exit_code": st.exit_code,

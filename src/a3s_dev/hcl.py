@@ -174,6 +174,7 @@ def write_blob(path: Path, parser: Lark, key: str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the shipped blob must be readable by all
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -541,3 +542,14 @@ class _Walker:
         if val.kind in ("string", "number", "bool"):
             return str(val.data) if val.kind != "bool" else ("true" if val.data else "false")
         return self._source(key_node)
+
+
+def rebuild_shipped_blob(path: Path = SHIPPED_BLOB) -> Path:
+    """Rebuild the parser blob shipped in the package (run after upgrading lark or python-hcl2)."""
+    grammar = grammar_path().read_text(encoding="utf-8")
+    write_blob(path, build_parser(grammar), grammar_key(grammar))
+    return path
+
+
+if __name__ == "__main__":  # python -m a3s_dev.hcl: refresh the shipped parser
+    print(f"wrote {rebuild_shipped_blob()}")
