@@ -366,6 +366,11 @@ def _identity(roots: WatchRoots) -> tuple[WatchRoots, tuple[tuple[int, int], ...
     return roots, tuple(ids)
 
 
+def _present(paths: Iterable[str]) -> frozenset[str]:
+    """The watch paths that exist right now."""
+    return frozenset(p for p in paths if path_kind(p) is not PathKind.MISSING)
+
+
 class WatchfilesWatcher:
     """The default `Watcher`: watchfiles' Rust notifier (inotify, FSEvents, …).
 
@@ -469,6 +474,7 @@ class WatchfilesWatcher:
         armed: tuple[Any, list[Any]],
     ) -> None:
         ident, notifiers = armed
+        present = _present(paths)
         async with send:
             while True:
                 stop = threading.Event()
@@ -482,6 +488,14 @@ class WatchfilesWatcher:
                     for notifier in notifiers:
                         notifier.close()
                 ident, notifiers = await self._arm_current(paths)
+                # A watch path that appeared was watched only through a folder above it
+                # until now, so what was created inside it meanwhile went unseen: its
+                # appearance is the change (codegen writing a whole new folder at once).
+                now_present = _present(paths)
+                appeared = frozenset(p for p in now_present - present if accept(p))
+                present = now_present
+                if appeared:
+                    await send.send(appeared)
 
     @staticmethod
     async def _guard(stop: threading.Event, rearm: anyio.Event) -> None:
