@@ -76,7 +76,12 @@ def validate(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
     """Parse and check the A3sfile; print the start order. Exit 1 when invalid."""
-    raise A3sError("validate: not implemented yet")
+    # The same function serves the typer-free fast path of entry.py.
+    from a3s_dev.entry import ValidateArgs, run_validate
+
+    code = run_validate(ValidateArgs(file=config_file(file), json=json_, color=G.color))
+    if code:
+        raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------- up
@@ -95,16 +100,22 @@ def up(
     # Only what the first wave needs is imported before the services are spawned.
     from a3s_dev.config import find_file, load
 
-    config = load(find_file(config_file(file)))
-    if detach:
-        raise A3sError("up -d: not implemented yet")
+    a3sfile = find_file(config_file(file))
+    from a3s_dev import daemon, runtime
+
+    opts = daemon.UpOptions(tuple(services or ()), not no_deps, not no_proxy, not no_watch)
+    # In the background, or with a supervisor already running: the control plane's client path.
+    code = daemon.up(a3sfile, opts, detach=detach, color=G.color)
+    if code >= 0:
+        raise typer.Exit(code)
+    config = load(a3sfile)
     from a3s_dev.session import run_foreground
 
     code = run_foreground(
         config,
         services=services or None,
         deps=not no_deps,
-        attachments=(),  # the lead plugs proxy / watcher / control in here
+        attachments=daemon.attachments(config, runtime.paths_for(a3sfile), opts),
         color=None if G.color else False,
     )
     raise typer.Exit(code)
@@ -119,7 +130,10 @@ def down(
     file: FileOpt = None,
 ) -> None:
     """Stop services (their dependents first) or everything, in reverse order."""
-    raise A3sError("down: not implemented yet")
+    from a3s_dev import remote
+    from a3s_dev.config import find_file
+
+    raise typer.Exit(remote.down(find_file(config_file(file)), services or [], out=sys.stdout))
 
 
 # ---------------------------------------------------------------------------- restart
@@ -131,7 +145,10 @@ def restart(
     file: FileOpt = None,
 ) -> None:
     """Gracefully stop, start and wait until healthy. Exit 1 if one does not get healthy."""
-    raise A3sError("restart: not implemented yet")
+    from a3s_dev import remote
+    from a3s_dev.config import find_file
+
+    raise typer.Exit(remote.restart(find_file(config_file(file)), services, out=sys.stdout, err=sys.stderr))
 
 
 # ---------------------------------------------------------------------------- status
@@ -143,7 +160,10 @@ def status(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
 ) -> None:
     """One row a service: NAME STATE PID PORT HEALTH UPTIME RESTARTS URL."""
-    raise A3sError("status: not implemented yet")
+    from a3s_dev import remote
+    from a3s_dev.config import find_file
+
+    raise typer.Exit(remote.status(find_file(config_file(file)), as_json=json_, out=sys.stdout, color=G.color))
 
 
 # ---------------------------------------------------------------------------- logs
@@ -158,7 +178,18 @@ def logs(
     file: LongFileOpt = None,
 ) -> None:
     """The merged log history in time order; --follow keeps following."""
-    raise A3sError("logs: not implemented yet")
+    from a3s_dev import remote
+    from a3s_dev.config import find_file, parse_duration
+
+    try:
+        window = parse_duration(since) if since is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    if lines is not None and lines < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="-n")
+    code = remote.logs(find_file(config_file(file)), services or [], follow=follow, last=lines, since=window,
+                       out=remote.stdout_bytes(), color=G.color and sys.stdout.isatty())
+    raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------- entry point

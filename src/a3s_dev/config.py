@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from a3s_dev.errors import ConfigError
+
+if TYPE_CHECKING:
+    from a3s_dev.validate import Report
 
 
 class RestartMode(str, enum.Enum):
@@ -105,3 +112,91 @@ class DevConfig:
             if svc.name == name:
                 return svc
         raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------- loading
+
+FILE_NAME = "A3sfile.hcl"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in "250ms", "2s", "1m", "1m30s", "1h" or a bare number of seconds.
+
+    Raises ValueError with a readable message for anything else (negative included).
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a duration")
+    if isinstance(text, (int, float)):
+        if text < 0 or text != text or text == float("inf"):
+            raise ValueError(f"{text!r} is not a duration (must be zero or more)")
+        return float(text)
+    raw = text.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        return parse_duration(value)
+    total = 0.0
+    pos = 0
+    m = None
+    for m in _DURATION_PART.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not raw or pos != len(raw):
+        raise ValueError(f'"{text}" is not a duration (examples: "250ms", "2s", "1m30s")')
+    return total
+
+
+def find_file(explicit: Path | None, cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The A3sfile to use: `-f/--file`, else $A3S_FILE, else A3sfile.hcl here or in a parent folder."""
+    import os
+
+    env = os.environ if environ is None else environ
+    here = (cwd or Path.cwd()).absolute()
+    chosen = explicit if explicit is not None else (Path(env["A3S_FILE"]) if env.get("A3S_FILE") else None)
+    if chosen is not None:
+        chosen = chosen.expanduser()
+        path = chosen if chosen.is_absolute() else here / chosen
+        if path.is_dir():
+            path = path / FILE_NAME
+        if not path.is_file():
+            source = "--file" if explicit is not None else "A3S_FILE"
+            raise ConfigError(f"{chosen}: no such file (given by {source})")
+        return path
+    for folder in (here, *here.parents):
+        candidate = folder / FILE_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {FILE_NAME} in {here} or any parent folder (create one, or name it with -f/--file or A3S_FILE)"
+    )
+
+
+def load_with_report(path: Path, *, environ: Mapping[str, str] | None = None) -> Report:
+    """Parse and check `path`; the report holds every diagnostic and the config when there is no error."""
+    import os
+
+    from a3s_dev.validate import check_text
+
+    path = Path(path).absolute()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    return check_text(text, path, os.environ if environ is None else environ)
+
+
+def load(path: Path, *, environ: Mapping[str, str] | None = None) -> DevConfig:
+    """Parse and check `path`; raise ConfigError listing every error line, else return the config."""
+    report = load_with_report(path, environ=environ)
+    if report.config is None:
+        raise ConfigError("\n".join(report.lines(errors_only=True)))
+    return report.config

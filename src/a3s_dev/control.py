@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from a3s_dev.errors import A3sError, UsageError
+from a3s_dev.fast import SPEC_KEYS
 from a3s_dev.state import ServiceState, ServiceStatus
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 API_VERSION = "v1"
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
-SPEC_KEYS = ("name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url")
 READY_STATES = frozenset({ServiceState.RUNNING.value, ServiceState.COMPLETED.value})
 # `backoff` means the service exited under a restart policy: for a waiting client that is a failure.
 FAILED_STATES = frozenset({ServiceState.FAILED.value, ServiceState.BACKOFF.value})
@@ -67,12 +67,14 @@ def status_dict(st: ServiceStatus, now: float) -> dict[str, Any]:
         "state": st.state.value,
         "pid": st.pid if st.state in LIVE_STATES else None,
         "port": st.port,
-        "health": st.health,
+        # A stopped service's last probe result is history, not health.
+        "health": st.health if st.state in LIVE_STATES else None,
         "uptime_s": round(max(0.0, now - st.started_at), 1) if live and st.started_at is not None else None,
         "restarts": st.restarts,
         "exit_code": st.exit_code,
         "url": st.url,
         "reason": st.reason,
+        "started_at": st.started_at,
     }
 
 
@@ -111,15 +113,24 @@ class Readiness:
     waiting: tuple[tuple[str, str], ...] = ()  # (name, state) not ready yet, in order
 
 
-def readiness(services: Sequence[dict[str, Any]], names: Sequence[str]) -> Readiness:
-    """Decide from status dicts whether `names` are all ready (running or completed), or one failed."""
+def readiness(services: Sequence[dict[str, Any]], names: Sequence[str], since: float | None = None) -> Readiness:
+    """Decide from status dicts whether `names` are all ready (running or completed), or one failed.
+
+    With `since` (when the start was requested), a service that was spawned after it and is
+    `stopped` again has exited on its own (exit 0 under on-failure): that is a failure too.
+    """
     by_name = {s["name"]: s for s in services}
     waiting = []
     for name in names:
         svc = by_name.get(name)
         if svc is None:
             continue
-        if svc["state"] in FAILED_STATES:
+        exited = (
+            since is not None
+            and svc["state"] == ServiceState.STOPPED.value
+            and (svc.get("started_at") or 0.0) >= since
+        )
+        if svc["state"] in FAILED_STATES or exited:
             reason = svc.get("reason") or (
                 f"exit code {svc['exit_code']}" if svc.get("exit_code") is not None else svc["state"]
             )
@@ -244,7 +255,7 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
             raise web.HTTPNotFound(text=json.dumps({"error": bad}), content_type="application/json")
         return names
 
-    async def wait_ready(names: list[str], timeout: float) -> dict[str, Any]:
+    async def wait_ready(names: list[str], timeout: float, since: float | None = None) -> dict[str, Any]:
         """Until `names` are all ready or one failed; woken by state events, not by polling."""
         import anyio
 
@@ -262,7 +273,7 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
             with anyio.move_on_after(timeout):
                 while True:
                     changed = anyio.Event()
-                    result = readiness(services_json(), names)
+                    result = readiness(services_json(), names, since)
                     if result.done or result.failed:
                         break
                     # A periodic look as well, in case a change comes without an event.
@@ -270,7 +281,7 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
                         await changed.wait()
         finally:
             unsubscribe()
-        result = readiness(services_json(), names)
+        result = readiness(services_json(), names, since)
         payload: dict[str, Any] = {"ok": result.done, "failed": result.failed, "reason": result.reason}
         if not result.done and not result.failed:
             first = result.waiting[0] if result.waiting else (names[0], "unknown")
@@ -292,12 +303,13 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         data = await body_of(request)
         names = names_of(data)
         deps = bool(data.get("deps", True))
+        requested_at = time.time()
         await supervisor.start(names, deps=deps)
         wanted = list(config.names) if names is None else dependency_closure(config, names) if deps else names
         if data.get("wait"):
-            result = await wait_ready(wanted, float(data.get("timeout", 300)))
-            return web.json_response({"waiting_for": wanted, **result})
-        return web.json_response({"waiting_for": wanted, "services": services_json()})
+            result = await wait_ready(wanted, float(data.get("timeout", 300)), requested_at)
+            return web.json_response({"waiting_for": wanted, "requested_at": requested_at, **result})
+        return web.json_response({"waiting_for": wanted, "requested_at": requested_at, "services": services_json()})
 
     async def stop(request: web.Request) -> web.Response:
         names = names_of(await body_of(request))
@@ -309,19 +321,25 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         names = names_of(data)
         if names is None:
             return error(400, "restart needs at least one service")
+        requested_at = time.time()
         for name in names:
             await supervisor.restart(name)
         if not data.get("wait", True):
             return web.json_response({"services": services_json()})
-        return web.json_response(await wait_ready(names, float(data.get("timeout", 60))))
+        return web.json_response(await wait_ready(names, float(data.get("timeout", 60)), requested_at))
 
     async def down(request: web.Request) -> web.Response:
         on_down()
         return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
 
     async def metrics(request: web.Request) -> web.Response:
+        snapshot = supervisor.snapshot()
+        failures = hub.health_failures
+        counter = getattr(supervisor, "health_failures", None)
+        if callable(counter):  # the supervisor counts every failed check, not only transitions
+            failures = {s.name: int(counter(s.name)) for s in snapshot}
         return web.Response(
-            text=render_metrics(supervisor.snapshot(), hub.health_failures),
+            text=render_metrics(snapshot, failures),
             content_type="text/plain",
             headers={"X-Content-Type-Options": "nosniff"},
             charset="utf-8",

@@ -343,12 +343,37 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """True while some process (a zombie included) is in the group."""
+    """True while some process of the group is alive (zombies do not count).
+
+    killpg(0) alone also counts zombies, and an orphaned grandchild stays a zombie until
+    PID 1 reaps it, which in containers can take seconds; so when killpg says yes, /proc
+    decides.
+    """
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    return bool(live_members(pgid))
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in group `pgid`, from /proc (empty when /proc is unreadable)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
 
 
 def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:

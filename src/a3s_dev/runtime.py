@@ -10,26 +10,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import signal
 import socket
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from a3s_dev import fast
 from a3s_dev.errors import A3sError, ConfigError
 
-STATE_DIR_NAME = ".a3s"
+STATE_DIR_NAME = fast.STATE_DIR_NAME
 STATE_DIR = STATE_DIR_NAME
 GROUPS_FILE = "groups.json"
-A3SFILE_NAME = "A3sfile.hcl"
-# sun_path is 108 bytes on Linux and one of them is the terminating NUL.
-AF_UNIX_PATH_MAX = 107
+A3SFILE_NAME = fast.A3SFILE_NAME
+AF_UNIX_PATH_MAX = fast.AF_UNIX_PATH_MAX
 
 
 class AlreadyRunning(A3sError):
@@ -84,24 +82,13 @@ def state_dir_for(a3sfile: Path) -> Path:
 
 def file_key(a3sfile: Path) -> str:
     """A short stable key of an A3sfile's real path (names the fallback socket)."""
-    real = os.path.realpath(a3sfile)
-    return hashlib.sha256(os.fsencode(real)).hexdigest()[:16]
-
-
-def _fallback_socket_dir() -> Path:
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir and os.path.isdir(runtime_dir):
-        return Path(runtime_dir) / "a3s"
-    return Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"
+    return fast.file_key(str(a3sfile))
 
 
 def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
     """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
-    when that path is longer than an AF_UNIX address can hold."""
-    preferred = (state_dir or state_dir_for(a3sfile)) / "control.sock"
-    if len(os.fsencode(str(preferred))) <= AF_UNIX_PATH_MAX:
-        return preferred
-    return _fallback_socket_dir() / f"{file_key(a3sfile)}.sock"
+    when that path is longer than an AF_UNIX address can hold (the rule lives in fast.py)."""
+    return Path(fast.socket_path(str(a3sfile), str(state_dir) if state_dir is not None else None))
 
 
 def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:

@@ -80,7 +80,10 @@ TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
         }
     ),
     ServiceState.STOPPING: frozenset({ServiceState.STOPPED}),
-    ServiceState.STOPPED: frozenset({ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING}),
+    ServiceState.STOPPED: frozenset(
+        # FAILED: it could not even be spawned (port taken, missing dir, unreadable env_file).
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.FAILED}
+    ),
     ServiceState.COMPLETED: frozenset(
         {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.STOPPED}
     ),

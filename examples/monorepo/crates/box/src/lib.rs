@@ -1,0 +1,1 @@
+// the box crate would live here

@@ -1,0 +1,1 @@
+// the event crate would live here

@@ -1,0 +1,1 @@
+// the gateway crate would live here

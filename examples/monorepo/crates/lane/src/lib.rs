@@ -1,0 +1,1 @@
+// the lane crate would live here

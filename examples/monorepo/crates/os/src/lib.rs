@@ -1,0 +1,1 @@
+// the os crate would live here

@@ -1,0 +1,1 @@
+// the power crate would live here

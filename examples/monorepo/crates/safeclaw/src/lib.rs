@@ -1,0 +1,1 @@
+// the safeclaw crate would live here

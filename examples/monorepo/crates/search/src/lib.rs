@@ -1,0 +1,1 @@
+// the search crate would live here

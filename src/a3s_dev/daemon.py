@@ -1,0 +1,354 @@
+"""The background supervisor of `a3s up -d`: its entry point, spawning it, and waiting for readiness.
+
+The parent (`a3s up -d`) never parses the A3sfile: the child does, and a bad config shows
+up as the child's exit with its one-line error in `.a3s/supervisor.log`, which the
+parent prints. The parent talks to the child only through the control socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from a3s_dev import runtime
+from a3s_dev.control import ControlClient, ControlError, NotRunning, readiness
+from a3s_dev.errors import A3sError
+
+if TYPE_CHECKING:
+    from a3s_dev.config import DevConfig
+    from a3s_dev.runtime import RuntimePaths
+    from a3s_dev.session import Attachment
+
+EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
+POLL = 0.02  # seconds between status polls while waiting (readiness is seen within this)
+TAIL = 20
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What `a3s up` was asked to start and with which attachments."""
+
+    services: tuple[str, ...] = ()
+    deps: bool = True
+    proxy: bool = True
+    watch: bool = True
+
+
+# ---------------------------------------------------------------------------- the child
+
+
+def child_argv(a3sfile: Path, opts: UpOptions) -> list[str]:
+    """The command line of the background supervisor process."""
+    argv = [sys.executable, "-m", "a3s_dev.daemon", "--file", str(a3sfile)]
+    if not opts.deps:
+        argv.append("--no-deps")
+    if not opts.proxy:
+        argv.append("--no-proxy")
+    if not opts.watch:
+        argv.append("--no-watch")
+    return argv + ["--", *opts.services]
+
+
+def attachments(config: DevConfig, paths: RuntimePaths, opts: UpOptions) -> list[Attachment]:
+    """The edge modules a supervisor runs beside its services: the control API always, the proxy
+    unless `--no-proxy` or port 0, the watcher unless `--no-watch` or nothing is watched.
+    Used by the foreground `a3s up` and the background supervisor alike."""
+    import functools
+    import importlib.util
+
+    found: list[Attachment] = [functools.partial(_serve_control, state_dir=paths.state_dir)]
+    port = config.settings.proxy_port
+    # find_spec: a branch without the proxy or watcher module still runs (the lead merges them).
+    if opts.proxy and port and importlib.util.find_spec("a3s_dev.proxy") is not None:
+        from a3s_dev import proxy
+
+        found.append(functools.partial(proxy.serve_proxy, port=port))
+    if opts.watch and any(s.watch is not None for s in config.services):
+        if importlib.util.find_spec("a3s_dev.watcher") is not None:
+            from a3s_dev import watcher
+
+            found.append(watcher.watch_services)
+    return found
+
+
+async def _serve_control(supervisor: Any, *, state_dir: Path, task_status: Any) -> None:
+    from a3s_dev import control
+
+    await control.serve_control(supervisor, state_dir, task_status=task_status)
+
+
+async def serve(config: DevConfig, paths: RuntimePaths, opts: UpOptions, prespawned: dict[str, Any]) -> None:
+    """Run the stack (session.serve) with its attachments until `down`, SIGTERM, SIGINT or SIGHUP;
+    every service is stopped before this returns."""
+    import signal
+
+    import anyio
+
+    from a3s_dev.logs import FileSink
+    from a3s_dev.session import serve as serve_session
+
+    sink = FileSink(paths.logs_dir)
+    holder: list[Any] = []
+
+    async def on_signals() -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if holder:
+                    holder[0].announce(f"{signal.Signals(signum).name}: stopping every service")
+                    await holder[0].shutdown()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(on_signals)
+            await serve_session(
+                config,
+                services=list(opts.services) or None,
+                deps=opts.deps,
+                attachments=attachments(config, paths, opts),
+                sinks=[sink],
+                prespawned=prespawned,
+                on_supervisor=holder.append,
+            )
+            tg.cancel_scope.cancel()
+    finally:
+        sink.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry of the background supervisor: load the A3sfile, take the lock, end what a killed
+    predecessor left, serve until `down`. Exit 3 when another supervisor holds the lock."""
+    parser = argparse.ArgumentParser(prog="a3s-supervisor")
+    parser.add_argument("--file", required=True, type=Path)
+    parser.add_argument("--no-deps", action="store_true")
+    parser.add_argument("--no-proxy", action="store_true")
+    parser.add_argument("--no-watch", action="store_true")
+    parser.add_argument("services", nargs="*")
+    args = parser.parse_args(argv)
+    opts = UpOptions(tuple(args.services), not args.no_deps, not args.no_proxy, not args.no_watch)
+    paths = runtime.paths_for(args.file)
+    lock = runtime.SupervisorLock(paths)
+    prespawned: dict[str, Any] = {}
+    try:
+        from a3s_dev.config import load
+        from a3s_dev.session import prespawn, wanted_services
+
+        config = load(args.file)
+        wanted = wanted_services(config, opts.services or None, opts.deps)
+        lock.acquire()
+    except runtime.AlreadyRunning as exc:
+        print(f"a3s: {exc.message}", file=sys.stderr, flush=True)
+        return EXIT_ALREADY_RUNNING
+    except A3sError as exc:
+        print(f"a3s: {exc.message}", file=sys.stderr, flush=True)
+        return exc.exit_code
+    try:
+        # We hold the lock, so whatever groups.json still lists belongs to a dead supervisor.
+        orphans = runtime.recorded_orphans(paths)
+        if orphans:
+            runtime.end_groups(orphans)
+            names = ", ".join(o.service for o in orphans)
+            print(f"a3s: ended process groups left by a killed supervisor: {names}", flush=True)
+        print(f"a3s: supervisor {os.getpid()} serving {paths.a3sfile}", flush=True)
+        # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
+        prespawned = prespawn(config, wanted)
+        import anyio
+
+        anyio.run(serve, config, paths, replace(opts, services=tuple(wanted), deps=False), prespawned)
+        return 0
+    except BaseException as exc:
+        for proc in prespawned.values():
+            if proc.returncode is None:
+                proc.kill()
+        from a3s_dev.session import _a3s_error
+
+        error = _a3s_error(exc)
+        if error is None:
+            raise
+        print(f"a3s: {error.message}", file=sys.stderr, flush=True)
+        return error.exit_code
+    finally:
+        lock.release()
+
+
+# ---------------------------------------------------------------------------- the parent
+
+
+def spawn(paths: RuntimePaths, opts: UpOptions) -> subprocess.Popen[bytes]:
+    """Start the background supervisor in its own session, output appended to `.a3s/supervisor.log`."""
+    runtime.ensure_state_dir(paths)
+    with open(paths.supervisor_log, "ab") as log:
+        # Its own session: the terminal's Ctrl-C and hang-up must not reach it.
+        return subprocess.Popen(
+            child_argv(paths.a3sfile, opts),
+            cwd=paths.a3sfile.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+
+class Progress:
+    """Shows what `up` still waits for: one rich live line on a TTY, a plain line per change otherwise."""
+
+    def __init__(self, out: IO[str], color: bool) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.color = color
+        self._last: str | None = None
+        self._live: Any = None
+
+    def waiting(self, waiting: Sequence[tuple[str, str]]) -> None:
+        text = "waiting for " + ", ".join(f"{name} ({state})" for name, state in waiting)
+        if text == self._last:
+            return
+        self._last = text
+        if self.tty:
+            if self._live is None:
+                from rich.console import Console
+                from rich.status import Status
+
+                console = Console(file=self.out, no_color=not self.color, highlight=False)
+                self._live = Status(text, console=console)
+                self._live.start()
+            else:
+                self._live.update(text)
+        else:
+            print(f"a3s: {text}", file=self.out, flush=True)
+
+    def done(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def say(self, text: str) -> None:
+        self.done()
+        print(text, file=self.out, flush=True)
+
+
+def wait_ready(
+    client: ControlClient,
+    names: Sequence[str],
+    since: float,
+    progress: Progress,
+    err: IO[str],
+    *,
+    timeout: float | None = None,
+) -> int:
+    """Poll the supervisor until `names` are ready (0) or one failed (1, naming it with its last log lines)."""
+    began = time.monotonic()
+    while True:
+        try:
+            services = client.status()["services"]
+        except NotRunning:
+            progress.done()
+            print("a3s: the supervisor stopped while starting", file=err)
+            return 1
+        state = readiness(services, names, since=since)
+        if state.done:
+            progress.say(f"a3s: ready: {', '.join(names)} ({time.monotonic() - began:.2f}s)")
+            return 0
+        if state.failed:
+            progress.done()
+            print(f"a3s: {state.failed} failed: {state.reason}", file=err)
+            try:
+                lines = [ln["text"] for ln in client.logs([state.failed], n=TAIL) if "text" in ln]
+            except A3sError:
+                lines = []
+            if lines:
+                print(f"a3s: last {len(lines)} log lines of {state.failed}:", file=err)
+                for line in lines:
+                    print(f"  {line}", file=err)
+            return 1
+        if timeout is not None and time.monotonic() - began > timeout:
+            progress.done()
+            print(f"a3s: not ready after {timeout:g}s: {state.waiting[0][0]}", file=err)
+            return 1
+        progress.waiting(state.waiting)
+        time.sleep(POLL)
+
+
+def start_and_wait(client: ControlClient, opts: UpOptions, progress: Progress, err: IO[str]) -> int:
+    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready."""
+    answer = client.start(list(opts.services) or None, deps=opts.deps)
+    names = answer["waiting_for"]
+    return wait_ready(client, names, float(answer.get("requested_at", 0.0)), progress, err)
+
+
+def _new_output(paths: RuntimePaths, offset: int) -> str:
+    try:
+        with open(paths.supervisor_log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def up(
+    a3sfile: Path,
+    opts: UpOptions,
+    *,
+    detach: bool,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    color: bool = True,
+    boot_timeout: float = 60.0,
+) -> int:
+    """`a3s up -d`, or `a3s up` with a supervisor already running: start and wait until ready.
+
+    Returns the exit code. Without `detach` and with no supervisor running it returns -1,
+    meaning: run in the foreground.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    progress = Progress(out, color)
+    for _ in range(3):  # a lost lock race sends us back to talk to the winner
+        if client.healthz():
+            return start_and_wait(client, opts, progress, err)
+        if runtime.lock_held(paths):
+            # A supervisor is starting (it takes the lock before it serves): wait for its socket.
+            deadline = time.monotonic() + boot_timeout
+            while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+                time.sleep(POLL)
+            continue
+        if not detach:
+            return -1
+        ended = runtime.clean_stale(paths)
+        if ended:
+            print(f"a3s: ended process groups left by a killed supervisor: {', '.join(o.service for o in ended)}",
+                  file=out)
+        offset = paths.supervisor_log.stat().st_size if paths.supervisor_log.exists() else 0
+        child = spawn(paths, opts)
+        deadline = time.monotonic() + boot_timeout
+        while child.poll() is None and not client.healthz():
+            if time.monotonic() > deadline:
+                print(f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}", file=err)
+                return 1
+            time.sleep(POLL / 2)
+        if child.returncode is None:
+            try:
+                return start_and_wait(client, opts, progress, err)
+            except (NotRunning, ControlError) as exc:
+                print(f"a3s: {exc.message}", file=err)
+                return 1
+        if child.returncode == EXIT_ALREADY_RUNNING:
+            continue
+        output = _new_output(paths, offset)
+        print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
+        return child.returncode if child.returncode in (1, 2) else 1
+    print("a3s: could not reach the running supervisor", file=err)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

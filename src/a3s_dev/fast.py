@@ -1,0 +1,243 @@
+"""The cold path of `a3s status`: find the control socket from the A3sfile's path and ask it, stdlib only.
+
+`a3s status` against a running supervisor must answer in well under 100 ms, and importing
+typer alone takes longer than that, so the console script enters here first: a plain
+`a3s [-f FILE] [--no-color] status [--json] [--file FILE]` is answered straight from the
+socket, with no HCL parse. Anything else, or no supervisor answering, goes to the typer app.
+This module is also the one definition of where the socket lives (runtime.py uses it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+A3SFILE_NAME = "A3sfile.hcl"
+STATE_DIR_NAME = ".a3s"
+SOCKET_NAME = "control.sock"
+# sun_path is 108 bytes on Linux and one of them is the terminating NUL.
+AF_UNIX_PATH_MAX = 107
+SPEC_KEYS = ("name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url")
+COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL")
+STATE_STYLE = {
+    "running": "green",
+    "completed": "green",
+    "starting": "yellow",
+    "pending": "yellow",
+    "stopping": "yellow",
+    "backoff": "red",
+    "unhealthy": "red",
+    "failed": "bold red",
+    "stopped": "dim",
+}
+
+
+# ---------------------------------------------------------------------------- where things are
+
+
+def find_a3sfile(explicit: str | None, cwd: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The A3sfile `config.find_file` would pick (`-f`, else $A3S_FILE, else upward search), or None.
+
+    None means "let the slow path explain": it raises the proper one-line error.
+    """
+    env = os.environ if environ is None else environ
+    here = os.path.abspath(cwd or os.getcwd())
+    chosen = explicit if explicit is not None else env.get("A3S_FILE") or None
+    if chosen is not None:
+        path = os.path.join(here, os.path.expanduser(chosen))
+        if os.path.isdir(path):
+            path = os.path.join(path, A3SFILE_NAME)
+        return os.path.abspath(path) if os.path.isfile(path) else None
+    folder = here
+    while True:
+        candidate = os.path.join(folder, A3SFILE_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def file_key(a3sfile: str) -> str:
+    """A short stable key of an A3sfile's real path (names the fallback socket)."""
+    import hashlib
+
+    return hashlib.sha256(os.fsencode(os.path.realpath(a3sfile))).hexdigest()[:16]
+
+
+def fallback_socket_dir() -> str:
+    """$XDG_RUNTIME_DIR/a3s, else a per-user folder in the temp folder."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isdir(runtime_dir):
+        return os.path.join(runtime_dir, "a3s")
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"a3s-{os.getuid()}")
+
+
+def socket_path(a3sfile: str, state_dir: str | None = None) -> str:
+    """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
+    when that path is longer than an AF_UNIX address can hold."""
+    folder = state_dir or os.path.join(os.path.dirname(os.path.abspath(a3sfile)), STATE_DIR_NAME)
+    preferred = os.path.join(folder, SOCKET_NAME)
+    if len(os.fsencode(preferred)) <= AF_UNIX_PATH_MAX:
+        return preferred
+    return os.path.join(fallback_socket_dir(), f"{file_key(a3sfile)}.sock")
+
+
+# ---------------------------------------------------------------------------- one request
+
+
+def get_json(sock_path: str, path: str, timeout: float = 5.0) -> Any | None:
+    """GET `path` over the Unix socket with a bare HTTP/1.0 request; the JSON body, or None when
+    nobody answers or the answer is not a 200 (http.client alone costs ~30 ms to import)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(sock_path)
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: a3s\r\nAccept: application/json\r\n\r\n".encode())
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or status_line[1] != b"200":
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def format_uptime(seconds: float | None) -> str:
+    """`45s`, `3m04s`, `2h05m`, `3d04h`; empty when not running."""
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def table_cells(row: Mapping[str, Any]) -> list[str]:
+    """One row's cells, in COLUMNS order."""
+
+    def text(value: Any) -> str:
+        return "" if value is None else str(value)
+
+    return [str(row["name"]), str(row["state"]), text(row.get("pid")), text(row.get("port")),
+            text(row.get("health")), format_uptime(row.get("uptime_s")), str(row.get("restarts", 0)),
+            text(row.get("url"))]
+
+
+def render_plain(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Aligned columns without color, for pipes and files."""
+    cells = [list(COLUMNS)] + [table_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells)
+
+
+def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) -> None:
+    """The rich table with the state colored, for a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in COLUMNS:
+        table.add_column(col, no_wrap=col != "URL", justify="right" if col in ("PID", "PORT", "RESTARTS") else "left")
+    for row in rows:
+        cells: list[Any] = table_cells(row)
+        cells[1] = Text(str(row["state"]), style=STATE_STYLE.get(str(row["state"]), ""))
+        table.add_row(*cells)
+    Console(file=out, no_color=not color, highlight=False).print(table)
+
+
+def render_status(rows: Sequence[Mapping[str, Any]], *, as_json: bool, out: IO[str], color: bool) -> None:
+    """`a3s status` output: SPEC §2 JSON, a rich table on a terminal, plain columns otherwise."""
+    if as_json:
+        out.write(json.dumps([{k: r.get(k) for k in SPEC_KEYS} for r in rows], indent=2) + "\n")
+    elif out.isatty():
+        render_rich(rows, out, color)
+    else:
+        out.write(render_plain(rows))
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def parse_status_argv(argv: Sequence[str]) -> tuple[str | None, bool, bool] | None:
+    """(file, json, no_color) for a plain `status` command line; None for anything else."""
+    file: str | None = None
+    as_json = no_color = False
+    seen_command = False
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "status" and not seen_command:
+            seen_command = True
+        elif arg in ("-f", "--file") and i + 1 < len(args):
+            file = args[i + 1]
+            i += 1
+        elif arg.startswith("--file="):
+            file = arg[len("--file=") :]
+        elif arg == "--no-color" and not seen_command:
+            no_color = True
+        elif arg == "--json" and seen_command:
+            as_json = True
+        else:
+            return None
+        i += 1
+    return (file, as_json, no_color) if seen_command else None
+
+
+def try_status(argv: Sequence[str], out: IO[str]) -> int | None:
+    """Answer `a3s status` from a running supervisor; None when this is not that case."""
+    parsed = parse_status_argv(argv)
+    if parsed is None:
+        return None
+    file, as_json, no_color = parsed
+    a3sfile = find_a3sfile(file)
+    if a3sfile is None:
+        return None
+    answer = get_json(socket_path(a3sfile), "/v1/status")
+    if not isinstance(answer, dict) or not isinstance(answer.get("services"), list):
+        return None
+    color = not no_color and not os.environ.get("NO_COLOR")
+    render_status(answer["services"], as_json=as_json, out=out, color=color)
+    return 0
+
+
+def main() -> None:
+    """Console-script entry: the fast status path, else the typer app."""
+    try:
+        code = try_status(sys.argv[1:], sys.stdout)
+    except BrokenPipeError:
+        code = 0
+    if code is not None:
+        sys.stdout.flush()
+        sys.exit(code)
+    # Then foundation's typer-free `validate` path, then the typer app.
+    from a3s_dev.entry import main as entry_main
+
+    entry_main()

@@ -1,0 +1,125 @@
+"""Reading `.a3s/logs/`: each service's lines with their timestamps, merged in time order.
+
+Pure parsing plus plain file reads (stdlib only): `a3s logs` works from any terminal,
+with or without a running supervisor. File format: docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STAMP_LEN = len("2026-11-23T10:29:21.123")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One logged line: when, whose, what."""
+
+    at: float
+    service: str
+    text: str
+
+
+def parse_stamp(stamp: str) -> float | None:
+    """`2026-11-23T10:29:21.123` (local time) -> epoch seconds; None when it is not one."""
+    if len(stamp) != STAMP_LEN or stamp[10] != "T" or stamp[19] != ".":
+        return None
+    try:
+        whole = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        return whole + int(stamp[20:]) / 1000
+    except (ValueError, OverflowError):
+        return None
+
+
+class _StampCache:
+    """mktime/strptime cost microseconds each; consecutive lines share their second, so cache it."""
+
+    def __init__(self) -> None:
+        self.key = ""
+        self.value = 0.0
+
+    def at(self, stamp: str) -> float | None:
+        if len(stamp) != STAMP_LEN or stamp[10] != "T" or stamp[19] != ".":
+            return None
+        second = stamp[:19]
+        if second != self.key:
+            whole = parse_stamp(second + ".000")
+            if whole is None:
+                return None
+            self.key, self.value = second, whole
+        try:
+            return self.value + int(stamp[20:]) / 1000
+        except ValueError:
+            return None
+
+
+def parse_lines(service: str, lines: Iterable[str], cache: _StampCache | None = None) -> Iterator[Entry]:
+    """Entries of one service's log lines. A line without a stamp (written by something else,
+    or cut by rotation) belongs to the previous stamped line's moment."""
+    cache = cache or _StampCache()
+    last = 0.0
+    for raw in lines:
+        line = raw[:-1] if raw.endswith("\n") else raw
+        at = cache.at(line[:STAMP_LEN])
+        if at is None:
+            yield Entry(last, service, line)
+            continue
+        last = at
+        yield Entry(at, service, line[STAMP_LEN + 1 :])
+
+
+def service_files(logs_dir: Path) -> dict[str, list[Path]]:
+    """Each service's log files, oldest first (`x.log.1` before `x.log`)."""
+    found: dict[str, list[Path]] = {}
+    if not logs_dir.is_dir():
+        return found
+    for entry in sorted(logs_dir.iterdir()):
+        name = entry.name
+        if name.endswith(".log.1"):
+            found.setdefault(name[: -len(".log.1")], []).insert(0, entry)
+        elif name.endswith(".log"):
+            found.setdefault(name[: -len(".log")], []).append(entry)
+    return found
+
+
+def read_service(files: Iterable[Path], service: str, *, since: float | None = None,
+                 until: float | None = None, last: int | None = None) -> list[Entry]:
+    """One service's entries from its files, filtered to `since <= at <= until`, the last `last` of them."""
+    kept: deque[Entry] = deque(maxlen=last) if last is not None else deque()
+    if last == 0:
+        return []
+    cache = _StampCache()
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+                for entry in parse_lines(service, f, cache):
+                    if since is not None and entry.at < since:
+                        continue
+                    if until is not None and entry.at > until:
+                        continue
+                    kept.append(entry)
+        except FileNotFoundError:
+            continue  # rotated away between listing and opening
+    return list(kept)
+
+
+def merged(per_service: Iterable[list[Entry]]) -> list[Entry]:
+    """Merge each service's (already time-ordered) entries into one time-ordered list; ties keep
+    the order of the services given, and each service's own line order is kept."""
+    return list(heapq.merge(*per_service, key=lambda e: e.at))
+
+
+def read_history(logs_dir: Path, services: Iterable[str] | None = None, *, since: float | None = None,
+                 until: float | None = None, last: int | None = None) -> list[Entry]:
+    """The merged history of `services` (None: every log file, a3s's own included), in time order.
+
+    `last` keeps the last N lines of each service, `since`/`until` bound the time.
+    """
+    files = service_files(logs_dir)
+    names = list(files) if services is None else [s for s in services if s in files]
+    return merged(read_service(files[n], n, since=since, until=until, last=last) for n in names)

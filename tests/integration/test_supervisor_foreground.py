@@ -1,0 +1,154 @@
+"""`a3s up` in the foreground as a real subprocess: merged logs, Ctrl-C leaves nothing, a second one kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import free_port, kill_group, pid_alive, pids_in_group, port_open, wait_until, write_http_service
+
+# Builds the config from dataclasses (as `a3s up` does after loading the A3sfile) and runs
+# the foreground session, so the test exercises exactly what the CLI runs.
+LAUNCHER = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from a3s_dev.config import DevConfig, ServiceDef
+    from a3s_dev.session import run_foreground
+
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    folder = Path(spec["folder"])
+    services = tuple(
+        ServiceDef(s["name"], s["cmd"], folder, port=s.get("port"), depends_on=tuple(s.get("depends_on", ())),
+                   stop_timeout=s.get("stop_timeout", 5.0))
+        for s in spec["services"]
+    )
+    sys.exit(run_foreground(DevConfig(path=folder / "A3sfile.hcl", services=services), color=False))
+    """
+)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(services: list[dict]) -> subprocess.Popen[str]:
+        (tmp_path / "launcher.py").write_text(LAUNCHER)
+        spec = tmp_path / "spec.json"
+        spec.write_text(json.dumps({"folder": str(tmp_path), "services": services}))
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "launcher.py"), str(spec)],
+            stdout=open(tmp_path / "out.txt", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so cleanup can kill whatever it left
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
+    for pgid in _recorded_groups(tmp_path):
+        kill_group(pgid)
+
+
+def _recorded_groups(folder: Path) -> list[int]:
+    try:
+        return [int(r["pgid"]) for r in json.loads((folder / ".a3s" / "groups.json").read_text()).values()]
+    except (OSError, ValueError):
+        return []
+
+
+PID_SERVER = "sleep 1000 & exec python3 server.py"
+
+
+def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path, launch) -> None:
+    write_http_service(tmp_path)
+    db, api = free_port(), free_port()
+    proc = launch(
+        [
+            {"name": "db", "cmd": PID_SERVER, "port": db},
+            {"name": "api", "cmd": PID_SERVER, "port": api, "depends_on": ["db"]},
+        ]
+    )
+    out = tmp_path / "out.txt"
+    wait_until(lambda: "api is healthy" in out.read_text(), timeout=20, message="api healthy line")
+    groups = _recorded_groups(tmp_path)
+    assert len(groups) == 2 and all(pids_in_group(g) for g in groups)
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    text = out.read_text()
+    assert all(pids_in_group(g) == [] for g in groups), "a process of a service survived Ctrl-C"
+    assert not port_open(db) and not port_open(api)
+    lines = text.splitlines()
+    assert any(line.startswith(("0", "1", "2")) and " db  | db listening on" in line for line in lines), text
+    assert "every service stopped" in lines[-1]
+    # One healthy line per service, with the time to ready.
+    assert [line.split("| ", 1)[1].split(" (")[0] for line in lines if "is healthy" in line] == [
+        "db is healthy",
+        "api is healthy",
+    ]
+    log_dir = tmp_path / ".a3s" / "logs"
+    assert "db listening on" in (log_dir / "db.log").read_text()
+    assert "every service stopped" in (log_dir / "a3s.log").read_text()
+
+
+def test_sigterm_is_a_graceful_stop_too(tmp_path: Path, launch) -> None:
+    write_http_service(tmp_path)
+    proc = launch([{"name": "web", "cmd": PID_SERVER, "port": free_port()}])
+    out = tmp_path / "out.txt"
+    wait_until(lambda: "web is healthy" in out.read_text(), timeout=20, message="web healthy")
+    groups = _recorded_groups(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    assert all(pids_in_group(g) == [] for g in groups)
+    assert "SIGTERM: stopping every service" in out.read_text()
+
+
+def test_second_sigint_kills_at_once(tmp_path: Path, launch) -> None:
+    stubborn = tmp_path / "stubborn.py"
+    stubborn.write_text(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    proc = launch([{"name": "stubborn", "cmd": "exec python3 stubborn.py", "stop_timeout": 60}])
+    out = tmp_path / "out.txt"
+    wait_until(lambda: "stubborn | up" in out.read_text(), timeout=20, message="stubborn up")
+    groups = _recorded_groups(tmp_path)
+    proc.send_signal(signal.SIGINT)
+    wait_until(lambda: "stopping every service" in out.read_text(), timeout=10, message="graceful stop begun")
+    assert proc.poll() is None  # still waiting for the 60 s stop_timeout
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    assert all(pids_in_group(g) == [] for g in groups)
+
+
+def test_a_sigkilled_supervisor_leaves_groups_the_next_run_ends(tmp_path: Path, launch) -> None:
+    write_http_service(tmp_path)
+    port = free_port()
+    first = launch([{"name": "api", "cmd": PID_SERVER, "port": port}])
+    out = tmp_path / "out.txt"
+    wait_until(lambda: "api is healthy" in out.read_text(), timeout=20, message="api healthy")
+    groups = _recorded_groups(tmp_path)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    # PDEATHSIG ends the direct child; the backgrounded grandchild is still there.
+    wait_until(lambda: not port_open(port), timeout=10, message="direct child gone by PR_SET_PDEATHSIG")
+    leftovers = [p for g in groups for p in pids_in_group(g)]
+    assert leftovers and all(pid_alive(p) for p in leftovers)
+
+    second = launch([{"name": "api", "cmd": PID_SERVER, "port": port}])
+    wait_until(lambda: out.read_text().count("api is healthy") >= 1 and not any(pids_in_group(g) for g in groups),
+               timeout=20, message="old groups ended by the next run")
+    second.send_signal(signal.SIGINT)
+    assert second.wait(timeout=20) == 0

@@ -1,0 +1,325 @@
+"""Every validation message of SPEC §1: one test each, asserting the line and the suggestion."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from a3s_dev.validate import Report, Severity, check_text
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def check(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> Report:
+    path = tmp_path / "A3sfile.hcl"
+    path.write_text(textwrap.dedent(text))
+    return check_text(path.read_text(), path, environ or {})
+
+
+def only_error(report: Report) -> tuple[int | None, str]:
+    assert len(report.errors) == 1, report.lines()
+    err = report.errors[0]
+    return err.line, err.text
+
+
+def test_valid_file_has_no_diagnostics_and_a_start_order(tmp_path: Path) -> None:
+    report = check(
+        """
+        service "db" { cmd = "db" }
+        service "api" {
+          cmd = "api"
+          depends_on = ["db"]
+        }
+        """,
+        tmp_path,
+    )
+    assert report.ok and report.diagnostics == ()
+    assert report.start_order == ("db", "api")
+    assert report.config is not None
+
+
+def test_syntax_error_names_line_column_and_the_text(tmp_path: Path) -> None:
+    report = check(
+        """
+        service "api" {
+          cmd = "x"
+          port = = 3
+        }
+        """,
+        tmp_path,
+    )
+    line, text = only_error(report)
+    assert line == 4
+    assert "syntax error at column" in text and "port = = 3" in text
+    assert "Traceback" not in text and "lark" not in text.lower()
+
+
+def test_unclosed_block_is_a_syntax_error_not_a_crash(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n', tmp_path)
+    line, text = only_error(report)
+    assert "syntax error" in text and "end of file" in text
+    assert line == 2
+
+
+def test_unclosed_string_is_a_syntax_error_on_its_line(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 2 and "syntax error" in text
+
+
+def test_unknown_attribute_suggests_the_closest_name(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  prot = 8080\n}\n', tmp_path)
+    assert only_error(report) == (3, 'unknown attribute "prot" in service "api" (did you mean "port"?)')
+
+
+def test_unknown_block_suggests_the_closest_name(tmp_path: Path) -> None:
+    report = check('services "api" {\n  cmd = "x"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 1 and 'unknown block "services"' in text and 'did you mean "service"?' in text
+
+
+def test_unknown_nested_block_suggests_health(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  port = 1234\n  heath {\n  }\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 4 and 'unknown block "heath"' in text and '"health"' in text
+
+
+def test_attribute_misplaced_at_top_level_says_where_it_belongs(tmp_path: Path) -> None:
+    report = check('proxy_port = 7000\nservice "a" { cmd = "x" }\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 1 and "dev block" in text
+
+
+def test_missing_cmd_points_at_the_service(tmp_path: Path) -> None:
+    report = check('service "a" { cmd = "x" }\n\nservice "api" {\n  port = 8080\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and 'service "api" has no cmd' in text
+
+
+def test_wrong_type_names_expected_and_actual(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = 3\n}\n', tmp_path)
+    assert only_error(report) == (2, 'service "api": cmd must be a string, got the number 3')
+
+
+def test_quoted_port_is_a_type_error_with_a_fix(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  port = "8080"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and "whole number" in text and "write 8080 without quotes" in text
+
+
+def test_depends_on_as_a_string_suggests_a_list(tmp_path: Path) -> None:
+    report = check('service "db" { cmd = "x" }\nservice "api" {\n  cmd = "x"\n  depends_on = "db"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 4 and 'write ["db"]' in text
+
+
+def test_expression_is_rejected_because_nothing_is_evaluated(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  port = var.port\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and "var.port" in text and "literal" in text
+
+
+def test_bad_duration_names_the_value(tmp_path: Path) -> None:
+    report = check('dev {\n  stop_timeout = "5 secs"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 2 and '"5 secs" is not a duration' in text
+
+
+def test_bad_duration_in_health_block(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  port = 3000\n  health {\n    interval = "2x"\n  }\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 5 and "interval" in text and '"2x"' in text
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "-1"])
+def test_service_port_outside_1_65535(tmp_path: Path, port: str) -> None:
+    report = check(f'service "api" {{\n  cmd = "x"\n  port = {port}\n}}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and f"port {port} is out of range" in text and "1 to 65535" in text
+
+
+def test_proxy_port_zero_is_allowed_but_not_70000(tmp_path: Path) -> None:
+    assert check("dev {\n  proxy_port = 0\n}\n", tmp_path).ok
+    line, text = only_error(check("dev {\n  proxy_port = 70000\n}\n", tmp_path))
+    assert line == 2 and "0 to 65535" in text
+
+
+def test_two_services_on_one_port(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n  cmd = "x"\n  port = 8080\n}\nservice "b" {\n  cmd = "x"\n  port = 8080\n}\n', tmp_path
+    )
+    line, text = only_error(report)
+    assert line == 7 and 'port 8080 is already used by service "a" (line 3)' in text
+
+
+def test_service_on_the_proxy_port(tmp_path: Path) -> None:
+    report = check('dev {\n  proxy_port = 9000\n}\nservice "a" {\n  cmd = "x"\n  port = 9000\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 6 and "proxy's port" in text
+
+
+def test_two_services_on_one_subdomain(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n  cmd = "x"\n  port = 1\n  subdomain = "web"\n}\n'
+        'service "web" {\n  cmd = "x"\n  port = 2\n}\n',
+        tmp_path,
+    )
+    line, text = only_error(report)
+    assert line == 6 and 'subdomain "web" is already used by service "a" (line 4)' in text
+
+
+@pytest.mark.parametrize("sub", ["my_api", "a.b", "-x", "x" * 64, ""])
+def test_subdomain_must_be_a_dns_label(tmp_path: Path, sub: str) -> None:
+    report = check(f'service "a" {{\n  cmd = "x"\n  port = 1\n  subdomain = "{sub}"\n}}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 4 and "is not a DNS label" in text
+
+
+def test_unknown_dependency_suggests_the_closest_service(tmp_path: Path) -> None:
+    report = check(
+        'service "event" { cmd = "x" }\nservice "api" {\n  cmd = "x"\n  depends_on = [\n    "evnt",\n  ]\n}\n',
+        tmp_path,
+    )
+    assert only_error(report) == (5, 'service "api": depends_on names unknown service "evnt" (did you mean "event"?)')
+
+
+def test_dependency_on_itself(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  depends_on = ["api"]\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and 'service "api" depends on itself' in text
+
+
+def test_three_cycle_is_printed_as_a_path(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n  cmd = "x"\n  depends_on = ["b"]\n}\n'
+        'service "b" {\n  cmd = "x"\n  depends_on = ["c"]\n}\n'
+        'service "c" {\n  cmd = "x"\n  depends_on = ["a"]\n}\n',
+        tmp_path,
+    )
+    line, text = only_error(report)
+    assert line == 3 and "dependency cycle: a -> b -> c -> a" in text
+
+
+def test_two_separate_cycles_are_both_reported(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n cmd = "x"\n depends_on = ["b"]\n}\nservice "b" {\n cmd = "x"\n depends_on = ["a"]\n}\n'
+        'service "c" {\n cmd = "x"\n depends_on = ["d"]\n}\nservice "d" {\n cmd = "x"\n depends_on = ["c"]\n}\n',
+        tmp_path,
+    )
+    assert [e.text.split(" (")[0] for e in report.errors] == [
+        "dependency cycle: a -> b -> a",
+        "dependency cycle: c -> d -> c",
+    ]
+
+
+def test_duplicate_service_names(tmp_path: Path) -> None:
+    report = check('service "a" { cmd = "x" }\n\nservice "a" { cmd = "y" }\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and 'duplicate service "a" (first declared on line 1)' in text
+
+
+def test_duplicate_attribute_is_caught_although_hcl2_would_merge_it(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  port = 1\n  cmd = "y"\n}\n', tmp_path)
+    assert only_error(report) == (4, 'duplicate attribute "cmd" in service "a" (first set on line 2)')
+
+
+def test_duplicate_key_in_env_map(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  env = {\n    A = "1"\n    A = "2"\n  }\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 5 and 'duplicate key "A"' in text
+
+
+def test_health_path_on_a_tcp_probe(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n  cmd = "x"\n  port = 1\n  health {\n    type = "tcp"\n    path = "/health"\n  }\n}\n',
+        tmp_path,
+    )
+    line, text = only_error(report)
+    assert line == 6 and "path applies to http probes only" in text
+
+
+def test_health_without_port(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  health {\n    type = "tcp"\n  }\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and "needs a port" in text
+
+
+def test_unknown_choice_suggests_the_closest(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  restart = "allways"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and 'did you mean "always"?' in text
+
+
+def test_bad_stop_signal(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  stop_signal = "SIGKILL"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 3 and "stop_signal" in text and '"SIGTERM"' in text
+
+
+def test_service_without_a_name(tmp_path: Path) -> None:
+    report = check('service {\n  cmd = "x"\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 1 and "needs a name" in text
+
+
+def test_reserved_service_name(tmp_path: Path) -> None:
+    line, text = only_error(check('service "a3s" { cmd = "x" }\n', tmp_path))
+    assert line == 1 and "reserved" in text
+
+
+def test_bad_proxy_port_override_is_an_error_without_line(tmp_path: Path) -> None:
+    report = check('service "a" { cmd = "x" }\n', tmp_path, {"A3S_PROXY_PORT": "http"})
+    line, text = only_error(report)
+    assert line is None and "A3S_PROXY_PORT" in text
+
+
+def test_every_error_of_a_file_is_reported_in_one_pass(tmp_path: Path) -> None:
+    report = check(
+        """\
+        dev {
+          stop_timeout = "forever"
+        }
+        service "api" {
+          prot = 1
+          depends_on = ["nope"]
+        }
+        service "web" {
+          cmd = "x"
+          port = 99999
+          restart = "sometimes"
+        }
+        """,
+        tmp_path,
+    )
+    assert [e.line for e in report.errors] == [2, 4, 5, 6, 10, 11]
+    assert report.config is None
+
+
+def test_missing_dir_and_watch_path_are_warnings_not_errors(tmp_path: Path) -> None:
+    report = check(
+        'service "a" {\n  cmd = "x"\n  dir = "nowhere"\n  watch {\n    paths = ["src"]\n  }\n}\n', tmp_path
+    )
+    assert report.ok and report.config is not None
+    assert [(d.severity, d.line) for d in report.diagnostics] == [(Severity.WARNING, 3), (Severity.WARNING, 5)]
+    assert 'dir "nowhere" does not exist' in report.warnings[0].text
+
+
+def test_printed_lines_follow_the_contract_format(tmp_path: Path) -> None:
+    report = check('service "a" {\n  cmd = "x"\n  prot = 1\n}\n', tmp_path)
+    assert report.lines(filename="A3sfile.hcl") == [
+        'A3sfile.hcl:3: error: unknown attribute "prot" in service "a" (did you mean "port"?)'
+    ]
+
+
+def test_json_document_shape(tmp_path: Path) -> None:
+    doc = check('service "a" {\n  cmd = "x"\n  prot = 1\n}\n', tmp_path).to_json()
+    assert doc["ok"] is False
+    assert doc["errors"][0]["line"] == 3 and "prot" in doc["errors"][0]["message"]
+    assert doc["warnings"] == [] and doc["start_order"] == []
