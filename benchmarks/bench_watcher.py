@@ -95,12 +95,16 @@ async def latency(trials: int, debounce: float) -> list[float]:
             await tg.start(watch_services, sup)
             try:
                 for i in range(trials):
-                    ready = await _poll(lambda: lines("ready")[i:], 10, "the service to be ready")
+                    ready = await _poll(
+                        lambda i=i: lines("ready")[i:], 10, "the service to be ready"
+                    )
                     pid = ready[0][1]
                     await anyio.sleep(0.05)  # let the service settle between trials
                     started = time.time()
                     (root / "src" / "app.py").write_text(f"v = {i}\n")
-                    term = await _poll(lambda: [t for t in lines("term") if t[1] == pid], 10, "SIGTERM")
+                    term = await _poll(
+                        lambda pid=pid: [t for t in lines("term") if t[1] == pid], 10, "SIGTERM"
+                    )
                     results.append(float(term[0][2]) - started)
             finally:
                 await sup.shutdown()
@@ -150,7 +154,9 @@ async def idle(files: int, seconds: float) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", nargs="?", choices=["latency", "idle", "all"], default="all")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--debounce", type=float, default=0.5)

@@ -49,7 +49,9 @@ async def test_a_write_in_a_watched_folder_is_reported(tmp_path: Path) -> None:
 
 
 async def test_rejected_paths_are_not_reported(tmp_path: Path) -> None:
-    async with WatchfilesWatcher().open([str(tmp_path)], lambda p: not p.endswith(".log")) as batches:
+    async with WatchfilesWatcher().open(
+        [str(tmp_path)], lambda p: not p.endswith(".log")
+    ) as batches:
         (tmp_path / "noise.log").write_text("x")
         (tmp_path / "app.py").write_text("x")
         with anyio.fail_after(5):
@@ -71,7 +73,9 @@ async def test_a_watch_path_that_appears_later_is_picked_up(tmp_path: Path) -> N
         await seen(batches, gen / "models.py", poke=poke)
 
 
-async def test_a_watched_folder_deleted_and_created_again_keeps_being_watched(tmp_path: Path) -> None:
+async def test_a_watched_folder_deleted_and_created_again_keeps_being_watched(
+    tmp_path: Path,
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     async with WatchfilesWatcher(rescan=0.2).open([str(src)], lambda p: True) as batches:
@@ -100,7 +104,7 @@ async def test_a_single_file_saved_by_rename_keeps_being_watched(tmp_path: Path)
         tmp.write_text(text)
         os.replace(tmp, settings)  # how many editors save: the watched inode is replaced
 
-    accept = lambda p: p == str(settings)  # noqa: E731
+    accept = lambda p: p == str(settings)
     async with WatchfilesWatcher().open([str(settings)], accept) as batches:
         atomic_save("a = 2\n")
         await seen(batches, settings)
@@ -111,7 +115,9 @@ async def test_a_single_file_saved_by_rename_keeps_being_watched(tmp_path: Path)
 
 
 async def test_a_watch_path_that_never_exists_does_not_crash(tmp_path: Path) -> None:
-    async with WatchfilesWatcher(rescan=0.1).open([str(tmp_path / "nope" / "deeper")], lambda p: True) as batches:
+    async with WatchfilesWatcher(rescan=0.1).open(
+        [str(tmp_path / "nope" / "deeper")], lambda p: True
+    ) as batches:
         with anyio.move_on_after(0.5):
             async for batch in batches:
                 pass  # nothing to see, and no exception either

@@ -46,7 +46,9 @@ def service(
         env={"NAME": name, "RECORD": str(root / "record")},
         depends_on=depends_on,
         stop_timeout=3.0,
-        watch=WatchConfig(paths=tuple(root / p for p in watch), ignore=ignore, restart=restart, debounce=DEBOUNCE)
+        watch=WatchConfig(
+            paths=tuple(root / p for p in watch), ignore=ignore, restart=restart, debounce=DEBOUNCE
+        )
         if watch
         else None,
     )
@@ -66,10 +68,14 @@ class Stack:
         record = self.root / "record"
         if not record.exists():
             return 0
-        return sum(1 for line in record.read_text().splitlines() if line.startswith(f"{name} spawned"))
+        return sum(
+            1 for line in record.read_text().splitlines() if line.startswith(f"{name} spawned")
+        )
 
 
-async def until(predicate: Callable[[], object], timeout: float = 10.0, message: str = "condition") -> None:
+async def until(
+    predicate: Callable[[], object], timeout: float = 10.0, message: str = "condition"
+) -> None:
     """Bounded async poll that says what it waited for."""
     with anyio.move_on_after(timeout):
         while not predicate():
@@ -78,7 +84,9 @@ async def until(predicate: Callable[[], object], timeout: float = 10.0, message:
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
-async def stays(predicate: Callable[[], object], seconds: float, message: str = "condition") -> None:
+async def stays(
+    predicate: Callable[[], object], seconds: float, message: str = "condition"
+) -> None:
     """Assert that `predicate` holds for the whole of `seconds`."""
     with anyio.move_on_after(seconds):
         while True:
@@ -106,7 +114,9 @@ async def stack(root: Path, *services: ServiceDef) -> AsyncIterator[Stack]:
 
             await tg.start(run_supervisor)
             await sup.start()
-            await until(lambda: all(st.pid(s.name) for s in services), message="every service running")
+            await until(
+                lambda: all(st.pid(s.name) for s in services), message="every service running"
+            )
             await tg.start(watch_services, sup)
             try:
                 yield st
@@ -146,7 +156,9 @@ async def test_ten_writes_in_100ms_restart_exactly_once(tmp_path: Path) -> None:
 async def test_an_ignored_path_restarts_nothing(tmp_path: Path) -> None:
     for folder in ("src/gen", "src/__pycache__", "src/node_modules"):
         (tmp_path / folder).mkdir(parents=True)
-    async with stack(tmp_path, service(tmp_path, "api", "src", ignore=("*.log", "src/gen/**"))) as st:
+    async with stack(
+        tmp_path, service(tmp_path, "api", "src", ignore=("*.log", "src/gen/**"))
+    ) as st:
         old = st.pid("api")
         (tmp_path / "src" / "debug.log").write_text("noise\n")
         (tmp_path / "src" / "gen" / "models.py").write_text("generated\n")
@@ -162,12 +174,16 @@ async def test_restart_false_logs_the_change_and_keeps_the_pid(tmp_path: Path) -
     async with stack(tmp_path, service(tmp_path, "docs", "docs", restart=False)) as st:
         old = st.pid("docs")
         (tmp_path / "docs" / "index.md").write_text("# hi\n")
-        await until(lambda: "docs: 1 file changed (docs/index.md)" in st.lines, message="the change line")
+        await until(
+            lambda: "docs: 1 file changed (docs/index.md)" in st.lines, message="the change line"
+        )
         await stays(lambda: st.pid("docs") == old, DEBOUNCE + 0.5, "docs kept its pid")
         assert st.spawns("docs") == 1
 
 
-async def test_a_dependent_keeps_running_with_its_pid_while_its_dependency_restarts(tmp_path: Path) -> None:
+async def test_a_dependent_keeps_running_with_its_pid_while_its_dependency_restarts(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "api").mkdir()
     api = service(tmp_path, "api", "api")
     web = service(tmp_path, "web", depends_on=("api",))
@@ -196,8 +212,12 @@ async def test_a_watch_path_created_after_start_is_watched(tmp_path: Path) -> No
         gen = tmp_path / "src" / "gen"
         gen.mkdir(parents=True)
         (gen / "first.py").write_text("v = 0\n")  # created before the watcher can see inside
-        await until(lambda: st.pid("api") not in (None, old), message="a restart for the new folder")
+        await until(
+            lambda: st.pid("api") not in (None, old), message="a restart for the new folder"
+        )
         assert any(line.startswith("api: 1 file changed (src/gen)") for line in st.lines)
         second = st.pid("api")
         (gen / "models.py").write_text("v = 1\n")  # the folder itself is watched by now
-        await until(lambda: st.pid("api") not in (None, second), message="a restart for a file inside it")
+        await until(
+            lambda: st.pid("api") not in (None, second), message="a restart for a file inside it"
+        )
