@@ -7,11 +7,12 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from a3s_dev.watcher import WatchfilesWatcher
+from a3s_dev.watcher import WatchfilesWatcher, WatchRoots
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +130,29 @@ async def test_leaving_the_context_stops_the_notifier_threads_promptly(tmp_path:
     async with watcher.open([str(tmp_path)], lambda p: True):
         await anyio.sleep(0.1)
     assert time.monotonic() - start < 1.5
+
+
+class LimitedWatcher(WatchfilesWatcher):
+    """Refuses OS notifications as an exhausted inotify watch limit does; polling still works."""
+
+    def _arm(self, roots: WatchRoots) -> list[Any]:
+        if not self.force_polling:
+            raise OSError("OS file watch limit reached")
+        return super()._arm(roots)
+
+
+async def test_the_os_refusing_notifications_falls_back_to_polling_and_says_so(
+    tmp_path: Path,
+) -> None:
+    warnings: list[str] = []
+    watcher = LimitedWatcher(poll_delay_ms=50, warn=warnings.append)
+    async with watcher.open([str(tmp_path)], lambda p: True) as batches:
+        assert warnings == ["file watching: OS file watch limit reached; falling back to polling"]
+        n = 0
+
+        def poke() -> None:
+            nonlocal n
+            n += 1
+            (tmp_path / "app.py").write_text("x" * n)  # a new size each time: polling sees it
+
+        await seen(batches, tmp_path / "app.py", poke=poke)
