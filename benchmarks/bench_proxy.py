@@ -1,0 +1,240 @@
+"""Proxy throughput and added latency: wrk against nginx directly, through the reference
+aiohttp proxy (benchmarks/ref_proxy.py) and through a3s's proxy, in one run.
+
+    python benchmarks/bench_proxy.py [--duration 10] [--connections 50] [--threads 2]
+
+Needs `wrk` and `nginx` (Debian: apt-get install -y wrk nginx); prints a message and exits 0
+when either is missing. The bar (issue 5): a3s >= 1.3 x reference req/s, p50 added <= 3 ms,
+zero failed requests, flat proxy RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BODY = "hello, world\n"  # 13 bytes
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "{body}"; }}
+    }}
+}}
+"""
+
+# Runs a3s's proxy on LISTEN_PORT with one service "bench" on UPSTREAM_PORT, the supervisor
+# replaced by a fixed backend (running, no logs): the proxy's own cost is what we measure.
+OURS = """
+import sys, anyio
+from pathlib import Path
+from a3s_dev.config import DevConfig, ServiceDef
+from a3s_dev.events import EventBus
+from a3s_dev.proxy import serve_proxy
+from a3s_dev.state import ServiceState, ServiceStatus
+
+class Backend:
+    def __init__(self, port):
+        self.config = DevConfig(path=Path("/tmp/A3sfile.hcl"),
+                                services=(ServiceDef("bench", "true", Path("."), port=port),))
+        self.bus = EventBus()
+    def status(self, name):
+        return ServiceStatus(name, ServiceState.RUNNING, port=self.config.service(name).port)
+    def tail(self, name, n=20):
+        return []
+    def announce(self, text):
+        print(text, flush=True)
+
+backend_options = {}
+if len(sys.argv) > 3 and sys.argv[3] == "uvloop":  # measured for the record; not a dependency
+    backend_options = {"use_uvloop": True}
+anyio.run(serve_proxy, Backend(int(sys.argv[2])), int(sys.argv[1]), backend_options=backend_options)
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    non2xx: int
+    rss_before_kb: int | None = None
+    rss_after_kb: int | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process for port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port} after {timeout}s")
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise SystemExit(f"cannot read a wrk latency from {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
+
+
+def run_wrk(
+    name: str, port: int, args: argparse.Namespace, pid: int | None = None, *, threads: int | None = None,
+    connections: int | None = None, duration: int | None = None,
+) -> Result:
+    threads = threads or args.threads
+    connections = connections or args.connections
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration or args.duration}s", "--latency",
+           "-H", "Host: bench.localhost", f"http://127.0.0.1:{port}/"]
+    # warm-up: pools filled, code paths hot
+    subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], capture_output=True, check=True)
+    before = rss_kb(pid) if pid else None
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if args.verbose:
+        print(out)
+    after = rss_kb(pid) if pid else None
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = sum(int(g) for g in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    non2xx = int(m.group(1)) if m else 0
+    return Result(name, rps, p50, p99, requests, errors, non2xx, before, after)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--uvloop", action="store_true", help="run a3s's proxy on uvloop (if installed)")
+    parser.add_argument("--verbose", action="store_true", help="print wrk output")
+    parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
+    parser.add_argument("--only", choices=["nginx", "reference", "a3s"], action="append")
+    args = parser.parse_args()
+    missing = [tool for tool in ("wrk", "nginx") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
+    if missing:
+        print(f"bench_proxy: skipped, {' and '.join(missing)} not installed (apt-get install -y wrk nginx)")
+        return 0
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="a3s-bench-") as tmp:
+            nginx_port = free_port()
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, body=BODY.replace("\n", "\\n")))
+            procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", tmp], start_new_session=True))
+            wait_port(nginx_port, procs[-1])
+
+            ref_port, ours_port = free_port(), free_port()
+            # the reference logs a traceback for every client that hangs up mid-response (wrk
+            # does at the end of each run): silenced, it is noise here
+            ref = subprocess.Popen([sys.executable, str(HERE / "ref_proxy.py"), str(ref_port), str(nginx_port)],
+                                   start_new_session=True, stderr=subprocess.DEVNULL)
+            procs.append(ref)
+            extra = ["uvloop"] if args.uvloop else []
+            ours = subprocess.Popen([sys.executable, "-c", OURS, str(ours_port), str(nginx_port), *extra],
+                                    start_new_session=True)
+            procs.append(ours)
+            wait_port(ref_port, ref)
+            wait_port(ours_port, ours)
+
+            only = set(args.only or ["nginx", "reference", "a3s"])
+            results: list[Result] = []
+            if "nginx" in only:
+                results.append(run_wrk("nginx direct", nginx_port, args))
+            if "reference" in only:
+                results.append(run_wrk("reference aiohttp proxy", ref_port, args, ref.pid))
+            if "a3s" in only:
+                results.append(run_wrk("a3s proxy" + (" (uvloop)" if args.uvloop else ""), ours_port, args, ours.pid))
+            # one connection, one request at a time: the latency a proxy adds without queueing
+            # (at 50 connections p50 is mostly time spent waiting behind the other 49)
+            single: list[Result] = []
+            targets = {"nginx": ("nginx direct", nginx_port), "reference": ("reference aiohttp proxy", ref_port),
+                       "a3s": ("a3s proxy", ours_port)}
+            for key in ("nginx", "reference", "a3s"):
+                if key in only and args.single:
+                    label, target_port = targets[key]
+                    single.append(run_wrk(label, target_port, args, threads=1, connections=1, duration=args.single))
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+    direct = next((r for r in results if r.name == "nginx direct"), None)
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, 13-byte nginx response, "
+          f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"{'target':<26}{'req/s':>10}{'p50':>9}{'+p50':>9}{'p99':>9}{'errors':>8}{'non2xx':>8}{'RSS MB before/after':>22}")
+    for r in results:
+        added = f"{r.p50_ms - direct.p50_ms:+.2f}" if direct else "-"
+        rss = f"{r.rss_before_kb / 1024:.1f}/{r.rss_after_kb / 1024:.1f}" if r.rss_before_kb and r.rss_after_kb else "-"
+        print(f"{r.name:<26}{r.rps:>10.0f}{r.p50_ms:>8.2f}m{added:>8}m{r.p99_ms:>8.2f}m{r.errors:>8}{r.non2xx:>8}{rss:>22}")
+    ref_r = next((r for r in results if r.name.startswith("reference")), None)
+    ours_r = next((r for r in results if r.name.startswith("a3s")), None)
+    if ref_r and ours_r:
+        print(f"a3s / reference: {ours_r.rps / ref_r.rps:.2f}x")
+    if single:
+        one = next((r for r in single if r.name == "nginx direct"), None)
+        print(f"wrk -t1 -c1 -d{args.single}s (no queueing):")
+        for r in single:
+            added = f"{r.p50_ms - one.p50_ms:+.3f}" if one else "-"
+            print(f"{r.name:<26}{r.rps:>10.0f}{r.p50_ms:>8.3f}m{added:>8}m")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

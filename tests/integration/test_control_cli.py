@@ -1,0 +1,316 @@
+"""Every control-plane command against a real background supervisor in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import sys
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import free_port, pid_alive, pids_in_group, wait_until
+from support_control import Stack, chain_a3sfile, no_process_left, service_block, stack_in
+
+from a3s_dev import runtime
+from a3s_dev.fast import SPEC_KEYS
+
+STATES = {
+    "pending",
+    "starting",
+    "running",
+    "unhealthy",
+    "backoff",
+    "stopping",
+    "stopped",
+    "completed",
+    "failed",
+}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with stack_in(tmp_path) as s:
+        yield s
+
+
+def get(port: int, path: str = "/") -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_up_d_returns_once_healthy_and_a_second_up_d_reuses_the_supervisor(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder)
+    first = stack.a3s("up", "-d")
+    assert first.code == 0, first.err
+    assert "ready" in first.out
+    rows = stack.status()
+    assert [r["state"] for r in rows.values()] == ["running"] * 3
+    assert get(ports["web"]).startswith("web ")  # healthy means it answers now, not later
+    supervisor = stack.supervisor_pid()
+    assert supervisor and pid_alive(supervisor)
+
+    second = stack.a3s("up", "-d")
+    assert second.code == 0, second.err
+    assert stack.supervisor_pid() == supervisor
+    assert stack.status()["db"]["pid"] == rows["db"]["pid"]  # nothing was started twice
+    spawned = [name for name, event in stack.record() if event == "spawned"]
+    assert sorted(spawned) == ["api", "db", "web"]
+
+    # The control socket is private: 0600 in a 0700 folder.
+    paths = stack.paths
+    assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(paths.state_dir).st_mode) == 0o700
+    assert "supervisor" in paths.supervisor_log.read_text()
+
+
+def test_up_d_of_a_failing_service_exits_1_naming_it_with_its_last_lines(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder, ("db",))
+    with open(stack.a3sfile, "a") as f:
+        f.write(
+            service_block(
+                "broken",
+                "echo about to fail; echo really; exit 3",
+                port=None,
+                depends_on=["db"],
+                extra='restart = "never"',
+            )
+        )
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    assert "broken failed: exit code 3" in result.err
+    assert "about to fail" in result.err and "really" in result.err
+    assert stack.status()["db"]["state"] == "running"  # the rest keeps running, like compose
+    assert get(ports["db"]).startswith("db ")
+
+
+def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    with open(stack.a3sfile, "a") as f:
+        f.write(service_block("migrate", "echo migrating", extra="oneshot = true"))
+        f.write(service_block("quitter", "echo bye", depends_on=["migrate"]))
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    assert "quitter failed: exit code 0" in result.err and "bye" in result.err
+    assert stack.a3s("up", "db").code == 0  # asks the running supervisor; migrate stays done
+    rows = stack.status()
+    assert rows["migrate"]["state"] == "completed" and rows["migrate"]["exit_code"] == 0
+    assert (stack.paths.logs_dir / "migrate.log").read_text().count("migrating") == 1
+
+
+def test_up_with_a_running_supervisor_starts_only_what_is_asked(stack: Stack) -> None:
+    chain_a3sfile(stack.folder)
+    assert stack.a3s("up", "-d", "db").code == 0
+    rows = stack.status()
+    assert rows["db"]["state"] == "running" and rows["web"]["state"] == "stopped"
+    again = stack.a3s("up", "api")  # not detached: a supervisor runs, so ask it
+    assert again.code == 0, again.err
+    rows = stack.status()
+    assert rows["api"]["state"] == "running" and rows["web"]["state"] == "stopped"
+
+
+def test_down_of_one_service_stops_its_running_dependents_first(stack: Stack) -> None:
+    chain_a3sfile(stack.folder)
+    assert stack.a3s("up", "-d").code == 0
+    result = stack.a3s("down", "api")
+    assert result.code == 0, result.err
+    rows = stack.status()
+    assert rows["db"]["state"] == "running"
+    assert rows["api"]["state"] == "stopped" and rows["web"]["state"] == "stopped"
+    stopped = [name for name, event in stack.record() if event == "stopped"]
+    assert stopped == ["web", "api"]
+
+
+def test_down_stops_everything_and_the_supervisor_then_nothing_is_running(stack: Stack) -> None:
+    chain_a3sfile(stack.folder)
+    assert stack.a3s("up", "-d").code == 0
+    groups = [r["pid"] for r in stack.status().values()]
+    supervisor = stack.supervisor_pid()
+    result = stack.a3s("down")
+    assert result.code == 0, result.err
+    assert [name for name, event in stack.record() if event == "stopped"] == ["web", "api", "db"]
+    no_process_left(groups)
+    assert supervisor is not None and not pid_alive(supervisor)
+    assert not stack.paths.socket.exists()
+    again = stack.a3s("down")
+    assert again.code == 0 and "nothing is running" in again.out
+
+
+def test_restart_gives_a_new_pid_and_returns_when_healthy(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder)
+    assert stack.a3s("up", "-d").code == 0
+    before = stack.status()
+    result = stack.a3s("restart", "api")
+    assert result.code == 0, result.err
+    after = stack.status()
+    assert after["api"]["pid"] != before["api"]["pid"]
+    assert after["api"]["state"] == "running"
+    assert get(ports["api"]).startswith(f"api {after['api']['pid']}")
+    assert after["web"]["pid"] == before["web"]["pid"]  # dependents keep running
+
+
+def test_restart_that_does_not_get_healthy_exits_1_with_the_reason(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    flag = stack.folder / "ok"
+    flag.write_text("")
+    with open(stack.a3sfile, "a") as f:
+        f.write(
+            service_block(
+                "flaky",
+                f"test -f ok || {{ echo no ok file; exit 4; }}; exec {sys.executable} server.py",
+                port=free_port(),
+            )
+        )
+    assert stack.a3s("up", "-d").code == 0
+    flag.unlink()
+    result = stack.a3s("restart", "flaky")
+    assert result.code == 1
+    assert "flaky" in result.err and "exit code 4" in result.err
+    assert "no ok file" in result.err
+
+
+def test_sigkill_of_the_supervisor_then_down_leaves_no_service_process(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    # A shell that keeps its server as a grandchild: the parent-death signal reaches only the
+    # shell, so the server outlives a SIGKILLed supervisor until `down` ends its group.
+    with open(stack.a3sfile, "a") as f:
+        f.write(
+            service_block(
+                "deep", f"{sys.executable} -c 'import time; time.sleep(600)' & wait", port=None
+            )
+        )
+    assert stack.a3s("up", "-d").code == 0
+    rows = stack.status()
+    groups = [rows["db"]["pid"], rows["deep"]["pid"]]
+    supervisor = stack.supervisor_pid()
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(supervisor), message="the supervisor to die")
+    assert pids_in_group(rows["deep"]["pid"]), "the grandchild should have outlived the supervisor"
+
+    result = stack.a3s("down")
+    assert result.code == 0, result.err
+    assert "deep" in result.out
+    no_process_left(groups)
+    assert not stack.paths.socket.exists() and not stack.paths.pid.exists()
+    assert stack.a3s("down").out.strip() == "nothing is running"
+
+
+def test_long_state_path_puts_the_socket_under_xdg_runtime_dir(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 40)
+    deep.mkdir(parents=True)
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    with stack_in(deep, {"XDG_RUNTIME_DIR": str(xdg)}) as stack:
+        chain_a3sfile(deep, ("db",))
+        assert len(str(deep / ".a3s" / "control.sock")) > runtime.AF_UNIX_PATH_MAX
+        assert stack.a3s("up", "-d").code == 0
+        sockets = list((xdg / "a3s").glob("*.sock"))
+        assert len(sockets) == 1
+        assert stat.S_IMODE(os.stat(sockets[0]).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(xdg / "a3s").st_mode) == 0o700
+        assert stack.status()["db"]["state"] == "running"
+        assert stack.a3s("down").code == 0
+        assert not sockets[0].exists()
+
+
+def test_logs_follow_shows_a_new_line(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder, ("db", "api"))
+    assert stack.a3s("up", "-d").code == 0
+    follower = stack.popen("logs", "-f", "api")
+    try:
+        lines: list[str] = []
+
+        def read() -> None:
+            assert follower.stdout is not None
+            for line in follower.stdout:
+                lines.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        wait_until(
+            lambda: any("api listening" in ln for ln in lines), timeout=20, message="the history"
+        )
+        assert not any(" db " in ln and "listening" in ln for ln in lines)  # only the asked service
+        get(ports["api"], "/fresh-line")
+        wait_until(
+            lambda: any("api got /fresh-line" in ln for ln in lines),
+            timeout=10,
+            message="the new line",
+        )
+        line = next(ln for ln in lines if "/fresh-line" in ln)
+        assert " api | api got /fresh-line" in line
+        # The stream ends when the supervisor stops.
+        assert stack.a3s("down").code == 0
+        assert follower.wait(timeout=20) == 0
+    finally:
+        if follower.poll() is None:
+            os.killpg(follower.pid, signal.SIGKILL)
+            follower.wait()
+
+
+def test_logs_history_is_merged_in_time_order_with_n_per_service(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder, ("db", "api"))
+    assert stack.a3s("up", "-d").code == 0
+    for i in range(3):
+        get(ports["db"], f"/d{i}")
+        get(ports["api"], f"/a{i}")
+    wait_until(
+        lambda: "/a2" in (stack.paths.logs_dir / "api.log").read_text(), message="logs written"
+    )
+    result = stack.a3s("logs", "db", "api", "-n", "2")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert [ln.split("| ", 1)[1] for ln in lines] == [
+        "db got /d1",
+        "api got /a1",
+        "db got /d2",
+        "api got /a2",
+    ]
+
+
+def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder, ("db", "api"))
+    assert stack.a3s("up", "-d").code == 0
+    result = stack.a3s("status", "--json")
+    rows = json.loads(result.out)
+    assert [r["name"] for r in rows] == ["db", "api"]
+    for row in rows:
+        assert tuple(row) == SPEC_KEYS
+        assert row["state"] in STATES
+        assert isinstance(row["pid"], int) and isinstance(row["uptime_s"], float)
+        assert row["restarts"] == 0 and row["exit_code"] is None
+        assert row["port"] == ports[row["name"]] and row["url"] == f"http://127.0.0.1:{row['port']}"
+    table = stack.a3s("status").out.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "HEALTH",
+        "UPTIME",
+        "RESTARTS",
+        "URL",
+    ]
+    assert table[1].split()[:2] == ["db", "running"]
+
+
+def test_every_command_without_a_supervisor(stack: Stack) -> None:
+    ports = chain_a3sfile(stack.folder, ("db", "api"))
+    rows = json.loads(stack.a3s("status", "--json").out)
+    assert [(r["name"], r["state"], r["pid"], r["port"]) for r in rows] == [
+        ("db", "stopped", None, ports["db"]),
+        ("api", "stopped", None, ports["api"]),
+    ]
+    down = stack.a3s("down")
+    assert (down.code, down.out.strip()) == (0, "nothing is running")
+    restart = stack.a3s("restart", "api")
+    assert restart.code == 1 and "nothing is running" in restart.err
+    logs = stack.a3s("logs")
+    assert (logs.code, logs.out) == (0, "")
+    unknown = stack.a3s("logs", "apx")
+    assert unknown.code == 2 and "did you mean 'api'" in unknown.err

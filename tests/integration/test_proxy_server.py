@@ -1,0 +1,395 @@
+"""The proxy against real upstream processes on OS-assigned ports, with a fake supervisor."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+from proxy_support import (
+    UPSTREAM,
+    Upstream,
+    backend_for,
+    running_proxy,
+    start_upstream,
+    svc,
+    upstream,
+)
+from support import free_port, port_open
+
+from a3s_dev.errors import RuntimeFailure
+from a3s_dev.proxy import serve_proxy
+from a3s_dev.state import ServiceState
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def ups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Upstream]]:
+    folder = tmp_path_factory.mktemp("upstreams")
+    with upstream(folder, "api", free_port()) as api, upstream(folder, "web", free_port()) as web:
+        yield {"api": api, "web": web}
+
+
+def backend(ups: dict[str, Upstream]):
+    return backend_for(
+        svc("api", ups["api"].port), svc("web", ups["web"].port, subdomain="app"), svc("worker", None)
+    )
+
+
+async def get(port: int, host: str, path: str = "/", **kw: object) -> tuple[int, str, aiohttp.ClientResponse]:
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host, **kw.pop("headers", {})}, **kw) as r:  # type: ignore[arg-type]
+            return r.status, await r.text(), r
+
+
+async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> None:
+    b = backend(ups)
+    async with running_proxy(b) as port:
+        assert b.announced == [f"proxy on http://localhost:{port}: http://api.localhost:{port}, http://app.localhost:{port}"]
+        status, text, _ = await get(port, f"API.Localhost:{port}")
+        assert status == 200 and text.startswith("hello from api")
+        status, text, _ = await get(port, "app.localhost")
+        assert status == 200 and text.startswith("hello from web")
+
+
+async def test_keeps_host_adds_forwarded_headers_and_drops_hop_by_hop(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession() as client:
+            async with client.get(
+                f"http://127.0.0.1:{port}/headers?q=a%20b&x=1",
+                headers={"Host": f"api.localhost:{port}", "Connection": "keep-alive, X-Private",
+                         "X-Private": "secret", "Proxy-Authorization": "Basic eA==", "X-Custom": "kept"},
+            ) as r:
+                body = await r.json()
+    got = {k.lower(): v for k, v in body["headers"]}
+    assert body["path"] == "/headers?q=a%20b&x=1"
+    assert got["host"] == f"api.localhost:{port}"
+    assert got["x-forwarded-for"] == "127.0.0.1"
+    assert got["x-forwarded-host"] == f"api.localhost:{port}"
+    assert got["x-forwarded-proto"] == "http"
+    assert got["x-custom"] == "kept"
+    assert "x-private" not in got and "proxy-authorization" not in got
+
+
+async def test_unknown_host_gets_404_listing_routes(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        status, text, _ = await get(port, f"nope.localhost:{port}")
+    assert status == 404
+    assert f'href="http://api.localhost:{port}/"' in text and f'href="http://app.localhost:{port}/"' in text
+
+
+@pytest.mark.parametrize("host", ["localhost", "a3s.localhost"])
+async def test_index_page_lists_services_states_and_links(ups: dict[str, Upstream], host: str) -> None:
+    b = backend(ups)
+    b.states["worker"] = ServiceState.STOPPED
+    async with running_proxy(b) as port:
+        status, text, _ = await get(port, f"{host}:{port}")
+    assert status == 200
+    assert f'href="http://api.localhost:{port}/"' in text
+    assert "<td>worker</td><td>stopped</td>" in text
+
+
+async def test_stopped_service_gets_502_with_state_and_escaped_logs(ups: dict[str, Upstream]) -> None:
+    b = backend(ups)
+    b.states["api"] = ServiceState.FAILED
+    b.logs["api"] = [f"boot {i}" for i in range(25)] + ["<b>boom</b> & crash"]
+    async with running_proxy(b) as port:
+        started = time.monotonic()
+        status, text, _ = await get(port, "api.localhost")
+    assert status == 502
+    assert time.monotonic() - started < 2, "a failed service is not held"
+    assert "api is failed" in text
+    assert "&lt;b&gt;boom&lt;/b&gt; &amp; crash" in text and "<b>boom" not in text
+    assert "boot 5" not in text and "boot 6" in text  # the last 20 lines only
+
+
+async def test_service_without_port_is_not_routable(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        status, text, _ = await get(port, "worker.localhost")
+    assert status == 502 and "has no port" in text
+
+
+async def test_five_megabyte_upload_arrives_intact(ups: dict[str, Upstream]) -> None:
+    payload = os.urandom(5 * 1024 * 1024)
+
+    async def chunks():
+        for i in range(0, len(payload), 256 * 1024):
+            yield payload[i : i + 256 * 1024]
+
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        for data in (payload, chunks()):
+            async with client.post(
+                f"http://127.0.0.1:{port}/hash", data=data, headers={"Host": "api.localhost"}
+            ) as r:
+                assert r.status == 200
+                body = await r.json()
+            assert body == {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+
+
+async def test_large_response_streams_whole(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession() as client:
+            async with client.get(f"http://127.0.0.1:{port}/big", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200
+                assert await r.read() == b"x" * (1024 * 1024)
+
+
+async def test_server_sent_events_arrive_as_sent(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession() as client:
+            started = time.monotonic()
+            async with client.get(f"http://127.0.0.1:{port}/sse", headers={"Host": "api.localhost"}) as r:
+                assert r.headers["Content-Type"].startswith("text/event-stream")
+                with anyio.fail_after(5):
+                    line = await r.content.readline()
+            assert line == b"data: event 0\n"
+            assert time.monotonic() - started < 1.0, "the first event must not wait for the stream's end"
+
+
+async def test_websocket_echoes_text_and_binary_and_passes_close_code(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        async with client.ws_connect(
+            f"http://127.0.0.1:{port}/ws", headers={"Host": "api.localhost"}, protocols=("chat",)
+        ) as ws:
+            assert ws.protocol == "chat"
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo hi"
+            await ws.send_bytes(b"\x00\x01")
+            assert (await ws.receive(timeout=5)).data == b"echo \x00\x01"
+            await ws.send_str("close:4001")
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE
+            assert msg.data == 4001
+        assert ws.close_code == 4001
+
+
+async def test_request_for_a_starting_service_is_held_then_forwarded(ups: dict[str, Upstream]) -> None:
+    b = backend(ups)
+    b.states["api"] = ServiceState.STARTING
+    async with running_proxy(b) as port:
+        async with anyio.create_task_group() as tg:
+            result: list[tuple[int, str]] = []
+
+            async def request() -> None:
+                status, text, _ = await get(port, "api.localhost")
+                result.append((status, text))
+
+            started = time.monotonic()
+            tg.start_soon(request)
+            await anyio.sleep(0.4)
+            assert not result, "answered before the service was ready"
+            b.set_state("api", ServiceState.RUNNING)
+        assert result[0][0] == 200 and result[0][1].startswith("hello from api")
+        assert time.monotonic() - started >= 0.4
+
+
+async def test_hold_gives_up_with_503_after_the_timeout(ups: dict[str, Upstream]) -> None:
+    b = backend(ups)
+    b.states["api"] = ServiceState.BACKOFF
+    async with running_proxy(b, hold_timeout=0.5) as port:
+        started = time.monotonic()
+        status, text, _r = await get(port, "api.localhost")
+    assert status == 503 and "api is backoff" in text
+    assert 0.4 < time.monotonic() - started < 5
+
+
+async def test_request_during_a_restart_is_answered_by_the_new_process(tmp_path: Path) -> None:
+    script = tmp_path / "upstream.py"
+    script.write_text(UPSTREAM)
+    port = free_port()
+    b = backend_for(svc("api", port))
+    old = start_upstream(script, "old", port)
+    new: Upstream | None = None
+    try:
+        async with running_proxy(b) as proxy_port:
+            _status, text, _ = await get(proxy_port, "api.localhost")
+            assert text.startswith("hello from old")
+            # the supervisor's restart: stopping -> (process gone) -> stopped -> starting -> running
+            b.set_state("api", ServiceState.STOPPING)
+            old.stop()
+            async with anyio.create_task_group() as tg:
+                result: list[tuple[int, str]] = []
+
+                async def request() -> None:
+                    status, text, _ = await get(proxy_port, "api.localhost")
+                    result.append((status, text))
+
+                tg.start_soon(request)
+                await anyio.sleep(0.2)
+                b.set_state("api", ServiceState.STOPPED)
+                b.set_state("api", ServiceState.STARTING)
+                new = await anyio.to_thread.run_sync(start_upstream, script, "new", port)
+                b.set_state("api", ServiceState.RUNNING)
+            assert result == [(200, result[0][1])] and result[0][1].startswith("hello from new")
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
+
+
+async def test_crashed_upstream_still_marked_running_gives_502_with_reason() -> None:
+    port = free_port()
+    b = backend_for(svc("api", port))
+    async with running_proxy(b) as proxy_port:
+        started = time.monotonic()
+        status, text, _ = await get(proxy_port, "api.localhost")
+    assert status == 502 and "api is running" in text and f"127.0.0.1:{port}" in text
+    assert time.monotonic() - started < 5
+
+
+async def test_port_in_use_is_one_clear_error() -> None:
+    b = backend_for(svc("api", 1))
+    async with running_proxy(b) as taken:
+        with pytest.raises(RuntimeFailure) as err:
+            await serve_proxy(b, taken)
+    assert f"port {taken} is already in use" in err.value.message
+    assert "\n" not in err.value.message
+
+
+async def test_listens_on_ipv4_and_ipv6_loopback_only() -> None:
+    import socket
+
+    b = backend_for(svc("api", 1))
+    async with running_proxy(b) as port:
+        assert port_open(port, "127.0.0.1")
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+            has_v6 = True
+        except OSError:
+            has_v6 = False
+        if has_v6:
+            assert port_open(port, "::1")
+        # not on the wildcard address: another loopback address does not answer
+        assert not port_open(port, "127.0.0.2")
+
+
+async def test_head_and_204_pass_through_without_a_body(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession() as client:
+            async with client.head(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200
+                assert int(r.headers["Content-Length"]) > 0, "HEAD keeps the length the GET would have"
+                assert await r.read() == b""
+            async with client.get(f"http://127.0.0.1:{port}/nocontent", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 204 and await r.read() == b""
+            # the connection is still in a clean state for the next request
+            async with client.get(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200 and (await r.text()).startswith("hello from api")
+
+
+async def test_upstream_connections_are_kept_alive_and_reused(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port:
+        peers = set()
+        async with aiohttp.ClientSession() as client:
+            for _ in range(5):
+                async with client.get(f"http://127.0.0.1:{port}/headers", headers={"Host": "api.localhost"}) as r:
+                    peers.add((await r.json())["peer"])
+    assert len(peers) == 1, f"sequential requests used {len(peers)} upstream connections"
+
+
+ONE_SHOT = """
+import socket, sys
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+n = 0
+while True:
+    conn, _ = srv.accept()
+    n += 1
+    conn.recv(65536)
+    # keep-alive by HTTP/1.1 default, yet the connection is closed: like an upstream whose
+    # keep-alive timeout fires while the proxy holds the connection in its pool
+    body = f"answer {n}".encode()
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body))
+    conn.close()
+"""
+
+
+async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from support import kill_group, wait_until
+
+    script = tmp_path / "oneshot.py"
+    script.write_text(ONE_SHOT)
+    up_port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(up_port)], start_new_session=True)
+    try:
+        wait_until(lambda: port_open(up_port), timeout=10, message="one-shot upstream")
+        async with running_proxy(backend_for(svc("api", up_port))) as port:
+            texts = []
+            for _ in range(4):
+                status, text, _ = await get(port, "api.localhost")
+                assert status == 200, text
+                texts.append(text)
+        # the readiness poll above used one connection; then one per request
+        assert len(set(texts)) == 4 and all(t.startswith("answer ") for t in texts)
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
+
+
+def _memory_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: "5" resets VmHWM (the peak) to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: dict[str, Upstream]) -> None:
+    piece = os.urandom(1024 * 1024)
+    expected = hashlib.sha256()
+    for _ in range(50):
+        expected.update(piece)
+
+    async def chunks():
+        for _ in range(50):
+            yield piece
+
+    async with running_proxy(backend(ups)) as port:
+        if not _reset_peak_rss():
+            pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs)")
+        before = _memory_mb("VmRSS")
+        async with aiohttp.ClientSession() as client, client.post(
+            f"http://127.0.0.1:{port}/hash", data=chunks(), headers={"Host": "api.localhost"}
+        ) as r:
+            body = await r.json()
+        grown = _memory_mb("VmHWM") - before
+    assert body == {"sha256": expected.hexdigest(), "size": 50 * 1024 * 1024}
+    assert grown < 25, f"the proxy process grew by {grown:.0f} MB while streaming a 50 MB upload"
+
+
+def test_ensure_port_free_refuses_a_taken_port_before_anything_starts() -> None:
+    import socket
+
+    from a3s_dev.proxy import ensure_port_free
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeFailure, match=f"port {port} is already in use"):
+            ensure_port_free(port)
+    ensure_port_free(port)  # released: free again
+    ensure_port_free(0)  # "any port" is always available

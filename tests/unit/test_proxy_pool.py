@@ -1,0 +1,155 @@
+"""The proxy's upstream HTTP/1.1 client: response framing and reuse, fed bytes by hand (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from a3s_dev.proxy_pool import UpstreamConnection, UpstreamError, UpstreamPool
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: Any) -> None:
+        self.sent += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+def exchange(feed: list[bytes], *, head_only: bool = False) -> tuple[UpstreamConnection, FakeTransport, Any, bytes]:
+    """Send a request on a fresh connection, feed the response in pieces, read head and body."""
+
+    async def run() -> tuple[UpstreamConnection, FakeTransport, Any, bytes]:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conn.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body=head_only)
+        for piece in feed:
+            conn.data_received(piece)
+        head = await conn.response_head()
+        body = b""
+        while chunk := await conn.read_chunk():
+            body += chunk
+        return conn, transport, head, body
+
+    return asyncio.run(run())
+
+
+def test_content_length_body_and_keep_alive() -> None:
+    conn, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"])
+    assert (head.status, head.reason, body) == (200, "OK", b"hello")
+    assert ("X-A", "1") in head.headers and head.content_length == 5
+    assert conn.reusable
+
+
+@pytest.mark.parametrize("split", [1, 3, 7])
+def test_chunked_body_is_decoded_across_any_split(split: int) -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n"
+    pieces = [raw[i : i + split] for i in range(0, len(raw), split)]
+    conn, _, head, body = exchange(pieces)
+    assert body == b"hello world" and head.content_length is None
+    assert conn.reusable
+
+
+def test_body_until_close_is_not_reused() -> None:
+    async def run() -> tuple[bytes, bool]:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        conn.begin(b"GET / HTTP/1.1\r\n\r\n", no_body=False)
+        conn.data_received(b"HTTP/1.0 200 OK\r\n\r\npart one ")
+        await conn.response_head()
+        first = await conn.read_chunk()
+        conn.data_received(b"part two")
+        second = await conn.read_chunk()
+        conn.connection_lost(None)
+        assert await conn.read_chunk() == b""
+        return first + second, conn.reusable
+
+    assert asyncio.run(run()) == (b"part one part two", False)
+
+
+def test_interim_100_continue_is_skipped() -> None:
+    _, _, head, body = exchange([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"])
+    assert (head.status, body) == (201, b"ok")
+
+
+def test_head_and_304_responses_have_no_body_even_with_a_length() -> None:
+    conn, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"], head_only=True)
+    assert (head.status, head.content_length, body) == (200, 99, b"") and conn.reusable
+    conn, _, head, body = exchange([b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n"])
+    assert (head.status, body) == (304, b"") and conn.reusable
+
+
+def test_connection_close_header_prevents_reuse() -> None:
+    conn, _, _, body = exchange([b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"])
+    assert body == b"ok" and not conn.reusable
+
+
+def test_close_in_the_middle_of_a_body_is_an_error() -> None:
+    async def run() -> None:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        conn.begin(b"GET / HTTP/1.1\r\n\r\n", no_body=False)
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        await conn.response_head()
+        assert await conn.read_chunk() == b"abc"
+        conn.connection_lost(None)
+        with pytest.raises(UpstreamError, match="middle of the response"):
+            await conn.read_chunk()
+
+    asyncio.run(run())
+
+
+def test_garbage_instead_of_a_response_is_an_error() -> None:
+    with pytest.raises(UpstreamError, match="not an HTTP/1.x response"):
+        exchange([b"SSH-2.0-OpenSSH\r\n\r\n"])
+
+
+def test_a_slow_reader_pauses_the_upstream() -> None:
+    async def run() -> None:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        transport = FakeTransport()
+        conn.connection_made(transport)
+        conn.begin(b"GET / HTTP/1.1\r\n\r\n", no_body=False)
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+        for _ in range(10):
+            conn.data_received(b"x" * 100_000)
+        assert transport.paused, "a body nobody reads must not pile up in memory"
+        total = 0
+        while chunk := await conn.read_chunk():
+            total += len(chunk)
+        assert total == 1_000_000 and not transport.paused
+
+    asyncio.run(run())
+
+
+def test_pool_reuses_clean_connections_and_drops_the_rest() -> None:
+    async def run() -> None:
+        pool = UpstreamPool()
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        pool.release(conn)  # a finished exchange (none yet): reusable
+        assert await pool.acquire(9) is conn and conn.reused
+        conn.begin(b"GET / HTTP/1.1\r\n\r\n", no_body=False)
+        pool.release(conn)  # mid-exchange: must not be handed out again
+        assert conn.transport is not None and conn.transport.is_closing()
+        assert not pool._idle.get(9)
+
+    asyncio.run(run())

@@ -1,0 +1,194 @@
+"""The pure half of the proxy: Host header -> route, header filtering, and the HTML pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from multidict import CIMultiDict
+
+from a3s_dev.config import ServiceDef
+from a3s_dev.proxy import (
+    _REQUEST_DROP,
+    RouteEntry,
+    RouteKind,
+    Router,
+    Verdict,
+    forward_headers,
+    normalize_host,
+    render_index,
+    render_not_found,
+    render_unavailable,
+    request_head,
+    response_headers,
+    verdict,
+)
+from a3s_dev.state import ServiceState, ServiceStatus
+
+
+def svc(name: str, port: int | None = None, subdomain: str | None = None) -> ServiceDef:
+    return ServiceDef(name=name, cmd="true", dir=Path("/tmp"), port=port, subdomain=subdomain)
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router([svc("api", 8080), svc("web", 3000, subdomain="app"), svc("worker"), svc("db", 5432)])
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["api.localhost", "api.localhost:7080", "API.LOCALHOST:7080", "Api.Localhost", "api.localhost.", " api.localhost "],
+)
+def test_service_host_routes_to_its_port_in_any_case_with_or_without_port(router: Router, host: str) -> None:
+    route = router.resolve(host)
+    assert route.kind is RouteKind.UPSTREAM
+    assert (route.service, route.port) == ("api", 8080)
+
+
+def test_explicit_subdomain_replaces_the_service_name(router: Router) -> None:
+    assert router.resolve("app.localhost:7080").service == "web"
+    assert router.resolve("web.localhost:7080").kind is RouteKind.UNKNOWN
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:7080", "a3s.localhost:7080", "127.0.0.1:7080", "[::1]:7080"])
+def test_bare_localhost_and_a3s_localhost_give_the_index(router: Router, host: str) -> None:
+    assert router.resolve(host).kind is RouteKind.INDEX
+
+
+@pytest.mark.parametrize("host", ["nope.localhost", "example.com", "api.example.com", "", None, "x.api.localhost"])
+def test_unknown_hosts_are_unknown(router: Router, host: str | None) -> None:
+    assert router.resolve(host).kind is RouteKind.UNKNOWN
+
+
+def test_a_service_without_port_is_known_but_not_routable(router: Router) -> None:
+    route = router.resolve("worker.localhost")
+    assert route.kind is RouteKind.NOT_ROUTABLE
+    assert route.service == "worker"
+
+
+def test_entries_keep_declaration_order(router: Router) -> None:
+    assert [(e.subdomain, e.service, e.port) for e in router.entries] == [
+        ("api", "api", 8080),
+        ("app", "web", 3000),
+        ("db", "db", 5432),
+    ]
+
+
+def test_route_cache_is_bounded(router: Router) -> None:
+    for i in range(Router._CACHE_LIMIT * 2 + 10):
+        router.resolve(f"h{i}.localhost")
+    assert len(router._cache) <= Router._CACHE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("raw", "host"),
+    [("API.localhost:80", "api.localhost"), ("[::1]:7080", "::1"), ("[::1]", "::1"), ("::1", "::1"), (None, "")],
+)
+def test_normalize_host(raw: str | None, host: str) -> None:
+    assert normalize_host(raw) == host
+
+
+def test_forwarded_headers_keep_host_add_x_forwarded_and_drop_hop_by_hop() -> None:
+    incoming = CIMultiDict(
+        [
+            ("Host", "api.localhost:7080"),
+            ("Connection", "keep-alive, X-Private"),
+            ("Keep-Alive", "timeout=5"),
+            ("X-Private", "secret"),
+            ("Proxy-Authorization", "Basic x"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Expect", "100-continue"),
+            ("Cookie", "a=1"),
+            ("Cookie", "b=2"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ]
+    )
+    out = forward_headers(incoming, _REQUEST_DROP, "127.0.0.1", "api.localhost:7080")
+    assert out["Host"] == "api.localhost:7080"
+    assert out.getall("Cookie") == ["a=1", "b=2"]
+    assert out["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"
+    assert out["X-Forwarded-Host"] == "api.localhost:7080"
+    assert out["X-Forwarded-Proto"] == "http"
+    for gone in ("Connection", "Keep-Alive", "X-Private", "Proxy-Authorization", "Transfer-Encoding", "TE", "Expect"):
+        assert gone not in out, gone
+
+
+def test_response_headers_keep_repeated_set_cookie_and_drop_hop_by_hop() -> None:
+    upstream = CIMultiDict(
+        [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("Connection", "close"), ("Content-Length", "5"),
+         ("Transfer-Encoding", "chunked"), ("Content-Encoding", "gzip")]
+    )
+    out = response_headers(upstream.items(), keep_length=False)
+    assert out.getall("Set-Cookie") == ["a=1", "b=2"]
+    assert out["Content-Encoding"] == "gzip"
+    assert "Connection" not in out and "Transfer-Encoding" not in out and "Content-Length" not in out
+    assert response_headers(upstream.items(), keep_length=True)["Content-Length"] == "5"
+
+
+def test_not_found_page_lists_routes_as_links() -> None:
+    page = render_not_found("nope.localhost:7080", [RouteEntry("api", "api", 8080)], 7080)
+    assert '<a href="http://api.localhost:7080/">' in page
+    assert "nope.localhost:7080" in page
+
+
+def test_unavailable_page_names_service_state_and_escapes_log_lines() -> None:
+    status = ServiceStatus("api", ServiceState.FAILED, exit_code=3, reason="exit code 3")
+    lines = [f"line {i}" for i in range(30)][-20:] + ["<script>alert(1)</script> & done"]
+    page = render_unavailable(status, lines)
+    assert "api is failed" in page and "exit code 3" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; done" in page
+    assert "<script>alert" not in page
+
+
+def test_index_lists_services_states_and_links() -> None:
+    page = render_index(
+        [ServiceStatus("api", ServiceState.RUNNING, health="healthy"), ServiceStatus("worker", ServiceState.STOPPED)],
+        [RouteEntry("api", "api", 8080)],
+        7080,
+    )
+    assert '<a href="http://api.localhost:7080/">' in page
+    assert "<td>worker</td><td>stopped</td>" in page
+
+
+S = ServiceState
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "deps", "expected"),
+    [
+        (S.RUNNING, None, (), Verdict.FORWARD),
+        (S.UNHEALTHY, "probe failed", (), Verdict.FORWARD),  # unhealthy still routes (SPEC §3)
+        (S.STARTING, None, (), Verdict.HOLD),
+        (S.BACKOFF, "exit code 1, restarting in 1s", (), Verdict.HOLD),
+        (S.STOPPING, "restarting", (), Verdict.HOLD),
+        (S.STOPPED, "restarting", (), Verdict.HOLD),  # between the old exit and the new spawn
+        (S.PENDING, "waiting for db", (S.STARTING,), Verdict.HOLD),
+        (S.PENDING, "dependency db failed", (S.FAILED,), Verdict.FAIL),
+        (S.STOPPED, None, (), Verdict.FAIL),
+        (S.FAILED, "exit code 3", (), Verdict.FAIL),
+        (S.COMPLETED, "exit code 0", (), Verdict.FAIL),
+    ],
+)
+def test_verdict_holds_only_what_will_become_ready(
+    state: ServiceState, reason: str | None, deps: tuple[ServiceState, ...], expected: Verdict
+) -> None:
+    assert verdict(state, reason, deps) is expected
+
+
+def test_request_head_is_one_block_with_forwarded_headers_and_our_framing() -> None:
+    incoming = CIMultiDict(
+        [("Host", "api.localhost:7080"), ("Connection", "keep-alive, X-Private"), ("X-Private", "s"),
+         ("Transfer-Encoding", "chunked"), ("Content-Length", "3"), ("X-Forwarded-Proto", "https"),
+         ("X-Forwarded-For", "10.0.0.1"), ("Accept", "*/*")]
+    )
+    head = request_head("POST", "/a%20b?x=1", incoming, "127.0.0.1", chunked=True)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /a%20b?x=1 HTTP/1.1" and head.endswith(b"\r\n\r\n")
+    assert "Host: api.localhost:7080" in lines and "Accept: */*" in lines
+    assert "X-Forwarded-For: 10.0.0.1, 127.0.0.1" in lines
+    assert "X-Forwarded-Host: api.localhost:7080" in lines
+    assert "X-Forwarded-Proto: http" in lines and "X-Forwarded-Proto: https" not in lines
+    assert lines.count("Transfer-Encoding: chunked") == 1  # ours, not the client's
+    assert "Content-Length: 3" not in lines  # never both framings
+    assert not any(l.startswith(("Connection", "X-Private")) for l in lines)
