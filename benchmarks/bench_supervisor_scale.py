@@ -5,7 +5,8 @@
 Each service is a stdlib Python script that listens at once on its port (TCP probe). "Up" is
 from the start of `a3s up` until it reports the 100th service healthy; "down" from SIGINT
 until `a3s up` has exited with every service stopped. RSS is the supervisor's VmRSS (its own
-process only) once everything is healthy and the control API and proxy are loaded.
+process only) once everything is healthy and the control API and the proxy (on a free port)
+are loaded.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def rss_mb(pid: int) -> float:
 
 def run(a3s: str, folder: Path, n: int) -> tuple[float, float, float]:
     """(seconds to all healthy, seconds to all stopped after SIGINT, RSS MB when settled)."""
-    ports = free_ports(n)
-    blocks = ['dev {\n  proxy_port = 0\n}\n']
+    ports = free_ports(n + 1)
+    proxy = ports.pop()
+    blocks = [f'dev {{\n  proxy_port = {proxy}\n}}\n']
     blocks += [f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {p}\n}}\n' for i, p in enumerate(ports)]
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
     healthy: list[float] = []

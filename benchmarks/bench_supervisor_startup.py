@@ -57,7 +57,8 @@ def answers(port: int) -> bool:
 
 
 def a3sfile(folder: Path, ports: list[int], chain: bool) -> None:
-    blocks = ["dev {\n  proxy_port = 0\n}\n"]
+    # The proxy runs (on a free port) as it would for a user; it loads after the services.
+    blocks = [f"dev {{\n  proxy_port = {free_ports(1)[0]}\n}}\n"]
     for i, port in enumerate(ports):
         dep = f'  depends_on = ["s{i - 1}"]\n' if chain and i else ""
         blocks.append(f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {port}\n{dep}}}\n')
@@ -140,8 +141,8 @@ def main() -> None:
         a3sfile(chain, ports5, chain=True)
 
         cases = {
-            "a3s up, 8 independent": ([args.a3s, "up", "--no-proxy", "--no-watch"], wave, ports8, "is healthy"),
-            "chain: a3s up, 5 in a chain": ([args.a3s, "up", "--no-proxy", "--no-watch"], chain, ports5, "is healthy"),
+            "a3s up, 8 independent": ([args.a3s, "up", "--no-watch"], wave, ports8, "is healthy"),
+            "chain: a3s up, 5 in a chain": ([args.a3s, "up", "--no-watch"], chain, ports5, "is healthy"),
             "chain: stdlib launcher, 5 in a chain": (
                 [PY, str(HERE / "chain_launcher.py"), *map(str, ports5)], chain, ports5, None),
         }
