@@ -196,7 +196,8 @@ def _run_loop(
 
     async def handle_signals() -> None:
         nonlocal signals
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        # SIGHUP too: a closed terminal must stop the services, not orphan them.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as received:
             async for signum in received:
                 signals += 1
                 if not holder:

@@ -103,16 +103,17 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
     assert "every service stopped" in (log_dir / "a3s.log").read_text()
 
 
-def test_sigterm_is_a_graceful_stop_too(tmp_path: Path, launch) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_are_a_graceful_stop_too(tmp_path: Path, launch, sig: signal.Signals) -> None:
     write_http_service(tmp_path)
     proc = launch([{"name": "web", "cmd": PID_SERVER, "port": free_port()}])
     out = tmp_path / "out.txt"
     wait_until(lambda: "web is healthy" in out.read_text(), timeout=20, message="web healthy")
     groups = _recorded_groups(tmp_path)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(timeout=20) == 0
     assert all(pids_in_group(g) == [] for g in groups)
-    assert "SIGTERM: stopping every service" in out.read_text()
+    assert f"{sig.name}: stopping every service" in out.read_text()
 
 
 def test_second_sigint_kills_at_once(tmp_path: Path, launch) -> None:
