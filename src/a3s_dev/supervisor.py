@@ -389,6 +389,7 @@ class Supervisor:
                 await proc.drain(0.2)
             raise
         finally:
+            svc.health = None  # health describes a live process only
             if self._groups is not None:
                 self._groups.remove(name)
         return code
@@ -402,6 +403,7 @@ class Supervisor:
         self._set(svc, S.RUNNING, None)
         if probe is None:
             if not svc.defn.oneshot:
+                self.policy.healthy(name)  # running is all we can know: its uptime resets the backoff
                 self.announce(f"{name} started (no health check)")
             return
         self._set_health(svc, True, None)
