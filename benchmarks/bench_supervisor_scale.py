@@ -55,14 +55,23 @@ def run(a3s: str, folder: Path, n: int) -> tuple[float, float, float]:
     """(seconds to all healthy, seconds to all stopped after SIGINT, RSS MB when settled)."""
     ports = free_ports(n + 1)
     proxy = ports.pop()
-    blocks = [f'dev {{\n  proxy_port = {proxy}\n}}\n']
-    blocks += [f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {p}\n}}\n' for i, p in enumerate(ports)]
+    blocks = [f"dev {{\n  proxy_port = {proxy}\n}}\n"]
+    blocks += [
+        f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {p}\n}}\n'
+        for i, p in enumerate(ports)
+    ]
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
     healthy: list[float] = []
     stopped = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([a3s, "up", "--no-watch"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [a3s, "up", "--no-watch"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
     def reader() -> None:
         assert proc.stdout is not None
@@ -110,8 +119,10 @@ def main() -> None:
             up = statistics.median(r[0] for r in rows)
             down = statistics.median(r[1] for r in rows)
             rss = statistics.median(r[2] for r in rows)
-            print(f"{n:3d} services: all healthy {up:.2f} s, all down {down:.2f} s, supervisor RSS {rss:.0f} MB "
-                  f"(median of {args.runs})")
+            print(
+                f"{n:3d} services: all healthy {up:.2f} s, all down {down:.2f} s, supervisor RSS {rss:.0f} MB "
+                f"(median of {args.runs})"
+            )
 
 
 if __name__ == "__main__":
