@@ -330,7 +330,15 @@ def parse(text: str, *, cache: bool = True) -> Body:
 
 
 def parse_uncached(text: str) -> Body:
-    """Parse with lark, always (see `parse`)."""
+    """Parse without the tree cache: plain HCL by hcl_fast's reader, anything else by lark."""
+    from a3s_dev.hcl_fast import parse_plain
+
+    body = parse_plain(text)
+    return body if body is not None else parse_lark(text)
+
+
+def parse_lark(text: str) -> Body:
+    """Parse with python-hcl2's grammar on lark, always (the authority; see `parse`)."""
     _import_lark()
     from lark.exceptions import UnexpectedInput
 
@@ -414,10 +422,11 @@ def _syntax_error(exc: Any, text: str) -> HclSyntaxError:
     return HclSyntaxError(where, line, column)
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 
 
-def _unescape(chars: str) -> str:
+def unescape(chars: str) -> str:
     """HCL string escapes: \\n \\r \\t \\" \\\\ \\uNNNN \\UNNNNNNNN."""
     if "\\" not in chars:
         return chars
@@ -432,13 +441,11 @@ def _unescape(chars: str) -> str:
                 i += 2
                 continue
             width = 4 if n == "u" else 8 if n == "U" else 0
-            if width:
-                try:
-                    out.append(chr(int(chars[i + 2 : i + 2 + width], 16)))
-                    i += 2 + width
-                    continue
-                except ValueError:
-                    pass
+            digits = chars[i + 2 : i + 2 + width]
+            if width and len(digits) == width and all(d in _HEX for d in digits) and int(digits, 16) <= 0x10FFFF:
+                out.append(chr(int(digits, 16)))
+                i += 2 + width
+                continue
         out.append(c)
         i += 1
     return "".join(out)
@@ -514,7 +521,7 @@ class _Walker:
             elif tok.type == "ESCAPED_DIRECTIVE":
                 parts.append(str(tok)[1:])
             else:
-                parts.append(_unescape(str(tok)))
+                parts.append(unescape(str(tok)))
         return "".join(parts)
 
     def value(self, node: Any) -> Value:

@@ -34,7 +34,7 @@ def test_shipped_parser_matches_the_installed_lark_and_grammar() -> None:
 
 def test_parser_is_loaded_from_the_package_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hcl, "build_parser", _no_build)
-    body = hcl.parse(SAMPLE, cache=False)
+    body = hcl.parse_lark(SAMPLE)
     assert [type(item).__name__ for item in body] == ["Block", "Block"]
 
 
@@ -44,11 +44,11 @@ def test_stale_shipped_parser_is_built_once_then_read_from_the_user_cache(
     stale = tmp_path / "stale.bin"
     stale.write_bytes(b'{"key": "other"}\n')
     monkeypatch.setattr(hcl, "SHIPPED_BLOB", stale)
-    assert hcl.parse(SAMPLE, cache=False)  # builds (slow) and stores it
+    assert hcl.parse_lark(SAMPLE)  # builds (slow) and stores it
     assert list((tmp_path / "cache" / "a3s").glob("hcl-parser-*.bin"))
     monkeypatch.setattr(hcl, "_PARSER", None)
     monkeypatch.setattr(hcl, "build_parser", _no_build)
-    assert hcl.parse(SAMPLE, cache=False)
+    assert hcl.parse_lark(SAMPLE)
 
 
 def test_unwritable_cache_folder_costs_speed_not_correctness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,3 +107,8 @@ def test_values_keep_their_lines_and_kinds() -> None:
         ("string", "a", 2), ("number", 2, 3), ("bool", True, 4), ("null", None, 5)
     ]
     assert isinstance(y, hcl.Attribute) and y.value.python() == {"k": -3}
+
+
+def test_unicode_escapes_beyond_range_or_malformed_are_kept_as_written() -> None:
+    assert hcl.unescape(r"\u00e9\U0001F600") == "é😀"
+    assert hcl.unescape(r"\UFFFFFFFF \u 12a \u12 \q") == r"\UFFFFFFFF \u 12a \u12 \q"
