@@ -11,6 +11,8 @@ from a3s_dev import hcl
 pytestmark = pytest.mark.timeout(60)
 
 SAMPLE = 'dev {\n  proxy_port = 7080\n}\nservice "a" {\n  cmd = "x"\n  env = { A = 1 }\n  depends_on = ["b"]\n}\n'
+# A heredoc is beyond the plain reader: lark parses it, and its tree is cached.
+LARK_ONLY = 'service "a" {\n  cmd = <<-EOT\n    echo hi\n  EOT\n}\n'
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +57,8 @@ def test_unwritable_cache_folder_costs_speed_not_correctness(tmp_path: Path, mon
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    body = hcl.parse(SAMPLE)  # tree cache write fails silently
-    assert body == hcl.parse_uncached(SAMPLE)
+    body = hcl.parse(LARK_ONLY)  # tree cache write fails silently
+    assert body == hcl.parse_lark(LARK_ONLY)
 
 
 def test_corrupt_blob_is_a_cache_miss(tmp_path: Path) -> None:
@@ -67,28 +69,34 @@ def test_corrupt_blob_is_a_cache_miss(tmp_path: Path) -> None:
 
 
 def test_tree_cache_returns_the_same_tree_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
-    first = hcl.parse(SAMPLE)
-    monkeypatch.setattr(hcl, "parse_uncached", lambda text: pytest.fail("parsed again"))
-    assert hcl.parse(SAMPLE) == first
+    first = hcl.parse(LARK_ONLY)
+    assert hcl._tree_cache_path(LARK_ONLY).exists()
+    monkeypatch.setattr(hcl, "parse_lark", lambda text: pytest.fail("parsed again"))
+    assert hcl.parse(LARK_ONLY) == first
 
 
-def test_tree_cache_is_keyed_by_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_files_need_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hcl, "parse_lark", lambda text: pytest.fail("lark was used"))
     hcl.parse(SAMPLE)
-    other = SAMPLE.replace('"x"', '"y"')
-    assert hcl.parse(other) != hcl.parse(SAMPLE)
-    assert hcl._tree_cache_path(SAMPLE) != hcl._tree_cache_path(other)
+    assert not hcl._tree_cache_path(SAMPLE).exists()
+
+
+def test_tree_cache_is_keyed_by_the_text() -> None:
+    other = LARK_ONLY.replace("hi", "ho")
+    assert hcl.parse(other) != hcl.parse(LARK_ONLY)
+    assert hcl._tree_cache_path(LARK_ONLY) != hcl._tree_cache_path(other)
 
 
 def test_corrupt_tree_cache_entry_is_reparsed() -> None:
-    expected = hcl.parse(SAMPLE)
-    hcl._tree_cache_path(SAMPLE).write_bytes(b"garbage")
-    assert hcl.parse(SAMPLE) == expected
+    expected = hcl.parse(LARK_ONLY)
+    hcl._tree_cache_path(LARK_ONLY).write_bytes(b"garbage")
+    assert hcl.parse(LARK_ONLY) == expected
 
 
 def test_no_cache_env_skips_the_tree_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("A3S_NO_CACHE", "1")
-    hcl.parse(SAMPLE)
-    assert not hcl._tree_cache_path(SAMPLE).exists()
+    hcl.parse(LARK_ONLY)
+    assert not hcl._tree_cache_path(LARK_ONLY).exists()
 
 
 def test_syntax_errors_are_not_cached() -> None:
