@@ -65,11 +65,12 @@ def fresh_install(dest: Path) -> Path:
     return dest
 
 
-def report(name: str, times: list[float]) -> bool:
+def report(name: str, times: list[float], *, budgeted: bool = True) -> bool:
     med, worst = statistics.median(times), max(times)
     ok = med <= MEDIAN_BUDGET and worst <= MAX_BUDGET
-    print(f"{name:10} runs={len(times):3}  median={med * 1000:6.1f} ms  min={min(times) * 1000:6.1f} ms  "
-          f"max={worst * 1000:6.1f} ms  {'ok' if ok else 'OVER BUDGET'}")
+    verdict = ("ok" if ok else "OVER BUDGET") if budgeted else "(no budget)"
+    print(f"{name:11} runs={len(times):3}  median={med * 1000:6.1f} ms  min={min(times) * 1000:6.1f} ms  "
+          f"max={worst * 1000:6.1f} ms  {verdict}")
     return ok
 
 
@@ -114,7 +115,7 @@ def main() -> int:
                 times[name].append(timed(cmd, run_env, EXAMPLE))
         results = [report(name, values) for name, values in times.items() if not name.startswith("lark")]
         for name in ("lark", "lark-cached"):
-            report(name, times[name])
+            report(name, times[name], budgeted=False)
         for path in [ro, *ro.rglob("*")]:  # let TemporaryDirectory clean up
             path.chmod(path.stat().st_mode | stat.S_IWUSR)
     return 0 if all(results) else 1
