@@ -121,6 +121,8 @@ class Supervisor:
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
         wanted = self._closure(self._names(names), deps=deps)
+        if self._shutdown.is_set():
+            return  # a start racing with `down` must not spawn anything new
         for name in self.config.names:  # declaration order breaks ties
             if name in wanted:
                 self._launch(self._svcs[name])
