@@ -34,12 +34,16 @@ TAIL_LINES = 200
 
 @dataclass(frozen=True)
 class Cadence:
-    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s."""
+    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s.
 
-    fast: float = 0.005
+    With more than `share` services starting at once, each is polled `share / n` as often, so
+    the polls never exceed share / fast per second (2000/s) and leave the CPU to the services.
+    """
+
+    fast: float = 0.002
     fast_for: float = 2.0
     slow: float = 0.05
-    share: int = 8  # up to this many services starting at once are all polled every `fast` s
+    share: int = 4
 
 
 @dataclass(eq=False)
