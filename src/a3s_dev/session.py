@@ -8,6 +8,7 @@ logs, and turns the first Ctrl-C/SIGTERM into a graceful stop and the second int
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +196,10 @@ def _run_loop(
 
     terminal = TerminalSink([*config.names, A3S], color=color)
     files = FileSink(paths.logs_dir)
+    from a3s_dev.state import READY_STATES as READY
+
     holder: list[Supervisor] = []
+    inner: Any = None  # the task group of main(), for the readiness report
     signals = 0
 
     async def handle_signals() -> None:
@@ -217,8 +221,21 @@ def _run_loop(
                     sup.announce("killing every service now")
                     sup.kill_all()
 
+    async def report_ready(sup: Supervisor) -> None:
+        statuses = await sup.wait_ready(wanted)
+        if all(s.state in READY for s in statuses.values()):
+            took = time.monotonic() - process_started()
+            count = f"{len(wanted)} service{'s' if len(wanted) != 1 else ''}"
+            sup.announce(f"all {count} ready in {took:.2f}s")
+
+    def on_supervisor(sup: Supervisor) -> None:
+        holder.append(sup)
+        inner.start_soon(report_ready, sup)
+
     async def main() -> None:
+        nonlocal inner
         async with anyio.create_task_group() as tg:
+            inner = tg
             tg.start_soon(handle_signals)
             await serve(
                 config,
@@ -227,7 +244,7 @@ def _run_loop(
                 attachments=attachments,
                 sinks=[terminal, files],
                 prespawned=prespawned,
-                on_supervisor=holder.append,
+                on_supervisor=on_supervisor,
             )
             holder[0].announce("every service stopped")
             tg.cancel_scope.cancel()
@@ -243,6 +260,21 @@ def _run_loop(
         terminal.close()
         files.close()
     return 0
+
+
+def process_started() -> float:
+    """When this process started, on the time.monotonic() clock (so "ready in" counts a3s's own start-up)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        # CLOCK_BOOTTIME (uptime) and monotonic differ by the time suspended, zero for a fresh process.
+        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
 
 
 def _a3s_error(exc: BaseException) -> A3sError | None:
