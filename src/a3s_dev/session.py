@@ -126,7 +126,8 @@ async def serve(
             tg.start_soon(anyio.to_thread.run_sync, _import_all, ["httpx"])
         if attachments:
             # The proxy, watcher and control API matter once services are up, so they load
-            # while nothing is starting: after the requested services settle, or `attach_after`.
+            # while nothing is starting: once the requested services are ready and their
+            # start-up output has paused, or after `attach_after` at the latest.
             with anyio.move_on_after(attach_after):
                 await sup.wait_ready(wanted)
             await anyio.to_thread.run_sync(_import_all, ["aiohttp.web"])
@@ -142,13 +143,24 @@ def uses_http_probes(config: DevConfig) -> bool:
 
 
 def _import_all(modules: Sequence[str]) -> None:
-    import importlib
+    """Import `modules` (in a worker thread), handing the GIL back to the event loop often.
 
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # the attachment that needs it will say so itself
+    An import holds the GIL for its whole CPU time; with the default 5 ms switch interval
+    every wake-up of the loop (a pipe read, a probe) would wait up to 5 ms for it.
+    """
+    import importlib
+    import sys
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 0.0005))
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the attachment that needs it will say so itself
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def run_foreground(
