@@ -148,6 +148,10 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     first. With no supervisor: end what a SIGKILLed one left, or say nothing is running."""
     paths = runtime.paths_for(a3sfile)
     client = ControlClient(paths.socket)
+    # A supervisor that holds the lock but does not answer yet is still starting: wait for it.
+    deadline = time.monotonic() + 30.0
+    while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not client.healthz():
         ended = runtime.clean_stale(paths)
         if ended:
