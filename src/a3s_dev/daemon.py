@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
 POLL = 0.01  # seconds between status polls while waiting (readiness is seen within this)
 TAIL = 20
+BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runtime.end_groups(orphans)
             names = ", ".join(o.service for o in orphans)
             print(f"a3s: ended process groups left by a killed supervisor: {names}", flush=True)
-        print(f"a3s: supervisor {os.getpid()} serving {paths.a3sfile}", flush=True)
+        print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
         prespawned = prespawn(config, wanted)
         import anyio
@@ -257,12 +258,7 @@ def wait_ready(
     """Poll the supervisor until `names` are ready (0) or one failed (1, naming it with its last log lines)."""
     began = time.monotonic()
     while True:
-        try:
-            services = client.status()["services"]
-        except NotRunning:
-            progress.done()
-            print("a3s: the supervisor stopped while starting", file=err)
-            return 1
+        services = client.status()["services"]  # NotRunning: the caller explains why it stopped
         state = readiness(services, names, since=since)
         if state.done:
             progress.say(f"a3s: ready: {', '.join(names)} ({time.monotonic() - began:.2f}s)")
@@ -305,12 +301,14 @@ def start_and_wait(
 
 
 def _new_output(paths: RuntimePaths, offset: int) -> str:
+    """What the background supervisor wrote since `offset`, without its start banner."""
     try:
         with open(paths.supervisor_log, "rb") as f:
             f.seek(offset)
-            return f.read().decode("utf-8", "replace").strip()
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(BANNER)).strip()
 
 
 def up(
@@ -332,7 +330,9 @@ def up(
     err = err or sys.stderr
     progress = Progress(out, color)
     try:
-        return _up(a3sfile, opts, progress, detach=detach, out=out, err=err, boot_timeout=boot_timeout)
+        return _up(
+            a3sfile, opts, progress, detach=detach, out=out, err=err, boot_timeout=boot_timeout
+        )
     finally:
         progress.done()  # a live line left running would leave the cursor hidden
 
@@ -351,7 +351,12 @@ def _up(
     client = ControlClient(paths.socket)
     for _ in range(3):  # a lost lock race sends us back to talk to the winner
         if client.healthz():
-            return start_and_wait(client, opts, progress, err)
+            try:
+                return start_and_wait(client, opts, progress, err)
+            except NotRunning:
+                progress.done()
+                print("a3s: the supervisor stopped (see `a3s logs a3s`)", file=err)
+                return 1
         if runtime.lock_held(paths):
             # A supervisor is starting (it takes the lock before it serves): wait for its socket.
             deadline = time.monotonic() + boot_timeout
@@ -383,7 +388,13 @@ def _up(
                 # The child started the services itself; this request only names what to wait for.
                 return start_and_wait(client, opts, progress, err, since=spawned_at)
             except (NotRunning, ControlError) as exc:
-                print(f"a3s: {exc.message}", file=err)
+                # It went away while starting (e.g. the proxy port is taken): its own words say why.
+                progress.done()
+                try:
+                    child.wait(timeout=boot_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+                print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
                 return 1
         if child.returncode == EXIT_ALREADY_RUNNING:
             continue
