@@ -334,6 +334,23 @@ def main() -> None:
         sys.stderr.flush()
         # Nothing of ours needs tearing down: skip the interpreter's module cleanup.
         os._exit(code)
+    # Then the typer-free foreground `up` (the first wave spawns before typer could even load).
+    from a3s_dev.session import parse_fast_up
+
+    up_args = parse_fast_up(sys.argv[1:])
+    if up_args is not None:
+        from a3s_dev.errors import A3sError
+        from a3s_dev.session import run_fast_up
+
+        try:
+            up_code = run_fast_up(up_args)
+        except A3sError as exc:
+            print(f"a3s: {exc.message}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C before the event loop took over the signals
+            sys.exit(130)
+        if up_code is not None:
+            sys.exit(up_code)
     # Then foundation's typer-free `validate` path, then the typer app.
     from a3s_dev.entry import main as entry_main
 
