@@ -381,6 +381,19 @@ def build_app(
         on_down()
         return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
 
+    async def tail(request: web.Request) -> web.Response:
+        # From the supervisor, which keeps every service's last lines from its first spawn
+        # (the log stream's history starts only when this API was attached).
+        name = request.query.get("service", "")
+        bad = unknown_service_error(config, [name]) if name != "a3s" else None
+        if bad:
+            return error(404, bad)
+        try:
+            n = int(request.query.get("n", "20"))
+        except ValueError:
+            return error(400, "n must be a number")
+        return web.json_response({"service": name, "lines": supervisor.tail(name, n)})
+
     async def metrics(request: web.Request) -> web.Response:
         snapshot = supervisor.snapshot()
         failures = hub.health_failures
@@ -436,6 +449,7 @@ def build_app(
     app.router.add_post(f"/{API_VERSION}/restart", restart)
     app.router.add_post(f"/{API_VERSION}/down", down)
     app.router.add_get(f"/{API_VERSION}/logs", logs)
+    app.router.add_get(f"/{API_VERSION}/tail", tail)
     return app
 
 
@@ -605,6 +619,11 @@ class ControlClient:
 
     def down(self) -> dict[str, Any]:
         return dict(self.request("POST", f"/{API_VERSION}/down", {}))
+
+    def tail(self, service: str, n: int = 20) -> list[str]:
+        """The last `n` lines of `service` the supervisor keeps (its last words when it failed)."""
+        query = urlencode({"service": service, "n": n})
+        return list(self.request("GET", f"/{API_VERSION}/tail?{query}")["lines"])
 
     def metrics(self) -> str:
         conn, response = self._open("GET", "/metrics", None, None)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
-from a3s_dev.control import ControlClient, ControlError, NotRunning, readiness
 from a3s_dev.errors import A3sError
 
 if TYPE_CHECKING:
     from a3s_dev.config import DevConfig
+    from a3s_dev.control import ControlClient
     from a3s_dev.runtime import RuntimePaths
     from a3s_dev.session import Attachment
 
@@ -118,6 +118,9 @@ async def serve(
                 sinks=[sink],
                 prespawned=prespawned,
                 on_supervisor=holder.append,
+                # The control API is the only window `up -d` and `status` have on a background
+                # supervisor, so it loads at once (aiohttp in a thread) instead of after start-up.
+                attach_after=0.0,
             )
             tg.cancel_scope.cancel()
     finally:
@@ -256,10 +259,12 @@ def wait_ready(
     timeout: float | None = None,
 ) -> int:
     """Poll the supervisor until `names` are ready (0) or one failed (1, naming it with its last log lines)."""
+    from a3s_dev import control
+
     began = time.monotonic()
     while True:
         services = client.status()["services"]  # NotRunning: the caller explains why it stopped
-        state = readiness(services, names, since=since)
+        state = control.readiness(services, names, since=since)
         if state.done:
             progress.say(f"a3s: ready: {', '.join(names)} ({time.monotonic() - began:.2f}s)")
             return 0
@@ -267,7 +272,7 @@ def wait_ready(
             progress.done()
             print(f"a3s: {state.failed} failed: {state.reason}", file=err)
             try:
-                lines = [ln["text"] for ln in client.logs([state.failed], n=TAIL) if "text" in ln]
+                lines = client.tail(state.failed, TAIL)
             except A3sError:
                 lines = []
             if lines:
@@ -348,6 +353,9 @@ def _up(
     boot_timeout: float,
 ) -> int:
     paths = runtime.paths_for(a3sfile)
+    # The parent's side only: the background supervisor itself never needs the client.
+    from a3s_dev.control import ControlClient, ControlError, NotRunning
+
     client = ControlClient(paths.socket)
     for _ in range(3):  # a lost lock race sends us back to talk to the winner
         if client.healthz():
