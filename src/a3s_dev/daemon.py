@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from a3s_dev.session import Attachment
 
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
-POLL = 0.01  # seconds between status polls while waiting (readiness is seen within this)
+POLL = 0.01  # seconds between looks at the socket while a supervisor boots
 TAIL = 20
 BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
 
@@ -262,8 +262,11 @@ def wait_ready(
     from a3s_dev import control
 
     began = time.monotonic()
+    seq: int | None = None
     while True:
-        services = client.status()["services"]  # NotRunning: the caller explains why it stopped
+        # Long-polled: the answer comes as soon as a state changes (NotRunning: the caller explains).
+        answer = client.status(after=seq, wait=1.0)
+        seq, services = answer.get("seq"), answer["services"]
         state = control.readiness(services, names, since=since)
         if state.done:
             progress.say(f"a3s: ready: {', '.join(names)} ({time.monotonic() - began:.2f}s)")
@@ -285,7 +288,6 @@ def wait_ready(
             print(f"a3s: not ready after {timeout:g}s: {state.waiting[0][0]}", file=err)
             return 1
         progress.waiting(state.waiting)
-        time.sleep(POLL)
 
 
 def start_and_wait(

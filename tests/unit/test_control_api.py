@@ -216,6 +216,21 @@ def test_restart_that_never_gets_ready_times_out(served: Served) -> None:
     assert result["ok"] is False and "not ready after 0.3s" in result["reason"]
 
 
+def test_status_long_poll_answers_at_the_next_change(served: Served) -> None:
+    seq = served.client.status()["seq"]
+    began = time.monotonic()
+    assert served.client.status(after=seq, wait=0.2)["seq"] == seq  # nothing changed: after `wait`
+    assert time.monotonic() - began >= 0.15
+    box: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: box.update(served.client.status(after=seq, wait=30)))
+    waiter.start()
+    time.sleep(0.1)
+    began = time.monotonic()
+    served.publish(StateChanged("api", S.STOPPED, S.STARTING, None, time.time()))
+    waiter.join(10)
+    assert time.monotonic() - began < 5 and box["seq"] == seq + 1
+
+
 def test_tail_comes_from_the_supervisor(served: Served) -> None:
     assert served.client.tail("api", 3) == ["api line 0", "api line 1", "api line 2"]
     with pytest.raises(UsageError, match="did you mean 'api'"):
