@@ -211,10 +211,23 @@ def render_unavailable(
     )
     exit_code = f", exit code {status.exit_code}" if status.exit_code is not None else ""
     heading = f"<h1>{html.escape(status.name)} is {html.escape(status.state.value)}{exit_code}</h1>"
+    hint = _HINTS.get(status.state)
+    hint_html = f"<p>{hint.format(name=html.escape(status.name))}</p>" if hint else ""
     footer = f"<p>This page reloads every {refresh} s.</p>" if refresh else ""
     return _page(
-        f"a3s: {status.name} is {status.state.value}", heading + reason + log_html + footer, refresh=refresh
+        f"a3s: {status.name} is {status.state.value}",
+        heading + reason + hint_html + log_html + footer,
+        refresh=refresh,
     )
+
+
+# What the developer can do about it, by state (the page is read in a browser, the fix is in a terminal).
+_HINTS = {
+    ServiceState.STOPPED: "Start it with <code>a3s up {name}</code>.",
+    ServiceState.FAILED: "Fix the error shown below, then <code>a3s restart {name}</code>.",
+    ServiceState.COMPLETED: "It is a task (<code>oneshot</code>): it ran and exited; tasks serve no requests.",
+    ServiceState.PENDING: "It waits for a dependency that failed; see <code>a3s status</code>.",
+}
 
 
 def render_index(statuses: Iterable[ServiceStatus], entries: Iterable[RouteEntry], proxy_port: int) -> str:
