@@ -393,3 +393,32 @@ def test_ensure_port_free_refuses_a_taken_port_before_anything_starts() -> None:
             ensure_port_free(port)
     ensure_port_free(port)  # released: free again
     ensure_port_free(0)  # "any port" is always available
+
+
+async def test_concurrent_mixed_requests_never_cross_talk(ups: dict[str, Upstream]) -> None:
+    # pooled upstream connections are shared between requests one after another: a framing
+    # slip would hand one request's bytes to another
+    async with running_proxy(backend(ups)) as port:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20)) as client:
+
+            async def one(i: int) -> None:
+                host = {"Host": "api.localhost"}
+                kind = i % 4
+                if kind == 0:
+                    async with client.get(f"http://127.0.0.1:{port}/headers?i={i}", headers=host) as r:
+                        assert (await r.json())["path"] == f"/headers?i={i}"
+                elif kind == 1:
+                    async with client.get(f"http://127.0.0.1:{port}/big", headers=host) as r:
+                        assert await r.read() == b"x" * (1024 * 1024)
+                elif kind == 2:
+                    payload = bytes([i % 256]) * (100_000 + i)
+                    async with client.post(f"http://127.0.0.1:{port}/hash", data=payload, headers=host) as r:
+                        assert (await r.json())["sha256"] == hashlib.sha256(payload).hexdigest()
+                else:
+                    async with client.head(f"http://127.0.0.1:{port}/", headers=host) as r:
+                        assert r.status == 200 and await r.read() == b""
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    for i in range(120):
+                        tg.start_soon(one, i)
