@@ -34,12 +34,28 @@ if TYPE_CHECKING:
     from a3s_dev.state import ServiceStatus
 
 # SPEC §3: always ignored, in addition to each service's `ignore` globs.
-DEFAULT_IGNORES: tuple[str, ...] = (".git", ".a3s", "node_modules", "__pycache__", ".venv", "target")
+DEFAULT_IGNORES: tuple[str, ...] = (
+    ".git",
+    ".a3s",
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    "target",
+)
 
 # Editors write these while you type (vim's swap file every few seconds, its `4913`
 # write probe, emacs lock and autosave files); restarting on them would restart a
 # service in the middle of an edit.
-EDITOR_IGNORES: tuple[str, ...] = ("*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "4913", ".DS_Store")
+EDITOR_IGNORES: tuple[str, ...] = (
+    "*.swp",
+    "*.swo",
+    "*.swx",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",
+    ".DS_Store",
+)
 
 # How many changed paths the log line names before it says "…".
 SHOWN_PATHS = 3
@@ -109,8 +125,7 @@ class IgnoreRules:
         paths: list[re.Pattern[str]] = []
         for glob in globs:
             glob = glob.strip()
-            if glob.startswith("./"):
-                glob = glob[2:]
+            glob = glob.removeprefix("./")
             if not glob.strip("/"):
                 continue
             if "/" in glob.strip("/"):
@@ -366,6 +381,11 @@ def _identity(roots: WatchRoots) -> tuple[WatchRoots, tuple[tuple[int, int], ...
     return roots, tuple(ids)
 
 
+def _present(paths: Iterable[str]) -> frozenset[str]:
+    """The watch paths that exist right now."""
+    return frozenset(p for p in paths if path_kind(p) is not PathKind.MISSING)
+
+
 class WatchfilesWatcher:
     """The default `Watcher`: watchfiles' Rust notifier (inotify, FSEvents, …).
 
@@ -380,7 +400,7 @@ class WatchfilesWatcher:
     def __init__(
         self,
         *,
-        step_ms: int = 50,
+        step_ms: int = 20,
         max_batch_ms: int = 200,
         rescan: float = 1.0,
         force_polling: bool | None = None,
@@ -389,7 +409,9 @@ class WatchfilesWatcher:
     ) -> None:
         # watchfiles yields a batch after `step_ms` of quiet, or after `max_batch_ms` of a
         # continuous stream; both stay well under a service's own debounce (default 500 ms),
-        # which is what decides when to restart.
+        # which is what decides when to restart. `step_ms` adds to every save-to-restart
+        # latency; 20 ms (watchfiles defaults to 50, and to a 1600 ms debounce) costs about
+        # 0.2% of a core while idle (benchmarks/bench_watcher.py).
         self.step_ms = step_ms
         self.max_batch_ms = max_batch_ms
         self.rescan = rescan
@@ -469,6 +491,8 @@ class WatchfilesWatcher:
         armed: tuple[Any, list[Any]],
     ) -> None:
         ident, notifiers = armed
+        armed_at = time.monotonic()
+        present = _present(paths)
         async with send:
             while True:
                 stop = threading.Event()
@@ -477,11 +501,24 @@ class WatchfilesWatcher:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(self._guard, stop, rearm)
                         for notifier in notifiers:
-                            tg.start_soon(self._pump, notifier, stop, rearm, paths, ident, accept, send)
+                            tg.start_soon(
+                                self._pump, notifier, stop, rearm, paths, ident, accept, send
+                            )
                 finally:
                     for notifier in notifiers:
                         notifier.close()
+                # A notifier that fails as soon as it is armed must not become a busy loop.
+                await anyio.sleep(max(0.0, armed_at + 0.1 - time.monotonic()))
                 ident, notifiers = await self._arm_current(paths)
+                armed_at = time.monotonic()
+                # A watch path that appeared was watched only through a folder above it
+                # until now, so what was created inside it meanwhile went unseen: its
+                # appearance is the change (codegen writing a whole new folder at once).
+                now_present = _present(paths)
+                appeared = frozenset(p for p in now_present - present if accept(p))
+                present = now_present
+                if appeared:
+                    await send.send(appeared)
 
     @staticmethod
     async def _guard(stop: threading.Event, rearm: anyio.Event) -> None:
@@ -508,7 +545,7 @@ class WatchfilesWatcher:
                 raw = await anyio.to_thread.run_sync(
                     notifier.watch, self.max_batch_ms, self.step_ms, timeout_ms, stop
                 )
-            except Exception:  # the OS dropped the watch; plan again
+            except Exception:  # noqa: BLE001 - the OS dropped the watch; plan again
                 rearm.set()
                 return
             if raw == "stop":
@@ -526,7 +563,11 @@ class WatchfilesWatcher:
 
 
 async def _debounce_loop(
-    supervisor: WatchTarget, rule: WatchRule, root: str, pending: PendingChanges, wake: Callable[[], anyio.Event]
+    supervisor: WatchTarget,
+    rule: WatchRule,
+    root: str,
+    pending: PendingChanges,
+    wake: Callable[[], anyio.Event],
 ) -> None:
     """Wait for a burst to end, then act once; changes during the restart make one more round."""
     while True:
@@ -544,7 +585,7 @@ async def _debounce_loop(
                 await supervisor.restart(rule.service)
             except A3sError as exc:
                 supervisor.announce(f"{rule.service}: restart failed: {exc.message}")
-            except Exception as exc:  # a watcher that dies would silently end the dev loop
+            except Exception as exc:  # noqa: BLE001 - a dead watcher would silently end the dev loop
                 supervisor.announce(f"{rule.service}: restart failed: {exc!r}")
 
 
@@ -552,6 +593,7 @@ async def watch_services(
     supervisor: WatchTarget,
     *,
     watcher: Watcher | None = None,
+    retry_delay: float = 1.0,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Watch every service's `watch.paths` with one watcher and restart (or just report)
@@ -573,16 +615,52 @@ async def watch_services(
 
         return wake
 
-    async with watcher.open(routes.paths, routes.accepts) as batches, anyio.create_task_group() as tg:
+    started = False
+    failures = 0
+    async with anyio.create_task_group() as tg:
         for rule in routes.rules:
-            tg.start_soon(_debounce_loop, supervisor, rule, routes.root, pending[rule.service], waker(rule.service))
-        task_status.started()
-        async for batch in batches:
-            now = time.monotonic()
-            touched: dict[str, list[str]] = {}
-            for path in batch:
-                for name in routes.route(path):
-                    touched.setdefault(name, []).append(path)
-            for name, changed in touched.items():
-                pending[name].add(changed, now)
-                events[name].set()
+            tg.start_soon(
+                _debounce_loop,
+                supervisor,
+                rule,
+                routes.root,
+                pending[rule.service],
+                waker(rule.service),
+            )
+        while True:
+            try:
+                async with watcher.open(routes.paths, routes.accepts) as batches:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    if failures:
+                        failures = 0
+                        supervisor.announce("file watching resumed")
+                    async for batch in batches:
+                        now = time.monotonic()
+                        touched: dict[str, list[str]] = {}
+                        for path in batch:
+                            for name in routes.route(path):
+                                touched.setdefault(name, []).append(path)
+                        for name, changed in touched.items():
+                            pending[name].add(changed, now)
+                            events[name].set()
+                break  # the watcher closed its stream: nothing more will come
+            except Exception as exc:  # noqa: BLE001
+                # A broken watcher must not take the running stack down with it (this
+                # coroutine shares the session's task group): say so, and try again.
+                failures += 1
+                delay = min(30.0, retry_delay * 2 ** (failures - 1))
+                supervisor.announce(f"file watching failed: {_brief(exc)}; retrying in {delay:g}s")
+                if not started:
+                    started = True
+                    task_status.started()
+                await anyio.sleep(delay)
+        tg.cancel_scope.cancel()
+
+
+def _brief(exc: BaseException) -> str:
+    """One line for an exception, looking inside the groups task groups wrap errors in."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__

@@ -7,11 +7,12 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from a3s_dev.watcher import WatchfilesWatcher
+from a3s_dev.watcher import WatchfilesWatcher, WatchRoots
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +50,9 @@ async def test_a_write_in_a_watched_folder_is_reported(tmp_path: Path) -> None:
 
 
 async def test_rejected_paths_are_not_reported(tmp_path: Path) -> None:
-    async with WatchfilesWatcher().open([str(tmp_path)], lambda p: not p.endswith(".log")) as batches:
+    async with WatchfilesWatcher().open(
+        [str(tmp_path)], lambda p: not p.endswith(".log")
+    ) as batches:
         (tmp_path / "noise.log").write_text("x")
         (tmp_path / "app.py").write_text("x")
         with anyio.fail_after(5):
@@ -71,7 +74,9 @@ async def test_a_watch_path_that_appears_later_is_picked_up(tmp_path: Path) -> N
         await seen(batches, gen / "models.py", poke=poke)
 
 
-async def test_a_watched_folder_deleted_and_created_again_keeps_being_watched(tmp_path: Path) -> None:
+async def test_a_watched_folder_deleted_and_created_again_keeps_being_watched(
+    tmp_path: Path,
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     async with WatchfilesWatcher(rescan=0.2).open([str(src)], lambda p: True) as batches:
@@ -100,7 +105,7 @@ async def test_a_single_file_saved_by_rename_keeps_being_watched(tmp_path: Path)
         tmp.write_text(text)
         os.replace(tmp, settings)  # how many editors save: the watched inode is replaced
 
-    accept = lambda p: p == str(settings)  # noqa: E731
+    accept = lambda p: p == str(settings)
     async with WatchfilesWatcher().open([str(settings)], accept) as batches:
         atomic_save("a = 2\n")
         await seen(batches, settings)
@@ -111,7 +116,9 @@ async def test_a_single_file_saved_by_rename_keeps_being_watched(tmp_path: Path)
 
 
 async def test_a_watch_path_that_never_exists_does_not_crash(tmp_path: Path) -> None:
-    async with WatchfilesWatcher(rescan=0.1).open([str(tmp_path / "nope" / "deeper")], lambda p: True) as batches:
+    async with WatchfilesWatcher(rescan=0.1).open(
+        [str(tmp_path / "nope" / "deeper")], lambda p: True
+    ) as batches:
         with anyio.move_on_after(0.5):
             async for batch in batches:
                 pass  # nothing to see, and no exception either
@@ -123,3 +130,29 @@ async def test_leaving_the_context_stops_the_notifier_threads_promptly(tmp_path:
     async with watcher.open([str(tmp_path)], lambda p: True):
         await anyio.sleep(0.1)
     assert time.monotonic() - start < 1.5
+
+
+class LimitedWatcher(WatchfilesWatcher):
+    """Refuses OS notifications as an exhausted inotify watch limit does; polling still works."""
+
+    def _arm(self, roots: WatchRoots) -> list[Any]:
+        if not self.force_polling:
+            raise OSError("OS file watch limit reached")
+        return super()._arm(roots)
+
+
+async def test_the_os_refusing_notifications_falls_back_to_polling_and_says_so(
+    tmp_path: Path,
+) -> None:
+    warnings: list[str] = []
+    watcher = LimitedWatcher(poll_delay_ms=50, warn=warnings.append)
+    async with watcher.open([str(tmp_path)], lambda p: True) as batches:
+        assert warnings == ["file watching: OS file watch limit reached; falling back to polling"]
+        n = 0
+
+        def poke() -> None:
+            nonlocal n
+            n += 1
+            (tmp_path / "app.py").write_text("x" * n)  # a new size each time: polling sees it
+
+        await seen(batches, tmp_path / "app.py", poke=poke)

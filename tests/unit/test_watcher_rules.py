@@ -73,7 +73,9 @@ def test_default_ignores_cover_their_whole_subtree(folder: str) -> None:
     assert routes.route(ROOT / "src" / "app.py") == ("api",)
 
 
-@pytest.mark.parametrize("name", ["app.py.swp", ".app.py.swx", "app.py~", ".#app.py", "#app.py#", "4913"])
+@pytest.mark.parametrize(
+    "name", ["app.py.swp", ".app.py.swx", "app.py~", ".#app.py", "#app.py#", "4913"]
+)
 def test_editor_temporary_files_never_restart_a_service(name: str) -> None:
     routes = Routes.of(config(svc("api", "src")))
     assert routes.route(ROOT / "src" / name) == ()
@@ -137,7 +139,9 @@ def kinds(dirs: set[str], files: set[str] = frozenset()) -> object:
 
 
 def test_existing_folders_are_watched_recursively_without_nesting() -> None:
-    plan = plan_roots(["/p/src", "/p/src/lib", "/p/web"], kinds({"/p", "/p/src", "/p/src/lib", "/p/web"}))
+    plan = plan_roots(
+        ["/p/src", "/p/src/lib", "/p/web"], kinds({"/p", "/p/src", "/p/src/lib", "/p/web"})
+    )
     assert plan == WatchRoots(recursive=("/p/src", "/p/web"))
 
 
@@ -152,7 +156,9 @@ def test_a_missing_path_is_watched_through_its_nearest_existing_folder() -> None
 
 
 def test_a_flat_root_inside_a_recursive_one_is_dropped() -> None:
-    plan = plan_roots(["/p", "/p/src/missing", "/p/src/main.py"], kinds({"/p", "/p/src"}, {"/p/src/main.py"}))
+    plan = plan_roots(
+        ["/p", "/p/src/missing", "/p/src/main.py"], kinds({"/p", "/p/src"}, {"/p/src/main.py"})
+    )
     assert plan == WatchRoots(recursive=("/p",))
 
 

@@ -77,8 +77,16 @@ class FakeSupervisor:
         return sum(1 for n, _ in self.restarts if n == name)
 
 
-def svc(name: str, *paths: str, restart: bool = True, debounce: float = 0.1, ignore: tuple[str, ...] = ()) -> ServiceDef:
-    watch = WatchConfig(paths=tuple(ROOT / p for p in paths), ignore=ignore, restart=restart, debounce=debounce)
+def svc(
+    name: str,
+    *paths: str,
+    restart: bool = True,
+    debounce: float = 0.1,
+    ignore: tuple[str, ...] = (),
+) -> ServiceDef:
+    watch = WatchConfig(
+        paths=tuple(ROOT / p for p in paths), ignore=ignore, restart=restart, debounce=debounce
+    )
     return ServiceDef(name=name, cmd="true", dir=ROOT, watch=watch if paths else None)
 
 
@@ -86,7 +94,9 @@ def config(*services: ServiceDef) -> DevConfig:
     return DevConfig(path=ROOT / "A3sfile.hcl", services=services)
 
 
-async def until(predicate: Callable[[], object], timeout: float = 5.0, message: str = "condition") -> None:
+async def until(
+    predicate: Callable[[], object], timeout: float = 5.0, message: str = "condition"
+) -> None:
     """Bounded async poll."""
     with anyio.fail_after(timeout, shield=False):
         while not predicate():
@@ -141,7 +151,10 @@ async def test_changes_during_a_restart_cause_exactly_one_more_restart_after_it(
 
 
 async def test_restart_false_reports_the_change_and_never_restarts() -> None:
-    sup, watcher = FakeSupervisor(config(svc("docs", "docs", restart=False, debounce=0.05))), FakeWatcher()
+    sup, watcher = (
+        FakeSupervisor(config(svc("docs", "docs", restart=False, debounce=0.05))),
+        FakeWatcher(),
+    )
     async with watching(sup, watcher):
         await watcher.change("docs/index.md")
         await until(lambda: sup.lines, message="the change line")
@@ -162,14 +175,22 @@ async def test_only_the_services_whose_paths_contain_the_change_restart() -> Non
 
 
 async def test_ignored_paths_restart_nothing() -> None:
-    sup, watcher = FakeSupervisor(config(svc("api", "src", ignore=("*.log", "src/gen/**")))), FakeWatcher()
+    sup, watcher = (
+        FakeSupervisor(config(svc("api", "src", ignore=("*.log", "src/gen/**")))),
+        FakeWatcher(),
+    )
     async with watching(sup, watcher):
-        await watcher.change("src/out.log", "src/gen/models.py", "src/__pycache__/app.pyc", "src/.app.py.swp")
+        await watcher.change(
+            "src/out.log", "src/gen/models.py", "src/__pycache__/app.pyc", "src/.app.py.swp"
+        )
         await stays(lambda: not sup.restarts and not sup.lines, 0.4)
 
 
 async def test_each_service_has_its_own_debounce() -> None:
-    sup, watcher = FakeSupervisor(config(svc("fast", "src", debounce=0.05), svc("slow", "src", debounce=0.6))), FakeWatcher()
+    sup, watcher = (
+        FakeSupervisor(config(svc("fast", "src", debounce=0.05), svc("slow", "src", debounce=0.6))),
+        FakeWatcher(),
+    )
     async with watching(sup, watcher):
         await watcher.change("src/a.py")
         await until(lambda: sup.count("fast") == 1, timeout=0.5, message="the fast service")
@@ -201,7 +222,10 @@ async def test_a_failed_restart_is_reported_and_watching_goes_on() -> None:
 
 
 async def test_the_watcher_is_given_every_watch_path_once() -> None:
-    sup, watcher = FakeSupervisor(config(svc("api", "src", "shared"), svc("web", "shared", "web/index.html"))), FakeWatcher()
+    sup, watcher = (
+        FakeSupervisor(config(svc("api", "src", "shared"), svc("web", "shared", "web/index.html"))),
+        FakeWatcher(),
+    )
     async with watching(sup, watcher):
         pass
     assert list(watcher.paths) == [str(ROOT / p) for p in ("src", "shared", "web/index.html")]
@@ -213,3 +237,39 @@ async def test_nothing_to_watch_returns_at_once() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(partial(watch_services, sup, watcher=watcher))
     assert watcher.paths == ()
+
+
+class FlakyWatcher(FakeWatcher):
+    """Fails to open `failures` times (like an OS refusing a watch), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    @asynccontextmanager
+    async def open(
+        self, paths: Sequence[str], accept: Callable[[str], bool]
+    ) -> AsyncIterator[AsyncIterator[frozenset[str]]]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("inotify said no")
+        async with super().open(paths, accept) as batches:
+            yield batches
+
+
+async def test_a_watcher_that_fails_is_reported_and_retried_without_stopping_the_stack() -> None:
+    sup, watcher = (
+        FakeSupervisor(config(svc("api", "src", debounce=0.05))),
+        FlakyWatcher(failures=2),
+    )
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(partial(watch_services, sup, watcher=watcher, retry_delay=0.05))
+            assert sup.lines == ["file watching failed: inotify said no; retrying in 0.05s"]
+            await until(
+                lambda: "file watching resumed" in sup.lines, message="the watcher to come back"
+            )
+            await watcher.change("src/a.py")
+            await until(lambda: sup.count("api") == 1)
+            tg.cancel_scope.cancel()
+    assert "file watching failed: inotify said no; retrying in 0.1s" in sup.lines

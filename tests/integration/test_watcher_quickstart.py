@@ -1,0 +1,115 @@
+"""`a3s up` on examples/quickstart as a real process: editing the API's source restarts the API only, once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import free_port, kill_group, wait_until
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+
+pytestmark = pytest.mark.skipif(not QUICKSTART.is_dir(), reason="examples/quickstart not present")
+
+
+def _groups(folder: Path) -> list[int]:
+    try:
+        records = json.loads((folder / ".a3s" / "groups.json").read_text()).values()
+        return [int(r["pgid"]) for r in records]
+    except (OSError, ValueError):
+        return []
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Callable[..., tuple[Path, Callable[[], str]]]]:
+    """Copy the quickstart with fresh ports into tmp_path and run `a3s up` there; always end it."""
+    procs: list[subprocess.Popen[bytes]] = []
+    folder = tmp_path / "quickstart"
+
+    def start(*args: str) -> tuple[Path, Callable[[], str]]:
+        shutil.copytree(QUICKSTART, folder, ignore=shutil.ignore_patterns(".a3s", "data"))
+        hcl = folder / "A3sfile.hcl"
+        hcl.write_text(
+            re.sub(r"\bport\s*=\s*\d+", lambda m: f"port = {free_port()}", hcl.read_text())
+        )
+        out = tmp_path / "out.txt"
+        env = {**os.environ, "A3S_PROXY_PORT": "0", "NO_COLOR": "1"}
+        with open(out, "wb") as sink:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "a3s_dev", "up", *args],
+                    cwd=folder,
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # so cleanup can end whatever it left
+                )
+            )
+        return folder, lambda: out.read_text(errors="replace")
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill_group(proc.pid)
+                proc.wait(timeout=5)
+    for pgid in _groups(folder):
+        kill_group(pgid)
+
+
+def status(folder: Path) -> dict[str, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "a3s_dev", "status", "--json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    )
+    return {row["name"]: row for row in json.loads(done.stdout)}
+
+
+def all_running(folder: Path) -> dict[str, dict[str, object]] | None:
+    rows = status(folder)
+    ok = all(rows[n]["state"] == "running" for n in ("api", "worker", "web"))
+    return rows if ok else None
+
+
+def test_editing_the_api_source_restarts_the_api_once_and_says_why(up) -> None:  # type: ignore[no-untyped-def]
+    folder, output = up()
+    before = wait_until(lambda: all_running(folder), timeout=30, message="the quickstart to be up")
+    with open(folder / "api.py", "a") as f:
+        f.write("\n# edited\n")
+    line = "api: 1 file changed (api.py) → restarting"
+    wait_until(lambda: line in output(), timeout=15, message=f"{line!r} in the log")
+    after = wait_until(
+        lambda: (
+            (rows := all_running(folder)) and rows["api"]["pid"] != before["api"]["pid"] and rows
+        ),
+        timeout=15,
+        message="a new api pid",
+    )
+    assert after["worker"]["pid"] == before["worker"]["pid"]
+    assert after["web"]["pid"] == before["web"]["pid"]
+    assert output().count("→ restarting") == 1
+
+
+def test_no_watch_leaves_the_api_alone(up) -> None:  # type: ignore[no-untyped-def]
+    folder, output = up("--no-watch")
+    before = wait_until(lambda: all_running(folder), timeout=30, message="the quickstart to be up")
+    with open(folder / "api.py", "a") as f:
+        f.write("\n# edited\n")
+    with pytest.raises(AssertionError):  # nothing happens within 1.5 s (debounce 0.5 s)
+        wait_until(lambda: "changed" in output(), timeout=1.5)
+    assert status(folder)["api"]["pid"] == before["api"]["pid"]
