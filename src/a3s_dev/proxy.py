@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.events import EventBus
-from a3s_dev.state import ServiceState, ServiceStatus
+from a3s_dev.state import ServiceState, ServiceStatus, exited
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -209,7 +209,9 @@ def render_unavailable(
     log_html = (
         f"<h2>Last log lines</h2><pre>{html.escape(log)}</pre>" if log else "<p>(no output yet)</p>"
     )
-    exit_code = f", exit code {status.exit_code}" if status.exit_code is not None else ""
+    # the exit of a crash says something; that of a requested stop (SIGTERM) is noise
+    crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
+    exit_code = f" ({exited(status.exit_code)})" if crashed and status.exit_code is not None else ""
     heading = f"<h1>{html.escape(status.name)} is {html.escape(status.state.value)}{exit_code}</h1>"
     hint = _HINTS.get(status.state)
     hint_html = f"<p>{hint.format(name=html.escape(status.name))}</p>" if hint else ""
