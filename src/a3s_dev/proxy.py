@@ -201,17 +201,16 @@ def render_unavailable(
     status: ServiceStatus, lines: Iterable[str], *, detail: str | None = None, refresh: int | None = 3
 ) -> str:
     """502/503 page: which service, in which state, why, and its last log lines (escaped)."""
-    why = status.reason or detail
-    reason = f"<p>{html.escape(why)}</p>" if why else ""
-    if detail and status.reason:
-        reason += f"<p>{html.escape(detail)}</p>"
+    # the exit of a crash says something; that of a requested stop (SIGTERM) is noise
+    crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
+    exit_text = exited(status.exit_code) if crashed and status.exit_code is not None else None
+    exit_code = f" ({exit_text})" if exit_text else ""
+    reasons = [r for r in (status.reason, detail) if r and r != exit_text]  # the heading has said it
+    reason = "".join(f"<p>{html.escape(r)}</p>" for r in reasons)
     log = "\n".join(lines)
     log_html = (
         f"<h2>Last log lines</h2><pre>{html.escape(log)}</pre>" if log else "<p>(no output yet)</p>"
     )
-    # the exit of a crash says something; that of a requested stop (SIGTERM) is noise
-    crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
-    exit_code = f" ({exited(status.exit_code)})" if crashed and status.exit_code is not None else ""
     heading = f"<h1>{html.escape(status.name)} is {html.escape(status.state.value)}{exit_code}</h1>"
     hint = _HINTS.get(status.state)
     hint_html = f"<p>{hint.format(name=html.escape(status.name))}</p>" if hint else ""
