@@ -18,17 +18,18 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
-from a3s_dev.control import ControlClient, ControlError, NotRunning, readiness
 from a3s_dev.errors import A3sError
 
 if TYPE_CHECKING:
     from a3s_dev.config import DevConfig
+    from a3s_dev.control import ControlClient
     from a3s_dev.runtime import RuntimePaths
     from a3s_dev.session import Attachment
 
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
-POLL = 0.01  # seconds between status polls while waiting (readiness is seen within this)
+POLL = 0.01  # seconds between looks at the socket while a supervisor boots
 TAIL = 20
+BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,9 @@ async def serve(
                 sinks=[sink],
                 prespawned=prespawned,
                 on_supervisor=holder.append,
+                # The control API is the only window `up -d` and `status` have on a background
+                # supervisor, so it loads at once (aiohttp in a thread) instead of after start-up.
+                attach_after=0.0,
             )
             tg.cancel_scope.cancel()
     finally:
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runtime.end_groups(orphans)
             names = ", ".join(o.service for o in orphans)
             print(f"a3s: ended process groups left by a killed supervisor: {names}", flush=True)
-        print(f"a3s: supervisor {os.getpid()} serving {paths.a3sfile}", flush=True)
+        print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
         prespawned = prespawn(config, wanted)
         import anyio
@@ -255,15 +259,15 @@ def wait_ready(
     timeout: float | None = None,
 ) -> int:
     """Poll the supervisor until `names` are ready (0) or one failed (1, naming it with its last log lines)."""
+    from a3s_dev import control
+
     began = time.monotonic()
+    seq: int | None = None
     while True:
-        try:
-            services = client.status()["services"]
-        except NotRunning:
-            progress.done()
-            print("a3s: the supervisor stopped while starting", file=err)
-            return 1
-        state = readiness(services, names, since=since)
+        # Long-polled: the answer comes as soon as a state changes (NotRunning: the caller explains).
+        answer = client.status(after=seq, wait=1.0)
+        seq, services = answer.get("seq"), answer["services"]
+        state = control.readiness(services, names, since=since)
         if state.done:
             progress.say(f"a3s: ready: {', '.join(names)} ({time.monotonic() - began:.2f}s)")
             return 0
@@ -271,7 +275,7 @@ def wait_ready(
             progress.done()
             print(f"a3s: {state.failed} failed: {state.reason}", file=err)
             try:
-                lines = [ln["text"] for ln in client.logs([state.failed], n=TAIL) if "text" in ln]
+                lines = client.tail(state.failed, TAIL)
             except A3sError:
                 lines = []
             if lines:
@@ -284,7 +288,6 @@ def wait_ready(
             print(f"a3s: not ready after {timeout:g}s: {state.waiting[0][0]}", file=err)
             return 1
         progress.waiting(state.waiting)
-        time.sleep(POLL)
 
 
 def start_and_wait(
@@ -305,12 +308,14 @@ def start_and_wait(
 
 
 def _new_output(paths: RuntimePaths, offset: int) -> str:
+    """What the background supervisor wrote since `offset`, without its start banner."""
     try:
         with open(paths.supervisor_log, "rb") as f:
             f.seek(offset)
-            return f.read().decode("utf-8", "replace").strip()
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(BANNER)).strip()
 
 
 def up(
@@ -332,7 +337,9 @@ def up(
     err = err or sys.stderr
     progress = Progress(out, color)
     try:
-        return _up(a3sfile, opts, progress, detach=detach, out=out, err=err, boot_timeout=boot_timeout)
+        return _up(
+            a3sfile, opts, progress, detach=detach, out=out, err=err, boot_timeout=boot_timeout
+        )
     finally:
         progress.done()  # a live line left running would leave the cursor hidden
 
@@ -348,10 +355,18 @@ def _up(
     boot_timeout: float,
 ) -> int:
     paths = runtime.paths_for(a3sfile)
+    # The parent's side only: the background supervisor itself never needs the client.
+    from a3s_dev.control import ControlClient, ControlError, NotRunning
+
     client = ControlClient(paths.socket)
     for _ in range(3):  # a lost lock race sends us back to talk to the winner
         if client.healthz():
-            return start_and_wait(client, opts, progress, err)
+            try:
+                return start_and_wait(client, opts, progress, err)
+            except NotRunning:
+                progress.done()
+                print("a3s: the supervisor stopped (see `a3s logs a3s`)", file=err)
+                return 1
         if runtime.lock_held(paths):
             # A supervisor is starting (it takes the lock before it serves): wait for its socket.
             deadline = time.monotonic() + boot_timeout
@@ -383,7 +398,13 @@ def _up(
                 # The child started the services itself; this request only names what to wait for.
                 return start_and_wait(client, opts, progress, err, since=spawned_at)
             except (NotRunning, ControlError) as exc:
-                print(f"a3s: {exc.message}", file=err)
+                # It went away while starting (e.g. the proxy port is taken): its own words say why.
+                progress.done()
+                try:
+                    child.wait(timeout=boot_timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+                print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
                 return 1
         if child.returncode == EXIT_ALREADY_RUNNING:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port, pid_alive, pids_in_group, wait_until
+from support import free_port, pid_alive, pids_in_group, port_open, wait_until
 from support_control import Stack, chain_a3sfile, no_process_left, service_block, stack_in
 
 from a3s_dev import runtime
@@ -100,6 +101,24 @@ def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Sta
     rows = stack.status()
     assert rows["migrate"]["state"] == "completed" and rows["migrate"]["exit_code"] == 0
     assert (stack.paths.logs_dir / "migrate.log").read_text().count("migrating") == 1
+
+
+def test_up_d_with_the_proxy_port_taken_exits_1_saying_so_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with stack_in(tmp_path, {"A3S_PROXY_PORT": str(port)}) as stack:
+            ports = chain_a3sfile(tmp_path, ("db",))
+            result = stack.a3s("up", "-d")
+            assert result.code == 1
+            assert f"port {port} is already in use" in result.err
+            assert "serving" not in result.err
+            wait_until(lambda: not runtime.lock_held(stack.paths), message="the supervisor to exit")
+            # The first wave may have been spawned before the proxy failed: it is gone again.
+            wait_until(lambda: not port_open(ports["db"]), message="db to be stopped")
 
 
 def test_up_with_a_running_supervisor_starts_only_what_is_asked(stack: Stack) -> None:
