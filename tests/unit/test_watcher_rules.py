@@ -16,6 +16,8 @@ from a3s_dev.watcher import (
     WatchRoots,
     describe_change,
     plan_roots,
+    prune_predicate,
+    prune_roots,
 )
 
 ROOT = Path("/proj")
@@ -188,3 +190,43 @@ def test_the_log_line_names_the_service_count_and_first_paths() -> None:
     many = [f"/proj/src/m{i}.py" for i in (4, 1, 3, 2)]
     line = describe_change("api", many, root, restarting=False)
     assert line == "api: 4 files changed (src/m1.py, src/m2.py, src/m3.py, …)"
+
+
+# ---------------------------------------------------------------- ignored folders stay out of the OS watches
+
+TREE = {
+    "/p": ["/p/.git", "/p/node_modules", "/p/src", "/p/web"],
+    "/p/src": ["/p/src/app", "/p/src/gen"],
+    "/p/src/app": ["/p/src/app/target"],
+    "/p/web": ["/p/web/components"],
+    "/p/node_modules": ["/p/node_modules/react"],
+}
+
+
+def test_a_clean_tree_stays_one_recursive_watch() -> None:
+    plan = prune_roots(
+        WatchRoots(recursive=("/p/web",)), lambda d: TREE.get(d, []), lambda d: False
+    )
+    assert plan == WatchRoots(recursive=("/p/web",))
+
+
+def test_ignored_folders_are_cut_out_of_a_recursive_watch() -> None:
+    pruned = {"/p/.git", "/p/node_modules", "/p/src/app/target"}
+    plan = prune_roots(
+        WatchRoots(recursive=("/p",), flat=("/q",)), lambda d: TREE.get(d, []), pruned.__contains__
+    )
+    # Folders on the way to a pruned one are watched flat; clean subtrees recursively.
+    assert plan == WatchRoots(
+        recursive=("/p/src/gen", "/p/web"), flat=("/q", "/p", "/p/src", "/p/src/app")
+    )
+
+
+def test_a_folder_is_prunable_when_rejected_and_holding_no_watch_path() -> None:
+    routes = Routes.of(config(svc("api", "."), svc("lib", "vendor/target/lib")))
+    prunable = prune_predicate(routes.paths, routes.accepts)
+    assert prunable("/proj/node_modules")
+    assert prunable("/proj/crates/gw/target")
+    assert prunable("/proj/.a3s")
+    assert not prunable("/proj/src")
+    assert not prunable("/proj/vendor/target")  # lib's watch path is inside it
+    assert prunable("/proj/vendor/target/debug")
