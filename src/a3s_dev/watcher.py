@@ -461,7 +461,8 @@ class WatchfilesWatcher:
     made after that is lost), and it is re-armed whenever a watch path appears, vanishes or
     is replaced (the OS forgets a watch whose folder was deleted; watchfiles refuses paths
     that don't exist). A cheap re-check (a `stat` per watch path) runs after every batch
-    and every `rescan` seconds.
+    and every `rescan` seconds. Ignored folders get no OS watch (`prune_roots`); a folder
+    that appears where the split does not cover it triggers a re-arm as well.
     """
 
     def __init__(
