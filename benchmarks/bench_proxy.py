@@ -67,8 +67,13 @@ class Backend:
         return ServiceStatus(name, ServiceState.RUNNING, port=self.config.service(name).port)
     def tail(self, name, n=20):
         return []
+    def announce(self, text):
+        print(text, flush=True)
 
-anyio.run(serve_proxy, Backend(int(sys.argv[2])), int(sys.argv[1]))
+backend_options = {}
+if len(sys.argv) > 3 and sys.argv[3] == "uvloop":  # measured for the record; not a dependency
+    backend_options = {"use_uvloop": True}
+anyio.run(serve_proxy, Backend(int(sys.argv[2])), int(sys.argv[1]), backend_options=backend_options)
 """
 
 
@@ -138,8 +143,8 @@ def run_wrk(
         print(out)
     after = rss_kb(pid) if pid else None
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = sum(int(g) for g in m.groups()) if m else 0
@@ -153,6 +158,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--uvloop", action="store_true", help="run a3s's proxy on uvloop (if installed)")
     parser.add_argument("--verbose", action="store_true", help="print wrk output")
     parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
     parser.add_argument("--only", choices=["nginx", "reference", "a3s"], action="append")
@@ -177,7 +183,8 @@ def main() -> int:
             ref = subprocess.Popen([sys.executable, str(HERE / "ref_proxy.py"), str(ref_port), str(nginx_port)],
                                    start_new_session=True, stderr=subprocess.DEVNULL)
             procs.append(ref)
-            ours = subprocess.Popen([sys.executable, "-c", OURS, str(ours_port), str(nginx_port)],
+            extra = ["uvloop"] if args.uvloop else []
+            ours = subprocess.Popen([sys.executable, "-c", OURS, str(ours_port), str(nginx_port), *extra],
                                     start_new_session=True)
             procs.append(ours)
             wait_port(ref_port, ref)
@@ -190,7 +197,7 @@ def main() -> int:
             if "reference" in only:
                 results.append(run_wrk("reference aiohttp proxy", ref_port, args, ref.pid))
             if "a3s" in only:
-                results.append(run_wrk("a3s proxy", ours_port, args, ours.pid))
+                results.append(run_wrk("a3s proxy" + (" (uvloop)" if args.uvloop else ""), ours_port, args, ours.pid))
             # one connection, one request at a time: the latency a proxy adds without queueing
             # (at 50 connections p50 is mostly time spent waiting behind the other 49)
             single: list[Result] = []

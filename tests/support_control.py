@@ -22,7 +22,7 @@ from a3s_dev import runtime
 # A stdlib TCP/HTTP service that records "<name> <event> <time>" lines (spawned, listening,
 # stopped) to $RECORD, so tests can see the order in which services were stopped.
 SERVICE = textwrap.dedent(
-    '''
+    """
     import http.server, os, signal, sys, time
 
     name = os.environ.get("A3S_SERVICE", "svc")
@@ -55,12 +55,13 @@ SERVICE = textwrap.dedent(
     note("listening")
     print(f"{name} listening on {os.environ['PORT']}", flush=True)
     server.serve_forever()
-    '''
+    """
 )
 
 
-def service_block(name: str, cmd: str, *, port: int | None = None, depends_on: Sequence[str] = (),
-                  extra: str = "") -> str:
+def service_block(
+    name: str, cmd: str, *, port: int | None = None, depends_on: Sequence[str] = (), extra: str = ""
+) -> str:
     lines = [f'service "{name}" {{', f"  cmd = {json.dumps(cmd)}"]
     if port is not None:
         lines.append(f"  port = {port}")
@@ -79,8 +80,15 @@ def chain_a3sfile(folder: Path, names: Sequence[str] = ("db", "api", "web")) -> 
     blocks = ['dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n']
     previous: list[str] = []
     for name in names:
-        blocks.append(service_block(name, f"exec {sys.executable} server.py", port=ports[name],
-                                    depends_on=previous[-1:], extra=f'env = {{ RECORD = "{folder / "record.txt"}" }}'))
+        blocks.append(
+            service_block(
+                name,
+                f"exec {sys.executable} server.py",
+                port=ports[name],
+                depends_on=previous[-1:],
+                extra=f'env = {{ RECORD = "{folder / "record.txt"}" }}',
+            )
+        )
         previous.append(name)
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
     return ports
@@ -110,19 +118,34 @@ class Stack:
         return runtime.paths_for(self.a3sfile)
 
     def a3s(self, *args: str, timeout: float = 60.0) -> Result:
-        proc = subprocess.run([sys.executable, "-m", "a3s_dev", *args], cwd=self.folder, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "a3s_dev", *args],
+            cwd=self.folder,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "a3s_dev", *args], cwd=self.folder, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "a3s_dev", *args],
+            cwd=self.folder,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     def status(self) -> dict[str, dict[str, Any]]:
         result = self.a3s("status", "--json")
         assert result.code == 0, result.err
         rows = {r["name"]: r for r in json.loads(result.out)}
-        self.seen_groups.update(r["pid"] for r in rows.values() if r["pid"])  # each service leads its group
+        self.seen_groups.update(
+            r["pid"] for r in rows.values() if r["pid"]
+        )  # each service leads its group
         return rows
 
     def supervisor_pid(self) -> int | None:
@@ -132,7 +155,9 @@ class Stack:
         path = self.folder / "record.txt"
         if not path.exists():
             return []
-        return [(ln.split()[0], ln.split()[1]) for ln in path.read_text().splitlines() if ln.strip()]
+        return [
+            (ln.split()[0], ln.split()[1]) for ln in path.read_text().splitlines() if ln.strip()
+        ]
 
     def cleanup(self) -> None:
         """End the supervisor and every service group this test could have started."""
@@ -160,5 +185,8 @@ def stack_in(folder: Path, extra_env: dict[str, str] | None = None) -> Iterator[
 
 
 def no_process_left(pgids: Sequence[int], timeout: float = 10.0) -> None:
-    wait_until(lambda: not any(pids_in_group(g) for g in pgids), timeout=timeout,
-               message=f"no process left in groups {list(pgids)}")
+    wait_until(
+        lambda: not any(pids_in_group(g) for g in pgids),
+        timeout=timeout,
+        message=f"no process left in groups {list(pgids)}",
+    )

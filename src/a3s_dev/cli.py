@@ -107,7 +107,11 @@ def up(
     # In the background, or with a supervisor already running: the control plane's client path.
     code = daemon.up(a3sfile, opts, detach=detach, color=G.color)
     if code >= 0:
-        raise typer.Exit(code)
+        # Nothing of ours is left to clean up (the supervisor is another process); skipping the
+        # interpreter's teardown of typer and pydantic saves ~40 ms of `up -d`'s wall time.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     config = load(a3sfile)
     from a3s_dev.session import run_foreground
 

@@ -122,15 +122,17 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
 
-def parse_duration(text: str | int | float) -> float:
+def parse_duration(text: str | float) -> float:
     """Seconds in "250ms", "2s", "1m", "1m30s", "1h" or a bare number of seconds.
 
     Raises ValueError with a readable message for anything else (negative included).
     """
     if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration")
+        raise ValueError(f"{text!r} is not a duration")  # noqa: TRY004 - callers catch ValueError
     if isinstance(text, (int, float)):
-        if text < 0 or text != text or text == float("inf"):
+        import math
+
+        if text < 0 or not math.isfinite(text):
             raise ValueError(f"{text!r} is not a duration (must be zero or more)")
         return float(text)
     raw = text.strip()
@@ -186,7 +188,7 @@ def load_with_report(path: Path, *, environ: Mapping[str, str] | None = None) ->
 
     path = Path(path).absolute()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor's BOM is not a syntax error
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from a3s_dev.errors import A3sError, UsageError
-from a3s_dev.fast import SPEC_KEYS
+from a3s_dev.fast import SPEC_KEYS as SPEC_KEYS  # re-exported: the API status keys
 from a3s_dev.state import ServiceState, ServiceStatus
 
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ def status_dict(st: ServiceStatus, now: float) -> dict[str, Any]:
         "port": st.port,
         # A stopped service's last probe result is history, not health.
         "health": st.health if st.state in LIVE_STATES else None,
-        "uptime_s": round(max(0.0, now - st.started_at), 1) if live and st.started_at is not None else None,
+        "uptime_s": round(max(0.0, now - st.started_at), 1)
+        if live and st.started_at is not None
+        else None,
         "restarts": st.restarts,
         "exit_code": st.exit_code,
         "url": st.url,
@@ -98,7 +100,11 @@ def unknown_service_error(config: DevConfig, names: Iterable[str]) -> str | None
     for name in names:
         if name not in config.names:
             close = difflib.get_close_matches(name, config.names, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (services: {', '.join(config.names)})"
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else f" (services: {', '.join(config.names)})"
+            )
             return f"unknown service '{name}'{hint}"
     return None
 
@@ -113,7 +119,9 @@ class Readiness:
     waiting: tuple[tuple[str, str], ...] = ()  # (name, state) not ready yet, in order
 
 
-def readiness(services: Sequence[dict[str, Any]], names: Sequence[str], since: float | None = None) -> Readiness:
+def readiness(
+    services: Sequence[dict[str, Any]], names: Sequence[str], since: float | None = None
+) -> Readiness:
     """Decide from status dicts whether `names` are all ready (running or completed), or one failed.
 
     With `since` (when the start was requested), a service that was spawned after it and is
@@ -132,7 +140,9 @@ def readiness(services: Sequence[dict[str, Any]], names: Sequence[str], since: f
         )
         if svc["state"] in FAILED_STATES or exited:
             reason = svc.get("reason") or (
-                f"exit code {svc['exit_code']}" if svc.get("exit_code") is not None else svc["state"]
+                f"exit code {svc['exit_code']}"
+                if svc.get("exit_code") is not None
+                else svc["state"]
             )
             return Readiness(False, name, reason)
         if svc["state"] not in READY_STATES or svc.get("health") == "unhealthy":
@@ -150,12 +160,17 @@ def render_metrics(statuses: Sequence[ServiceStatus], health_failures: dict[str,
         "# HELP a3s_service_up 1 when the service is running, else 0.",
         "# TYPE a3s_service_up gauge",
     ]
-    out += [f'a3s_service_up{{service="{_label(s.name)}"}} {int(s.state == ServiceState.RUNNING)}' for s in statuses]
+    out += [
+        f'a3s_service_up{{service="{_label(s.name)}"}} {int(s.state == ServiceState.RUNNING)}'
+        for s in statuses
+    ]
     out += [
         "# HELP a3s_service_restarts_total Restarts of the service since the supervisor started.",
         "# TYPE a3s_service_restarts_total counter",
     ]
-    out += [f'a3s_service_restarts_total{{service="{_label(s.name)}"}} {s.restarts}' for s in statuses]
+    out += [
+        f'a3s_service_restarts_total{{service="{_label(s.name)}"}} {s.restarts}' for s in statuses
+    ]
     out += [
         "# HELP a3s_health_check_failures_total Failed health checks reported for the service.",
         "# TYPE a3s_health_check_failures_total counter",
@@ -219,7 +234,9 @@ class _LogHub:
             queue.put_nowait(None)
 
 
-def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], None]) -> web.Application:
+def build_app(
+    supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], None]
+) -> web.Application:
     """The aiohttp application of the control API (routes in docs/api.md)."""
     from aiohttp import web
 
@@ -239,7 +256,9 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         try:
             data = await request.json()
         except ValueError:
-            raise web.HTTPBadRequest(text='{"error": "body is not JSON"}', content_type="application/json")
+            raise web.HTTPBadRequest(
+                text='{"error": "body is not JSON"}', content_type="application/json"
+            )
         return data if isinstance(data, dict) else {}
 
     def names_of(data: dict[str, Any]) -> list[str] | None:
@@ -248,14 +267,17 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
             return None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise web.HTTPBadRequest(
-                text='{"error": "services must be a list of names"}', content_type="application/json"
+                text='{"error": "services must be a list of names"}',
+                content_type="application/json",
             )
         bad = unknown_service_error(config, names)
         if bad:
             raise web.HTTPNotFound(text=json.dumps({"error": bad}), content_type="application/json")
         return names
 
-    async def wait_ready(names: list[str], timeout: float, since: float | None = None) -> dict[str, Any]:
+    async def wait_ready(
+        names: list[str], timeout: float, since: float | None = None
+    ) -> dict[str, Any]:
         """Until `names` are all ready or one failed; woken by state events, not by polling."""
         import anyio
 
@@ -282,10 +304,16 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         finally:
             unsubscribe()
         result = readiness(services_json(), names, since)
-        payload: dict[str, Any] = {"ok": result.done, "failed": result.failed, "reason": result.reason}
+        payload: dict[str, Any] = {
+            "ok": result.done,
+            "failed": result.failed,
+            "reason": result.reason,
+        }
         if not result.done and not result.failed:
             first = result.waiting[0] if result.waiting else (names[0], "unknown")
-            payload.update(failed=first[0], reason=f"not ready after {timeout:g}s (state {first[1]})")
+            payload.update(
+                failed=first[0], reason=f"not ready after {timeout:g}s (state {first[1]})"
+            )
         if payload["failed"]:
             payload["tail"] = supervisor.tail(payload["failed"], 20)
         payload["services"] = services_json()
@@ -296,7 +324,12 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
 
     async def status(request: web.Request) -> web.Response:
         return web.json_response(
-            {"pid": os.getpid(), "file": str(config.path), "started_at": started_at, "services": services_json()}
+            {
+                "pid": os.getpid(),
+                "file": str(config.path),
+                "started_at": started_at,
+                "services": services_json(),
+            }
         )
 
     async def start(request: web.Request) -> web.Response:
@@ -304,12 +337,26 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
         names = names_of(data)
         deps = bool(data.get("deps", True))
         requested_at = time.time()
-        await supervisor.start(names, deps=deps)
-        wanted = list(config.names) if names is None else dependency_closure(config, names) if deps else names
+        wanted = (
+            list(config.names)
+            if names is None
+            else dependency_closure(config, names)
+            if deps
+            else names
+        )
+        # A oneshot that completed is never run again (SPEC §1); everything else that is not
+        # running is started. The closure is ours, so the supervisor gets deps=False.
+        to_start = [n for n in wanted if supervisor.status(n).state is not ServiceState.COMPLETED]
+        if to_start:
+            await supervisor.start(to_start, deps=False)
         if data.get("wait"):
             result = await wait_ready(wanted, float(data.get("timeout", 300)), requested_at)
-            return web.json_response({"waiting_for": wanted, "requested_at": requested_at, **result})
-        return web.json_response({"waiting_for": wanted, "requested_at": requested_at, "services": services_json()})
+            return web.json_response(
+                {"waiting_for": wanted, "requested_at": requested_at, **result}
+            )
+        return web.json_response(
+            {"waiting_for": wanted, "requested_at": requested_at, "services": services_json()}
+        )
 
     async def stop(request: web.Request) -> web.Response:
         names = names_of(await body_of(request))
@@ -326,7 +373,9 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
             await supervisor.restart(name)
         if not data.get("wait", True):
             return web.json_response({"services": services_json()})
-        return web.json_response(await wait_ready(names, float(data.get("timeout", 60)), requested_at))
+        return web.json_response(
+            await wait_ready(names, float(data.get("timeout", 60)), requested_at)
+        )
 
     async def down(request: web.Request) -> web.Response:
         on_down()
@@ -368,11 +417,11 @@ def build_app(supervisor: SupervisorLike, hub: _LogHub, on_down: Callable[[], No
             for line in hub.history(only, n):
                 await response.write(json.dumps(log_dict(line)).encode() + b"\n")
             while follow:
-                line = await queue.get()
-                if line is None:
+                new = await queue.get()
+                if new is None:
                     break
-                if only is None or line.service in only:
-                    await response.write(json.dumps(log_dict(line)).encode() + b"\n")
+                if only is None or new.service in only:
+                    await response.write(json.dumps(log_dict(new)).encode() + b"\n")
             await response.write_eof()
             return response
         finally:
@@ -475,9 +524,9 @@ class ControlClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def _open(self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None) -> tuple[
-        _UnixConnection, http.client.HTTPResponse
-    ]:
+    def _open(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+    ) -> tuple[_UnixConnection, http.client.HTTPResponse]:
         conn = _UnixConnection(str(self.socket_path), self.timeout if timeout is None else timeout)
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
@@ -495,7 +544,11 @@ class ControlClient:
             raise ControlError(f"the supervisor did not answer {method} {path} in time") from None
 
     def request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """One request; the decoded JSON answer. NotRunning when nobody listens, ControlError on 4xx/5xx."""
         conn, response = self._open(method, path, body, timeout)
@@ -509,13 +562,15 @@ class ControlClient:
             data = raw.decode("utf-8", "replace")
         if response.status >= 400:
             message = data.get("error") if isinstance(data, dict) else str(data)
-            exc: A3sError = UsageError(message or "") if response.status == 404 else ControlError(message or "")
+            exc: A3sError = (
+                UsageError(message or "") if response.status == 404 else ControlError(message or "")
+            )
             raise exc
         return data
 
     def healthz(self) -> bool:
         try:
-            return self.request("GET", "/healthz", timeout=2.0) == {"status": "ok"}
+            return bool(self.request("GET", "/healthz", timeout=2.0) == {"status": "ok"})
         except (NotRunning, ControlError):
             return False
 
@@ -523,13 +578,26 @@ class ControlClient:
         return dict(self.request("GET", f"/{API_VERSION}/status"))
 
     def start(
-        self, services: Sequence[str] | None, *, deps: bool = True, wait: bool = False, timeout: float = 300
+        self,
+        services: Sequence[str] | None,
+        *,
+        deps: bool = True,
+        wait: bool = False,
+        timeout: float = 300,
     ) -> dict[str, Any]:
         body = {"services": list(services or []), "deps": deps, "wait": wait, "timeout": timeout}
-        return dict(self.request("POST", f"/{API_VERSION}/start", body, timeout=(timeout + 10) if wait else None))
+        return dict(
+            self.request(
+                "POST", f"/{API_VERSION}/start", body, timeout=(timeout + 10) if wait else None
+            )
+        )
 
     def stop(self, services: Sequence[str] | None) -> dict[str, Any]:
-        return dict(self.request("POST", f"/{API_VERSION}/stop", {"services": list(services or [])}, timeout=600))
+        return dict(
+            self.request(
+                "POST", f"/{API_VERSION}/stop", {"services": list(services or [])}, timeout=600
+            )
+        )
 
     def restart(self, services: Sequence[str], *, timeout: float = 60) -> dict[str, Any]:
         body = {"services": list(services), "wait": True, "timeout": timeout}

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from a3s_dev.session import Attachment
 
 EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
-POLL = 0.02  # seconds between status polls while waiting (readiness is seen within this)
+POLL = 0.01  # seconds between status polls while waiting (readiness is seen within this)
 TAIL = 20
 
 
@@ -70,11 +70,11 @@ def attachments(config: DevConfig, paths: RuntimePaths, opts: UpOptions) -> list
         from a3s_dev import proxy
 
         found.append(functools.partial(proxy.serve_proxy, port=port))
-    if opts.watch and any(s.watch is not None for s in config.services):
-        if importlib.util.find_spec("a3s_dev.watcher") is not None:
-            from a3s_dev import watcher
+    watched = any(s.watch is not None for s in config.services)
+    if opts.watch and watched and importlib.util.find_spec("a3s_dev.watcher") is not None:
+        from a3s_dev import watcher
 
-            found.append(watcher.watch_services)
+        found.append(watcher.watch_services)
     return found
 
 
@@ -84,7 +84,9 @@ async def _serve_control(supervisor: Any, *, state_dir: Path, task_status: Any) 
     await control.serve_control(supervisor, state_dir, task_status=task_status)
 
 
-async def serve(config: DevConfig, paths: RuntimePaths, opts: UpOptions, prespawned: dict[str, Any]) -> None:
+async def serve(
+    config: DevConfig, paths: RuntimePaths, opts: UpOptions, prespawned: dict[str, Any]
+) -> None:
     """Run the stack (session.serve) with its attachments until `down`, SIGTERM, SIGINT or SIGHUP;
     every service is stopped before this returns."""
     import signal
@@ -160,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prespawned = prespawn(config, wanted)
         import anyio
 
-        anyio.run(serve, config, paths, replace(opts, services=tuple(wanted), deps=False), prespawned)
+        anyio.run(
+            serve, config, paths, replace(opts, services=tuple(wanted), deps=False), prespawned
+        )
         return 0
     except BaseException as exc:
         for proc in prespawned.values():
@@ -217,12 +221,19 @@ class Progress:
                 from rich.status import Status
 
                 console = Console(file=self.out, no_color=not self.color, highlight=False)
-                self._live = Status(text, console=console)
+                self._live = Status(self._line(text), console=console)
                 self._live.start()
             else:
-                self._live.update(text)
+                self._live.update(self._line(text))
         else:
             print(f"a3s: {text}", file=self.out, flush=True)
+
+    def _line(self, text: str) -> str:
+        # One line, cut with an ellipsis: a wrapped live line redraws badly.
+        import shutil
+
+        room = shutil.get_terminal_size().columns - 3  # the spinner and its space
+        return text if len(text) <= room else text[: max(0, room - 1)] + "…"
 
     def done(self) -> None:
         if self._live is not None:
@@ -276,11 +287,21 @@ def wait_ready(
         time.sleep(POLL)
 
 
-def start_and_wait(client: ControlClient, opts: UpOptions, progress: Progress, err: IO[str]) -> int:
-    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready."""
+def start_and_wait(
+    client: ControlClient,
+    opts: UpOptions,
+    progress: Progress,
+    err: IO[str],
+    since: float | None = None,
+) -> int:
+    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready.
+
+    `since`: when the services were asked for; a service spawned after it and stopped again
+    has exited on its own. Default: the moment the supervisor received this request.
+    """
     answer = client.start(list(opts.services) or None, deps=opts.deps)
     names = answer["waiting_for"]
-    return wait_ready(client, names, float(answer.get("requested_at", 0.0)), progress, err)
+    return wait_ready(client, names, since or float(answer.get("requested_at", 0.0)), progress, err)
 
 
 def _new_output(paths: RuntimePaths, offset: int) -> str:
@@ -305,13 +326,29 @@ def up(
     """`a3s up -d`, or `a3s up` with a supervisor already running: start and wait until ready.
 
     Returns the exit code. Without `detach` and with no supervisor running it returns -1,
-    meaning: run in the foreground.
+    meaning: run in the foreground. Ctrl-C stops the waiting, not the supervisor.
     """
     out = out or sys.stdout
     err = err or sys.stderr
+    progress = Progress(out, color)
+    try:
+        return _up(a3sfile, opts, progress, detach=detach, out=out, err=err, boot_timeout=boot_timeout)
+    finally:
+        progress.done()  # a live line left running would leave the cursor hidden
+
+
+def _up(
+    a3sfile: Path,
+    opts: UpOptions,
+    progress: Progress,
+    *,
+    detach: bool,
+    out: IO[str],
+    err: IO[str],
+    boot_timeout: float,
+) -> int:
     paths = runtime.paths_for(a3sfile)
     client = ControlClient(paths.socket)
-    progress = Progress(out, color)
     for _ in range(3):  # a lost lock race sends us back to talk to the winner
         if client.healthz():
             return start_and_wait(client, opts, progress, err)
@@ -325,19 +362,26 @@ def up(
             return -1
         ended = runtime.clean_stale(paths)
         if ended:
-            print(f"a3s: ended process groups left by a killed supervisor: {', '.join(o.service for o in ended)}",
-                  file=out)
+            print(
+                f"a3s: ended process groups left by a killed supervisor: {', '.join(o.service for o in ended)}",
+                file=out,
+            )
         offset = paths.supervisor_log.stat().st_size if paths.supervisor_log.exists() else 0
+        spawned_at = time.time()
         child = spawn(paths, opts)
         deadline = time.monotonic() + boot_timeout
         while child.poll() is None and not client.healthz():
             if time.monotonic() > deadline:
-                print(f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}", file=err)
+                print(
+                    f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}",
+                    file=err,
+                )
                 return 1
             time.sleep(POLL / 2)
         if child.returncode is None:
             try:
-                return start_and_wait(client, opts, progress, err)
+                # The child started the services itself; this request only names what to wait for.
+                return start_and_wait(client, opts, progress, err, since=spawned_at)
             except (NotRunning, ControlError) as exc:
                 print(f"a3s: {exc.message}", file=err)
                 return 1

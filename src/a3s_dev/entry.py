@@ -79,7 +79,7 @@ def run_validate(args: ValidateArgs) -> int:
     except A3sError as exc:
         if not args.json:
             raise
-        doc = {"ok": False, "errors": [{"line": None, "message": exc.message, "hint": None}], "warnings": [], "start_order": []}
+        doc = {"ok": False, "file": None, "errors": [{"line": None, "message": exc.message, "hint": None}], "warnings": [], "start_order": []}
         out.write(json.dumps(doc, indent=2) + "\n")
         return 1
     if args.json:

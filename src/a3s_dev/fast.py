@@ -39,7 +39,9 @@ STATE_STYLE = {
 # ---------------------------------------------------------------------------- where things are
 
 
-def find_a3sfile(explicit: str | None, cwd: str | None = None, environ: Mapping[str, str] | None = None) -> str | None:
+def find_a3sfile(
+    explicit: str | None, cwd: str | None = None, environ: Mapping[str, str] | None = None
+) -> str | None:
     """The A3sfile `config.find_file` would pick (`-f`, else $A3S_FILE, else upward search), or None.
 
     None means "let the slow path explain": it raises the proper one-line error.
@@ -100,7 +102,9 @@ def get_json(sock_path: str, path: str, timeout: float = 5.0) -> Any | None:
     sock.settimeout(timeout)
     try:
         sock.connect(sock_path)
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: a3s\r\nAccept: application/json\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {path} HTTP/1.0\r\nHost: a3s\r\nAccept: application/json\r\n\r\n".encode()
+        )
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -144,16 +148,25 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
     def text(value: Any) -> str:
         return "" if value is None else str(value)
 
-    return [str(row["name"]), str(row["state"]), text(row.get("pid")), text(row.get("port")),
-            text(row.get("health")), format_uptime(row.get("uptime_s")), str(row.get("restarts", 0)),
-            text(row.get("url"))]
+    return [
+        str(row["name"]),
+        str(row["state"]),
+        text(row.get("pid")),
+        text(row.get("port")),
+        text(row.get("health")),
+        format_uptime(row.get("uptime_s")),
+        str(row.get("restarts", 0)),
+        text(row.get("url")),
+    ]
 
 
 def render_plain(rows: Sequence[Mapping[str, Any]]) -> str:
     """Aligned columns without color, for pipes and files."""
     cells = [list(COLUMNS)] + [table_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells)
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells
+    )
 
 
 def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) -> None:
@@ -164,7 +177,11 @@ def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) ->
 
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in COLUMNS:
-        table.add_column(col, no_wrap=col != "URL", justify="right" if col in ("PID", "PORT", "RESTARTS") else "left")
+        table.add_column(
+            col,
+            no_wrap=col != "URL",
+            justify="right" if col in ("PID", "PORT", "RESTARTS") else "left",
+        )
     for row in rows:
         cells: list[Any] = table_cells(row)
         cells[1] = Text(str(row["state"]), style=STATE_STYLE.get(str(row["state"]), ""))
@@ -172,7 +189,9 @@ def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) ->
     Console(file=out, no_color=not color, highlight=False).print(table)
 
 
-def render_status(rows: Sequence[Mapping[str, Any]], *, as_json: bool, out: IO[str], color: bool) -> None:
+def render_status(
+    rows: Sequence[Mapping[str, Any]], *, as_json: bool, out: IO[str], color: bool
+) -> None:
     """`a3s status` output: SPEC §2 JSON, a rich table on a terminal, plain columns otherwise."""
     if as_json:
         out.write(json.dumps([{k: r.get(k) for k in SPEC_KEYS} for r in rows], indent=2) + "\n")
@@ -237,6 +256,23 @@ def main() -> None:
     if code is not None:
         sys.stdout.flush()
         sys.exit(code)
+    # Then the typer-free foreground `up` (the first wave spawns before typer could even load).
+    from a3s_dev.session import parse_fast_up
+
+    up_args = parse_fast_up(sys.argv[1:])
+    if up_args is not None:
+        from a3s_dev.errors import A3sError
+        from a3s_dev.session import run_fast_up
+
+        try:
+            up_code = run_fast_up(up_args)
+        except A3sError as exc:
+            print(f"a3s: {exc.message}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C before the event loop took over the signals
+            sys.exit(130)
+        if up_code is not None:
+            sys.exit(up_code)
     # Then foundation's typer-free `validate` path, then the typer app.
     from a3s_dev.entry import main as entry_main
 

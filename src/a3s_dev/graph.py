@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from a3s_dev.errors import UsageError
 
 if TYPE_CHECKING:
-    import networkx as nx
+    import networkx as nx  # type: ignore[import-untyped]
 
     from a3s_dev.config import DevConfig
 

@@ -21,12 +21,12 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from a3s_dev.errors import ConfigError
 
 if TYPE_CHECKING:  # lark is imported lazily: unpickling the parser imports what it needs
-    from lark import Lark, Token, Tree
+    from lark import Lark, Tree
 
 # Bump when the blob layout or the parser options change.
 BLOB_FORMAT = 1
@@ -72,11 +72,11 @@ class Attribute:
 class Block:
     type: str
     labels: tuple[str, ...]
-    body: tuple[Union[Attribute, "Block"], ...]
+    body: tuple[Attribute | Block, ...]
     line: int
 
 
-Body = tuple[Union[Attribute, Block], ...]
+Body = tuple[Attribute | Block, ...]
 
 
 class HclSyntaxError(ConfigError):
@@ -125,7 +125,7 @@ def _read_blob(path: Path, key: str) -> Lark | None:
         if meta.get("lark") != lark.__version__:
             return None
         return pickle.loads(zlib.decompress(payload))  # type: ignore[no-any-return]
-    except Exception:  # a truncated or foreign file is just a cache miss
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is just a cache miss
         return None
 
 
@@ -184,11 +184,29 @@ def write_blob(path: Path, parser: Lark, key: str) -> None:
 _PARSER: Lark | None = None
 
 
+def _import_lark() -> None:
+    """Import lark without the optional `regex` package (~10 ms): the HCL grammar needs only `re`.
+
+    lark imports `regex` only to offer `Lark(regex=True)`, which we never use; the block is
+    lifted right after, so any other importer of `regex` is unaffected.
+    """
+    import sys
+
+    if "lark" in sys.modules or "regex" in sys.modules:
+        return
+    sys.modules["regex"] = None  # type: ignore[assignment]  # makes `import regex` fail fast
+    try:
+        import lark  # noqa: F401
+    finally:
+        del sys.modules["regex"]
+
+
 def parser() -> Lark:
     """The HCL parser: shipped blob, else user cache, else built once and cached."""
     global _PARSER
     if _PARSER is not None:
         return _PARSER
+    _import_lark()
     key = grammar_key(grammar_path().read_text(encoding="utf-8"))
     found = _read_blob(SHIPPED_BLOB, key)
     if found is None:
@@ -271,7 +289,7 @@ def _read_tree(path: Path) -> Body | None:
 
     try:
         return _decode_body(marshal.loads(path.read_bytes()))
-    except Exception:  # missing, truncated or foreign: a cache miss
+    except Exception:  # noqa: BLE001 - missing, truncated or foreign: a cache miss
         return None
 
 
@@ -313,6 +331,7 @@ def parse(text: str, *, cache: bool = True) -> Body:
 
 def parse_uncached(text: str) -> Body:
     """Parse with lark, always (see `parse`)."""
+    _import_lark()
     from lark.exceptions import UnexpectedInput
 
     try:
@@ -320,7 +339,7 @@ def parse_uncached(text: str) -> Body:
         tree = parser().parse(text + "\n")
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
-    return _Walker(text).body(tree.children[0])
+    return _Walker(text).body(tree.children[0])  # type: ignore[arg-type]  # the start rule holds one body
 
 
 # Human names for the terminals that appear in "expected ..." lists.
@@ -354,7 +373,8 @@ def _syntax_error(exc: Any, text: str) -> HclSyntaxError:
         msg = "unexpected end of file (a block or a string is not closed)"
         column = len(lines[-1]) + 1 if lines else 1
     elif isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
         if char == "\n":
             msg = "unexpected end of line"
         else:
@@ -374,6 +394,17 @@ def _syntax_error(exc: Any, text: str) -> HclSyntaxError:
             expected = sorted({_TERMINALS[t] for t in exc.expected if t in _TERMINALS})
             if expected and len(expected) <= 4:
                 msg += f" (expected {' or '.join(expected)})"
+        if "LBRACE" in exc.expected and "EQ" not in exc.expected:
+            # `cmd "x"` parses as the start of a block `cmd "x" { }`; lark only notices at the
+            # next line. Point at the line that lacks its "=" instead.
+            pos = exc.pos_in_stream if exc.pos_in_stream is not None else len(text)
+            before = text[:pos].rstrip()
+            prev_line = before.count("\n") + 1
+            prev_text = lines[prev_line - 1] if 0 < prev_line <= len(lines) else ""
+            if "=" not in prev_text and "{" not in prev_text and prev_text.strip():
+                word = prev_text.split()[0]
+                line, column = prev_line, len(prev_text) - len(prev_text.lstrip()) + 1
+                msg = f'"{word}" needs "=" (an attribute) or "{{" (a block)'
     else:  # pragma: no cover - lark has no other UnexpectedInput kinds today
         msg = str(exc).splitlines()[0]
     source = lines[line - 1].strip() if 0 < line <= len(lines) else ""
@@ -430,7 +461,7 @@ class _Walker:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def body(self, tree: Tree) -> Body:
+    def body(self, tree: Tree[Any]) -> Body:
         items: list[Attribute | Block] = []
         for child in tree.children:
             data = getattr(child, "data", None)
@@ -444,11 +475,11 @@ class _Walker:
         # identifier / keyword / literal_value wrap a single token
         return str(node.children[0]) if hasattr(node, "children") else str(node)
 
-    def attribute(self, tree: Tree) -> Attribute:
+    def attribute(self, tree: Tree[Any]) -> Attribute:
         name_node, _eq, expr = tree.children
         return Attribute(self._name(name_node), self.value(expr), tree.meta.line)
 
-    def block(self, tree: Tree) -> Block:
+    def block(self, tree: Tree[Any]) -> Block:
         kids = [c for c in tree.children if getattr(c, "data", None) != "new_line_or_comment"]
         btype = self._name(kids[0])
         labels: list[str] = []
@@ -463,10 +494,10 @@ class _Walker:
                 labels.append(self._name(child))
         return Block(btype, tuple(labels), body, tree.meta.line)
 
-    def _source(self, tree: Tree) -> str:
+    def _source(self, tree: Tree[Any]) -> str:
         return self.text[tree.meta.start_pos : tree.meta.end_pos]
 
-    def _string(self, tree: Tree) -> str:
+    def _string(self, tree: Tree[Any]) -> str:
         parts: list[str] = []
         for part in tree.children:
             if getattr(part, "data", None) != "string_part":
@@ -477,7 +508,7 @@ class _Walker:
                 # in `cmd` the shell then expands ${PORT} from the service's environment.
                 parts.append(self._source(inner))
                 continue
-            tok: Token = inner
+            tok: Any = inner  # a Token
             if tok.type == "ESCAPED_INTERPOLATION":
                 parts.append(str(tok)[1:])  # $${x} -> ${x}
             elif tok.type == "ESCAPED_DIRECTIVE":
@@ -530,7 +561,7 @@ class _Walker:
             return Value("expression", self._source(node), line)
         return Value("expression", self._source(node), line)
 
-    def _key(self, key_node: Tree) -> str:
+    def _key(self, key_node: Tree[Any]) -> str:
         inner = key_node.children[0]
         if getattr(inner, "data", None) == "keyword":
             return self._name(inner)

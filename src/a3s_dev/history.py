@@ -58,13 +58,15 @@ class _StampCache:
             return None
 
 
-def parse_lines(service: str, lines: Iterable[str], cache: _StampCache | None = None) -> Iterator[Entry]:
+def parse_lines(
+    service: str, lines: Iterable[str], cache: _StampCache | None = None
+) -> Iterator[Entry]:
     """Entries of one service's log lines. A line without a stamp (written by something else,
     or cut by rotation) belongs to the previous stamped line's moment."""
     cache = cache or _StampCache()
     last = 0.0
     for raw in lines:
-        line = raw[:-1] if raw.endswith("\n") else raw
+        line = raw.removesuffix("\n")
         at = cache.at(line[:STAMP_LEN])
         if at is None:
             yield Entry(last, service, line)
@@ -87,8 +89,14 @@ def service_files(logs_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def read_service(files: Iterable[Path], service: str, *, since: float | None = None,
-                 until: float | None = None, last: int | None = None) -> list[Entry]:
+def read_service(
+    files: Iterable[Path],
+    service: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    last: int | None = None,
+) -> list[Entry]:
     """One service's entries from its files, filtered to `since <= at <= until`, the last `last` of them."""
     kept: deque[Entry] = deque(maxlen=last) if last is not None else deque()
     if last == 0:
@@ -114,8 +122,14 @@ def merged(per_service: Iterable[list[Entry]]) -> list[Entry]:
     return list(heapq.merge(*per_service, key=lambda e: e.at))
 
 
-def read_history(logs_dir: Path, services: Iterable[str] | None = None, *, since: float | None = None,
-                 until: float | None = None, last: int | None = None) -> list[Entry]:
+def read_history(
+    logs_dir: Path,
+    services: Iterable[str] | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    last: int | None = None,
+) -> list[Entry]:
     """The merged history of `services` (None: every log file, a3s's own included), in time order.
 
     `last` keeps the last N lines of each service, `since`/`until` bound the time.

@@ -18,6 +18,7 @@ from a3s_dev.control import ControlClient, NotRunning
 from a3s_dev.errors import A3sError, UsageError
 from a3s_dev.fast import render_status
 
+
 class NothingRunning(A3sError):
     """A command that needs a supervisor found none."""
 
@@ -35,8 +36,17 @@ def stopped_rows(a3sfile: Path) -> list[dict[str, Any]]:
 
     config = load(a3sfile)
     return [
-        {"name": s.name, "state": "stopped", "pid": None, "port": s.port, "health": None, "uptime_s": None,
-         "restarts": 0, "exit_code": None, "url": s.url}
+        {
+            "name": s.name,
+            "state": "stopped",
+            "pid": None,
+            "port": s.port,
+            "health": None,
+            "uptime_s": None,
+            "restarts": 0,
+            "exit_code": None,
+            "url": s.url,
+        }
         for s in config.services
     ]
 
@@ -117,7 +127,12 @@ def logs(
             try:
                 for line in stream:
                     if "text" in line:
-                        sink.write(line["service"], [line["text"]], float(line["at"]), line.get("stream", "stdout"))
+                        sink.write(
+                            line["service"],
+                            [line["text"]],
+                            float(line["at"]),
+                            line.get("stream", "stdout"),
+                        )
             except KeyboardInterrupt:
                 pass
     finally:
@@ -145,7 +160,11 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     if services:
         _check_names(services, list(before))
         after = client.stop(services)["services"]
-        stopped = [r["name"] for r in after if r["state"] == "stopped" and before[r["name"]]["state"] != "stopped"]
+        stopped = [
+            r["name"]
+            for r in after
+            if r["state"] == "stopped" and before[r["name"]]["state"] != "stopped"
+        ]
         print(f"a3s: stopped {', '.join(stopped)}" if stopped else "a3s: nothing to stop", file=out)
         return 0
     pid = int(client.down().get("pid") or 0)
@@ -172,7 +191,9 @@ def _alive(pid: int) -> bool:
 # ---------------------------------------------------------------------------- restart
 
 
-def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0) -> int:
+def restart(
+    a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0
+) -> int:
     """`a3s restart SVC...`: graceful stop, start, wait until healthy; 1 with the reason if not."""
     client = client_for(a3sfile)
     if not client.healthz():
@@ -195,5 +216,3 @@ def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str
 def stdout_bytes() -> IO[bytes]:
     """The binary stdout (log lines pass through as bytes, the children's ANSI colors included)."""
     return sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout  # type: ignore[return-value]
-
-

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from a3s_dev.config import DevConfig, ServiceDef
@@ -83,12 +85,15 @@ async def serve(
     bus: EventBus | None = None,
     prespawned: dict[str, ServiceProcess] | None = None,
     on_supervisor: Callable[[Supervisor], None] | None = None,
+    attach_after: float = 2.0,
     **supervisor_options: Any,
 ) -> None:
     """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.
 
     `on_supervisor` receives the Supervisor as soon as it exists (signal handlers and tests
-    use it). When the supervisor has stopped every service, the attachments are cancelled.
+    use it). Attachments start once the requested services are ready (or one failed), at
+    most `attach_after` seconds in. When the supervisor has stopped every service, the
+    attachments are cancelled.
     """
     import anyio
 
@@ -110,8 +115,35 @@ async def serve(
         await tg.start(run_supervisor)
         # Services first: the first wave is already running, the attachments can follow.
         await sup.start(wanted, deps=False)
+        # Heavy imports run in a worker thread: in the loop's thread, aiohttp's ~0.4 s of
+        # CPU would freeze the start-up probes that long.
+        if uses_http_probes(config):
+            tg.start_soon(anyio.to_thread.run_sync, _import_all, ["httpx"])
+        if attachments:
+            # The proxy, watcher and control API matter once services are up, so they load
+            # while nothing is starting: after the requested services settle, or `attach_after`.
+            with anyio.move_on_after(attach_after):
+                await sup.wait_ready(wanted)
+            await anyio.to_thread.run_sync(_import_all, ["aiohttp.web"])
         for attachment in attachments:
             await tg.start(attachment, sup)
+
+
+def uses_http_probes(config: DevConfig) -> bool:
+    """True when some service is probed over HTTP (then httpx is needed)."""
+    from a3s_dev.config import ProbeKind
+
+    return any(s.probe is not None and s.probe.type == ProbeKind.HTTP for s in config.services)
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # the attachment that needs it will say so itself
 
 
 def run_foreground(
@@ -216,3 +248,101 @@ def _a3s_error(exc: BaseException) -> A3sError | None:
             if found is not None:
                 return found
     return None
+
+
+# ---------------------------------------------------------------------------- typer-free `a3s up`
+
+
+@dataclass(frozen=True)
+class UpArgs:
+    """A plain foreground `a3s up` command line, parsed without typer."""
+
+    services: tuple[str, ...] = ()
+    file: Path | None = None
+    deps: bool = True
+    proxy: bool = True
+    watch: bool = True
+    color: bool = True
+
+
+def parse_fast_up(argv: Sequence[str]) -> UpArgs | None:
+    """UpArgs for `[-f F | --file F | --no-color]... up [SVC | --no-deps | --no-proxy | --no-watch | --file F]...`.
+
+    Anything else (`-d`, `--help`, typos) returns None so that typer parses it and explains.
+    Typer and the pydantic it pulls in cost ~150 ms, most of the time a service takes to start.
+    """
+    flags = {"--no-deps": "deps", "--no-proxy": "proxy", "--no-watch": "watch"}
+    off: set[str] = set()
+    services: list[str] = []
+    file: Path | None = None
+    color = True
+    seen = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-f", "--file"):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            file = Path(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--file=") and len(arg) > 7:
+            file = Path(arg[7:])
+        elif arg == "--no-color" and not seen:
+            color = False
+        elif arg == "up" and not seen:
+            seen = True
+        elif seen and arg in flags:
+            off.add(flags[arg])
+        elif seen and arg and not arg.startswith("-"):
+            services.append(arg)
+        else:
+            return None
+        i += 1
+    if not seen:
+        return None
+    return UpArgs(tuple(services), file, "deps" not in off, "proxy" not in off, "watch" not in off, color)
+
+
+def run_fast_up(args: UpArgs) -> int | None:
+    """`a3s up` in the foreground without typer; None when a supervisor already runs (the CLI asks it)."""
+    import os
+
+    from a3s_dev import runtime
+    from a3s_dev.config import find_file, load
+
+    a3sfile = find_file(args.file)
+    paths = runtime.paths_for(a3sfile)
+    if runtime.lock_held(paths) or runtime.socket_answers(paths):
+        return None
+    config = load(a3sfile)
+    opts = (tuple(args.services), args.deps, args.proxy, args.watch)
+
+    def make_attachments() -> Sequence[Attachment]:
+        from a3s_dev import daemon
+
+        return daemon.attachments(config, paths, daemon.UpOptions(*opts))
+
+    color = None if args.color and not os.environ.get("NO_COLOR") else False
+    return run_foreground(
+        config,
+        services=args.services or None,
+        deps=args.deps,
+        attachments=[deferred(make_attachments)],
+        color=color,
+    )
+
+
+def deferred(factory: Callable[[], Sequence[Attachment]]) -> Attachment:
+    """One attachment that builds the real ones when it starts, so their modules load after the first wave."""
+
+    async def attach(supervisor: Supervisor, *, task_status: Any) -> None:
+        import anyio
+
+        found = factory()
+        async with anyio.create_task_group() as tg:
+            for attachment in found:
+                await tg.start(attachment, supervisor)
+            task_status.started()
+
+    return attach

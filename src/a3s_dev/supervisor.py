@@ -391,6 +391,8 @@ class Supervisor:
         ready_in = time.monotonic() - proc.started_mono
         self._set(svc, S.RUNNING, None)
         if probe is None:
+            if not svc.defn.oneshot:
+                self.announce(f"{name} started (no health check)")
             return
         self._set_health(svc, True, None)
         self.policy.healthy(name)

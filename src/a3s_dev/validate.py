@@ -352,7 +352,7 @@ class _Checker:
     def _expected(self, spec: Field) -> str:
         if spec.kind is Kind.CHOICE:
             return "one of " + ", ".join(f'"{c}"' for c in spec.choices)
-        return spec.kind.value
+        return str(spec.kind.value)
 
     def _describe(self, v: Value) -> str:
         if v.kind == "string":
@@ -365,7 +365,6 @@ class _Checker:
 
     def _wrong(self, line: int, label: str, spec: Field, v: Value, hint: str | None = None) -> None:
         self.error(line, f"{label} must be {self._expected(spec)}, got {self._describe(v)}", hint)
-        return None
 
     # ------------------------------------------------------------------ blocks
 
@@ -418,7 +417,10 @@ class _Checker:
         for attr_name, attr in attrs.items():
             lines[(name, attr_name)] = attr.line
         spec = SCHEMA["service"]
-        get = lambda key: self.value(attrs.get(key), spec[key], owner)  # noqa: E731
+
+        def get(key: str) -> Any:
+            return self.value(attrs.get(key), spec[key], owner)
+
 
         cmd = get("cmd")
         if "cmd" not in attrs:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from support import kill_group, port_open, wait_until
 
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.events import EventBus, StateChanged
 from a3s_dev.proxy import serve_proxy
 from a3s_dev.state import ServiceState, ServiceStatus
-from support import kill_group, port_open, wait_until
 
 # Endpoints: /headers (JSON of the request), /hash (sha256 of a streamed body), /sse (a
 # never-ending event stream), /ws (echo; "close:<code>" closes with that code), /big (1 MB),
@@ -134,6 +134,7 @@ class FakeBackend:
     bus: EventBus = field(default_factory=EventBus)
     states: dict[str, ServiceState] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
+    announced: list[str] = field(default_factory=list)
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
@@ -141,6 +142,9 @@ class FakeBackend:
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.logs.get(name, [])[-n:]
+
+    def announce(self, text: str) -> None:
+        self.announced.append(text)
 
     def set_state(self, name: str, new: ServiceState) -> None:
         old = self.states.get(name, ServiceState.RUNNING)

@@ -19,7 +19,17 @@ from support_control import Stack, chain_a3sfile, no_process_left, service_block
 from a3s_dev import runtime
 from a3s_dev.fast import SPEC_KEYS
 
-STATES = {"pending", "starting", "running", "unhealthy", "backoff", "stopping", "stopped", "completed", "failed"}
+STATES = {
+    "pending",
+    "starting",
+    "running",
+    "unhealthy",
+    "backoff",
+    "stopping",
+    "stopped",
+    "completed",
+    "failed",
+}
 
 
 @pytest.fixture
@@ -61,14 +71,35 @@ def test_up_d_returns_once_healthy_and_a_second_up_d_reuses_the_supervisor(stack
 def test_up_d_of_a_failing_service_exits_1_naming_it_with_its_last_lines(stack: Stack) -> None:
     ports = chain_a3sfile(stack.folder, ("db",))
     with open(stack.a3sfile, "a") as f:
-        f.write(service_block("broken", "echo about to fail; echo really; exit 3", port=None,
-                              depends_on=["db"], extra='restart = "never"'))
+        f.write(
+            service_block(
+                "broken",
+                "echo about to fail; echo really; exit 3",
+                port=None,
+                depends_on=["db"],
+                extra='restart = "never"',
+            )
+        )
     result = stack.a3s("up", "-d")
     assert result.code == 1
     assert "broken failed: exit code 3" in result.err
     assert "about to fail" in result.err and "really" in result.err
     assert stack.status()["db"]["state"] == "running"  # the rest keeps running, like compose
     assert get(ports["db"]).startswith("db ")
+
+
+def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    with open(stack.a3sfile, "a") as f:
+        f.write(service_block("migrate", "echo migrating", extra="oneshot = true"))
+        f.write(service_block("quitter", "echo bye", depends_on=["migrate"]))
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    assert "quitter failed: exit code 0" in result.err and "bye" in result.err
+    assert stack.a3s("up", "db").code == 0  # asks the running supervisor; migrate stays done
+    rows = stack.status()
+    assert rows["migrate"]["state"] == "completed" and rows["migrate"]["exit_code"] == 0
+    assert (stack.paths.logs_dir / "migrate.log").read_text().count("migrating") == 1
 
 
 def test_up_with_a_running_supervisor_starts_only_what_is_asked(stack: Stack) -> None:
@@ -127,8 +158,13 @@ def test_restart_that_does_not_get_healthy_exits_1_with_the_reason(stack: Stack)
     flag = stack.folder / "ok"
     flag.write_text("")
     with open(stack.a3sfile, "a") as f:
-        f.write(service_block("flaky", f"test -f ok || {{ echo no ok file; exit 4; }}; exec {sys.executable} server.py",
-                              port=free_port()))
+        f.write(
+            service_block(
+                "flaky",
+                f"test -f ok || {{ echo no ok file; exit 4; }}; exec {sys.executable} server.py",
+                port=free_port(),
+            )
+        )
     assert stack.a3s("up", "-d").code == 0
     flag.unlink()
     result = stack.a3s("restart", "flaky")
@@ -142,7 +178,11 @@ def test_sigkill_of_the_supervisor_then_down_leaves_no_service_process(stack: St
     # A shell that keeps its server as a grandchild: the parent-death signal reaches only the
     # shell, so the server outlives a SIGKILLed supervisor until `down` ends its group.
     with open(stack.a3sfile, "a") as f:
-        f.write(service_block("deep", f"{sys.executable} -c 'import time; time.sleep(600)' & wait", port=None))
+        f.write(
+            service_block(
+                "deep", f"{sys.executable} -c 'import time; time.sleep(600)' & wait", port=None
+            )
+        )
     assert stack.a3s("up", "-d").code == 0
     rows = stack.status()
     groups = [rows["db"]["pid"], rows["deep"]["pid"]]
@@ -192,10 +232,16 @@ def test_logs_follow_shows_a_new_line(stack: Stack) -> None:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        wait_until(lambda: any("api listening" in ln for ln in lines), timeout=20, message="the history")
+        wait_until(
+            lambda: any("api listening" in ln for ln in lines), timeout=20, message="the history"
+        )
         assert not any(" db " in ln and "listening" in ln for ln in lines)  # only the asked service
         get(ports["api"], "/fresh-line")
-        wait_until(lambda: any("api got /fresh-line" in ln for ln in lines), timeout=10, message="the new line")
+        wait_until(
+            lambda: any("api got /fresh-line" in ln for ln in lines),
+            timeout=10,
+            message="the new line",
+        )
         line = next(ln for ln in lines if "/fresh-line" in ln)
         assert " api | api got /fresh-line" in line
         # The stream ends when the supervisor stops.
@@ -213,11 +259,18 @@ def test_logs_history_is_merged_in_time_order_with_n_per_service(stack: Stack) -
     for i in range(3):
         get(ports["db"], f"/d{i}")
         get(ports["api"], f"/a{i}")
-    wait_until(lambda: "/a2" in (stack.paths.logs_dir / "api.log").read_text(), message="logs written")
+    wait_until(
+        lambda: "/a2" in (stack.paths.logs_dir / "api.log").read_text(), message="logs written"
+    )
     result = stack.a3s("logs", "db", "api", "-n", "2")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert [ln.split("| ", 1)[1] for ln in lines] == ["db got /d1", "api got /a1", "db got /d2", "api got /a2"]
+    assert [ln.split("| ", 1)[1] for ln in lines] == [
+        "db got /d1",
+        "api got /a1",
+        "db got /d2",
+        "api got /a2",
+    ]
 
 
 def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
@@ -233,7 +286,16 @@ def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
         assert row["restarts"] == 0 and row["exit_code"] is None
         assert row["port"] == ports[row["name"]] and row["url"] == f"http://127.0.0.1:{row['port']}"
     table = stack.a3s("status").out.splitlines()
-    assert table[0].split() == ["NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL"]
+    assert table[0].split() == [
+        "NAME",
+        "STATE",
+        "PID",
+        "PORT",
+        "HEALTH",
+        "UPTIME",
+        "RESTARTS",
+        "URL",
+    ]
     assert table[1].split()[:2] == ["db", "running"]
 
 

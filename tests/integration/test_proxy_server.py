@@ -11,12 +11,20 @@ from pathlib import Path
 import aiohttp
 import anyio
 import pytest
+from proxy_support import (
+    UPSTREAM,
+    Upstream,
+    backend_for,
+    running_proxy,
+    start_upstream,
+    svc,
+    upstream,
+)
+from support import free_port, port_open
 
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.proxy import serve_proxy
 from a3s_dev.state import ServiceState
-from proxy_support import Upstream, backend_for, running_proxy, start_upstream, svc, upstream, UPSTREAM
-from support import free_port, port_open
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +41,7 @@ def ups(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Upstream
         yield {"api": api, "web": web}
 
 
-def backend(ups: dict[str, Upstream]):  # noqa: ANN201
+def backend(ups: dict[str, Upstream]):
     return backend_for(
         svc("api", ups["api"].port), svc("web", ups["web"].port, subdomain="app"), svc("worker", None)
     )
@@ -46,7 +54,9 @@ async def get(port: int, host: str, path: str = "/", **kw: object) -> tuple[int,
 
 
 async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
+    b = backend(ups)
+    async with running_proxy(b) as port:
+        assert b.announced == [f"proxy on http://localhost:{port}: http://api.localhost:{port}, http://app.localhost:{port}"]
         status, text, _ = await get(port, f"API.Localhost:{port}")
         assert status == 200 and text.startswith("hello from api")
         status, text, _ = await get(port, "app.localhost")
@@ -113,19 +123,18 @@ async def test_service_without_port_is_not_routable(ups: dict[str, Upstream]) ->
 async def test_five_megabyte_upload_arrives_intact(ups: dict[str, Upstream]) -> None:
     payload = os.urandom(5 * 1024 * 1024)
 
-    async def chunks():  # noqa: ANN202 - chunked upload, no Content-Length
+    async def chunks():
         for i in range(0, len(payload), 256 * 1024):
             yield payload[i : i + 256 * 1024]
 
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            for data in (payload, chunks()):
-                async with client.post(
-                    f"http://127.0.0.1:{port}/hash", data=data, headers={"Host": "api.localhost"}
-                ) as r:
-                    assert r.status == 200
-                    body = await r.json()
-                assert body == {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        for data in (payload, chunks()):
+            async with client.post(
+                f"http://127.0.0.1:{port}/hash", data=data, headers={"Host": "api.localhost"}
+            ) as r:
+                assert r.status == 200
+                body = await r.json()
+            assert body == {"sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
 
 
 async def test_large_response_streams_whole(ups: dict[str, Upstream]) -> None:
@@ -149,21 +158,20 @@ async def test_server_sent_events_arrive_as_sent(ups: dict[str, Upstream]) -> No
 
 
 async def test_websocket_echoes_text_and_binary_and_passes_close_code(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            async with client.ws_connect(
-                f"http://127.0.0.1:{port}/ws", headers={"Host": "api.localhost"}, protocols=("chat",)
-            ) as ws:
-                assert ws.protocol == "chat"
-                await ws.send_str("hi")
-                assert (await ws.receive(timeout=5)).data == "echo hi"
-                await ws.send_bytes(b"\x00\x01")
-                assert (await ws.receive(timeout=5)).data == b"echo \x00\x01"
-                await ws.send_str("close:4001")
-                msg = await ws.receive(timeout=5)
-                assert msg.type is aiohttp.WSMsgType.CLOSE
-                assert msg.data == 4001
-            assert ws.close_code == 4001
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        async with client.ws_connect(
+            f"http://127.0.0.1:{port}/ws", headers={"Host": "api.localhost"}, protocols=("chat",)
+        ) as ws:
+            assert ws.protocol == "chat"
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo hi"
+            await ws.send_bytes(b"\x00\x01")
+            assert (await ws.receive(timeout=5)).data == b"echo \x00\x01"
+            await ws.send_str("close:4001")
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.CLOSE
+            assert msg.data == 4001
+        assert ws.close_code == 4001
 
 
 async def test_request_for_a_starting_service_is_held_then_forwarded(ups: dict[str, Upstream]) -> None:
@@ -191,7 +199,7 @@ async def test_hold_gives_up_with_503_after_the_timeout(ups: dict[str, Upstream]
     b.states["api"] = ServiceState.BACKOFF
     async with running_proxy(b, hold_timeout=0.5) as port:
         started = time.monotonic()
-        status, text, r = await get(port, "api.localhost")
+        status, text, _r = await get(port, "api.localhost")
     assert status == 503 and "api is backoff" in text
     assert 0.4 < time.monotonic() - started < 5
 
@@ -205,7 +213,7 @@ async def test_request_during_a_restart_is_answered_by_the_new_process(tmp_path:
     new: Upstream | None = None
     try:
         async with running_proxy(b) as proxy_port:
-            status, text, _ = await get(proxy_port, "api.localhost")
+            _status, text, _ = await get(proxy_port, "api.localhost")
             assert text.startswith("hello from old")
             # the supervisor's restart: stopping -> (process gone) -> stopped -> starting -> running
             b.set_state("api", ServiceState.STOPPING)
@@ -330,3 +338,58 @@ async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: 
     finally:
         kill_group(proc.pid)
         proc.wait(timeout=10)
+
+
+def _memory_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _reset_peak_rss() -> bool:
+    try:  # Linux: "5" resets VmHWM (the peak) to the current RSS
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: dict[str, Upstream]) -> None:
+    piece = os.urandom(1024 * 1024)
+    expected = hashlib.sha256()
+    for _ in range(50):
+        expected.update(piece)
+
+    async def chunks():
+        for _ in range(50):
+            yield piece
+
+    async with running_proxy(backend(ups)) as port:
+        if not _reset_peak_rss():
+            pytest.skip("cannot reset the peak RSS here (/proc/self/clear_refs)")
+        before = _memory_mb("VmRSS")
+        async with aiohttp.ClientSession() as client, client.post(
+            f"http://127.0.0.1:{port}/hash", data=chunks(), headers={"Host": "api.localhost"}
+        ) as r:
+            body = await r.json()
+        grown = _memory_mb("VmHWM") - before
+    assert body == {"sha256": expected.hexdigest(), "size": 50 * 1024 * 1024}
+    assert grown < 25, f"the proxy process grew by {grown:.0f} MB while streaming a 50 MB upload"
+
+
+def test_ensure_port_free_refuses_a_taken_port_before_anything_starts() -> None:
+    import socket
+
+    from a3s_dev.proxy import ensure_port_free
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeFailure, match=f"port {port} is already in use"):
+            ensure_port_free(port)
+    ensure_port_free(port)  # released: free again
+    ensure_port_free(0)  # "any port" is always available

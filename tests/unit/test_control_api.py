@@ -151,13 +151,24 @@ def test_status_lists_services_in_declaration_order_with_spec_keys(served: Serve
 
 def test_start_passes_names_and_deps_and_reports_what_to_wait_for(served: Served) -> None:
     result = served.client.start(["api"], deps=True)
-    assert served.sup.calls[-1] == ("start", (["api"], True))
+    assert served.sup.calls[-1] == ("start", (["db", "api"], False))  # the closure, computed here
     assert result["waiting_for"] == ["db", "api"]
     assert served.client.start(["api"], deps=False)["waiting_for"] == ["api"]
     assert served.client.start(None)["waiting_for"] == ["db", "api", "web"]
     running = {s["name"]: s for s in served.client.status()["services"]}
     assert running["api"]["state"] == "running" and running["api"]["pid"]
     assert running["api"]["uptime_s"] is not None
+
+
+def test_start_does_not_rerun_a_completed_oneshot(served: Served) -> None:
+    served.sup.states["db"] = ServiceStatus("db", S.COMPLETED, exit_code=0)
+    result = served.client.start(["api"], deps=True)
+    assert served.sup.calls[-1] == ("start", (["api"], False))
+    assert result["waiting_for"] == ["db", "api"]
+    served.sup.states["api"] = ServiceStatus("api", S.COMPLETED, exit_code=0)
+    calls = len(served.sup.calls)
+    served.client.start(["api"], deps=True)
+    assert len(served.sup.calls) == calls  # nothing left to start
 
 
 def test_start_with_wait_returns_ok_when_ready(served: Served) -> None:
@@ -264,7 +275,7 @@ def test_client_without_server_is_not_running(tmp_path: Path) -> None:
 
 def _svc(name: str, state: str, **kw: Any) -> dict[str, Any]:
     return {"name": name, "state": state, "health": kw.get("health"), "reason": kw.get("reason"),
-            "exit_code": kw.get("exit_code")}
+            "exit_code": kw.get("exit_code"), "started_at": kw.get("started_at")}
 
 
 def test_readiness_counts_running_and_completed_as_ready() -> None:
@@ -282,6 +293,15 @@ def test_readiness_names_first_failed_and_why() -> None:
 def test_readiness_lists_what_it_still_waits_for() -> None:
     r = control.readiness([_svc("a", "pending"), _svc("b", "running", health="unhealthy")], ["a", "b"])
     assert not r.done and r.failed is None and r.waiting == (("a", "pending"), ("b", "running"))
+
+
+def test_readiness_sees_a_service_that_was_spawned_after_the_request_and_stopped_again() -> None:
+    exited = _svc("a", "stopped", exit_code=0, started_at=105.0)
+    r = control.readiness([exited], ["a"], since=100.0)
+    assert r.failed == "a" and r.reason == "exit code 0"
+    # Stopped since before the request: it has not been started yet, so keep waiting.
+    old = _svc("a", "stopped", exit_code=-15, started_at=50.0)
+    assert control.readiness([old], ["a"], since=100.0) == control.Readiness(False, waiting=(("a", "stopped"),))
 
 
 def test_status_dict_has_uptime_only_while_live() -> None:

@@ -36,14 +36,14 @@ def write(tmp_path: Path, text: str) -> Path:
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m a3s_dev ARGS` (the console script's code path)."""
     env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "a3s_dev", *args], capture_output=True, text=True, cwd=cwd, env=env)
+    return subprocess.run([sys.executable, "-m", "a3s_dev", *args], check=False, capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def typer_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The same command line forced through the typer app (no fast path)."""
     code = f"import sys; from a3s_dev.cli import main; main({list(args)!r})"
     env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=env)
+    return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd, env=env)
 
 
 # ---------------------------------------------------------------- through typer's runner
@@ -97,7 +97,7 @@ def test_fast_path_takes_plain_validate_command_lines(argv: list[str], expected:
 @pytest.mark.parametrize(
     "argv",
     [[], ["status"], ["validate", "--help"], ["--help"], ["--version"], ["validate", "--jsn"], ["validate", "extra"],
-     ["-f"], ["validate", "-f"], ["validate", "--no-color"], ["validate", "validate"], ["up", "validate"]],
+     ["-f"], ["validate", "-f"], ["--json", "validate"], ["validate", "--no-color"], ["validate", "validate"], ["up", "validate"]],
 )
 def test_anything_else_goes_to_typer(argv: list[str]) -> None:
     assert parse_fast_validate(argv) is None
@@ -117,11 +117,11 @@ def test_fast_path_does_not_import_typer_or_heavy_modules(tmp_path: Path) -> Non
     code = (
         "import sys\nfrom a3s_dev.entry import main\n"
         "try:\n    main(['validate'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('typer', 'pydantic', 'networkx', 'aiohttp', 'httpx', 'watchfiles', 'rich', 'anyio')"
+        "heavy = [m for m in ('typer', 'pydantic', 'regex', 'networkx', 'aiohttp', 'httpx', 'watchfiles', 'rich', 'anyio')"
         " if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=tmp_path)
     assert "HEAVY []" in proc.stderr, proc.stderr
 
 
@@ -138,7 +138,7 @@ def test_real_a3s_validates_the_monorepo_example() -> None:
     exe = Path(sys.executable).with_name("a3s")
     if not exe.exists():
         pytest.skip("the a3s console script is not installed in this environment")
-    proc = subprocess.run([str(exe), "validate"], capture_output=True, text=True, cwd=ROOT / "examples" / "monorepo")
+    proc = subprocess.run([str(exe), "validate"], check=False, capture_output=True, text=True, cwd=ROOT / "examples" / "monorepo")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "A3sfile.hcl: valid, 8 services",
@@ -164,7 +164,7 @@ def test_no_a3sfile_anywhere_is_one_line_exit_1(tmp_path: Path) -> None:
 def test_a3s_file_env_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     env = {**os.environ, "A3S_FILE": str(path)}
-    proc = subprocess.run([sys.executable, "-m", "a3s_dev", "validate"], capture_output=True, text=True, cwd="/", env=env)
+    proc = subprocess.run([sys.executable, "-m", "a3s_dev", "validate"], check=False, capture_output=True, text=True, cwd="/", env=env)
     assert proc.returncode == 0 and "valid, 2 services" in proc.stdout
 
 
@@ -173,3 +173,9 @@ def test_warnings_do_not_fail_validation(tmp_path: Path) -> None:
     proc = run("validate", cwd=tmp_path)
     assert proc.returncode == 0
     assert 'A3sfile.hcl:3: warning: service "a": dir "missing" does not exist' in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "up", "down", "restart", "status", "logs"])
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output

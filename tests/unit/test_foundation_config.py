@@ -43,7 +43,7 @@ def write(folder: Path, text: str, name: str = "A3sfile.hcl") -> Path:
     [("250ms", 0.25), ("2s", 2.0), ("1m", 60.0), ("1m30s", 90.0), ("1h", 3600.0), ("1.5s", 1.5),
      ("3", 3.0), (3, 3.0), (0.5, 0.5), ("0", 0.0), (" 2s ", 2.0)],
 )
-def test_parse_duration_accepts_the_contract_forms(text: str | int | float, seconds: float) -> None:
+def test_parse_duration_accepts_the_contract_forms(text: str | float, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
@@ -256,3 +256,16 @@ def test_monorepo_example_has_the_eight_services_in_a_sensible_order() -> None:
     order = start_order(cfg)
     assert order[0] == "event" and order[-1] == "gateway"
     assert all(s.watch is not None and s.port is not None for s in cfg.services)
+
+
+def test_crlf_line_endings_and_a_byte_order_mark_are_fine(tmp_path: Path) -> None:
+    path = tmp_path / "A3sfile.hcl"
+    path.write_bytes(b'\xef\xbb\xbfservice "a" {\r\n  cmd = "x"\r\n  port = 3000\r\n}\r\n')
+    cfg = load(path, environ={})
+    assert cfg.services[0].cmd == "x" and cfg.services[0].port == 3000
+
+
+def test_empty_file_is_valid_with_a_warning(tmp_path: Path) -> None:
+    report = load_with_report(write(tmp_path, ""), environ={})
+    assert report.ok and report.config is not None and report.config.services == ()
+    assert [w.text.split(" (")[0] for w in report.warnings] == ["no services declared"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_cycle_finder_agrees_with_networkx_on_random_graphs(seed: int) -> None:
         assert cycle[0] == cycle[-1]
         # each step is a real depends_on edge
         deps = {s.name: s.depends_on for s in cfg.services}
-        assert all(b in deps[a] for a, b in zip(cycle, cycle[1:]))
+        assert all(b in deps[a] for a, b in itertools.pairwise(cycle))
 
 
 def test_long_chain_does_not_hit_the_recursion_limit() -> None:

@@ -323,3 +323,9 @@ def test_json_document_shape(tmp_path: Path) -> None:
     assert doc["ok"] is False
     assert doc["errors"][0]["line"] == 3 and "prot" in doc["errors"][0]["message"]
     assert doc["warnings"] == [] and doc["start_order"] == []
+
+
+def test_missing_equals_points_at_the_attribute_not_the_next_line(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd "x"\n  port = 3\n}\n', tmp_path)
+    line, text = only_error(report)
+    assert line == 2 and '"cmd" needs "="' in text

@@ -9,16 +9,19 @@ from multidict import CIMultiDict
 
 from a3s_dev.config import ServiceDef
 from a3s_dev.proxy import (
+    _REQUEST_DROP,
     RouteEntry,
     RouteKind,
     Router,
+    Verdict,
     forward_headers,
     normalize_host,
     render_index,
     render_not_found,
     render_unavailable,
+    request_head,
     response_headers,
-    _REQUEST_DROP,
+    verdict,
 )
 from a3s_dev.state import ServiceState, ServiceStatus
 
@@ -146,3 +149,46 @@ def test_index_lists_services_states_and_links() -> None:
     )
     assert '<a href="http://api.localhost:7080/">' in page
     assert "<td>worker</td><td>stopped</td>" in page
+
+
+S = ServiceState
+
+
+@pytest.mark.parametrize(
+    ("state", "reason", "deps", "expected"),
+    [
+        (S.RUNNING, None, (), Verdict.FORWARD),
+        (S.UNHEALTHY, "probe failed", (), Verdict.FORWARD),  # unhealthy still routes (SPEC §3)
+        (S.STARTING, None, (), Verdict.HOLD),
+        (S.BACKOFF, "exit code 1, restarting in 1s", (), Verdict.HOLD),
+        (S.STOPPING, "restarting", (), Verdict.HOLD),
+        (S.STOPPED, "restarting", (), Verdict.HOLD),  # between the old exit and the new spawn
+        (S.PENDING, "waiting for db", (S.STARTING,), Verdict.HOLD),
+        (S.PENDING, "dependency db failed", (S.FAILED,), Verdict.FAIL),
+        (S.STOPPED, None, (), Verdict.FAIL),
+        (S.FAILED, "exit code 3", (), Verdict.FAIL),
+        (S.COMPLETED, "exit code 0", (), Verdict.FAIL),
+    ],
+)
+def test_verdict_holds_only_what_will_become_ready(
+    state: ServiceState, reason: str | None, deps: tuple[ServiceState, ...], expected: Verdict
+) -> None:
+    assert verdict(state, reason, deps) is expected
+
+
+def test_request_head_is_one_block_with_forwarded_headers_and_our_framing() -> None:
+    incoming = CIMultiDict(
+        [("Host", "api.localhost:7080"), ("Connection", "keep-alive, X-Private"), ("X-Private", "s"),
+         ("Transfer-Encoding", "chunked"), ("Content-Length", "3"), ("X-Forwarded-Proto", "https"),
+         ("X-Forwarded-For", "10.0.0.1"), ("Accept", "*/*")]
+    )
+    head = request_head("POST", "/a%20b?x=1", incoming, "127.0.0.1", chunked=True)
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "POST /a%20b?x=1 HTTP/1.1" and head.endswith(b"\r\n\r\n")
+    assert "Host: api.localhost:7080" in lines and "Accept: */*" in lines
+    assert "X-Forwarded-For: 10.0.0.1, 127.0.0.1" in lines
+    assert "X-Forwarded-Host: api.localhost:7080" in lines
+    assert "X-Forwarded-Proto: http" in lines and "X-Forwarded-Proto: https" not in lines
+    assert lines.count("Transfer-Encoding: chunked") == 1  # ours, not the client's
+    assert "Content-Length: 3" not in lines  # never both framings
+    assert not any(l.startswith(("Connection", "X-Private")) for l in lines)

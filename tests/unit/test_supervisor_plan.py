@@ -12,7 +12,7 @@ from a3s_dev import health
 from a3s_dev.config import DevConfig, HealthConfig, ProbeKind, ServiceDef
 from a3s_dev.errors import UsageError
 from a3s_dev.health import ProbeResources, ProbeResult, TcpProbe, make_probe, register_probe
-from a3s_dev.session import first_wave, wanted_services
+from a3s_dev.session import UpArgs, first_wave, parse_fast_up, wanted_services
 
 ROOT = Path("/tmp")
 
@@ -86,3 +86,25 @@ def test_no_httpx_until_an_http_probe_checks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["up"], UpArgs()),
+        (["up", "api", "web", "--no-deps"], UpArgs(services=("api", "web"), deps=False)),
+        (["-f", "x.hcl", "--no-color", "up", "--no-proxy", "--no-watch"],
+         UpArgs(file=Path("x.hcl"), proxy=False, watch=False, color=False)),
+        (["up", "--file", "y.hcl"], UpArgs(file=Path("y.hcl"))),
+        (["up", "--file=z.hcl", "api"], UpArgs(services=("api",), file=Path("z.hcl"))),
+        (["up", "-d"], None),  # the background path belongs to typer/daemon
+        (["up", "--help"], None),
+        (["up", "--no-such"], None),
+        (["up", "-f"], None),
+        (["status"], None),
+        (["up", "--no-color"], None),  # only a global option
+        ([], None),
+    ],
+)
+def test_fast_up_parses_plain_foreground_command_lines_only(argv: list[str], expected: UpArgs | None) -> None:
+    assert parse_fast_up(argv) == expected

@@ -1,0 +1,464 @@
+"""The aiohttp half of the proxy: the request handler, hold-until-ready, listening.
+
+A low-level `aiohttp.web.Server` (no Application router: one catch-all handler is all a
+proxy needs). Plain HTTP goes upstream through `proxy_pool` (keep-alive connections of our
+own); WebSocket upgrades through one aiohttp `ClientSession`. Bodies stream both ways.
+Loaded by `proxy.serve_proxy` only when a proxy runs, so aiohttp stays out of every other
+command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+from yarl import URL
+
+from a3s_dev.errors import RuntimeFailure
+from a3s_dev.events import Event, StateChanged
+from a3s_dev.proxy import (
+    _WS_DROP,
+    FORWARD_STATES,
+    HOLD_TIMEOUT,
+    ProxyBackend,
+    RouteKind,
+    Router,
+    Verdict,
+    forward_headers,
+    port_in_use,
+    proxy_banner,
+    render_index,
+    render_not_found,
+    render_unavailable,
+    request_head,
+    response_headers,
+    verdict,
+)
+from a3s_dev.proxy_pool import UpstreamConnectError, UpstreamConnection, UpstreamError, UpstreamPool
+from a3s_dev.state import ServiceState, ServiceStatus
+
+# A restart passes through `stopped` on its way to `starting`; a held request waits this long
+# for the next state before it gives up on a service that was stopping.
+RESTART_GRACE = 1.0
+# Connection refused while the supervisor still says running: the process just died or is
+# being replaced and the event has not arrived yet. Retry this long before answering 502.
+REFUSED_GRACE = 1.0
+# Upstream bodies up to this size are read whole and sent in one write (one syscall).
+SMALL_BODY = 64 * 1024
+
+
+class _States:
+    """The services' states as the bus reports them, plus futures woken on each change."""
+
+    def __init__(self, backend: ProxyBackend) -> None:
+        self._backend = backend
+        self._states: dict[str, ServiceState] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def get(self, name: str) -> ServiceState:
+        state = self._states.get(name)
+        return state if state is not None else self.refresh(name)
+
+    def remember(self, name: str, state: ServiceState) -> None:
+        self._states[name] = state
+
+    def refresh(self, name: str) -> ServiceState:
+        """Ask the backend; the bus may be late or a transition may have no event."""
+        try:
+            state = self._backend.status(name).state
+        except KeyError:
+            state = ServiceState.STOPPED
+        self._states[name] = state
+        return state
+
+    def on_event(self, event: Event) -> None:
+        if type(event) is StateChanged:
+            self._states[event.service] = event.new
+            for fut in self._waiters.pop(event.service, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def changed(self, name: str, timeout: float) -> None:
+        """Return at the next state change of `name` or after `timeout` seconds."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(name, []).append(fut)
+        try:
+            with anyio.move_on_after(max(timeout, 0.0)):
+                await fut
+        finally:
+            waiters = self._waiters.get(name)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+
+
+class _Unavailable(Exception):
+    """The request cannot be forwarded: answer with the service's error page."""
+
+    def __init__(self, status_code: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class ProxyServer:
+    """The request handler and its shared state; `serve_proxy` runs it."""
+
+    def __init__(
+        self, backend: ProxyBackend, session: aiohttp.ClientSession, *, hold_timeout: float = HOLD_TIMEOUT
+    ) -> None:
+        self.backend = backend
+        self.router = Router.from_config(backend.config)
+        self.session = session  # WebSockets only; plain HTTP goes through `pool`
+        self.pool = UpstreamPool()
+        self.hold_timeout = hold_timeout
+        self.states = _States(backend)
+        self.port = 0
+        self._base: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        route = self.router.resolve(host)
+        if route.kind is RouteKind.UPSTREAM:
+            assert route.service is not None and route.port is not None
+            try:
+                return await self._proxy(request, route.service, route.port)
+            except _Unavailable as exc:
+                return self._unavailable(route.service, exc.status_code, exc.detail)
+        if route.kind is RouteKind.INDEX:
+            return self._html(200, render_index(self._statuses(), self.router.entries, self.port))
+        if route.kind is RouteKind.NOT_ROUTABLE:
+            assert route.service is not None
+            return self._unavailable(route.service, 502, f"{route.service} has no port, so the proxy cannot reach it")
+        return self._html(404, render_not_found(host, self.router.entries, self.port))
+
+    def _statuses(self) -> list[ServiceStatus]:
+        out = []
+        for name in self.backend.config.names:
+            try:
+                out.append(self.backend.status(name))
+            except KeyError:
+                out.append(ServiceStatus(name, ServiceState.STOPPED))
+        return out
+
+    @staticmethod
+    def _html(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+
+    def _unavailable(self, name: str, status_code: int, detail: str | None) -> web.Response:
+        try:
+            status = self.backend.status(name)
+        except KeyError:
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        try:
+            lines = self.backend.tail(name, 20)
+        except KeyError:
+            lines = []
+        headers = {"Retry-After": "1"} if status_code == 503 else None
+        return self._html(status_code, render_unavailable(status, lines[-20:], detail=detail), headers)
+
+    # ------------------------------------------------------------------ hold until ready
+
+    def _verdict(self, name: str) -> tuple[Verdict, ServiceStatus]:
+        """Ask the backend (the bus may be late, or a transition may have published nothing)."""
+        try:
+            status = self.backend.status(name)
+        except KeyError:
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        self.states.remember(name, status.state)
+        deps: list[ServiceState] = []
+        if status.state is ServiceState.PENDING:
+            for dep in self.backend.config.service(name).depends_on:
+                try:
+                    deps.append(self.backend.status(dep).state)
+                except KeyError:
+                    pass
+        return verdict(status.state, status.reason, deps), status
+
+    async def _ready(self, name: str, deadline: float) -> None:
+        """Wait until `name` can take requests; raise `_Unavailable` when it will not in time."""
+        loop = asyncio.get_running_loop()
+        held = False
+        stopped_at: float | None = None
+        while True:
+            now = loop.time()
+            decision, status = self._verdict(name)
+            if decision is Verdict.FORWARD:
+                return
+            if decision is Verdict.HOLD:
+                held = True
+                stopped_at = None
+                wait = deadline - now
+                if wait <= 0:
+                    raise _Unavailable(503, f"still {status.state.value} after {self.hold_timeout:g} s")
+            elif held and status.state is ServiceState.STOPPED:
+                # stopped after we started holding: a restart may spawn the new process any moment
+                if stopped_at is None:
+                    stopped_at = now
+                wait = min(deadline - now, stopped_at + RESTART_GRACE - now)
+                if wait <= 0:
+                    raise _Unavailable(502)
+            else:
+                raise _Unavailable(502)
+            # the poll interval guards against a transition that published no event
+            await self.states.changed(name, min(wait, 0.25))
+
+    # ------------------------------------------------------------------ forwarding
+
+    async def _proxy(self, request: web.BaseRequest, name: str, port: int) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        refused_since: float | None = None
+        while True:
+            if self.states.get(name) not in FORWARD_STATES:
+                if deadline is None:
+                    deadline = loop.time() + self.hold_timeout
+                await self._ready(name, deadline)
+            try:
+                if request.headers.get("Upgrade", "").lower() == "websocket":
+                    return await self._websocket(request, port)
+                return await self._forward(request, port)
+            except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
+                # Nothing was sent: retrying is safe for any method. The supervisor may not
+                # have noticed yet that the process died or is being replaced.
+                now = loop.time()
+                if deadline is None:
+                    deadline = now + self.hold_timeout
+                if refused_since is None:
+                    refused_since = now
+                state = self.states.refresh(name)
+                if state in FORWARD_STATES and now - refused_since > REFUSED_GRACE or now > deadline:
+                    why = exc.strerror if isinstance(exc, UpstreamConnectError) else exc.os_error.strerror
+                    raise _Unavailable(502, f"127.0.0.1:{port}: {why or exc}") from None
+                if state in FORWARD_STATES:
+                    await self.states.changed(name, 0.05)
+            except (TimeoutError, UpstreamError, aiohttp.ClientError) as exc:
+                raise _Unavailable(502, str(exc) or f"127.0.0.1:{port}: {type(exc).__name__}") from None
+
+    def _url(self, port: int, request: web.BaseRequest) -> URL:
+        base = self._base.get(port)
+        if base is None:
+            base = self._base[port] = f"http://127.0.0.1:{port}"
+        # encoded=True: forward the path and query byte for byte, no re-quoting
+        return URL(base + request.raw_path, encoded=True)
+
+    async def _forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+        method = request.method
+        req_headers = request.headers
+        has_body = request.body_exists
+        chunked = has_body and "Content-Length" not in req_headers
+        head = request_head(method, request.raw_path, req_headers, request.remote, chunked=chunked)
+        if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        conn = await self.pool.acquire(port)
+        released = False
+        try:
+            conn.begin(head, no_body=method == "HEAD")
+            if has_body:
+                await self._send_body(conn, request, chunked)
+            try:
+                up = await conn.response_head()
+            except UpstreamError:
+                if not conn.reused or has_body:
+                    raise
+                # The upstream closed this idle connection just as we reused it (its keep-alive
+                # timeout). Nothing was processed, so a bodyless request can go again, fresh.
+                conn.close()
+                conn = await self.pool.connect(port)
+                conn.begin(head, no_body=method == "HEAD")
+                up = await conn.response_head()
+            length = up.content_length
+            if method == "HEAD" or up.status in (204, 304) or length is not None and length <= SMALL_BODY:
+                body = conn.take_all()
+                if body is None:
+                    pieces = []
+                    while chunk := await conn.read_chunk():
+                        pieces.append(chunk)
+                    body = b"".join(pieces)
+                self.pool.release(conn)
+                released = True
+                keep_length = method == "HEAD" or up.status == 304
+                return web.Response(
+                    status=up.status,
+                    reason=up.reason,
+                    headers=response_headers(up.headers, keep_length=keep_length),
+                    body=body or None,
+                )
+            response = web.StreamResponse(
+                status=up.status, reason=up.reason, headers=response_headers(up.headers, keep_length=True)
+            )
+            await response.prepare(request)
+            try:
+                # each piece is forwarded as it arrives: server-sent events must not wait
+                while chunk := await conn.read_chunk():
+                    await response.write(chunk)
+            except UpstreamError:
+                # Too late for an error page: cut the client's connection so it sees a
+                # truncated body rather than a complete one.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            self.pool.release(conn)
+            released = True
+            await response.write_eof()
+            return response
+        finally:
+            if not released:  # an exchange cut short (error, client gone) leaves the connection unusable
+                conn.close()
+
+    @staticmethod
+    async def _send_body(conn: UpstreamConnection, request: web.BaseRequest, chunked: bool) -> None:
+        """Stream the request body upstream piece by piece (a 50 MB upload is never held whole)."""
+        async for chunk in request.content.iter_any():
+            if chunked:
+                conn.write(b"%x\r\n" % len(chunk))
+                conn.write(chunk)
+                conn.write(b"\r\n")
+            else:
+                conn.write(chunk)
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+        headers = forward_headers(request.headers, _WS_DROP, request.remote, request.headers.get("Host"))
+        protocols = tuple(
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        )
+        upstream = await self.session.ws_connect(
+            self._url(port, request),
+            headers=headers,
+            protocols=protocols,
+            autoclose=False,
+            autoping=True,
+            max_msg_size=0,
+        )
+        try:
+            downstream = web.WebSocketResponse(
+                protocols=(upstream.protocol,) if upstream.protocol else (),
+                autoclose=False,
+                max_msg_size=0,
+            )
+            await downstream.prepare(request)
+            async with anyio.create_task_group() as tg:
+
+                async def pump(src: Any, dst: Any) -> None:
+                    async for msg in src:
+                        if msg.type is aiohttp.WSMsgType.TEXT:
+                            await dst.send_str(msg.data)
+                        elif msg.type is aiohttp.WSMsgType.BINARY:
+                            await dst.send_bytes(msg.data)
+                        elif msg.type is aiohttp.WSMsgType.CLOSE:
+                            await dst.close(code=msg.data, message=(msg.extra or "").encode())
+                            await src.close(code=msg.data)
+                            break
+                        else:  # ERROR / CLOSED
+                            break
+                    if not dst.closed:
+                        await dst.close(code=src.close_code or aiohttp.WSCloseCode.GOING_AWAY)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(pump, downstream, upstream)
+                tg.start_soon(pump, upstream, downstream)
+            return downstream
+        finally:
+            if not upstream.closed:
+                await upstream.close()
+
+
+# --------------------------------------------------------------------------- listening
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+async def _bind(runner: web.BaseRunner, port: int) -> int:
+    """Listen on 127.0.0.1 and ::1 (when the host has it) on one port; return that port."""
+    ipv6 = _has_ipv6_loopback()
+    attempts = 5 if port == 0 else 1  # port 0: the v6 side may collide with the v4 pick
+    for attempt in range(attempts):
+        v4 = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
+        try:
+            await v4.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise port_in_use(port) from None
+            raise RuntimeFailure(f"proxy: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        bound = v4._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if not ipv6:
+            return int(bound)
+        v6 = web.TCPSite(runner, "::1", bound, backlog=1024)
+        try:
+            await v6.start()
+            return int(bound)
+        except OSError as exc:
+            await v4.stop()
+            if exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
+                continue
+            if exc.errno == errno.EADDRINUSE:
+                raise port_in_use(bound) from None
+            raise RuntimeFailure(f"proxy: cannot listen on [::1]:{bound}: {exc.strerror}") from None
+    raise port_in_use(port)  # pragma: no cover - the loop returns or raises
+
+
+async def serve(
+    supervisor: ProxyBackend, port: int, *, hold_timeout: float, task_status: TaskStatus[int] | None
+) -> None:
+    """`proxy.serve_proxy`'s body (see there)."""
+    if task_status is None:
+        task_status = anyio.TASK_STATUS_IGNORED
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no pool cap: a dev proxy must never queue requests behind its own limit
+        keepalive_timeout=30,
+        ttl_dns_cache=None,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # bytes pass through; Content-Encoding stays true
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        max_field_size=65536,
+        max_line_size=65536,
+    )
+    proxy = ProxyServer(supervisor, session, hold_timeout=hold_timeout)
+    # state changes only: a subscriber to every kind would make the supervisor build one
+    # LogLine event per output line for nobody
+    unsubscribe = supervisor.bus.subscribe(proxy.states.on_event, (StateChanged,))
+    server = web.Server(
+        proxy.handle,
+        handler_cancellation=True,  # a client that goes away cancels its upstream request
+        access_log=None,
+        max_field_size=65536,
+        max_line_size=65536,
+    )
+    runner = web.ServerRunner(server, shutdown_timeout=0.5)
+    try:
+        await runner.setup()
+        proxy.port = await _bind(runner, port)
+        supervisor.announce(proxy_banner(proxy.router.entries, proxy.port))
+        task_status.started(proxy.port)
+        await anyio.sleep_forever()
+    finally:
+        unsubscribe()
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
+            proxy.pool.close()
+            await session.close()

@@ -1,0 +1,92 @@
+"""`a3s up` end to end: the proxy comes up on A3S_PROXY_PORT and routes to the stack's services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from support import free_port, kill_group, port_open, wait_until, write_http_service
+
+A3SFILE = """
+dev {{
+  proxy_port = 1  # overridden by A3S_PROXY_PORT
+}}
+
+service "api" {{
+  cmd  = "exec {python} server.py"
+  port = {api}
+}}
+
+service "web" {{
+  cmd        = "exec {python} server.py"
+  port       = {web}
+  subdomain  = "www"
+  depends_on = ["api"]
+}}
+"""
+
+
+def fetch(port: int, host: str) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_up_serves_every_service_through_the_proxy_on_a3s_proxy_port(tmp_path: Path) -> None:
+    write_http_service(tmp_path)
+    api, web, proxy = free_port(), free_port(), free_port()
+    (tmp_path / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, api=api, web=web))
+    env = {**os.environ, "A3S_PROXY_PORT": str(proxy), "NO_COLOR": "1"}
+    a3s = Path(sys.executable).with_name("a3s")
+    cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
+    proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: port_open(proxy) or proc.poll() is not None, timeout=30, message="the proxy port")
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        wait_until(lambda: fetch(proxy, "www.localhost")[0] == 200, timeout=30, message="web through the proxy")
+        status, text = fetch(proxy, f"API.localhost:{proxy}")
+        assert status == 200 and text.startswith("hello from api")
+        status, text = fetch(proxy, f"www.localhost:{proxy}")
+        assert status == 200 and text.startswith("hello from web")
+        status, text = fetch(proxy, "nope.localhost")
+        assert status == 404 and f"http://www.localhost:{proxy}/" in text
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid)
+            out, _ = proc.communicate(timeout=10)
+    assert f"proxy on http://localhost:{proxy}: http://api.localhost:{proxy}, http://www.localhost:{proxy}" in out
+    assert not port_open(proxy), "the proxy outlived `a3s up`"
+
+
+def test_up_with_the_proxy_port_taken_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    write_http_service(tmp_path)
+    (tmp_path / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, api=free_port(), web=free_port()))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "A3S_PROXY_PORT": str(port), "NO_COLOR": "1"}
+        a3s = Path(sys.executable).with_name("a3s")
+        cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
+        proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            kill_group(proc.pid)
+    assert proc.returncode == 1, out
+    assert f"port {port} is already in use" in out
+    assert "Traceback" not in out
