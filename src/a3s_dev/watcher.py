@@ -340,25 +340,37 @@ def _subdirs(folder: str) -> list[str]:
 # ---------------------------------------------------------------------------- debounce and the log line
 
 
+# A burst that never pauses (a service writing its own log into its watch path) still acts
+# after this many debounce periods: a restart loop whose log line names the file is a
+# problem the user can see and fix; edits that silently never take effect are not.
+MAX_WAIT_FACTOR = 10
+
+
 class PendingChanges:
     """A service's changes not yet acted on: trailing debounce, the clock passed in."""
 
-    def __init__(self, debounce: float) -> None:
+    def __init__(self, debounce: float, max_wait: float | None = None) -> None:
         self.debounce = debounce
+        self.max_wait = max_wait if max_wait is not None else MAX_WAIT_FACTOR * debounce
         self._paths: dict[str, None] = {}
+        self._first = 0.0
         self._last = 0.0
 
     def __bool__(self) -> bool:
         return bool(self._paths)
 
     def add(self, paths: Iterable[str], now: float) -> None:
+        if not self._paths:
+            self._first = now
         for p in paths:
             self._paths[p] = None
         self._last = now
 
     def remaining(self, now: float) -> float:
-        """Seconds until the burst counts as over (`debounce` after the last change)."""
-        return max(0.0, self._last + self.debounce - now)
+        """Seconds until the burst counts as over: `debounce` after its last change, or
+        `max_wait` after its first, whichever comes sooner."""
+        due = min(self._last + self.debounce, self._first + self.max_wait)
+        return max(0.0, due - now)
 
     def take(self) -> tuple[str, ...]:
         paths = tuple(self._paths)

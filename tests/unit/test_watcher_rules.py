@@ -183,6 +183,19 @@ def test_a_burst_is_over_debounce_seconds_after_its_last_change() -> None:
     assert not pending
 
 
+def test_a_burst_that_never_pauses_is_acted_on_after_ten_debounce_periods() -> None:
+    pending = PendingChanges(debounce=0.5)
+    pending.add(["/p/log.txt"], now=10.0)
+    assert pending.remaining(10.0) == pytest.approx(0.5)
+    for i in range(1, 17):  # a change every 0.3 s: the trailing debounce alone never ends
+        pending.add(["/p/log.txt"], now=10.0 + i * 0.3)
+    assert pending.remaining(14.8) == pytest.approx(0.2)  # 10 x 0.5 s after the first change
+    assert pending.remaining(15.0) == 0.0
+    pending.take()
+    pending.add(["/p/a"], now=20.0)  # the next burst starts its own clock
+    assert pending.remaining(20.0) == pytest.approx(0.5)
+
+
 def test_the_log_line_names_the_service_count_and_first_paths() -> None:
     root = "/proj"
     one = describe_change("api", ["/proj/src/app.py"], root, restarting=True)
