@@ -47,6 +47,8 @@ DEFAULT_IGNORES: tuple[str, ...] = (
 # write probe, emacs lock and autosave files); restarting on them would restart a
 # service in the middle of an edit.
 EDITOR_IGNORES: tuple[str, ...] = (
+    "*___jb_tmp___",  # JetBrains IDEs' safe write
+    "*___jb_old___",
     "*.swp",
     "*.swo",
     "*.swx",
@@ -449,7 +451,16 @@ def _present(paths: Iterable[str]) -> frozenset[str]:
     return frozenset(p for p in paths if path_kind(p) is not PathKind.MISSING)
 
 
-_ADDED = 1  # watchfiles.Change.added
+_ADDED, _DELETED = 1, 3  # watchfiles.Change.added, .deleted
+
+
+def _transient(raw: set[tuple[int, str]]) -> frozenset[str]:
+    """Paths created and gone again within one batch: an editor's temporary file renamed over
+    the real one on save, a test's scratch file. Naming them in the log line would only
+    confuse, and a change made only of them is no change."""
+    added = {p for change, p in raw if change == _ADDED}
+    deleted = {p for change, p in raw if change == _DELETED}
+    return frozenset(p for p in added & deleted if not os.path.lexists(p))
 
 
 def _new_folder_to_split(
@@ -638,7 +649,8 @@ class WatchfilesWatcher:
             if raw == "stop":
                 return
             if isinstance(raw, set):
-                batch = frozenset(p for _, p in raw if accept(p))
+                gone = _transient(raw)
+                batch = frozenset(p for _, p in raw if p not in gone and accept(p))
                 if batch:
                     await send.send(batch)
                 if _new_folder_to_split(raw, flat, accept):

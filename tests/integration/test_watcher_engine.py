@@ -193,3 +193,14 @@ async def test_ignored_folders_get_no_os_watches_even_when_created_later(tmp_pat
         with anyio.fail_after(5):
             while inotify_watches() > 8:
                 await anyio.sleep(0.05)
+
+
+async def test_a_temporary_file_renamed_over_the_real_one_is_not_reported(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("v = 1\n")
+    async with WatchfilesWatcher().open([str(tmp_path)], lambda p: True) as batches:
+        scratch = tmp_path / "app.py.tmp.1234"
+        scratch.write_text("v = 2\n")
+        os.replace(scratch, tmp_path / "app.py")  # a safe write, as many editors do it
+        with anyio.fail_after(5):
+            batch = await batches.__anext__()
+        assert batch == {str(tmp_path / "app.py")}

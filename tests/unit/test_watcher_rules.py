@@ -14,6 +14,7 @@ from a3s_dev.watcher import (
     PendingChanges,
     Routes,
     WatchRoots,
+    _transient,
     describe_change,
     plan_roots,
     prune_predicate,
@@ -243,3 +244,16 @@ def test_a_folder_is_prunable_when_rejected_and_holding_no_watch_path() -> None:
     assert not prunable("/proj/src")
     assert not prunable("/proj/vendor/target")  # lib's watch path is inside it
     assert prunable("/proj/vendor/target/debug")
+
+
+def test_files_created_and_gone_within_a_batch_are_no_change(tmp_path: Path) -> None:
+    kept = tmp_path / "app.py"
+    kept.write_text("")
+    raw = {
+        (1, str(tmp_path / "app.py.tmp")),  # a safe write: the scratch file appears …
+        (3, str(tmp_path / "app.py.tmp")),  # … and is renamed over the real one
+        (1, str(kept)),
+        (3, str(kept)),  # deleted and created again: still there, a real change
+        (3, str(tmp_path / "old.py")),  # only deleted: a real change
+    }
+    assert _transient(raw) == {str(tmp_path / "app.py.tmp")}
