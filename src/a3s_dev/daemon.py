@@ -30,6 +30,7 @@ EXIT_ALREADY_RUNNING = 3  # the child lost the lock race to another supervisor
 POLL = 0.01  # seconds between looks at the socket while a supervisor boots
 TAIL = 20
 BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
+ORPHANS = "a3s: ended the process groups a killed supervisor left: "
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if orphans:
             runtime.end_groups(orphans)
             names = ", ".join(o.service for o in orphans)
-            print(f"a3s: ended process groups left by a killed supervisor: {names}", flush=True)
+            print(f"{ORPHANS}{names}", flush=True)
         print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
         prespawned = prespawn(config, wanted)
@@ -344,6 +345,13 @@ def up(
         progress.done()  # a live line left running would leave the cursor hidden
 
 
+def _answers(paths: RuntimePaths) -> bool:
+    """A supervisor serves the control socket (one raw request: no http.client import needed)."""
+    from a3s_dev.fast import get_json
+
+    return get_json(str(paths.socket), "/healthz", timeout=2.0) == {"status": "ok"}
+
+
 def _up(
     a3sfile: Path,
     opts: UpOptions,
@@ -355,64 +363,86 @@ def _up(
     boot_timeout: float,
 ) -> int:
     paths = runtime.paths_for(a3sfile)
-    # The parent's side only: the background supervisor itself never needs the client.
-    from a3s_dev.control import ControlClient, ControlError, NotRunning
-
-    client = ControlClient(paths.socket)
     for _ in range(3):  # a lost lock race sends us back to talk to the winner
-        if client.healthz():
-            try:
-                return start_and_wait(client, opts, progress, err)
-            except NotRunning:
-                progress.done()
-                print("a3s: the supervisor stopped (see `a3s logs a3s`)", file=err)
-                return 1
+        if _answers(paths):
+            return _ask_running(paths, opts, progress, err)
         if runtime.lock_held(paths):
             # A supervisor is starting (it takes the lock before it serves): wait for its socket.
             deadline = time.monotonic() + boot_timeout
-            while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+            while not _answers(paths) and runtime.lock_held(paths) and time.monotonic() < deadline:
                 time.sleep(POLL)
             continue
         if not detach:
             return -1
-        ended = runtime.clean_stale(paths)
-        if ended:
-            print(
-                f"a3s: ended process groups left by a killed supervisor: {', '.join(o.service for o in ended)}",
-                file=out,
-            )
+        # Spawn first, then load the client: the imports overlap with the supervisor's boot.
+        # The supervisor ends what a SIGKILLed predecessor left once it holds the lock.
         offset = paths.supervisor_log.stat().st_size if paths.supervisor_log.exists() else 0
         spawned_at = time.time()
         child = spawn(paths, opts)
-        deadline = time.monotonic() + boot_timeout
-        while child.poll() is None and not client.healthz():
-            if time.monotonic() > deadline:
-                print(
-                    f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}",
-                    file=err,
-                )
-                return 1
-            time.sleep(POLL / 2)
-        if child.returncode is None:
-            try:
-                # The child started the services itself; this request only names what to wait for.
-                return start_and_wait(client, opts, progress, err, since=spawned_at)
-            except (NotRunning, ControlError) as exc:
-                # It went away while starting (e.g. the proxy port is taken): its own words say why.
-                progress.done()
-                try:
-                    child.wait(timeout=boot_timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-                print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
-                return 1
-        if child.returncode == EXIT_ALREADY_RUNNING:
-            continue
-        output = _new_output(paths, offset)
-        print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
-        return child.returncode if child.returncode in (1, 2) else 1
+        code = _wait_spawned(child, paths, opts, progress, out, err, offset, spawned_at, boot_timeout)
+        if code is None:
+            continue  # it lost the lock race: talk to the winner
+        return code
     print("a3s: could not reach the running supervisor", file=err)
     return 1
+
+
+def _ask_running(paths: RuntimePaths, opts: UpOptions, progress: Progress, err: IO[str]) -> int:
+    from a3s_dev.control import ControlClient, NotRunning
+
+    try:
+        return start_and_wait(ControlClient(paths.socket), opts, progress, err)
+    except NotRunning:
+        progress.done()
+        print("a3s: the supervisor stopped (see `a3s logs a3s`)", file=err)
+        return 1
+
+
+def _wait_spawned(
+    child: subprocess.Popen[bytes],
+    paths: RuntimePaths,
+    opts: UpOptions,
+    progress: Progress,
+    out: IO[str],
+    err: IO[str],
+    offset: int,
+    spawned_at: float,
+    boot_timeout: float,
+) -> int | None:
+    """Wait for the new supervisor to serve, then for readiness; None when it lost the lock race."""
+    from a3s_dev.control import ControlClient, ControlError, NotRunning
+
+    client = ControlClient(paths.socket)
+    deadline = time.monotonic() + boot_timeout
+    while child.poll() is None and not _answers(paths):
+        if time.monotonic() > deadline:
+            print(
+                f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}",
+                file=err,
+            )
+            return 1
+        time.sleep(POLL / 2)
+    if child.returncode is None:
+        for line in _new_output(paths, offset).splitlines():
+            if line.startswith(ORPHANS):  # it ended what a SIGKILLed predecessor left: say so
+                print(line, file=out, flush=True)
+        try:
+            # The child started the services itself; this request only names what to wait for.
+            return start_and_wait(client, opts, progress, err, since=spawned_at)
+        except (NotRunning, ControlError) as exc:
+            # It went away while starting (e.g. the proxy port is taken): its own words say why.
+            progress.done()
+            try:
+                child.wait(timeout=boot_timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
+            return 1
+    if child.returncode == EXIT_ALREADY_RUNNING:
+        return None
+    output = _new_output(paths, offset)
+    print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
+    return child.returncode if child.returncode in (1, 2) else 1
 
 
 if __name__ == "__main__":
