@@ -1,6 +1,6 @@
 """A minimal stdlib launcher, the baseline of the chain benchmark: `chain_launcher.py PORT...`.
 
-Starts `python3 svc.py` with PORT=<first>, polls that port every 2 ms, starts the next as
+Starts `<this python> svc.py` with PORT=<first>, polls that port every 2 ms, starts the next as
 soon as it answers, and so on; then waits until SIGINT/SIGTERM and kills every group.
 """
 
@@ -31,7 +31,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     for port in map(int, sys.argv[1:]):
         env = dict(os.environ, PORT=str(port))
-        procs.append(subprocess.Popen(["python3", "svc.py"], env=env, start_new_session=True))
+        procs.append(subprocess.Popen([sys.executable, "svc.py"], env=env, start_new_session=True))
         while True:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:

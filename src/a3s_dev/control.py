@@ -213,9 +213,19 @@ class _LogHub:
         if threading.get_ident() != self.thread:
             self.loop.call_soon_threadsafe(self.on_event, event)
             return
-        from a3s_dev.events import HealthChanged, LogLine
+        from a3s_dev.events import HealthChanged, LogBatch, LogLine
 
-        if isinstance(event, LogLine):
+        if isinstance(event, LogBatch):
+            # One call per pipe read: only the lines the ring keeps (and followers get) are built.
+            ring = self.ring.setdefault(event.service, deque(maxlen=LOG_RING))
+            texts = event.lines if self.followers else event.lines[-LOG_RING:]
+            lines = [LogLine(event.service, text, event.at, event.stream) for text in texts]
+            ring.extend(lines[-LOG_RING:])
+            for queue in tuple(self.followers):
+                room = 10_000 - queue.qsize()
+                for line in lines[: max(0, room)]:
+                    queue.put_nowait(line)
+        elif isinstance(event, LogLine):
             self.ring.setdefault(event.service, deque(maxlen=LOG_RING)).append(event)
             for queue in tuple(self.followers):
                 if queue.qsize() < 10_000:
@@ -490,7 +500,11 @@ async def serve_control(
 
     paths = runtime.paths_for(supervisor.config.path, state_dir)
     hub = _LogHub()
-    unsubscribe = supervisor.bus.subscribe(hub.on_event)
+    from a3s_dev.events import HealthChanged, LogBatch, LogLine, StateChanged
+
+    # LogBatch rather than LogLine: a service printing 500k lines costs a few calls, not 500k.
+    kinds = (StateChanged, HealthChanged, LogBatch, LogLine)
+    unsubscribe = supervisor.bus.subscribe(hub.on_event, kinds)
     async with anyio.create_task_group() as tg:
 
         def on_down() -> None:

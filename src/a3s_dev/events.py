@@ -43,7 +43,22 @@ class LogLine:
     stream: str = "stdout"  # "stdout" | "stderr" | "a3s"
 
 
-Event = StateChanged | HealthChanged | LogLine
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    """The lines of one service read in one go. Only subscribers that name LogBatch get these;
+    everyone else gets one LogLine per line, so a chatty service costs them per line and
+    costs batch subscribers per read."""
+
+    service: str
+    lines: tuple[str, ...]
+    at: float
+    stream: str = "stdout"
+
+    def split(self) -> list[LogLine]:
+        return [LogLine(self.service, text, self.at, self.stream) for text in self.lines]
+
+
+Event = StateChanged | HealthChanged | LogLine | LogBatch
 Subscriber = Callable[[Event], None]
 
 
@@ -76,7 +91,26 @@ class EventBus:
         return any(kinds is None or kind in kinds for _, kinds in self._subscribers)
 
     def publish(self, event: Event) -> None:
+        """Deliver `event`; a LogBatch goes whole to those who asked for LogBatch, line by line to the rest."""
         kind = type(event)
+        if kind is LogBatch:
+            self._publish_batch(event)  # type: ignore[arg-type]
+            return
         for callback, kinds in tuple(self._subscribers):
             if kinds is None or kind in kinds:
                 callback(event)
+
+    def _publish_batch(self, batch: LogBatch) -> None:
+        lines: list[LogLine] | None = None
+        for callback, kinds in tuple(self._subscribers):
+            if kinds is not None and LogBatch in kinds:
+                callback(batch)
+            elif kinds is None or LogLine in kinds:
+                if lines is None:
+                    lines = batch.split()
+                for line in lines:
+                    callback(line)
+
+    def wants_lines(self) -> bool:
+        """True when some subscriber would receive output (as LogLine or LogBatch)."""
+        return any(kinds is None or LogLine in kinds or LogBatch in kinds for _, kinds in self._subscribers)

@@ -157,7 +157,13 @@ class TerminalSink:
     ) -> None:
         self._out = out if out is not None else sys.stdout.buffer
         self._color = use_color(self._out) if color is None else color
+        names = list(names)
         self._width = max([len(A3S), *(len(n) for n in names)])
+        # Declaration order picks the colors, so neighbours never share one (up to 10 services);
+        # a name not declared falls back to its hash.
+        services = [n for n in names if n != A3S]
+        self._colors = {n: str(_PALETTE[i % len(_PALETTE)]) for i, n in enumerate(services)}
+        self._colors[A3S] = _A3S_COLOR
         self._prefix_cache: dict[tuple[str, int], str] = {}
         self._writer = _Writer(self._out, max_pending)
         self._writer.start()
@@ -170,7 +176,8 @@ class TerminalSink:
                 self._prefix_cache.clear()
             hms = time.strftime("%H:%M:%S", time.localtime(second))
             label = f"{hms} {service.ljust(self._width)} |"
-            prefix = f"\x1b[{color_for(service)}m{label}\x1b[0m " if self._color else label + " "
+            color = self._colors.get(service) or color_for(service)
+            prefix = f"\x1b[{color}m{label}\x1b[0m " if self._color else label + " "
             self._prefix_cache[key] = prefix
         return prefix
 

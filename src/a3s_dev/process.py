@@ -26,7 +26,7 @@ from a3s_dev.logs import LineSplitter
 if TYPE_CHECKING:
     import asyncio
 
-READ_CHUNK = 1 << 18
+READ_CHUNK = 1 << 20
 
 # --------------------------------------------------------------------------- environment
 
@@ -165,6 +165,26 @@ def _prctl() -> Callable[..., int] | None:
         except (OSError, AttributeError):
             return None
     return _libc_prctl
+
+
+_SETPRIV: list[str | None] = []
+
+
+def _setpriv() -> str | None:
+    """util-linux `setpriv` when it knows `--pdeathsig` (2.33+), else None (then a preexec_fn does it)."""
+    if not _SETPRIV:
+        found = None
+        for folder in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+            path = os.path.join(folder, "setpriv")
+            try:
+                with open(path, "rb") as f:
+                    if b"pdeathsig" in f.read():
+                        found = path
+                        break
+            except OSError:
+                continue
+        _SETPRIV.append(found)
+    return _SETPRIV[0]
 
 
 def _child_setup(parent: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
@@ -383,18 +403,45 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
     """
     if not service.dir.is_dir():
         raise RuntimeFailure(f"service {service.name}: dir {service.dir} does not exist")
+    argv = ["/bin/sh", "-c", service.cmd]
+    setpriv = _setpriv()
+    if setpriv is not None:
+        # setpriv sets the parent-death signal and execs the shell, so Popen needs no
+        # preexec_fn and can use vfork: 8 spawns take ~9 ms instead of ~36 ms.
+        argv = [setpriv, "--pdeathsig", "KILL", *argv]
+        preexec = None
+    else:
+        preexec = _child_setup(os.getpid(), _prctl())
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", service.cmd],
+            argv,
             cwd=service.dir,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own group: one killpg reaches grandchildren; Ctrl-C is ours to relay
-            preexec_fn=_child_setup(os.getpid(), _prctl()),
+            preexec_fn=preexec,
             close_fds=True,
         )
     except OSError as exc:
         raise RuntimeFailure(f"service {service.name}: cannot start: {exc.strerror or exc}") from None
+    _grow_pipe(popen)
     return ServiceProcess(service.name, popen, time.time(), time.monotonic())
+
+
+F_SETPIPE_SZ = 1031  # Linux fcntl; not exposed by the fcntl module before Python 3.10 on all builds
+PIPE_SIZE = 1 << 20
+
+
+def _grow_pipe(popen: subprocess.Popen[bytes]) -> None:
+    """Make the output pipe 1 MB (the default 64 KiB makes a chatty child stop every 64 KiB
+    until we read, which costs a context switch per 64 KiB)."""
+    if popen.stdout is None:
+        return
+    try:
+        import fcntl
+
+        fcntl.fcntl(popen.stdout.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # over /proc/sys/fs/pipe-max-size or not Linux: the default still works

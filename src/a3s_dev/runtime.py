@@ -16,8 +16,8 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from a3s_dev import fast
@@ -282,9 +282,12 @@ class GroupRecord:
 class GroupRegistry:
     """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
+        """With `schedule` (e.g. the event loop's call_soon), changes made together are written once."""
         self._path = folder / GROUPS_FILE
         self._groups: dict[str, GroupRecord] = {}
+        self._schedule = schedule
+        self._pending = False
 
     @property
     def path(self) -> Path:
@@ -299,11 +302,21 @@ class GroupRegistry:
             self._save()
 
     def _save(self) -> None:
-        # Write-then-rename, so a supervisor killed mid-write never leaves half a file.
+        if self._schedule is None:
+            self.flush()
+        elif not self._pending:
+            # 100 services starting at once would otherwise rewrite the file 100 times.
+            self._pending = True
+            self._schedule(self.flush)
+
+    def flush(self) -> None:
+        """Write the file now (write-then-rename, so a supervisor killed mid-write never leaves half a file)."""
+        self._pending = False
         try:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self._path.with_name(self._path.name + ".tmp")
-            tmp.write_text(json.dumps({n: asdict(r) for n, r in self._groups.items()}))
+            data = {n: {"pid": r.pid, "pgid": r.pgid, "started": r.started} for n, r in self._groups.items()}
+            tmp.write_text(json.dumps(data))
             os.replace(tmp, self._path)
         except OSError:
             pass  # best effort: losing the record only matters if we are SIGKILLed too

@@ -85,7 +85,7 @@ async def serve(
     bus: EventBus | None = None,
     prespawned: dict[str, ServiceProcess] | None = None,
     on_supervisor: Callable[[Supervisor], None] | None = None,
-    attach_after: float = 2.0,
+    attach_after: float = 5.0,
     **supervisor_options: Any,
 ) -> None:
     """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.
@@ -196,7 +196,8 @@ def _run_loop(
 
     async def handle_signals() -> None:
         nonlocal signals
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        # SIGHUP too: a closed terminal must stop the services, not orphan them.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as received:
             async for signum in received:
                 signals += 1
                 if not holder:

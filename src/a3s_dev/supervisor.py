@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from a3s_dev import state as st
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.errors import RuntimeFailure, UsageError
-from a3s_dev.events import EventBus, HealthChanged, LogLine, StateChanged
+from a3s_dev.events import EventBus, HealthChanged, LogBatch, StateChanged
 from a3s_dev.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.logs import A3S, LogSink
 from a3s_dev.policy import ExponentialBackoff, RestartPolicy
@@ -39,6 +39,7 @@ class Cadence:
     fast: float = 0.005
     fast_for: float = 2.0
     slow: float = 0.05
+    share: int = 8  # up to this many services starting at once are all polled every `fast` s
 
 
 @dataclass(eq=False)
@@ -88,9 +89,10 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(paths_for(config.path).state_dir) if record_groups else None
+        self._groups = GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._probing = 0  # services in their start-up probe loop
 
     # ------------------------------------------------------------------ public API
 
@@ -111,6 +113,8 @@ class Supervisor:
             self._tg = None
             for proc in self._prespawned.values():  # never adopted (shutdown before start)
                 proc.kill()
+            if self._groups is not None:
+                self._groups.flush()
 
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
@@ -278,9 +282,8 @@ class Supervisor:
         (self._a3s_tail if name == A3S else self._svcs[name].tail).extend(lines)
         for sink in self.sinks:
             sink.write(name, lines, at, stream)
-        if self.bus.wants(LogLine):
-            for line in lines:
-                self.bus.publish(LogLine(name, line, at, stream))
+        if self.bus.wants_lines():
+            self.bus.publish(LogBatch(name, tuple(lines), at, stream))
 
     # ------------------------------------------------------------------ runners
 
@@ -331,6 +334,13 @@ class Supervisor:
                     self.announce(f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}")
                     await anyio.sleep(delay)
                     svc.restarts += 1
+        except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
+            message = _describe(exc)
+            old, svc.state, svc.reason = svc.state, S.FAILED, message  # forced: it may have come mid-transition
+            self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
+            self._changed.set()
+            self._changed = anyio.Event()
+            self.announce(f"{name} failed: {message}")
         finally:
             svc.scope = None
             done.set()
@@ -379,6 +389,7 @@ class Supervisor:
                 await proc.drain(0.2)
             raise
         finally:
+            svc.health = None  # health describes a live process only
             if self._groups is not None:
                 self._groups.remove(name)
         return code
@@ -392,6 +403,7 @@ class Supervisor:
         self._set(svc, S.RUNNING, None)
         if probe is None:
             if not svc.defn.oneshot:
+                self.policy.healthy(name)  # running is all we can know: its uptime resets the backoff
                 self.announce(f"{name} started (no health check)")
             return
         self._set_health(svc, True, None)
@@ -421,10 +433,17 @@ class Supervisor:
     async def _probe_until_ready(self, probe: HealthProbe) -> None:
         # The start-up cadence is much faster than `interval`, so a service is seen
         # ready a few ms after its port answers.
+        # With many services starting at once, the polls themselves would eat the CPU the
+        # services need to start, so the fast cadence stretches with their number.
         began = time.monotonic()
         c = self.cadence
-        while not (await probe.check()).ok:
-            await anyio.sleep(c.fast if time.monotonic() - began < c.fast_for else c.slow)
+        self._probing += 1
+        try:
+            while not (await probe.check()).ok:
+                fast = c.fast * max(1.0, self._probing / c.share)
+                await anyio.sleep(fast if time.monotonic() - began < c.fast_for else max(c.slow, fast))
+        finally:
+            self._probing -= 1
 
     async def _stop_one(self, svc: _Service, reason: str | None = None) -> None:
         svc.wanted = False
@@ -444,6 +463,21 @@ class Supervisor:
             svc.scope.cancel()
         await runner_done.wait()
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error in a runner (the innermost error of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, RuntimeFailure) else text
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    """Run `callback` on the next turn of the running event loop (coalesces groups.json writes)."""
+    import asyncio
+
+    asyncio.get_running_loop().call_soon(callback)
 
 
 def _signal(name: str) -> signal.Signals:

@@ -286,8 +286,7 @@ class _Checker:
                 return self._wrong(line, label, spec, v)
             number = int(number)
             if number < low or (high is not None and number > high):
-                noun = "port" if kind is not Kind.POSITIVE_INT else attr.name
-                self.error(line, f"{label}: {noun} {number} is out of range (must be {self._expected(spec)})")
+                self.error(line, f"{owner}: {attr.name} {number} is out of range (must be {self._expected(spec)})")
                 return None
             return number
         if kind is Kind.BOOL:

@@ -103,16 +103,17 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
     assert "every service stopped" in (log_dir / "a3s.log").read_text()
 
 
-def test_sigterm_is_a_graceful_stop_too(tmp_path: Path, launch) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_are_a_graceful_stop_too(tmp_path: Path, launch, sig: signal.Signals) -> None:
     write_http_service(tmp_path)
     proc = launch([{"name": "web", "cmd": PID_SERVER, "port": free_port()}])
     out = tmp_path / "out.txt"
     wait_until(lambda: "web is healthy" in out.read_text(), timeout=20, message="web healthy")
     groups = _recorded_groups(tmp_path)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     assert proc.wait(timeout=20) == 0
     assert all(pids_in_group(g) == [] for g in groups)
-    assert "SIGTERM: stopping every service" in out.read_text()
+    assert f"{sig.name}: stopping every service" in out.read_text()
 
 
 def test_second_sigint_kills_at_once(tmp_path: Path, launch) -> None:
@@ -152,3 +153,54 @@ def test_a_sigkilled_supervisor_leaves_groups_the_next_run_ends(tmp_path: Path, 
                timeout=20, message="old groups ended by the next run")
     second.send_signal(signal.SIGINT)
     assert second.wait(timeout=20) == 0
+
+
+def _a3sfile(folder: Path, body: str) -> None:
+    (folder / "A3sfile.hcl").write_text('dev {\n  proxy_port = 0\n}\n\n' + body)
+
+
+def test_real_a3s_up_command_streams_logs_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    write_http_service(tmp_path)
+    db, api = free_port(), free_port()
+    _a3sfile(
+        tmp_path,
+        f'service "db" {{\n  cmd = "sleep 1000 & exec python3 server.py"\n  port = {db}\n}}\n'
+        f'service "api" {{\n  cmd = "exec python3 server.py"\n  port = {api}\n  depends_on = ["db"]\n}}\n',
+    )
+    out = tmp_path / "out.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a3s_dev", "up", "--no-watch"],
+        cwd=tmp_path, stdout=open(out, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    groups: list[int] = []
+    try:
+        wait_until(lambda: "api is healthy" in out.read_text(), timeout=30, message="api healthy")
+        groups = _recorded_groups(tmp_path)
+        assert len(groups) == 2
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        assert all(pids_in_group(g) == [] for g in groups)
+        assert not port_open(db) and not port_open(api)
+        text = out.read_text()
+        assert "db  | db listening on" in text and "every service stopped" in text
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
+        for g in groups:
+            kill_group(g)
+
+
+def test_real_a3s_up_with_a_bad_a3sfile_exits_1_and_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+    _a3sfile(
+        tmp_path,
+        f'service "ok" {{\n  cmd = "touch {marker}; sleep 30"\n}}\n'
+        'service "bad" {\n  cmd = "true"\n  depends_on = ["nope"]\n}\n',
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "a3s_dev", "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert "nope" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()

@@ -298,3 +298,34 @@ def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Pa
 
     anyio.run(body)
     wait_until(lambda: pids_in_group(seen[0]) == [], timeout=10, message="group gone")
+
+
+def test_a_broken_probe_fails_its_service_only(tmp_path: Path) -> None:
+    from a3s_dev import health
+    from a3s_dev.config import HealthConfig
+
+    def broken(svc, cfg, res):  # type: ignore[no-untyped-def]
+        raise ValueError("probe kind 'broken' is misconfigured")
+
+    health.register_probe("broken", broken)
+    write_http_service(tmp_path)
+    config = make_config(
+        tmp_path,
+        service("odd", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port(),
+                health=HealthConfig(type="broken")),  # type: ignore[arg-type]
+        service("fine", SERVER, tmp_path, port=free_port()),
+    )
+    try:
+
+        async def body() -> None:
+            async with running(config) as (sup, sink, _):
+                await sup.start()
+                statuses = await sup.wait_ready(config.names, timeout=20)
+                assert statuses["odd"].state is S.FAILED
+                assert "misconfigured" in (statuses["odd"].reason or "")
+                await poll(lambda: sup.status("fine").state is S.RUNNING, message="fine running")
+                assert any("odd failed: ValueError" in line for _, line in sink.lines)
+
+        anyio.run(body)
+    finally:
+        health._REGISTRY.pop("broken")

@@ -69,8 +69,19 @@ def test_terminal_colors_each_service_stably_on_a_tty(monkeypatch: pytest.Monkey
     sink.write("db", ["x"], time.time(), "stdout")
     _drain(sink)
     line = out.getvalue().decode()
-    assert line.startswith(f"\x1b[{color_for('db')}m") and line.endswith(" db  |\x1b[0m x\n")
+    assert line.startswith("\x1b[36m") and line.endswith(" db  |\x1b[0m x\n")
     assert color_for("db") == color_for("db") and color_for("a3s") != color_for("db")
+
+
+def test_declared_services_get_distinct_colors(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = [f"svc{i}" for i in range(10)]
+    out = Tty()
+    sink = TerminalSink(names, out, color=True)
+    for name in names:
+        sink.write(name, ["x"], time.time(), "stdout")
+    _drain(sink)
+    colors = [line.split("m", 1)[0] for line in out.getvalue().decode().splitlines()]
+    assert len(set(colors)) == 10
 
 
 def test_no_color_env_or_flag_turns_colors_off(monkeypatch: pytest.MonkeyPatch) -> None:

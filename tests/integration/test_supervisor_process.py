@@ -1,0 +1,70 @@
+"""process.py on its own: spawning with and without setpriv, the parent-death signal, port owners."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from support import kill_group, pid_alive, wait_until
+
+from a3s_dev import process
+from a3s_dev.config import ServiceDef
+from a3s_dev.errors import RuntimeFailure
+
+# A middle process that spawns a service through process.spawn, prints its pid, then waits
+# to be SIGKILLed: the service must die with it (PR_SET_PDEATHSIG).
+MIDDLE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from a3s_dev import process
+    from a3s_dev.config import ServiceDef
+    if sys.argv[1] == "fallback":
+        process._SETPRIV[:] = [None]
+    proc = process.spawn(ServiceDef("s", "exec sleep 1000", Path(".")), {"PATH": "/usr/bin:/bin"})
+    print(proc.pid, flush=True)
+    time.sleep(1000)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["setpriv", "fallback"])
+def test_a_service_dies_with_its_supervisor(tmp_path: Path, mode: str) -> None:
+    if mode == "setpriv" and process._setpriv() is None:
+        pytest.skip("no setpriv with --pdeathsig here")
+    (tmp_path / "middle.py").write_text(MIDDLE)
+    middle = subprocess.Popen([sys.executable, "middle.py", mode], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert middle.stdout is not None
+        child = int(middle.stdout.readline())
+        assert pid_alive(child)
+        middle.send_signal(signal.SIGKILL)
+        middle.wait(timeout=10)
+        wait_until(lambda: not pid_alive(child), timeout=10, message="service killed by the parent-death signal")
+    finally:
+        middle.kill()
+        if child:
+            kill_group(child)
+
+
+def test_spawn_refuses_a_missing_dir(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeFailure, match="does not exist"):
+        process.spawn(ServiceDef("s", "true", tmp_path / "nope"), dict(os.environ))
+
+
+def test_port_owner_names_the_listening_process() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert process.port_in_use(port)
+        owner = process.port_owner(port)
+        assert owner is not None and owner.startswith(f"pid {os.getpid()} (")
+    assert not process.port_in_use(port)
