@@ -209,7 +209,8 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="a3s-bench-"))
     names = write_stack(folder, args.services)
-    print(f"{args.services} services in {folder}; {os.cpu_count()} cores")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{args.services} services in {folder}; {os.cpu_count()} cores; load average {load}")
     try:
         bench_status(folder, args.runs)
         bench_logs(folder, names, args.lines)

@@ -1,7 +1,7 @@
 """Proxy throughput and added latency: wrk against nginx directly, through the reference
 aiohttp proxy (benchmarks/ref_proxy.py) and through a3s's proxy, in one run.
 
-    python benchmarks/bench_proxy.py [--duration 10] [--connections 50] [--threads 2]
+    python benchmarks/bench_proxy.py [--duration 5] [--rounds 3] [--connections 50] [--threads 2]
 
 Needs `wrk` and `nginx` (Debian: apt-get install -y wrk nginx); prints a message and exits 0
 when either is missing. The bar (issue 5): a3s >= 1.3 x reference req/s, p50 added <= 3 ms,
@@ -129,14 +129,14 @@ def to_ms(text: str) -> float:
 
 def run_wrk(
     name: str, port: int, args: argparse.Namespace, pid: int | None = None, *, threads: int | None = None,
-    connections: int | None = None, duration: int | None = None,
+    connections: int | None = None, duration: int | None = None, warm: bool = True,
 ) -> Result:
     threads = threads or args.threads
     connections = connections or args.connections
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration or args.duration}s", "--latency",
            "-H", "Host: bench.localhost", f"http://127.0.0.1:{port}/"]
-    # warm-up: pools filled, code paths hot
-    subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], capture_output=True, check=True)
+    if warm:  # pools filled, code paths hot
+        subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], capture_output=True, check=True)
     before = rss_kb(pid) if pid else None
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if args.verbose:
@@ -153,9 +153,19 @@ def run_wrk(
     return Result(name, rps, p50, p99, requests, errors, non2xx, before, after)
 
 
+def median_round(rounds: list[Result]) -> Result:
+    """The round with the median req/s; errors summed over all rounds, RSS from first to last."""
+    mid = sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2]
+    return Result(
+        mid.name, mid.rps, mid.p50_ms, mid.p99_ms, sum(r.requests for r in rounds),
+        sum(r.errors for r in rounds), sum(r.non2xx for r in rounds), rounds[0].rss_before_kb, rounds[-1].rss_after_kb,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (median reported)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--uvloop", action="store_true", help="run a3s's proxy on uvloop (if installed)")
@@ -191,13 +201,19 @@ def main() -> int:
             wait_port(ours_port, ours)
 
             only = set(args.only or ["nginx", "reference", "a3s"])
-            results: list[Result] = []
-            if "nginx" in only:
-                results.append(run_wrk("nginx direct", nginx_port, args))
-            if "reference" in only:
-                results.append(run_wrk("reference aiohttp proxy", ref_port, args, ref.pid))
-            if "a3s" in only:
-                results.append(run_wrk("a3s proxy" + (" (uvloop)" if args.uvloop else ""), ours_port, args, ours.pid))
+            ours_label = "a3s proxy" + (" (uvloop)" if args.uvloop else "")
+            plan = [("nginx", "nginx direct", nginx_port, None), ("reference", "reference aiohttp proxy", ref_port, ref.pid),
+                    ("a3s", ours_label, ours_port, ours.pid)]
+            # Rounds alternate the targets, so that load from elsewhere on the machine hits them
+            # alike; each target's median round is reported.
+            rounds: dict[str, list[Result]] = {}
+            for i in range(args.rounds):
+                for key, label, target_port, pid in plan:
+                    if key in only:
+                        r = run_wrk(label, target_port, args, pid, warm=i == 0)
+                        rounds.setdefault(label, []).append(r)
+                        print(f"round {i + 1}: {label:<26}{r.rps:>8.0f} req/s  p50 {r.p50_ms:.2f} ms", flush=True)
+            results = [median_round(rs) for rs in rounds.values()]
             # one connection, one request at a time: the latency a proxy adds without queueing
             # (at 50 connections p50 is mostly time spent waiting behind the other 49)
             single: list[Result] = []
@@ -216,7 +232,7 @@ def main() -> int:
             proc.wait()
 
     direct = next((r for r in results if r.name == "nginx direct"), None)
-    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, 13-byte nginx response, "
+    print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s x {args.rounds} rounds (median), 13-byte nginx response, "
           f"{os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{'target':<26}{'req/s':>10}{'p50':>9}{'+p50':>9}{'p99':>9}{'errors':>8}{'non2xx':>8}{'RSS MB before/after':>22}")
     for r in results:

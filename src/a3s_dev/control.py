@@ -7,6 +7,7 @@ tens of milliseconds. The wire format is documented in docs/api.md.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -205,6 +206,8 @@ class _LogHub:
         self.ring: dict[str, deque[LogLine]] = {}
         self.followers: set[Any] = set()  # asyncio.Queue[LogLine | None]
         self.health_failures: dict[str, int] = {}
+        self.seq = 0  # counts state and health changes, for long-polling `status?after=`
+        self.changed = asyncio.Event()
 
     def on_event(self, event: Event) -> None:
         if threading.get_ident() != self.thread:
@@ -227,8 +230,13 @@ class _LogHub:
             for queue in tuple(self.followers):
                 if queue.qsize() < 10_000:
                     queue.put_nowait(event)
-        elif isinstance(event, HealthChanged) and not event.healthy:
+            return
+        if isinstance(event, HealthChanged) and not event.healthy:
             self.health_failures[event.service] = self.health_failures.get(event.service, 0) + 1
+        # A state or health change: wake the long-polling status requests.
+        self.seq += 1
+        self.changed.set()
+        self.changed = self._asyncio.Event()
 
     def history(self, services: set[str] | None, n: int | None) -> list[LogLine]:
         lines: list[LogLine] = []
@@ -333,11 +341,21 @@ def build_app(
         return web.json_response({"status": "ok"})
 
     async def status(request: web.Request) -> web.Response:
+        # `after=N&wait=S`: answer once something changed since change N (or after S seconds),
+        # so a waiting client sees each change at once without polling.
+        after = request.query.get("after")
+        if after is not None and after.lstrip("-").isdigit() and hub.seq <= int(after):
+            import asyncio
+
+            wait = min(max(float(request.query.get("wait", "10") or 0), 0.0), 60.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.changed.wait(), wait)
         return web.json_response(
             {
                 "pid": os.getpid(),
                 "file": str(config.path),
                 "started_at": started_at,
+                "seq": hub.seq,
                 "services": services_json(),
             }
         )
@@ -390,6 +408,19 @@ def build_app(
     async def down(request: web.Request) -> web.Response:
         on_down()
         return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
+
+    async def tail(request: web.Request) -> web.Response:
+        # From the supervisor, which keeps every service's last lines from its first spawn
+        # (the log stream's history starts only when this API was attached).
+        name = request.query.get("service", "")
+        bad = unknown_service_error(config, [name]) if name != "a3s" else None
+        if bad:
+            return error(404, bad)
+        try:
+            n = int(request.query.get("n", "20"))
+        except ValueError:
+            return error(400, "n must be a number")
+        return web.json_response({"service": name, "lines": supervisor.tail(name, n)})
 
     async def metrics(request: web.Request) -> web.Response:
         snapshot = supervisor.snapshot()
@@ -446,6 +477,7 @@ def build_app(
     app.router.add_post(f"/{API_VERSION}/restart", restart)
     app.router.add_post(f"/{API_VERSION}/down", down)
     app.router.add_get(f"/{API_VERSION}/logs", logs)
+    app.router.add_get(f"/{API_VERSION}/tail", tail)
     return app
 
 
@@ -588,8 +620,13 @@ class ControlClient:
         except (NotRunning, ControlError):
             return False
 
-    def status(self) -> dict[str, Any]:
-        return dict(self.request("GET", f"/{API_VERSION}/status"))
+    def status(self, after: int | None = None, wait: float = 10.0) -> dict[str, Any]:
+        """The supervisor's status; with `after` (a `seq` it answered before), once something
+        changed since then or after `wait` seconds."""
+        if after is None:
+            return dict(self.request("GET", f"/{API_VERSION}/status"))
+        query = urlencode({"after": after, "wait": wait})
+        return dict(self.request("GET", f"/{API_VERSION}/status?{query}", timeout=wait + 10))
 
     def start(
         self,
@@ -619,6 +656,11 @@ class ControlClient:
 
     def down(self) -> dict[str, Any]:
         return dict(self.request("POST", f"/{API_VERSION}/down", {}))
+
+    def tail(self, service: str, n: int = 20) -> list[str]:
+        """The last `n` lines of `service` the supervisor keeps (its last words when it failed)."""
+        query = urlencode({"service": service, "n": n})
+        return list(self.request("GET", f"/{API_VERSION}/tail?{query}")["lines"])
 
     def metrics(self) -> str:
         conn, response = self._open("GET", "/metrics", None, None)

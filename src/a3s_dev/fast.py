@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 A3SFILE_NAME = "A3sfile.hcl"
 STATE_DIR_NAME = ".a3s"
@@ -247,15 +247,93 @@ def try_status(argv: Sequence[str], out: IO[str]) -> int | None:
     return 0
 
 
+class UpArgs(NamedTuple):
+    """A plain `a3s up -d` command line (a NamedTuple: dataclasses cost ~9 ms to import here)."""
+
+    file: str | None
+    services: tuple[str, ...]
+    deps: bool
+    proxy: bool
+    watch: bool
+    no_color: bool
+
+
+def parse_up_detached_argv(argv: Sequence[str]) -> UpArgs | None:
+    """The options of `a3s [-f F] [--no-color] up -d [--no-deps] [--no-proxy] [--no-watch] [SVC...]`;
+    None for anything else (including `up` without `-d`, which runs in the foreground)."""
+    file: str | None = None
+    flags: set[str] = set()
+    services: list[str] = []
+    seen_command = False
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "up" and not seen_command:
+            seen_command = True
+        elif arg in ("-f", "--file") and i + 1 < len(args):
+            file = args[i + 1]
+            i += 1
+        elif arg.startswith("--file="):
+            file = arg[len("--file=") :]
+        elif arg == "--no-color" and not seen_command:
+            flags.add(arg)
+        elif seen_command and arg in ("-d", "--detach", "--no-deps", "--no-proxy", "--no-watch"):
+            flags.add("-d" if arg == "--detach" else arg)
+        elif seen_command and not arg.startswith("-"):
+            services.append(arg)
+        else:
+            return None
+        i += 1
+    if not seen_command or "-d" not in flags:
+        return None
+    return UpArgs(
+        file,
+        tuple(services),
+        deps="--no-deps" not in flags,
+        proxy="--no-proxy" not in flags,
+        watch="--no-watch" not in flags,
+        no_color="--no-color" in flags,
+    )
+
+
+def try_up_detached(argv: Sequence[str]) -> int | None:
+    """`a3s up -d` without loading typer (~200 ms): the background supervisor is spawned sooner."""
+    parsed = parse_up_detached_argv(argv)
+    if parsed is None:
+        return None
+    a3sfile = find_a3sfile(parsed.file)
+    if a3sfile is None:
+        return None
+    from pathlib import Path
+
+    from a3s_dev import daemon
+    from a3s_dev.errors import A3sError
+
+    opts = daemon.UpOptions(parsed.services, parsed.deps, parsed.proxy, parsed.watch)
+    color = not parsed.no_color and not os.environ.get("NO_COLOR")
+    try:
+        return daemon.up(Path(a3sfile), opts, detach=True, color=color)
+    except A3sError as exc:
+        print(f"a3s: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
 def main() -> None:
-    """Console-script entry: the fast status path, else the typer app."""
+    """Console-script entry: the fast status and `up -d` paths, else the typer app."""
     try:
         code = try_status(sys.argv[1:], sys.stdout)
+        if code is None:
+            code = try_up_detached(sys.argv[1:])
     except BrokenPipeError:
         code = 0
     if code is not None:
         sys.stdout.flush()
-        sys.exit(code)
+        sys.stderr.flush()
+        # Nothing of ours needs tearing down: skip the interpreter's module cleanup.
+        os._exit(code)
     # Then the typer-free foreground `up` (the first wave spawns before typer could even load).
     from a3s_dev.session import parse_fast_up
 

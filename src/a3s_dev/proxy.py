@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.events import EventBus
-from a3s_dev.state import ServiceState, ServiceStatus
+from a3s_dev.state import ServiceState, ServiceStatus, exited
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -201,20 +201,34 @@ def render_unavailable(
     status: ServiceStatus, lines: Iterable[str], *, detail: str | None = None, refresh: int | None = 3
 ) -> str:
     """502/503 page: which service, in which state, why, and its last log lines (escaped)."""
-    why = status.reason or detail
-    reason = f"<p>{html.escape(why)}</p>" if why else ""
-    if detail and status.reason:
-        reason += f"<p>{html.escape(detail)}</p>"
+    # the exit of a crash says something; that of a requested stop (SIGTERM) is noise
+    crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
+    exit_text = exited(status.exit_code) if crashed and status.exit_code is not None else None
+    exit_code = f" ({exit_text})" if exit_text else ""
+    reasons = [r for r in (status.reason, detail) if r and r != exit_text]  # the heading has said it
+    reason = "".join(f"<p>{html.escape(r)}</p>" for r in reasons)
     log = "\n".join(lines)
     log_html = (
         f"<h2>Last log lines</h2><pre>{html.escape(log)}</pre>" if log else "<p>(no output yet)</p>"
     )
-    exit_code = f", exit code {status.exit_code}" if status.exit_code is not None else ""
     heading = f"<h1>{html.escape(status.name)} is {html.escape(status.state.value)}{exit_code}</h1>"
+    hint = _HINTS.get(status.state)
+    hint_html = f"<p>{hint.format(name=html.escape(status.name))}</p>" if hint else ""
     footer = f"<p>This page reloads every {refresh} s.</p>" if refresh else ""
     return _page(
-        f"a3s: {status.name} is {status.state.value}", heading + reason + log_html + footer, refresh=refresh
+        f"a3s: {status.name} is {status.state.value}",
+        heading + reason + hint_html + log_html + footer,
+        refresh=refresh,
     )
+
+
+# What the developer can do about it, by state (the page is read in a browser, the fix is in a terminal).
+_HINTS = {
+    ServiceState.STOPPED: "Start it with <code>a3s up {name}</code>.",
+    ServiceState.FAILED: "Fix the error shown below, then <code>a3s restart {name}</code>.",
+    ServiceState.COMPLETED: "It is a task (<code>oneshot</code>): it ran and exited; tasks serve no requests.",
+    ServiceState.PENDING: "It waits for a dependency that failed; see <code>a3s status</code>.",
+}
 
 
 def render_index(statuses: Iterable[ServiceStatus], entries: Iterable[RouteEntry], proxy_port: int) -> str:

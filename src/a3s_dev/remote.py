@@ -53,10 +53,18 @@ def stopped_rows(a3sfile: Path) -> list[dict[str, Any]]:
 
 def status_rows(a3sfile: Path) -> list[dict[str, Any]]:
     """The status of every service: from the supervisor when one answers, else all `stopped`."""
-    try:
-        return list(client_for(a3sfile).status()["services"])
-    except NotRunning:
-        return stopped_rows(a3sfile)
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    # A supervisor holding the lock attaches its control API once its first services
+    # settle (at most a few seconds): wait for it rather than call its services stopped.
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return list(client.status()["services"])
+        except NotRunning:
+            if not runtime.lock_held(paths) or time.monotonic() > deadline:
+                return stopped_rows(a3sfile)
+            time.sleep(0.05)
 
 
 def status(a3sfile: Path, *, as_json: bool, out: IO[str], color: bool) -> int:
@@ -148,6 +156,10 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     first. With no supervisor: end what a SIGKILLed one left, or say nothing is running."""
     paths = runtime.paths_for(a3sfile)
     client = ControlClient(paths.socket)
+    # A supervisor that holds the lock but does not answer yet is still starting: wait for it.
+    deadline = time.monotonic() + 30.0
+    while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if not client.healthz():
         ended = runtime.clean_stale(paths)
         if ended:

@@ -47,6 +47,8 @@ DEFAULT_IGNORES: tuple[str, ...] = (
 # write probe, emacs lock and autosave files); restarting on them would restart a
 # service in the middle of an edit.
 EDITOR_IGNORES: tuple[str, ...] = (
+    "*___jb_tmp___",  # JetBrains IDEs' safe write
+    "*___jb_old___",
     "*.swp",
     "*.swo",
     "*.swx",
@@ -286,28 +288,91 @@ def plan_roots(paths: Iterable[str], kind: Callable[[str], PathKind] = path_kind
     return WatchRoots(tuple(kept), tuple(flat_kept))
 
 
+def prune_roots(
+    roots: WatchRoots, subdirs: Callable[[str], Iterable[str]], prunable: Callable[[str], bool]
+) -> WatchRoots:
+    """Keep ignored folders (`node_modules`, `target`, `.git`, `.a3s`) out of the OS watches.
+
+    A recursive watch can't exclude a subtree, and an OS watch per folder of `node_modules`
+    can exhaust the inotify limit while every write there wakes the watcher. So a recursive
+    root with a prunable folder anywhere below it is split: the folders on the way down are
+    watched flat, the clean subtrees beside them recursively, the prunable ones not at all.
+    """
+    recursive: list[str] = []
+    flat: list[str] = list(roots.flat)
+
+    def visit(folder: str) -> tuple[bool, list[str], list[str]]:
+        clean, rec, fl = True, [], []
+        for child in subdirs(folder):
+            if prunable(child):
+                clean = False
+                continue
+            child_clean, child_rec, child_flat = visit(child)
+            clean = clean and child_clean
+            rec += child_rec
+            fl += child_flat
+        return (True, [folder], []) if clean else (False, rec, [folder, *fl])
+
+    for root in roots.recursive:
+        _, rec, fl = visit(root)
+        recursive += rec
+        flat += fl
+    return WatchRoots(tuple(recursive), tuple(dict.fromkeys(flat)))
+
+
+def prune_predicate(paths: Sequence[str], accept: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A folder may go unwatched when it is rejected and holds no watch path: everything below
+    it is then rejected too, since ignores match path components and prefixes."""
+
+    def prunable(folder: str) -> bool:
+        return not accept(folder) and not any(_is_within(p, folder) for p in paths)
+
+    return prunable
+
+
+def _subdirs(folder: str) -> list[str]:
+    """The folders directly inside `folder`, symlinks not followed (no cycles), errors ignored."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
 # ---------------------------------------------------------------------------- debounce and the log line
+
+
+# A burst that never pauses (a service writing its own log into its watch path) still acts
+# after this many debounce periods: a restart loop whose log line names the file is a
+# problem the user can see and fix; edits that silently never take effect are not.
+MAX_WAIT_FACTOR = 10
 
 
 class PendingChanges:
     """A service's changes not yet acted on: trailing debounce, the clock passed in."""
 
-    def __init__(self, debounce: float) -> None:
+    def __init__(self, debounce: float, max_wait: float | None = None) -> None:
         self.debounce = debounce
+        self.max_wait = max_wait if max_wait is not None else MAX_WAIT_FACTOR * debounce
         self._paths: dict[str, None] = {}
+        self._first = 0.0
         self._last = 0.0
 
     def __bool__(self) -> bool:
         return bool(self._paths)
 
     def add(self, paths: Iterable[str], now: float) -> None:
+        if not self._paths:
+            self._first = now
         for p in paths:
             self._paths[p] = None
         self._last = now
 
     def remaining(self, now: float) -> float:
-        """Seconds until the burst counts as over (`debounce` after the last change)."""
-        return max(0.0, self._last + self.debounce - now)
+        """Seconds until the burst counts as over: `debounce` after its last change, or
+        `max_wait` after its first, whichever comes sooner."""
+        due = min(self._last + self.debounce, self._first + self.max_wait)
+        return max(0.0, due - now)
 
     def take(self) -> tuple[str, ...]:
         paths = tuple(self._paths)
@@ -386,6 +451,31 @@ def _present(paths: Iterable[str]) -> frozenset[str]:
     return frozenset(p for p in paths if path_kind(p) is not PathKind.MISSING)
 
 
+_ADDED, _DELETED = 1, 3  # watchfiles.Change.added, .deleted
+
+
+def _transient(raw: set[tuple[int, str]]) -> frozenset[str]:
+    """Paths created and gone again within one batch: an editor's temporary file renamed over
+    the real one on save, a test's scratch file. Naming them in the log line would only
+    confuse, and a change made only of them is no change."""
+    added = {p for change, p in raw if change == _ADDED}
+    deleted = {p for change, p in raw if change == _DELETED}
+    return frozenset(p for p in added & deleted if not os.path.lexists(p))
+
+
+def _new_folder_to_split(
+    raw: set[tuple[int, str]], flat: frozenset[str], accept: Callable[[str], bool]
+) -> bool:
+    """A folder appeared where the split watches don't cover it (inside a folder watched
+    flat) or where it should be pruned (`node_modules` created under a recursive watch)."""
+    return any(
+        change == _ADDED
+        and (os.path.dirname(path) in flat or not accept(path))
+        and os.path.isdir(path)
+        for change, path in raw
+    )
+
+
 class WatchfilesWatcher:
     """The default `Watcher`: watchfiles' Rust notifier (inotify, FSEvents, …).
 
@@ -394,7 +484,8 @@ class WatchfilesWatcher:
     made after that is lost), and it is re-armed whenever a watch path appears, vanishes or
     is replaced (the OS forgets a watch whose folder was deleted; watchfiles refuses paths
     that don't exist). A cheap re-check (a `stat` per watch path) runs after every batch
-    and every `rescan` seconds.
+    and every `rescan` seconds. Ignored folders get no OS watch (`prune_roots`); a folder
+    that appears where the split does not cover it triggers a re-arm as well.
     """
 
     def __init__(
@@ -447,13 +538,18 @@ class WatchfilesWatcher:
             raise
         return notifiers
 
-    async def _arm_current(self, paths: Sequence[str]) -> tuple[Any, list[Any]]:
+    async def _arm_current(
+        self, paths: Sequence[str], accept: Callable[[str], bool]
+    ) -> tuple[Any, list[Any], WatchRoots]:
         """Plan and arm, retrying while the tree changes under us or the OS refuses."""
+
+        prunable = prune_predicate(paths, accept)
         failures = 0
         while True:
             ident = _identity(plan_roots(paths))
             try:
-                return ident, await anyio.to_thread.run_sync(self._arm, ident[0])
+                split = await anyio.to_thread.run_sync(prune_roots, ident[0], _subdirs, prunable)
+                return ident, await anyio.to_thread.run_sync(self._arm, split), split
             except FileNotFoundError:
                 await anyio.sleep(0.01)  # a path vanished between planning and arming
             except OSError as exc:
@@ -474,7 +570,7 @@ class WatchfilesWatcher:
     ) -> AsyncIterator[AsyncIterator[frozenset[str]]]:
         paths = tuple(dict.fromkeys(_norm(p) for p in paths))
         send, receive = anyio.create_memory_object_stream[frozenset[str]](max_buffer_size=1024)
-        armed = await self._arm_current(paths)
+        armed = await self._arm_current(paths, accept)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._serve, paths, accept, send, armed)
             try:
@@ -488,9 +584,9 @@ class WatchfilesWatcher:
         paths: tuple[str, ...],
         accept: Callable[[str], bool],
         send: MemoryObjectSendStream[frozenset[str]],
-        armed: tuple[Any, list[Any]],
+        armed: tuple[Any, list[Any], WatchRoots],
     ) -> None:
-        ident, notifiers = armed
+        ident, notifiers, split = armed
         armed_at = time.monotonic()
         present = _present(paths)
         async with send:
@@ -502,14 +598,14 @@ class WatchfilesWatcher:
                         tg.start_soon(self._guard, stop, rearm)
                         for notifier in notifiers:
                             tg.start_soon(
-                                self._pump, notifier, stop, rearm, paths, ident, accept, send
+                                self._pump, notifier, stop, rearm, paths, ident, split, accept, send
                             )
                 finally:
                     for notifier in notifiers:
                         notifier.close()
                 # A notifier that fails as soon as it is armed must not become a busy loop.
                 await anyio.sleep(max(0.0, armed_at + 0.1 - time.monotonic()))
-                ident, notifiers = await self._arm_current(paths)
+                ident, notifiers, split = await self._arm_current(paths, accept)
                 armed_at = time.monotonic()
                 # A watch path that appeared was watched only through a folder above it
                 # until now, so what was created inside it meanwhile went unseen: its
@@ -536,10 +632,12 @@ class WatchfilesWatcher:
         rearm: anyio.Event,
         paths: tuple[str, ...],
         ident: Any,
+        split: WatchRoots,
         accept: Callable[[str], bool],
         send: MemoryObjectSendStream[frozenset[str]],
     ) -> None:
         timeout_ms = max(1, int(self.rescan * 1000))
+        flat = frozenset(split.flat)
         while True:
             try:
                 raw = await anyio.to_thread.run_sync(
@@ -551,9 +649,13 @@ class WatchfilesWatcher:
             if raw == "stop":
                 return
             if isinstance(raw, set):
-                batch = frozenset(p for _, p in raw if accept(p))
+                gone = _transient(raw)
+                batch = frozenset(p for _, p in raw if p not in gone and accept(p))
                 if batch:
                     await send.send(batch)
+                if _new_folder_to_split(raw, flat, accept):
+                    rearm.set()
+                    return
             if _identity(plan_roots(paths)) != ident:
                 rearm.set()
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port, pid_alive, pids_in_group, wait_until
+from support import free_port, pid_alive, pids_in_group, port_open, wait_until
 from support_control import Stack, chain_a3sfile, no_process_left, service_block, stack_in
 
 from a3s_dev import runtime
@@ -75,7 +76,7 @@ def test_up_d_of_a_failing_service_exits_1_naming_it_with_its_last_lines(stack: 
             service_block(
                 "broken",
                 "echo about to fail; echo really; exit 3",
-                port=None,
+                port=free_port(),  # probed, so never "ready" in the instant before it exits
                 depends_on=["db"],
                 extra='restart = "never"',
             )
@@ -92,7 +93,8 @@ def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Sta
     chain_a3sfile(stack.folder, ("db",))
     with open(stack.a3sfile, "a") as f:
         f.write(service_block("migrate", "echo migrating", extra="oneshot = true"))
-        f.write(service_block("quitter", "echo bye", depends_on=["migrate"]))
+        # With a port it is probed, so it is never "ready" before it exits 0.
+        f.write(service_block("quitter", "echo bye", port=free_port(), depends_on=["migrate"]))
     result = stack.a3s("up", "-d")
     assert result.code == 1
     assert "quitter failed: exit code 0" in result.err and "bye" in result.err
@@ -100,6 +102,24 @@ def test_up_d_runs_a_oneshot_once_and_fails_on_a_service_that_exits_0(stack: Sta
     rows = stack.status()
     assert rows["migrate"]["state"] == "completed" and rows["migrate"]["exit_code"] == 0
     assert (stack.paths.logs_dir / "migrate.log").read_text().count("migrating") == 1
+
+
+def test_up_d_with_the_proxy_port_taken_exits_1_saying_so_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with stack_in(tmp_path, {"A3S_PROXY_PORT": str(port)}) as stack:
+            ports = chain_a3sfile(tmp_path, ("db",))
+            result = stack.a3s("up", "-d")
+            assert result.code == 1
+            assert f"port {port} is already in use" in result.err
+            assert "serving" not in result.err
+            wait_until(lambda: not runtime.lock_held(stack.paths), message="the supervisor to exit")
+            # The first wave may have been spawned before the proxy failed: it is gone again.
+            wait_until(lambda: not port_open(ports["db"]), message="db to be stopped")
 
 
 def test_up_with_a_running_supervisor_starts_only_what_is_asked(stack: Stack) -> None:
@@ -200,6 +220,26 @@ def test_sigkill_of_the_supervisor_then_down_leaves_no_service_process(stack: St
     assert stack.a3s("down").out.strip() == "nothing is running"
 
 
+def test_sigkill_of_the_supervisor_then_up_d_ends_the_old_groups_first(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    with open(stack.a3sfile, "a") as f:
+        f.write(service_block("deep", f"{sys.executable} -c 'import time; time.sleep(600)' & wait"))
+    assert stack.a3s("up", "-d").code == 0
+    old = stack.status()
+    supervisor = stack.supervisor_pid()
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(supervisor), message="the supervisor to die")
+
+    result = stack.a3s("up", "-d")
+    assert result.code == 0, result.err
+    assert "killed supervisor left:" in result.out and "deep" in result.out
+    no_process_left([old["deep"]["pid"]])
+    new = stack.status()
+    assert new["deep"]["state"] == "running" and new["deep"]["pid"] != old["deep"]["pid"]
+    assert stack.supervisor_pid() not in (None, supervisor)
+
+
 def test_long_state_path_puts_the_socket_under_xdg_runtime_dir(tmp_path: Path) -> None:
     deep = tmp_path / ("x" * 60) / ("y" * 40)
     deep.mkdir(parents=True)
@@ -257,11 +297,12 @@ def test_logs_history_is_merged_in_time_order_with_n_per_service(stack: Stack) -
     ports = chain_a3sfile(stack.folder, ("db", "api"))
     assert stack.a3s("up", "-d").code == 0
     for i in range(3):
-        get(ports["db"], f"/d{i}")
-        get(ports["api"], f"/a{i}")
-    wait_until(
-        lambda: "/a2" in (stack.paths.logs_dir / "api.log").read_text(), message="logs written"
-    )
+        for name, path in (("db", f"/d{i}"), ("api", f"/a{i}")):
+            get(ports[name], path)
+            # Lines are stamped when the supervisor reads them: let each land before the next.
+            log = stack.paths.logs_dir / f"{name}.log"
+            landed = f"got {path}"
+            wait_until(lambda: log.exists() and landed in log.read_text(), message=path)  # noqa: B023
     result = stack.a3s("logs", "db", "api", "-n", "2")
     assert result.code == 0, result.err
     lines = result.out.splitlines()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,9 +50,8 @@ def backend(ups: dict[str, Upstream]):
 
 
 async def get(port: int, host: str, path: str = "/", **kw: object) -> tuple[int, str, aiohttp.ClientResponse]:
-    async with aiohttp.ClientSession() as client:
-        async with client.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host, **kw.pop("headers", {})}, **kw) as r:  # type: ignore[arg-type]
-            return r.status, await r.text(), r
+    async with aiohttp.ClientSession() as client, client.get(f"http://127.0.0.1:{port}{path}", headers={"Host": host, **kw.pop("headers", {})}, **kw) as r:  # type: ignore[arg-type]
+        return r.status, await r.text(), r
 
 
 async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> None:
@@ -64,14 +65,12 @@ async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> No
 
 
 async def test_keeps_host_adds_forwarded_headers_and_drops_hop_by_hop(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            async with client.get(
-                f"http://127.0.0.1:{port}/headers?q=a%20b&x=1",
-                headers={"Host": f"api.localhost:{port}", "Connection": "keep-alive, X-Private",
-                         "X-Private": "secret", "Proxy-Authorization": "Basic eA==", "X-Custom": "kept"},
-            ) as r:
-                body = await r.json()
+    headers = {"Host": "", "Connection": "keep-alive, X-Private",
+               "X-Private": "secret", "Proxy-Authorization": "Basic eA==", "X-Custom": "kept"}
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        headers["Host"] = f"api.localhost:{port}"
+        async with client.get(f"http://127.0.0.1:{port}/headers?q=a%20b&x=1", headers=headers) as r:
+            body = await r.json()
     got = {k.lower(): v for k, v in body["headers"]}
     assert body["path"] == "/headers?q=a%20b&x=1"
     assert got["host"] == f"api.localhost:{port}"
@@ -138,23 +137,24 @@ async def test_five_megabyte_upload_arrives_intact(ups: dict[str, Upstream]) -> 
 
 
 async def test_large_response_streams_whole(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            async with client.get(f"http://127.0.0.1:{port}/big", headers={"Host": "api.localhost"}) as r:
-                assert r.status == 200
-                assert await r.read() == b"x" * (1024 * 1024)
+    async with (
+        running_proxy(backend(ups)) as port,
+        aiohttp.ClientSession() as client,
+        client.get(f"http://127.0.0.1:{port}/big", headers={"Host": "api.localhost"}) as r,
+    ):
+        assert r.status == 200
+        assert await r.read() == b"x" * (1024 * 1024)
 
 
 async def test_server_sent_events_arrive_as_sent(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            started = time.monotonic()
-            async with client.get(f"http://127.0.0.1:{port}/sse", headers={"Host": "api.localhost"}) as r:
-                assert r.headers["Content-Type"].startswith("text/event-stream")
-                with anyio.fail_after(5):
-                    line = await r.content.readline()
-            assert line == b"data: event 0\n"
-            assert time.monotonic() - started < 1.0, "the first event must not wait for the stream's end"
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        started = time.monotonic()
+        async with client.get(f"http://127.0.0.1:{port}/sse", headers={"Host": "api.localhost"}) as r:
+            assert r.headers["Content-Type"].startswith("text/event-stream")
+            with anyio.fail_after(5):
+                line = await r.content.readline()
+        assert line == b"data: event 0\n"
+        assert time.monotonic() - started < 1.0, "the first event must not wait for the stream's end"
 
 
 async def test_websocket_echoes_text_and_binary_and_passes_close_code(ups: dict[str, Upstream]) -> None:
@@ -276,17 +276,16 @@ async def test_listens_on_ipv4_and_ipv6_loopback_only() -> None:
 
 
 async def test_head_and_204_pass_through_without_a_body(ups: dict[str, Upstream]) -> None:
-    async with running_proxy(backend(ups)) as port:
-        async with aiohttp.ClientSession() as client:
-            async with client.head(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
-                assert r.status == 200
-                assert int(r.headers["Content-Length"]) > 0, "HEAD keeps the length the GET would have"
-                assert await r.read() == b""
-            async with client.get(f"http://127.0.0.1:{port}/nocontent", headers={"Host": "api.localhost"}) as r:
-                assert r.status == 204 and await r.read() == b""
-            # the connection is still in a clean state for the next request
-            async with client.get(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
-                assert r.status == 200 and (await r.text()).startswith("hello from api")
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        async with client.head(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+            assert r.status == 200
+            assert int(r.headers["Content-Length"]) > 0, "HEAD keeps the length the GET would have"
+            assert await r.read() == b""
+        async with client.get(f"http://127.0.0.1:{port}/nocontent", headers={"Host": "api.localhost"}) as r:
+            assert r.status == 204 and await r.read() == b""
+        # the connection is still in a clean state for the next request
+        async with client.get(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+            assert r.status == 200 and (await r.text()).startswith("hello from api")
 
 
 async def test_upstream_connections_are_kept_alive_and_reused(ups: dict[str, Upstream]) -> None:
@@ -315,16 +314,17 @@ while True:
 """
 
 
-async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, start_new_session=True)
 
+
+async def test_an_upstream_that_drops_idle_connections_is_reconnected(tmp_path: Path) -> None:
     from support import kill_group, wait_until
 
     script = tmp_path / "oneshot.py"
     script.write_text(ONE_SHOT)
     up_port = free_port()
-    proc = subprocess.Popen([sys.executable, str(script), str(up_port)], start_new_session=True)
+    proc = _spawn([sys.executable, str(script), str(up_port)])
     try:
         wait_until(lambda: port_open(up_port), timeout=10, message="one-shot upstream")
         async with running_proxy(backend_for(svc("api", up_port))) as port:
@@ -393,3 +393,31 @@ def test_ensure_port_free_refuses_a_taken_port_before_anything_starts() -> None:
             ensure_port_free(port)
     ensure_port_free(port)  # released: free again
     ensure_port_free(0)  # "any port" is always available
+
+
+async def test_concurrent_mixed_requests_never_cross_talk(ups: dict[str, Upstream]) -> None:
+    # pooled upstream connections are shared between requests one after another: a framing
+    # slip would hand one request's bytes to another
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=20)) as client:
+
+        async def one(i: int) -> None:
+            host = {"Host": "api.localhost"}
+            kind = i % 4
+            if kind == 0:
+                async with client.get(f"http://127.0.0.1:{port}/headers?i={i}", headers=host) as r:
+                    assert (await r.json())["path"] == f"/headers?i={i}"
+            elif kind == 1:
+                async with client.get(f"http://127.0.0.1:{port}/big", headers=host) as r:
+                    assert await r.read() == b"x" * (1024 * 1024)
+            elif kind == 2:
+                payload = bytes([i % 256]) * (100_000 + i)
+                async with client.post(f"http://127.0.0.1:{port}/hash", data=payload, headers=host) as r:
+                    assert (await r.json())["sha256"] == hashlib.sha256(payload).hexdigest()
+            else:
+                async with client.head(f"http://127.0.0.1:{port}/", headers=host) as r:
+                    assert r.status == 200 and await r.read() == b""
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                for i in range(120):
+                    tg.start_soon(one, i)

@@ -156,3 +156,51 @@ async def test_the_os_refusing_notifications_falls_back_to_polling_and_says_so(
             (tmp_path / "app.py").write_text("x" * n)  # a new size each time: polling sees it
 
         await seen(batches, tmp_path / "app.py", poke=poke)
+
+
+def inotify_watches() -> int:
+    """OS watches this process holds (Linux: one `inotify wd:` line per watch in fdinfo)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            with open(f"/proc/self/fdinfo/{fd}") as f:
+                count += sum(1 for line in f if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fdinfo"), reason="Linux only")
+async def test_ignored_folders_get_no_os_watches_even_when_created_later(tmp_path: Path) -> None:
+    for i in range(300):
+        (tmp_path / "node_modules" / f"pkg{i}").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    accept = lambda p: "node_modules" not in p.split(os.sep)
+    async with WatchfilesWatcher(rescan=0.2).open([str(tmp_path)], accept) as batches:
+        assert inotify_watches() <= 5
+        # A new folder beside the pruned one is watched, and so is what is inside it …
+        for i in range(300):
+            (tmp_path / "lib" / "node_modules" / f"pkg{i}").mkdir(parents=True)
+        n = 0
+
+        def poke() -> None:
+            nonlocal n
+            n += 1
+            (tmp_path / "lib" / "app.py").write_text(str(n))
+
+        await seen(batches, tmp_path / "lib" / "app.py", poke=poke)
+        # … while its own node_modules is pruned as well.
+        with anyio.fail_after(5):
+            while inotify_watches() > 8:
+                await anyio.sleep(0.05)
+
+
+async def test_a_temporary_file_renamed_over_the_real_one_is_not_reported(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("v = 1\n")
+    async with WatchfilesWatcher().open([str(tmp_path)], lambda p: True) as batches:
+        scratch = tmp_path / "app.py.tmp.1234"
+        scratch.write_text("v = 2\n")
+        os.replace(scratch, tmp_path / "app.py")  # a safe write, as many editors do it
+        with anyio.fail_after(5):
+            batch = await batches.__anext__()
+        assert batch == {str(tmp_path / "app.py")}

@@ -61,8 +61,12 @@ class FakeSupervisor:
         async def later() -> None:
             await asyncio.sleep(0.05)
             self.pid += 1
-            self._set(name, self.restart_outcome, pid=self.pid, reason="exit code 3"
-                      if self.restart_outcome == S.FAILED else None)
+            self._set(
+                name,
+                self.restart_outcome,
+                pid=self.pid,
+                reason="exit code 3" if self.restart_outcome == S.FAILED else None,
+            )
 
         asyncio.get_running_loop().create_task(later())
 
@@ -212,6 +216,27 @@ def test_restart_that_never_gets_ready_times_out(served: Served) -> None:
     assert result["ok"] is False and "not ready after 0.3s" in result["reason"]
 
 
+def test_status_long_poll_answers_at_the_next_change(served: Served) -> None:
+    seq = served.client.status()["seq"]
+    began = time.monotonic()
+    assert served.client.status(after=seq, wait=0.2)["seq"] == seq  # nothing changed: after `wait`
+    assert time.monotonic() - began >= 0.15
+    box: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: box.update(served.client.status(after=seq, wait=30)))
+    waiter.start()
+    time.sleep(0.1)
+    began = time.monotonic()
+    served.publish(StateChanged("api", S.STOPPED, S.STARTING, None, time.time()))
+    waiter.join(10)
+    assert time.monotonic() - began < 5 and box["seq"] == seq + 1
+
+
+def test_tail_comes_from_the_supervisor(served: Served) -> None:
+    assert served.client.tail("api", 3) == ["api line 0", "api line 1", "api line 2"]
+    with pytest.raises(UsageError, match="did you mean 'api'"):
+        served.client.tail("apo")
+
+
 def test_metrics_are_prometheus_text_labelled_by_service(served: Served) -> None:
     served.client.start(["db"], deps=False)
     served.publish(HealthChanged("db", False, "refused", time.time()))
@@ -274,8 +299,14 @@ def test_client_without_server_is_not_running(tmp_path: Path) -> None:
 
 
 def _svc(name: str, state: str, **kw: Any) -> dict[str, Any]:
-    return {"name": name, "state": state, "health": kw.get("health"), "reason": kw.get("reason"),
-            "exit_code": kw.get("exit_code"), "started_at": kw.get("started_at")}
+    return {
+        "name": name,
+        "state": state,
+        "health": kw.get("health"),
+        "reason": kw.get("reason"),
+        "exit_code": kw.get("exit_code"),
+        "started_at": kw.get("started_at"),
+    }
 
 
 def test_readiness_counts_running_and_completed_as_ready() -> None:
@@ -285,13 +316,16 @@ def test_readiness_counts_running_and_completed_as_ready() -> None:
 
 def test_readiness_names_first_failed_and_why() -> None:
     r = control.readiness(
-        [_svc("a", "starting"), _svc("b", "failed", exit_code=2), _svc("c", "backoff")], ["a", "b", "c"]
+        [_svc("a", "starting"), _svc("b", "failed", exit_code=2), _svc("c", "backoff")],
+        ["a", "b", "c"],
     )
     assert not r.done and r.failed == "b" and r.reason == "exit code 2"
 
 
 def test_readiness_lists_what_it_still_waits_for() -> None:
-    r = control.readiness([_svc("a", "pending"), _svc("b", "running", health="unhealthy")], ["a", "b"])
+    r = control.readiness(
+        [_svc("a", "pending"), _svc("b", "running", health="unhealthy")], ["a", "b"]
+    )
     assert not r.done and r.failed is None and r.waiting == (("a", "pending"), ("b", "running"))
 
 
@@ -301,14 +335,18 @@ def test_readiness_sees_a_service_that_was_spawned_after_the_request_and_stopped
     assert r.failed == "a" and r.reason == "exit code 0"
     # Stopped since before the request: it has not been started yet, so keep waiting.
     old = _svc("a", "stopped", exit_code=-15, started_at=50.0)
-    assert control.readiness([old], ["a"], since=100.0) == control.Readiness(False, waiting=(("a", "stopped"),))
+    assert control.readiness([old], ["a"], since=100.0) == control.Readiness(
+        False, waiting=(("a", "stopped"),)
+    )
 
 
 def test_status_dict_has_uptime_only_while_live() -> None:
     now = 1000.0
     live = control.status_dict(ServiceStatus("a", S.RUNNING, pid=5, started_at=990.0), now)
     assert live["uptime_s"] == 10.0 and live["pid"] == 5
-    done = control.status_dict(ServiceStatus("a", S.COMPLETED, pid=5, started_at=990.0, exit_code=0), now)
+    done = control.status_dict(
+        ServiceStatus("a", S.COMPLETED, pid=5, started_at=990.0, exit_code=0), now
+    )
     assert done["uptime_s"] is None and done["pid"] is None and done["exit_code"] == 0
 
 

@@ -147,3 +147,31 @@ def test_status_fast_path_does_not_import_typer_or_aiohttp(tmp_path: Path) -> No
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["up", "-d"], fast.UpArgs(None, (), True, True, True, False)),
+        (
+            ["-f", "x.hcl", "--no-color", "up", "api", "--detach", "--no-deps"],
+            fast.UpArgs("x.hcl", ("api",), False, True, True, True),
+        ),
+        (
+            ["up", "-d", "--no-proxy", "--no-watch", "a", "b", "--file=y.hcl"],
+            fast.UpArgs("y.hcl", ("a", "b"), True, False, False, False),
+        ),
+    ],
+)
+def test_plain_up_detached_command_lines_are_recognised(
+    argv: list[str], expected: fast.UpArgs
+) -> None:
+    assert fast.parse_up_detached_argv(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["up"], ["up", "api"], ["up", "-d", "--help"], ["up", "-dx"], ["status", "-d"], ["-d", "up"]],
+)
+def test_up_in_the_foreground_or_unusual_forms_go_to_the_typer_app(argv: list[str]) -> None:
+    assert fast.parse_up_detached_argv(argv) is None

@@ -139,6 +139,17 @@ def test_unavailable_page_names_service_state_and_escapes_log_lines() -> None:
     assert "api is failed" in page and "exit code 3" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; done" in page
     assert "<script>alert" not in page
+    assert "<code>a3s restart api</code>" in page
+
+
+def test_stopped_page_says_how_to_start_the_service() -> None:
+    page = render_unavailable(ServiceStatus("web", ServiceState.STOPPED, exit_code=-15), [])
+    assert "web is stopped" in page and "<code>a3s up web</code>" in page
+    assert "-15" not in page and "SIGTERM" not in page  # a requested stop is not news
+
+
+def test_a_crash_page_names_the_exit() -> None:
+    assert "killed by SIGKILL" in render_unavailable(ServiceStatus("w", ServiceState.FAILED, exit_code=-9), [])
 
 
 def test_index_lists_services_states_and_links() -> None:

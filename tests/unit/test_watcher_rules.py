@@ -14,8 +14,11 @@ from a3s_dev.watcher import (
     PendingChanges,
     Routes,
     WatchRoots,
+    _transient,
     describe_change,
     plan_roots,
+    prune_predicate,
+    prune_roots,
 )
 
 ROOT = Path("/proj")
@@ -181,6 +184,19 @@ def test_a_burst_is_over_debounce_seconds_after_its_last_change() -> None:
     assert not pending
 
 
+def test_a_burst_that_never_pauses_is_acted_on_after_ten_debounce_periods() -> None:
+    pending = PendingChanges(debounce=0.5)
+    pending.add(["/p/log.txt"], now=10.0)
+    assert pending.remaining(10.0) == pytest.approx(0.5)
+    for i in range(1, 17):  # a change every 0.3 s: the trailing debounce alone never ends
+        pending.add(["/p/log.txt"], now=10.0 + i * 0.3)
+    assert pending.remaining(14.8) == pytest.approx(0.2)  # 10 x 0.5 s after the first change
+    assert pending.remaining(15.0) == 0.0
+    pending.take()
+    pending.add(["/p/a"], now=20.0)  # the next burst starts its own clock
+    assert pending.remaining(20.0) == pytest.approx(0.5)
+
+
 def test_the_log_line_names_the_service_count_and_first_paths() -> None:
     root = "/proj"
     one = describe_change("api", ["/proj/src/app.py"], root, restarting=True)
@@ -188,3 +204,56 @@ def test_the_log_line_names_the_service_count_and_first_paths() -> None:
     many = [f"/proj/src/m{i}.py" for i in (4, 1, 3, 2)]
     line = describe_change("api", many, root, restarting=False)
     assert line == "api: 4 files changed (src/m1.py, src/m2.py, src/m3.py, …)"
+
+
+# ---------------------------------------------------------------- ignored folders stay out of the OS watches
+
+TREE = {
+    "/p": ["/p/.git", "/p/node_modules", "/p/src", "/p/web"],
+    "/p/src": ["/p/src/app", "/p/src/gen"],
+    "/p/src/app": ["/p/src/app/target"],
+    "/p/web": ["/p/web/components"],
+    "/p/node_modules": ["/p/node_modules/react"],
+}
+
+
+def test_a_clean_tree_stays_one_recursive_watch() -> None:
+    plan = prune_roots(
+        WatchRoots(recursive=("/p/web",)), lambda d: TREE.get(d, []), lambda d: False
+    )
+    assert plan == WatchRoots(recursive=("/p/web",))
+
+
+def test_ignored_folders_are_cut_out_of_a_recursive_watch() -> None:
+    pruned = {"/p/.git", "/p/node_modules", "/p/src/app/target"}
+    plan = prune_roots(
+        WatchRoots(recursive=("/p",), flat=("/q",)), lambda d: TREE.get(d, []), pruned.__contains__
+    )
+    # Folders on the way to a pruned one are watched flat; clean subtrees recursively.
+    assert plan == WatchRoots(
+        recursive=("/p/src/gen", "/p/web"), flat=("/q", "/p", "/p/src", "/p/src/app")
+    )
+
+
+def test_a_folder_is_prunable_when_rejected_and_holding_no_watch_path() -> None:
+    routes = Routes.of(config(svc("api", "."), svc("lib", "vendor/target/lib")))
+    prunable = prune_predicate(routes.paths, routes.accepts)
+    assert prunable("/proj/node_modules")
+    assert prunable("/proj/crates/gw/target")
+    assert prunable("/proj/.a3s")
+    assert not prunable("/proj/src")
+    assert not prunable("/proj/vendor/target")  # lib's watch path is inside it
+    assert prunable("/proj/vendor/target/debug")
+
+
+def test_files_created_and_gone_within_a_batch_are_no_change(tmp_path: Path) -> None:
+    kept = tmp_path / "app.py"
+    kept.write_text("")
+    raw = {
+        (1, str(tmp_path / "app.py.tmp")),  # a safe write: the scratch file appears …
+        (3, str(tmp_path / "app.py.tmp")),  # … and is renamed over the real one
+        (1, str(kept)),
+        (3, str(kept)),  # deleted and created again: still there, a real change
+        (3, str(tmp_path / "old.py")),  # only deleted: a real change
+    }
+    assert _transient(raw) == {str(tmp_path / "app.py.tmp")}

@@ -273,3 +273,14 @@ async def test_a_watcher_that_fails_is_reported_and_retried_without_stopping_the
             await until(lambda: sup.count("api") == 1)
             tg.cancel_scope.cancel()
     assert "file watching failed: inotify said no; retrying in 0.1s" in sup.lines
+
+
+async def test_a_stream_of_changes_that_never_pauses_still_restarts() -> None:
+    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.05))), FakeWatcher()
+    async with watching(sup, watcher):
+        began = time.monotonic()
+        while not sup.restarts and time.monotonic() - began < 3:
+            await watcher.change("src/app.log")  # every 20 ms, under the 50 ms debounce
+            await anyio.sleep(0.02)
+        assert sup.restarts, "no restart during an endless stream of changes"
+        assert sup.restarts[0][1] - began < 1.0  # 10 x 50 ms, plus slack
