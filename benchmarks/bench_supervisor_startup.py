@@ -56,9 +56,9 @@ def answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def a3sfile(folder: Path, ports: list[int], chain: bool) -> None:
+def a3sfile(folder: Path, ports: list[int], proxy: int, chain: bool) -> None:
     # The proxy runs (on a free port) as it would for a user; it loads after the services.
-    blocks = [f"dev {{\n  proxy_port = {free_ports(1)[0]}\n}}\n"]
+    blocks = [f"dev {{\n  proxy_port = {proxy}\n}}\n"]
     for i, port in enumerate(ports):
         dep = f'  depends_on = ["s{i - 1}"]\n' if chain and i else ""
         blocks.append(f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {port}\n{dep}}}\n')
@@ -134,20 +134,20 @@ def main() -> None:
         (folder / "svc.py").write_text(SERVICE)
         results: dict[str, list[tuple[float, float | None]]] = {}
 
-        ports8 = free_ports(8)
+        ports = free_ports(15)  # one call: ports taken in separate calls may repeat
+        ports8, ports5, proxies = ports[:8], ports[8:13], ports[13:]
         wave = folder / "wave"
         wave.mkdir()
         (wave / "svc.py").write_text(SERVICE)
-        a3sfile(wave, ports8, chain=False)
+        a3sfile(wave, ports8, proxies[0], chain=False)
         (wave / "Procfile").write_text(
             "".join(f"s{i}: PORT={p} exec {PY} svc.py\n" for i, p in enumerate(ports8))
         )
 
-        ports5 = free_ports(5)
         chain = folder / "chain"
         chain.mkdir()
         (chain / "svc.py").write_text(SERVICE)
-        a3sfile(chain, ports5, chain=True)
+        a3sfile(chain, ports5, proxies[1], chain=True)
 
         cases = {
             "a3s up, 8 independent": ([args.a3s, "up", "--no-watch"], wave, ports8, "is healthy"),
@@ -170,7 +170,9 @@ def main() -> None:
             print(f"(honcho not found at {args.honcho}: install it in a venv for the comparison)")
         for _ in range(args.runs):
             for name, (cmd, where, ports, marker) in cases.items():
-                results.setdefault(name, []).append(run_one(cmd, where, ports, marker, env))
+                row = run_one(cmd, where, ports, marker, env)
+                results.setdefault(name, []).append(row)
+                print(f"  {name}: {row[0] * 1000:.0f} ms", file=sys.stderr, flush=True)
 
     print(f"median of {args.runs} runs, {os.cpu_count()} cores")
     for name, rows in results.items():
