@@ -214,6 +214,7 @@ class ServiceProcess:
     started: float  # time.time() at spawn
     started_mono: float
     returncode: int | None = None
+    killed: bool = False  # a stop had to escalate to SIGKILL
     _pidfd: int = -1
     _out_fd: int = -1
     _exited: Any = None  # anyio.Event, created once a loop runs
@@ -336,6 +337,7 @@ class ServiceProcess:
             with anyio.move_on_after(timeout):
                 await self._exited.wait()
             if self.returncode is None:
+                self.killed = True
                 signal_group(self.pgid, signal.SIGKILL)
         else:
             signal_group(self.pgid, sig)  # the leader is gone; its children may not be

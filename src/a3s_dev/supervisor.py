@@ -487,6 +487,7 @@ class Supervisor:
             self._probing -= 1
 
     async def _stop_one(self, svc: _Service, reason: str | None = None) -> None:
+        name = svc.defn.name
         svc.wanted = False
         runner_done = svc.done
         proc = svc.proc
@@ -502,6 +503,11 @@ class Supervisor:
             self._set(svc, S.STOPPING, reason)
             code = await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
             svc.exit_code = code
+            if proc.killed:
+                timeout = st.format_delay(svc.defn.stop_timeout)
+                self.announce(
+                    f"{name} did not stop within {timeout} of {svc.defn.stop_signal}: killed"
+                )
         if svc.scope is not None:
             svc.scope.cancel()
         await runner_done.wait()

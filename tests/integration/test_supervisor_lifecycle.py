@@ -63,6 +63,7 @@ def test_stop_escalates_to_sigkill_after_stop_timeout(tmp_path: Path) -> None:
             assert 0.4 <= took < 5, took
             assert pid is not None and not pid_alive(pid)
             assert sup.status("stubborn").exit_code == -9
+            assert ("a3s", "stubborn did not stop within 500ms of SIGTERM: killed") in sink.lines
 
     anyio.run(body)
 
