@@ -37,7 +37,11 @@ def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: boo
     known = set(config.names)
     for name in names:
         if name not in known:
-            raise UsageError(f"unknown service {name!r} (known: {', '.join(config.names)})")
+            import difflib
+
+            close = difflib.get_close_matches(name, config.names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(config.names)}"
+            raise UsageError(f"unknown service {name!r} ({hint})")
     chosen = set(names)
     if deps:
         todo = list(names)
