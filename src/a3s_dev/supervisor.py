@@ -216,7 +216,9 @@ class Supervisor:
     def kill_all(self) -> None:
         """SIGKILL every process group now, without waiting (the second Ctrl-C)."""
         for svc in self._svcs.values():
-            if svc.proc is not None:
+            # Only live leaders: an exited one's pgid may since belong to someone else
+            # (its leftovers were already killed when it exited).
+            if svc.proc is not None and svc.proc.returncode is None:
                 svc.proc.kill()
         for proc in self._prespawned.values():
             proc.kill()
@@ -280,7 +282,8 @@ class Supervisor:
         svc.reason = reason
         if exit_code is not None:
             svc.exit_code = exit_code
-        pid = svc.proc.pid if svc.proc is not None else None
+        proc = svc.proc
+        pid = proc.pid if proc is not None and proc.returncode is None else None
         self.bus.publish(StateChanged(svc.defn.name, old, new, reason, time.time(), pid, exit_code))
         self._wake()
 
