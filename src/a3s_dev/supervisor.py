@@ -360,11 +360,9 @@ class Supervisor:
                     svc.restarts += 1
         except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
             message = _describe(exc)
-            old, svc.state, svc.reason = (
-                svc.state,
-                S.FAILED,
-                message,
-            )  # forced: it may have come mid-transition
+            old = svc.state
+            # Forced rather than through _set: the error may have come mid-transition.
+            svc.state, svc.reason = S.FAILED, message
             self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
             self._wake()
             self.announce(f"{name} failed: {message}")
