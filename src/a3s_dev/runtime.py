@@ -16,12 +16,12 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from a3s_dev import fast
-from a3s_dev.errors import A3sError, ConfigError
+from a3s_dev.errors import A3sError
 
 STATE_DIR_NAME = fast.STATE_DIR_NAME
 STATE_DIR = STATE_DIR_NAME
@@ -54,25 +54,6 @@ class RuntimePaths:
     supervisor_log: Path
     groups: Path
     logs_dir: Path
-
-
-def find_a3sfile(explicit: Path | None = None, cwd: Path | None = None) -> Path:
-    """The A3sfile to use: `explicit`, else `$A3S_FILE`, else A3sfile.hcl here or in a parent folder.
-
-    Stdlib only and no parsing, so that `a3s status` can find the control socket cheaply.
-    """
-    chosen = explicit if explicit is not None else (Path(os.environ["A3S_FILE"]) if os.environ.get("A3S_FILE") else None)
-    if chosen is not None:
-        path = Path(os.path.abspath(chosen))
-        if not path.is_file():
-            raise ConfigError(f"{chosen}: no such file")
-        return path
-    here = Path(os.path.abspath(cwd or Path.cwd()))
-    for folder in (here, *here.parents):
-        candidate = folder / A3SFILE_NAME
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"no {A3SFILE_NAME} in {here} or its parents (use -f FILE or A3S_FILE)")
 
 
 def state_dir_for(a3sfile: Path) -> Path:
@@ -425,12 +406,3 @@ def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         paths.groups.unlink()
     return sorted(o.service for o in orphans)
-
-
-def iter_log_files(paths: RuntimePaths) -> Iterator[Path]:
-    """`.a3s/logs/*.log` and their rotated `.log.1` predecessors."""
-    if not paths.logs_dir.is_dir():
-        return
-    for entry in sorted(paths.logs_dir.iterdir()):
-        if entry.name.endswith(".log") or entry.name.endswith(".log.1"):
-            yield entry

@@ -14,7 +14,6 @@ import pytest
 from support import kill_group, pids_in_group, wait_until
 
 from a3s_dev import runtime
-from a3s_dev.errors import ConfigError
 
 
 def _a3sfile(folder: Path) -> Path:
@@ -140,16 +139,3 @@ def test_clean_stale_does_nothing_while_locked(tmp_path: Path) -> None:
         paths.groups.write_text(json.dumps({"api": {"pid": 1, "pgid": os.getpgrp(), "started": 0}}))
         assert runtime.clean_stale(paths) == []
         assert paths.groups.exists()
-
-
-def test_find_a3sfile_searches_parents_and_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    a3sfile = _a3sfile(tmp_path)
-    sub = tmp_path / "a" / "b"
-    sub.mkdir(parents=True)
-    assert runtime.find_a3sfile(cwd=sub) == a3sfile
-    other = tmp_path / "other.hcl"
-    other.write_text("")
-    monkeypatch.setenv("A3S_FILE", str(other))
-    assert runtime.find_a3sfile(cwd=sub) == other
-    with pytest.raises(ConfigError, match="no such file"):
-        runtime.find_a3sfile(tmp_path / "missing.hcl")
