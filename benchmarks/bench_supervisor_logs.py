@@ -34,9 +34,14 @@ def run(a3s: str, folder: Path, lines: int) -> float:
     last = f"| line {lines}\n".encode()
     with open(out_path, "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([a3s, "up", "--no-proxy", "--no-watch"], cwd=folder, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, "NO_COLOR": "1"})
+        proc = subprocess.Popen(
+            [a3s, "up", "--no-proxy", "--no-watch"],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
         try:
             deadline = t0 + 60
             took = None
@@ -54,7 +59,11 @@ def run(a3s: str, folder: Path, lines: int) -> float:
             proc.wait(timeout=20)
     if took is None:
         raise RuntimeError("the last line never arrived")
-    got = [line.split("| ", 1)[1] for line in out_path.read_text().splitlines() if " printer | " in line]
+    got = [
+        line.split("| ", 1)[1]
+        for line in out_path.read_text().splitlines()
+        if " printer | " in line
+    ]
     expected = [f"line {i}" for i in range(1, lines + 1)]
     if got != expected:
         missing = len(expected) - len(got)
@@ -75,8 +84,10 @@ def main() -> None:
             f'dev {{\n  proxy_port = 0\n}}\n\nservice "printer" {{\n  cmd = "exec {sys.base_prefix}/bin/python3 printer.py {args.lines}"\n}}\n'
         )
         times = [run(args.a3s, folder, args.lines) for _ in range(args.runs)]
-    print(f"{args.lines} lines, start -> last line in the file: median {statistics.median(times) * 1000:.0f} ms "
-          f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}; {args.runs} runs, every line present and in order)")
+    print(
+        f"{args.lines} lines, start -> last line in the file: median {statistics.median(times) * 1000:.0f} ms "
+        f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}; {args.runs} runs, every line present and in order)"
+    )
 
 
 if __name__ == "__main__":

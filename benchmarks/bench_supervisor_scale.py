@@ -55,14 +55,23 @@ def run(a3s: str, folder: Path, n: int) -> tuple[float, float, float]:
     """(seconds to all healthy, seconds to all stopped after SIGINT, RSS MB when settled)."""
     ports = free_ports(n + 1)
     proxy = ports.pop()
-    blocks = [f'dev {{\n  proxy_port = {proxy}\n}}\n']
-    blocks += [f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {p}\n}}\n' for i, p in enumerate(ports)]
+    blocks = [f"dev {{\n  proxy_port = {proxy}\n}}\n"]
+    blocks += [
+        f'service "s{i}" {{\n  cmd  = "exec {PY} svc.py"\n  port = {p}\n}}\n'
+        for i, p in enumerate(ports)
+    ]
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
     healthy: list[float] = []
     stopped = threading.Event()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([a3s, "up", "--no-watch"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.Popen(
+        [a3s, "up", "--no-watch"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
     def reader() -> None:
         assert proc.stdout is not None
@@ -97,6 +106,29 @@ def run(a3s: str, folder: Path, n: int) -> tuple[float, float, float]:
     return up, down, rss
 
 
+def bare(folder: Path, n: int) -> float:
+    """The floor on this machine: a bare stdlib loop spawning the same n services, until all answer."""
+    ports = free_ports(n)
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [PY, "svc.py"], cwd=folder, env={**os.environ, "PORT": str(p)}, start_new_session=True
+        )
+        for p in ports
+    ]
+    try:
+        pending = set(ports)
+        while pending:
+            pending = {p for p in pending if socket.socket().connect_ex(("127.0.0.1", p)) != 0}
+            time.sleep(0.005)
+        return time.perf_counter() - t0
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -110,8 +142,11 @@ def main() -> None:
             up = statistics.median(r[0] for r in rows)
             down = statistics.median(r[1] for r in rows)
             rss = statistics.median(r[2] for r in rows)
-            print(f"{n:3d} services: all healthy {up:.2f} s, all down {down:.2f} s, supervisor RSS {rss:.0f} MB "
-                  f"(median of {args.runs})")
+            floor = statistics.median(bare(folder, n) for _ in range(args.runs))
+            print(
+                f"{n:3d} services: all healthy {up:.2f} s, all down {down:.2f} s, supervisor RSS {rss:.0f} MB "
+                f"(median of {args.runs}; a bare stdlib spawn loop needs {floor:.2f} s until all answer)"
+            )
 
 
 if __name__ == "__main__":

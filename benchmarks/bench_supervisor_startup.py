@@ -65,13 +65,20 @@ def a3sfile(folder: Path, ports: list[int], chain: bool) -> None:
     (folder / "A3sfile.hcl").write_text("\n".join(blocks))
 
 
-def run_one(cmd: list[str], folder: Path, ports: list[int], healthy_marker: str | None, env: dict[str, str]) -> tuple[float, float | None]:
+def run_one(
+    cmd: list[str], folder: Path, ports: list[int], healthy_marker: str | None, env: dict[str, str]
+) -> tuple[float, float | None]:
     """(seconds until every port answers, seconds until the tool printed the last healthy line)."""
     wanted = len(ports)
     healthy_at: list[float] = []
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
     def reader() -> None:
@@ -132,7 +139,9 @@ def main() -> None:
         wave.mkdir()
         (wave / "svc.py").write_text(SERVICE)
         a3sfile(wave, ports8, chain=False)
-        (wave / "Procfile").write_text("".join(f"s{i}: PORT={p} exec {PY} svc.py\n" for i, p in enumerate(ports8)))
+        (wave / "Procfile").write_text(
+            "".join(f"s{i}: PORT={p} exec {PY} svc.py\n" for i, p in enumerate(ports8))
+        )
 
         ports5 = free_ports(5)
         chain = folder / "chain"
@@ -142,9 +151,18 @@ def main() -> None:
 
         cases = {
             "a3s up, 8 independent": ([args.a3s, "up", "--no-watch"], wave, ports8, "is healthy"),
-            "chain: a3s up, 5 in a chain": ([args.a3s, "up", "--no-watch"], chain, ports5, "is healthy"),
+            "chain: a3s up, 5 in a chain": (
+                [args.a3s, "up", "--no-watch"],
+                chain,
+                ports5,
+                "is healthy",
+            ),
             "chain: stdlib launcher, 5 in a chain": (
-                [PY, str(HERE / "chain_launcher.py"), *map(str, ports5)], chain, ports5, None),
+                [PY, str(HERE / "chain_launcher.py"), *map(str, ports5)],
+                chain,
+                ports5,
+                None,
+            ),
         }
         if Path(args.honcho).exists():
             cases["honcho start, 8 independent"] = ([args.honcho, "start"], wave, ports8, None)
@@ -158,7 +176,11 @@ def main() -> None:
     for name, rows in results.items():
         ports_med = statistics.median(r[0] for r in rows) * 1000
         healthy = [r[1] for r in rows if r[1] is not None]
-        extra = f", a3s's own 'all healthy' {statistics.median(healthy) * 1000:.0f} ms" if healthy else ""
+        extra = (
+            f", a3s's own 'all healthy' {statistics.median(healthy) * 1000:.0f} ms"
+            if healthy
+            else ""
+        )
         print(f"{name:40s} ports answer {ports_med:6.0f} ms{extra}")
     if "honcho start, 8 independent" in results:
         a3s = statistics.median(r[1] or r[0] for r in results["a3s up, 8 independent"])

@@ -60,8 +60,12 @@ def tcp(interval: float = 0.1, retries: int = 2, timeout: float = 0.5) -> Health
     return HealthConfig(type=ProbeKind.TCP, interval=interval, timeout=timeout, retries=retries)
 
 
-def http(path: str = "/health", interval: float = 0.1, retries: int = 2, timeout: float = 1.0) -> HealthConfig:
-    return HealthConfig(type=ProbeKind.HTTP, path=path, interval=interval, timeout=timeout, retries=retries)
+def http(
+    path: str = "/health", interval: float = 0.1, retries: int = 2, timeout: float = 1.0
+) -> HealthConfig:
+    return HealthConfig(
+        type=ProbeKind.HTTP, path=path, interval=interval, timeout=timeout, retries=retries
+    )
 
 
 class Recorder:
@@ -82,7 +86,9 @@ class Recorder:
 
 
 @asynccontextmanager
-async def running(config: DevConfig, **options: Any) -> AsyncIterator[tuple[Supervisor, MemorySink, Recorder]]:
+async def running(
+    config: DevConfig, **options: Any
+) -> AsyncIterator[tuple[Supervisor, MemorySink, Recorder]]:
     """A Supervisor serving `config` (nothing started yet); stopped, and every group killed, on exit."""
     sink = MemorySink()
     recorder = Recorder()

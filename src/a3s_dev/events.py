@@ -113,4 +113,6 @@ class EventBus:
 
     def wants_lines(self) -> bool:
         """True when some subscriber would receive output (as LogLine or LogBatch)."""
-        return any(kinds is None or LogLine in kinds or LogBatch in kinds for _, kinds in self._subscribers)
+        return any(
+            kinds is None or LogLine in kinds or LogBatch in kinds for _, kinds in self._subscribers
+        )

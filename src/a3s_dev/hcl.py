@@ -326,15 +326,9 @@ def _write_tree(path: Path, body: Body) -> None:
 def parse(text: str, *, cache: bool = True) -> Body:
     """Parse HCL text into blocks and attributes; raise HclSyntaxError with line and column.
 
-    Plain HCL (the usual A3sfile) is read by hcl_fast in ~1 ms. Anything else goes to lark;
-    with `cache`, a tree lark built before from the very same text is read back from the
-    user's cache folder instead (~1 ms instead of ~100 ms).
+    With `cache`, a tree lark built before from the very same text is read back from the
+    user's cache folder instead (~1 ms instead of ~100 ms of imports and parsing).
     """
-    from a3s_dev.hcl_fast import parse_plain
-
-    body = parse_plain(text)
-    if body is not None:
-        return body
     if not cache or os.environ.get("A3S_NO_CACHE"):
         return parse_lark(text)
     path = _tree_cache_path(text)

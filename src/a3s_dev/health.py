@@ -109,7 +109,9 @@ class TcpProbe:
                     return ProbeResult(False, f"tcp connect timed out after {self.timeout:g}s")
             if err == 0:
                 return ProbeResult(True)
-            return ProbeResult(False, f"tcp port {self.port}: {errno.errorcode.get(err, err)} ({_strerror(err)})")
+            return ProbeResult(
+                False, f"tcp port {self.port}: {errno.errorcode.get(err, err)} ({_strerror(err)})"
+            )
         finally:
             sock.close()
 
@@ -123,7 +125,9 @@ def _strerror(err: int) -> str:
 class HttpProbe:
     """Healthy on a 2xx or 3xx answer to GET http://127.0.0.1:port/path within `timeout`."""
 
-    def __init__(self, url: str, timeout: float, resources: ProbeResources, port: int | None = None) -> None:
+    def __init__(
+        self, url: str, timeout: float, resources: ProbeResources, port: int | None = None
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self._resources = resources

@@ -218,7 +218,7 @@ class FileSink:
             if not self._made:
                 self._folder.mkdir(parents=True, exist_ok=True)
                 self._made = True
-            f = open(self._folder / f"{service}.log", "ab")
+            f = open(self._folder / f"{service}.log", "ab")  # noqa: SIM115 - held open until close()
             entry = (f, [f.tell()])
             self._files[service] = entry
         return entry

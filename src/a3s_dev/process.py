@@ -111,7 +111,11 @@ def _listening_inodes(port: int) -> set[str]:
                 next(f, None)
                 for row in f:
                     cols = row.split()
-                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    if (
+                        len(cols) > 9
+                        and cols[3] == "0A"
+                        and int(cols[1].rsplit(":", 1)[1], 16) == port
+                    ):
                         inodes.add(cols[9])
         except OSError:
             continue
@@ -146,7 +150,9 @@ def check_port_free(service: ServiceDef) -> None:
     if service.port is None or not port_in_use(service.port):
         return
     owner = port_owner(service.port)
-    raise RuntimeFailure(f"port {service.port} is already in use" + (f" by {owner}" if owner else ""))
+    raise RuntimeFailure(
+        f"port {service.port} is already in use" + (f" by {owner}" if owner else "")
+    )
 
 
 # --------------------------------------------------------------------------- spawning
@@ -378,7 +384,7 @@ def group_alive(pgid: int) -> bool:
 
 def live_members(pgid: int) -> list[int]:
     """Pids of the non-zombie processes in group `pgid`, from /proc (empty when /proc is unreadable)."""
-    found = []
+    found: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -421,11 +427,13 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own group: one killpg reaches grandchildren; Ctrl-C is ours to relay
-            preexec_fn=preexec,
+            preexec_fn=preexec,  # noqa: PLW1509 - only without setpriv; it calls prctl, nothing else
             close_fds=True,
         )
     except OSError as exc:
-        raise RuntimeFailure(f"service {service.name}: cannot start: {exc.strerror or exc}") from None
+        raise RuntimeFailure(
+            f"service {service.name}: cannot start: {exc.strerror or exc}"
+        ) from None
     _grow_pipe(popen)
     return ServiceProcess(service.name, popen, time.time(), time.monotonic())
 

@@ -8,7 +8,7 @@ logs, and turns the first Ctrl-C/SIGTERM into a graceful stop and the second int
 from __future__ import annotations
 
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
 # task_status.started() once it is serving (proxy.serve_proxy, watcher.watch_services, ...).
-Attachment = Callable[..., Awaitable[None]]
+Attachment = Callable[..., Coroutine[Any, Any, None]]
 
 
 def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: bool) -> list[str]:
@@ -52,7 +52,9 @@ def first_wave(config: DevConfig, wanted: Sequence[str]) -> list[ServiceDef]:
     """The wanted services that wait for nothing wanted: they can be spawned at once."""
     chosen = set(wanted)
     return [
-        config.service(n) for n in wanted if not any(d in chosen for d in config.service(n).depends_on)
+        config.service(n)
+        for n in wanted
+        if not any(d in chosen for d in config.service(n).depends_on)
     ]
 
 
@@ -100,7 +102,9 @@ async def serve(
     from a3s_dev.supervisor import Supervisor
 
     wanted = wanted_services(config, services, deps)
-    sup = Supervisor(config, sinks=sinks, policy=policy, bus=bus, prespawned=prespawned, **supervisor_options)
+    sup = Supervisor(
+        config, sinks=sinks, policy=policy, bus=bus, prespawned=prespawned, **supervisor_options
+    )
     if on_supervisor is not None:
         on_supervisor(sup)
 
@@ -205,7 +209,9 @@ def _run_loop(
                 sup = holder[0]
                 if signals == 1:
                     name = signal.Signals(signum).name
-                    sup.announce(f"{name}: stopping every service (Ctrl-C again to kill them at once)")
+                    sup.announce(
+                        f"{name}: stopping every service (Ctrl-C again to kill them at once)"
+                    )
                     await sup.shutdown()
                 else:
                     sup.announce("killing every service now")
@@ -302,7 +308,9 @@ def parse_fast_up(argv: Sequence[str]) -> UpArgs | None:
         i += 1
     if not seen:
         return None
-    return UpArgs(tuple(services), file, "deps" not in off, "proxy" not in off, "watch" not in off, color)
+    return UpArgs(
+        tuple(services), file, "deps" not in off, "proxy" not in off, "watch" not in off, color
+    )
 
 
 def run_fast_up(args: UpArgs) -> int | None:

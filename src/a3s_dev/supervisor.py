@@ -34,12 +34,16 @@ TAIL_LINES = 200
 
 @dataclass(frozen=True)
 class Cadence:
-    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s."""
+    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s.
 
-    fast: float = 0.005
+    With more than `share` services starting at once, each is polled `share / n` as often, so
+    the polls never exceed share / fast per second (2000/s) and leave the CPU to the services.
+    """
+
+    fast: float = 0.002
     fast_for: float = 2.0
     slow: float = 0.05
-    share: int = 8  # up to this many services starting at once are all polled every `fast` s
+    share: int = 4
 
 
 @dataclass(eq=False)
@@ -89,7 +93,9 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
+        self._groups = (
+            GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
+        )
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._probing = 0  # services in their start-up probe loop
@@ -119,6 +125,8 @@ class Supervisor:
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
         wanted = self._closure(self._names(names), deps=deps)
+        if self._shutdown.is_set():
+            return  # a start racing with `down` must not spawn anything new
         for name in self.config.names:  # declaration order breaks ties
             if name in wanted:
                 self._launch(self._svcs[name])
@@ -221,7 +229,9 @@ class Supervisor:
         result = list(names)
         unknown = [n for n in result if n not in self._svcs]
         if unknown:
-            raise UsageError(f"unknown service {unknown[0]!r} (known: {', '.join(self.config.names)})")
+            raise UsageError(
+                f"unknown service {unknown[0]!r} (known: {', '.join(self.config.names)})"
+            )
         return result
 
     def _closure(self, names: Iterable[str], *, deps: bool) -> set[str]:
@@ -255,7 +265,12 @@ class Supervisor:
     # ------------------------------------------------------------------ state & output
 
     def _set(
-        self, svc: _Service, new: ServiceState, reason: str | None = None, *, exit_code: int | None = None
+        self,
+        svc: _Service,
+        new: ServiceState,
+        reason: str | None = None,
+        *,
+        exit_code: int | None = None,
     ) -> None:
         old = svc.state
         if old is new and svc.reason == reason:
@@ -331,12 +346,18 @@ class Supervisor:
                             self.announce(f"{name} failed ({st.exited(code)})")
                         return
                     self._set(svc, S.BACKOFF, st.restarting_in(code, delay), exit_code=code)
-                    self.announce(f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}")
+                    self.announce(
+                        f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}"
+                    )
                     await anyio.sleep(delay)
                     svc.restarts += 1
         except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
             message = _describe(exc)
-            old, svc.state, svc.reason = svc.state, S.FAILED, message  # forced: it may have come mid-transition
+            old, svc.state, svc.reason = (
+                svc.state,
+                S.FAILED,
+                message,
+            )  # forced: it may have come mid-transition
             self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
             self._changed.set()
             self._changed = anyio.Event()
@@ -353,7 +374,11 @@ class Supervisor:
             if not waiting:
                 return
             failed = [d.defn.name for d in waiting if d.state is S.FAILED]
-            reason = st.dependency_failed(failed[0]) if failed else st.waiting_for([d.defn.name for d in waiting])
+            reason = (
+                st.dependency_failed(failed[0])
+                if failed
+                else st.waiting_for([d.defn.name for d in waiting])
+            )
             self._set(svc, S.PENDING, reason)
             await self._changed.wait()
 
@@ -403,7 +428,9 @@ class Supervisor:
         self._set(svc, S.RUNNING, None)
         if probe is None:
             if not svc.defn.oneshot:
-                self.policy.healthy(name)  # running is all we can know: its uptime resets the backoff
+                self.policy.healthy(
+                    name
+                )  # running is all we can know: its uptime resets the backoff
                 self.announce(f"{name} started (no health check)")
             return
         self._set_health(svc, True, None)
@@ -441,7 +468,9 @@ class Supervisor:
         try:
             while not (await probe.check()).ok:
                 fast = c.fast * max(1.0, self._probing / c.share)
-                await anyio.sleep(fast if time.monotonic() - began < c.fast_for else max(c.slow, fast))
+                await anyio.sleep(
+                    fast if time.monotonic() - began < c.fast_for else max(c.slow, fast)
+                )
         finally:
             self._probing -= 1
 
@@ -450,9 +479,11 @@ class Supervisor:
         runner_done = svc.done
         proc = svc.proc
         if runner_done is None or runner_done.is_set():
-            if svc.state not in (S.STOPPED, S.COMPLETED, S.FAILED) or reason is not None:
-                if svc.state is not S.STOPPED:
-                    self._set(svc, S.STOPPED, reason)
+            # No process left; a restart still passes through `stopped`.
+            if svc.state is not S.STOPPED and (
+                reason is not None or svc.state not in (S.COMPLETED, S.FAILED)
+            ):
+                self._set(svc, S.STOPPED, reason)
             return
         svc.stopping = True
         if proc is not None and proc.returncode is None:
@@ -482,6 +513,8 @@ def _call_soon(callback: Callable[[], None]) -> None:
 
 def _signal(name: str) -> signal.Signals:
     try:
-        return signal.Signals[name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()]
+        return signal.Signals[
+            name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+        ]
     except KeyError:
         return signal.SIGTERM

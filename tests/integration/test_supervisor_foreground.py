@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port, kill_group, pid_alive, pids_in_group, port_open, wait_until, write_http_service
+from support import (
+    free_port,
+    kill_group,
+    pid_alive,
+    pids_in_group,
+    port_open,
+    wait_until,
+    write_http_service,
+)
 
 # Builds the config from dataclasses (as `a3s up` does after loading the A3sfile) and runs
 # the foreground session, so the test exercises exactly what the CLI runs.
@@ -45,7 +53,7 @@ def launch(tmp_path: Path) -> Iterator:
         spec.write_text(json.dumps({"folder": str(tmp_path), "services": services}))
         proc = subprocess.Popen(
             [sys.executable, str(tmp_path / "launcher.py"), str(spec)],
-            stdout=open(tmp_path / "out.txt", "w"),
+            stdout=open(tmp_path / "out.txt", "w"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so cleanup can kill whatever it left
             text=True,
@@ -63,7 +71,10 @@ def launch(tmp_path: Path) -> Iterator:
 
 def _recorded_groups(folder: Path) -> list[int]:
     try:
-        return [int(r["pgid"]) for r in json.loads((folder / ".a3s" / "groups.json").read_text()).values()]
+        return [
+            int(r["pgid"])
+            for r in json.loads((folder / ".a3s" / "groups.json").read_text()).values()
+        ]
     except (OSError, ValueError):
         return []
 
@@ -91,7 +102,9 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
     assert all(pids_in_group(g) == [] for g in groups), "a process of a service survived Ctrl-C"
     assert not port_open(db) and not port_open(api)
     lines = text.splitlines()
-    assert any(line.startswith(("0", "1", "2")) and " db  | db listening on" in line for line in lines), text
+    assert any(
+        line.startswith(("0", "1", "2")) and " db  | db listening on" in line for line in lines
+    ), text
     assert "every service stopped" in lines[-1]
     # One healthy line per service, with the time to ready.
     assert [line.split("| ", 1)[1].split(" (")[0] for line in lines if "is healthy" in line] == [
@@ -104,7 +117,9 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_are_a_graceful_stop_too(tmp_path: Path, launch, sig: signal.Signals) -> None:
+def test_sigterm_and_sighup_are_a_graceful_stop_too(
+    tmp_path: Path, launch, sig: signal.Signals
+) -> None:
     write_http_service(tmp_path)
     proc = launch([{"name": "web", "cmd": PID_SERVER, "port": free_port()}])
     out = tmp_path / "out.txt"
@@ -127,7 +142,11 @@ def test_second_sigint_kills_at_once(tmp_path: Path, launch) -> None:
     wait_until(lambda: "stubborn | up" in out.read_text(), timeout=20, message="stubborn up")
     groups = _recorded_groups(tmp_path)
     proc.send_signal(signal.SIGINT)
-    wait_until(lambda: "stopping every service" in out.read_text(), timeout=10, message="graceful stop begun")
+    wait_until(
+        lambda: "stopping every service" in out.read_text(),
+        timeout=10,
+        message="graceful stop begun",
+    )
     assert proc.poll() is None  # still waiting for the 60 s stop_timeout
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=10) == 0
@@ -144,19 +163,27 @@ def test_a_sigkilled_supervisor_leaves_groups_the_next_run_ends(tmp_path: Path, 
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     # PDEATHSIG ends the direct child; the backgrounded grandchild is still there.
-    wait_until(lambda: not port_open(port), timeout=10, message="direct child gone by PR_SET_PDEATHSIG")
+    wait_until(
+        lambda: not port_open(port), timeout=10, message="direct child gone by PR_SET_PDEATHSIG"
+    )
     leftovers = [p for g in groups for p in pids_in_group(g)]
     assert leftovers and all(pid_alive(p) for p in leftovers)
 
     second = launch([{"name": "api", "cmd": PID_SERVER, "port": port}])
-    wait_until(lambda: out.read_text().count("api is healthy") >= 1 and not any(pids_in_group(g) for g in groups),
-               timeout=20, message="old groups ended by the next run")
+    wait_until(
+        lambda: (
+            out.read_text().count("api is healthy") >= 1
+            and not any(pids_in_group(g) for g in groups)
+        ),
+        timeout=20,
+        message="old groups ended by the next run",
+    )
     second.send_signal(signal.SIGINT)
     assert second.wait(timeout=20) == 0
 
 
 def _a3sfile(folder: Path, body: str) -> None:
-    (folder / "A3sfile.hcl").write_text('dev {\n  proxy_port = 0\n}\n\n' + body)
+    (folder / "A3sfile.hcl").write_text("dev {\n  proxy_port = 0\n}\n\n" + body)
 
 
 def test_real_a3s_up_command_streams_logs_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
@@ -168,11 +195,15 @@ def test_real_a3s_up_command_streams_logs_and_ctrl_c_leaves_nothing(tmp_path: Pa
         f'service "api" {{\n  cmd = "exec python3 server.py"\n  port = {api}\n  depends_on = ["db"]\n}}\n',
     )
     out = tmp_path / "out.txt"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "a3s_dev", "up", "--no-watch"],
-        cwd=tmp_path, stdout=open(out, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    with open(out, "w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "a3s_dev", "up", "--no-watch"],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
     groups: list[int] = []
     try:
         wait_until(lambda: "api is healthy" in out.read_text(), timeout=30, message="api healthy")
@@ -199,7 +230,12 @@ def test_real_a3s_up_with_a_bad_a3sfile_exits_1_and_starts_nothing(tmp_path: Pat
         'service "bad" {\n  cmd = "true"\n  depends_on = ["nope"]\n}\n',
     )
     result = subprocess.run(
-        [sys.executable, "-m", "a3s_dev", "up"], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "a3s_dev", "up"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 1
     assert "nope" in result.stderr and "Traceback" not in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import textwrap
 import time
@@ -22,7 +23,9 @@ SERVER = "exec python3 server.py"
 
 def test_stop_ends_grandchildren_of_the_service(tmp_path: Path) -> None:
     write_http_service(tmp_path)
-    config = make_config(tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port()))
+    config = make_config(
+        tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
+    )
 
     async def body() -> None:
         async with running(config) as (sup, _, _):
@@ -44,7 +47,9 @@ def test_stop_escalates_to_sigkill_after_stop_timeout(tmp_path: Path) -> None:
         "import signal, time\nsignal.signal(signal.SIGTERM, lambda *a: print('ignoring SIGTERM', flush=True))\n"
         "print('up', flush=True)\nwhile True: time.sleep(1)\n"
     )
-    config = make_config(tmp_path, service("stubborn", "exec python3 stubborn.py", tmp_path, stop_timeout=0.5))
+    config = make_config(
+        tmp_path, service("stubborn", "exec python3 stubborn.py", tmp_path, stop_timeout=0.5)
+    )
 
     async def body() -> None:
         async with running(config) as (sup, sink, _):
@@ -69,7 +74,9 @@ def test_stop_signal_is_sent_to_the_group(tmp_path: Path) -> None:
         "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(0)))\n"
         "print('up', flush=True)\nwhile True: time.sleep(1)\n"
     )
-    config = make_config(tmp_path, service("t", "exec python3 trap.py", tmp_path, stop_signal="SIGINT"))
+    config = make_config(
+        tmp_path, service("t", "exec python3 trap.py", tmp_path, stop_signal="SIGINT")
+    )
 
     async def body() -> None:
         async with running(config) as (sup, sink, _):
@@ -96,7 +103,9 @@ def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path) -> 
             await sup.start()
             await sup.wait_ready(config.names, timeout=20)
             await sup.shutdown()
-            await poll(lambda: all(s.state is S.STOPPED for s in sup.snapshot()), message="all stopped")
+            await poll(
+                lambda: all(s.state is S.STOPPED for s in sup.snapshot()), message="all stopped"
+            )
             return [c.service for c in rec.changes if c.new is S.STOPPED]
 
     assert anyio.run(body) == ["web", "api", "db"]
@@ -111,8 +120,11 @@ def test_crash_restarts_with_growing_backoff_delays(tmp_path: Path) -> None:
     async def body() -> None:
         async with running(config, policy=policy) as (sup, sink, rec):
             await sup.start()
-            await poll(lambda: len(stamps.read_text().split()) >= 5 if stamps.exists() else False, timeout=20,
-                       message="five spawns")
+            await poll(
+                lambda: len(stamps.read_text().split()) >= 5 if stamps.exists() else False,
+                timeout=20,
+                message="five spawns",
+            )
             assert S.BACKOFF in rec.states("crashy")
             assert sup.status("crashy").restarts >= 4
             reasons = [c.reason for c in rec.changes if c.new is S.BACKOFF]
@@ -122,17 +134,21 @@ def test_crash_restarts_with_growing_backoff_delays(tmp_path: Path) -> None:
                 "exit code 2, restarting in 400ms",
                 "exit code 2, restarting in 400ms",
             ]
-            assert any("crashy exited (exit code 2), restarting in 200ms" in line for _, line in sink.lines)
+            assert any(
+                "crashy exited (exit code 2), restarting in 200ms" in line for _, line in sink.lines
+            )
 
     anyio.run(body)
     times = [float(x) for x in stamps.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
     assert gaps[1] > gaps[0] and gaps[2] > gaps[0], gaps
 
 
 def test_restart_never_leaves_a_crashed_service_failed(tmp_path: Path) -> None:
-    config = make_config(tmp_path, service("once", "echo bye; exit 1", tmp_path, restart=RestartMode.NEVER))
+    config = make_config(
+        tmp_path, service("once", "echo bye; exit 1", tmp_path, restart=RestartMode.NEVER)
+    )
 
     async def body() -> None:
         async with running(config) as (sup, _, rec):
@@ -180,7 +196,14 @@ def test_service_becomes_unhealthy_after_retries_and_recovers(tmp_path: Path) ->
         )
     )
     config = make_config(
-        tmp_path, service("flaky", "exec python3 flaky.py", tmp_path, port=free_port(), health=tcp(interval=0.1, retries=3))
+        tmp_path,
+        service(
+            "flaky",
+            "exec python3 flaky.py",
+            tmp_path,
+            port=free_port(),
+            health=tcp(interval=0.1, retries=3),
+        ),
     )
 
     async def body() -> None:
@@ -246,7 +269,9 @@ def test_stop_of_a_dependency_stops_its_dependents_first(tmp_path: Path) -> None
 
 def test_live_groups_are_recorded_and_a_later_run_can_end_them(tmp_path: Path) -> None:
     write_http_service(tmp_path)
-    config = make_config(tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port()))
+    config = make_config(
+        tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
+    )
     paths = runtime.paths_for(config.path)
 
     async def body() -> None:
@@ -279,7 +304,9 @@ def test_without_a_probe_a_service_is_ready_once_spawned(tmp_path: Path) -> None
 
 def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Path) -> None:
     write_http_service(tmp_path)
-    config = make_config(tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port()))
+    config = make_config(
+        tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
+    )
     seen: list[int] = []
 
     async def body() -> None:
@@ -311,8 +338,13 @@ def test_a_broken_probe_fails_its_service_only(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path,
-        service("odd", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port(),
-                health=HealthConfig(type="broken")),  # type: ignore[arg-type]
+        service(
+            "odd",
+            "sleep 1000 & exec python3 server.py",
+            tmp_path,
+            port=free_port(),
+            health=HealthConfig(type="broken"),
+        ),  # type: ignore[arg-type]
         service("fine", SERVER, tmp_path, port=free_port()),
     )
     try:

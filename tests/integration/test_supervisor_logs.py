@@ -13,7 +13,9 @@ from a3s_dev.state import ServiceState
 S = ServiceState
 
 
-def test_a_megabyte_line_invalid_utf8_and_a_final_line_without_newline_come_through(tmp_path: Path) -> None:
+def test_a_megabyte_line_invalid_utf8_and_a_final_line_without_newline_come_through(
+    tmp_path: Path,
+) -> None:
     script = tmp_path / "noisy.py"
     script.write_text(
         "import sys\n"
@@ -25,7 +27,9 @@ def test_a_megabyte_line_invalid_utf8_and_a_final_line_without_newline_come_thro
         "out.write(b'no newline at the end')\n"
         "out.flush()\n"
     )
-    config = make_config(tmp_path, service("noisy", "exec python3 noisy.py", tmp_path, oneshot=True))
+    config = make_config(
+        tmp_path, service("noisy", "exec python3 noisy.py", tmp_path, oneshot=True)
+    )
     files = FileSink(tmp_path / "logs")
 
     async def body() -> list[str]:
@@ -38,7 +42,13 @@ def test_a_megabyte_line_invalid_utf8_and_a_final_line_without_newline_come_thro
 
     lines = anyio.run(body)
     files.close()
-    assert lines == ["x" * 1_000_000, "bad \ufffd\ufffd bytes", "\x1b[31mred\x1b[0m", "on stderr", "no newline at the end"]
+    assert lines == [
+        "x" * 1_000_000,
+        "bad \ufffd\ufffd bytes",
+        "\x1b[31mred\x1b[0m",
+        "on stderr",
+        "no newline at the end",
+    ]
     on_disk = (tmp_path / "logs" / "noisy.log").read_text().splitlines()
     assert [line.split(" ", 1)[1] for line in on_disk] == lines
 

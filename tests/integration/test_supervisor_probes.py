@@ -21,7 +21,14 @@ def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
     config = make_config(
         tmp_path,
         service("good", SERVER, tmp_path, port=free_port(), health=http("/health")),
-        service("bad", SERVER, tmp_path, port=free_port(), env={"HEALTH_STATUS": "500"}, health=http("/health")),
+        service(
+            "bad",
+            SERVER,
+            tmp_path,
+            port=free_port(),
+            env={"HEALTH_STATUS": "500"},
+            health=http("/health"),
+        ),
     )
 
     async def body() -> None:
@@ -29,7 +36,10 @@ def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
             await sup.start()
             statuses = await sup.wait_ready(["good"], timeout=20)
             assert statuses["good"].state is S.RUNNING and statuses["good"].health == "healthy"
-            await poll(lambda: any(n == "bad" and "listening" in line for n, line in sink.lines), message="bad up")
+            await poll(
+                lambda: any(n == "bad" and "listening" in line for n, line in sink.lines),
+                message="bad up",
+            )
             await anyio.sleep(0.3)
             assert sup.status("bad").state is S.STARTING  # answers, but with 500: not ready
 
@@ -52,7 +62,9 @@ REDIRECT = textwrap.dedent(
 def test_http_probe_counts_a_redirect_as_healthy_without_following_it(tmp_path: Path) -> None:
     (tmp_path / "redirect.py").write_text(REDIRECT)
     port = free_port()
-    config = make_config(tmp_path, service("r", "exec python3 redirect.py", tmp_path, port=port, health=http("/")))
+    config = make_config(
+        tmp_path, service("r", "exec python3 redirect.py", tmp_path, port=port, health=http("/"))
+    )
 
     async def body() -> None:
         async with running(config) as (sup, _, _):
@@ -69,7 +81,9 @@ def test_http_probe_explains_failures(tmp_path: Path) -> None:
     async def body() -> None:
         resources = ProbeResources()
         try:
-            result = await HttpProbe(f"http://127.0.0.1:{port}/health", 0.5, resources, port).check()
+            result = await HttpProbe(
+                f"http://127.0.0.1:{port}/health", 0.5, resources, port
+            ).check()
             assert not result.ok and f"GET http://127.0.0.1:{port}/health" in result.detail
             assert "ECONNREFUSED" in result.detail
         finally:

@@ -39,7 +39,9 @@ def test_a_service_dies_with_its_supervisor(tmp_path: Path, mode: str) -> None:
     if mode == "setpriv" and process._setpriv() is None:
         pytest.skip("no setpriv with --pdeathsig here")
     (tmp_path / "middle.py").write_text(MIDDLE)
-    middle = subprocess.Popen([sys.executable, "middle.py", mode], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    middle = subprocess.Popen(
+        [sys.executable, "middle.py", mode], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
     child = 0
     try:
         assert middle.stdout is not None
@@ -47,7 +49,11 @@ def test_a_service_dies_with_its_supervisor(tmp_path: Path, mode: str) -> None:
         assert pid_alive(child)
         middle.send_signal(signal.SIGKILL)
         middle.wait(timeout=10)
-        wait_until(lambda: not pid_alive(child), timeout=10, message="service killed by the parent-death signal")
+        wait_until(
+            lambda: not pid_alive(child),
+            timeout=10,
+            message="service killed by the parent-death signal",
+        )
     finally:
         middle.kill()
         if child:

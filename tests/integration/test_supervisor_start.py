@@ -33,7 +33,11 @@ def test_dependents_start_only_after_dependency_is_healthy(tmp_path: Path) -> No
         async with running(config) as (sup, _, rec):
             await sup.start()
             statuses = await sup.wait_ready(config.names, timeout=20)
-            assert {n: s.state for n, s in statuses.items()} == {"db": S.RUNNING, "api": S.RUNNING, "web": S.RUNNING}
+            assert {n: s.state for n, s in statuses.items()} == {
+                "db": S.RUNNING,
+                "api": S.RUNNING,
+                "web": S.RUNNING,
+            }
             assert rec.states("api")[0] is S.PENDING
             assert sup.status("web").reason is None
 
@@ -68,7 +72,9 @@ def test_failed_dependency_leaves_dependents_pending_with_the_reason(tmp_path: P
     api_port = free_port()
     config = make_config(
         tmp_path,
-        service("db", "echo cannot start; exit 3", tmp_path, port=free_port(), restart=RestartMode.NEVER),
+        service(
+            "db", "echo cannot start; exit 3", tmp_path, port=free_port(), restart=RestartMode.NEVER
+        ),
         service("api", SERVER, tmp_path, port=api_port, depends_on=("db",)),
     )
 
@@ -79,7 +85,9 @@ def test_failed_dependency_leaves_dependents_pending_with_the_reason(tmp_path: P
             assert statuses["api"].state is S.PENDING
             db = sup.status("db")
             assert db.state is S.FAILED and db.exit_code == 3 and db.reason == "exit code 3"
-            await poll(lambda: sup.status("api").reason == "dependency db failed", message="api's reason")
+            await poll(
+                lambda: sup.status("api").reason == "dependency db failed", message="api's reason"
+            )
             assert sup.status("api").pid is None
             assert ("db", "cannot start") in sink.lines
 
@@ -93,7 +101,14 @@ def test_oneshot_task_gates_its_dependent_until_it_exits_zero(tmp_path: Path) ->
     config = make_config(
         tmp_path,
         service("migrate", task, tmp_path, oneshot=True),
-        service("api", SERVER, tmp_path, port=free_port(), env={"RECORD": str(record)}, depends_on=("migrate",)),
+        service(
+            "api",
+            SERVER,
+            tmp_path,
+            port=free_port(),
+            env={"RECORD": str(record)},
+            depends_on=("migrate",),
+        ),
     )
 
     async def body() -> None:
@@ -156,12 +171,19 @@ def test_port_in_use_fails_the_service_before_spawning_and_names_the_owner(tmp_p
 
 
 def test_service_environment_follows_the_contract(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("FROM_FILE=file\nOVERRIDDEN=file\n# comment\nexport QUOTED=\"a b\"\n")
+    (tmp_path / ".env").write_text(
+        'FROM_FILE=file\nOVERRIDDEN=file\n# comment\nexport QUOTED="a b"\n'
+    )
     dump = "env | sort > env.txt; sleep 30"
     db_port = free_port()
     config = make_config(
         tmp_path,
-        service("my-db", f"exec python3 -m http.server --bind 127.0.0.1 {db_port}", tmp_path, port=db_port),
+        service(
+            "my-db",
+            f"exec python3 -m http.server --bind 127.0.0.1 {db_port}",
+            tmp_path,
+            port=db_port,
+        ),
         service("cache", "sleep 30", tmp_path),
         service(
             "api",
@@ -177,10 +199,17 @@ def test_service_environment_follows_the_contract(tmp_path: Path) -> None:
     async def body() -> None:
         async with running(config) as (sup, _, _):
             await sup.start(["api"])
-            await poll(lambda: (tmp_path / "env.txt").exists() and (tmp_path / "env.txt").read_text(), message="env.txt")
+            await poll(
+                lambda: (tmp_path / "env.txt").exists() and (tmp_path / "env.txt").read_text(),
+                message="env.txt",
+            )
 
     anyio.run(body)
-    env = dict(line.split("=", 1) for line in (tmp_path / "env.txt").read_text().splitlines() if "=" in line)
+    env = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "env.txt").read_text().splitlines()
+        if "=" in line
+    )
     api_port = config.service("api").port
     assert env["PORT"] == str(api_port)  # PORT wins over `env`
     assert env["OVERRIDDEN"] == "env"  # env wins over env_file

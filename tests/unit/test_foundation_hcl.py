@@ -11,7 +11,7 @@ from a3s_dev import hcl
 pytestmark = pytest.mark.timeout(60)
 
 SAMPLE = 'dev {\n  proxy_port = 7080\n}\nservice "a" {\n  cmd = "x"\n  env = { A = 1 }\n  depends_on = ["b"]\n}\n'
-# A heredoc is beyond the plain reader: lark parses it, and its tree is cached.
+# A heredoc: the walker must handle more than plain literals.
 LARK_ONLY = 'service "a" {\n  cmd = <<-EOT\n    echo hi\n  EOT\n}\n'
 
 
@@ -73,12 +73,6 @@ def test_tree_cache_returns_the_same_tree_without_parsing(monkeypatch: pytest.Mo
     assert hcl._tree_cache_path(LARK_ONLY).exists()
     monkeypatch.setattr(hcl, "parse_lark", lambda text: pytest.fail("parsed again"))
     assert hcl.parse(LARK_ONLY) == first
-
-
-def test_plain_files_need_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hcl, "parse_lark", lambda text: pytest.fail("lark was used"))
-    hcl.parse(SAMPLE)
-    assert not hcl._tree_cache_path(SAMPLE).exists()
 
 
 def test_tree_cache_is_keyed_by_the_text() -> None:

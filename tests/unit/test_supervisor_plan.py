@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from a3s_dev import health
-from a3s_dev.config import DevConfig, HealthConfig, ProbeKind, ServiceDef
+from a3s_dev.config import DevConfig, HealthConfig, ServiceDef
 from a3s_dev.errors import UsageError
 from a3s_dev.health import ProbeResources, ProbeResult, TcpProbe, make_probe, register_probe
 from a3s_dev.session import UpArgs, first_wave, parse_fast_up, wanted_services
@@ -41,7 +41,11 @@ def test_up_with_names_adds_their_dependency_closure_in_declaration_order() -> N
 
 def test_first_wave_is_what_waits_for_nothing_wanted() -> None:
     config = _config()
-    assert [s.name for s in first_wave(config, wanted_services(config, None, True))] == ["db", "cache", "docs"]
+    assert [s.name for s in first_wave(config, wanted_services(config, None, True))] == [
+        "db",
+        "cache",
+        "docs",
+    ]
     assert [s.name for s in first_wave(config, ["web"])] == ["web"]  # --no-deps
 
 
@@ -84,7 +88,9 @@ def test_no_httpx_until_an_http_probe_checks() -> None:
         "import sys; from a3s_dev import supervisor, session;"
         "print(sorted(m for m in ('httpx', 'aiohttp', 'watchfiles', 'networkx', 'rich.table') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -93,8 +99,10 @@ def test_no_httpx_until_an_http_probe_checks() -> None:
     [
         (["up"], UpArgs()),
         (["up", "api", "web", "--no-deps"], UpArgs(services=("api", "web"), deps=False)),
-        (["-f", "x.hcl", "--no-color", "up", "--no-proxy", "--no-watch"],
-         UpArgs(file=Path("x.hcl"), proxy=False, watch=False, color=False)),
+        (
+            ["-f", "x.hcl", "--no-color", "up", "--no-proxy", "--no-watch"],
+            UpArgs(file=Path("x.hcl"), proxy=False, watch=False, color=False),
+        ),
         (["up", "--file", "y.hcl"], UpArgs(file=Path("y.hcl"))),
         (["up", "--file=z.hcl", "api"], UpArgs(services=("api",), file=Path("z.hcl"))),
         (["up", "-d"], None),  # the background path belongs to typer/daemon
@@ -106,5 +114,7 @@ def test_no_httpx_until_an_http_probe_checks() -> None:
         ([], None),
     ],
 )
-def test_fast_up_parses_plain_foreground_command_lines_only(argv: list[str], expected: UpArgs | None) -> None:
+def test_fast_up_parses_plain_foreground_command_lines_only(
+    argv: list[str], expected: UpArgs | None
+) -> None:
     assert parse_fast_up(argv) == expected

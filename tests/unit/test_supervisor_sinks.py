@@ -133,5 +133,7 @@ def test_file_sink_writes_millisecond_stamps_and_rotates(tmp_path: Path) -> None
     sink.close()
     assert (tmp_path / "logs" / "api.log.1").exists()
     assert (tmp_path / "logs" / "api.log").stat().st_size < 200
-    both = (tmp_path / "logs" / "api.log.1").read_text() + (tmp_path / "logs" / "api.log").read_text()
+    both = (tmp_path / "logs" / "api.log.1").read_text() + (
+        tmp_path / "logs" / "api.log"
+    ).read_text()
     assert "line 9" in both

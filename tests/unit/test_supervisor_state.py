@@ -15,25 +15,53 @@ S = ServiceState
 
 # Every allowed move, written out once more by hand: the table must match it exactly.
 ALLOWED = {
-    (S.PENDING, S.STARTING), (S.PENDING, S.FAILED), (S.PENDING, S.STOPPING), (S.PENDING, S.STOPPED),
-    (S.STARTING, S.RUNNING), (S.STARTING, S.COMPLETED), (S.STARTING, S.BACKOFF), (S.STARTING, S.FAILED),
-    (S.STARTING, S.STOPPING), (S.STARTING, S.STOPPED),
-    (S.RUNNING, S.UNHEALTHY), (S.RUNNING, S.COMPLETED), (S.RUNNING, S.BACKOFF), (S.RUNNING, S.FAILED),
-    (S.RUNNING, S.STOPPING), (S.RUNNING, S.STOPPED),
-    (S.UNHEALTHY, S.RUNNING), (S.UNHEALTHY, S.BACKOFF), (S.UNHEALTHY, S.FAILED), (S.UNHEALTHY, S.STOPPING),
+    (S.PENDING, S.STARTING),
+    (S.PENDING, S.FAILED),
+    (S.PENDING, S.STOPPING),
+    (S.PENDING, S.STOPPED),
+    (S.STARTING, S.RUNNING),
+    (S.STARTING, S.COMPLETED),
+    (S.STARTING, S.BACKOFF),
+    (S.STARTING, S.FAILED),
+    (S.STARTING, S.STOPPING),
+    (S.STARTING, S.STOPPED),
+    (S.RUNNING, S.UNHEALTHY),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.BACKOFF),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.STOPPING),
+    (S.RUNNING, S.STOPPED),
+    (S.UNHEALTHY, S.RUNNING),
+    (S.UNHEALTHY, S.BACKOFF),
+    (S.UNHEALTHY, S.FAILED),
+    (S.UNHEALTHY, S.STOPPING),
     (S.UNHEALTHY, S.STOPPED),
-    (S.BACKOFF, S.PENDING), (S.BACKOFF, S.STARTING), (S.BACKOFF, S.FAILED), (S.BACKOFF, S.STOPPING),
+    (S.BACKOFF, S.PENDING),
+    (S.BACKOFF, S.STARTING),
+    (S.BACKOFF, S.FAILED),
+    (S.BACKOFF, S.STOPPING),
     (S.BACKOFF, S.STOPPED),
     (S.STOPPING, S.STOPPED),
-    (S.STOPPED, S.PENDING), (S.STOPPED, S.STARTING), (S.STOPPED, S.STOPPING), (S.STOPPED, S.FAILED),
-    (S.COMPLETED, S.PENDING), (S.COMPLETED, S.STARTING), (S.COMPLETED, S.STOPPING), (S.COMPLETED, S.STOPPED),
-    (S.FAILED, S.PENDING), (S.FAILED, S.STARTING), (S.FAILED, S.STOPPING), (S.FAILED, S.STOPPED),
+    (S.STOPPED, S.PENDING),
+    (S.STOPPED, S.STARTING),
+    (S.STOPPED, S.STOPPING),
+    (S.STOPPED, S.FAILED),
+    (S.COMPLETED, S.PENDING),
+    (S.COMPLETED, S.STARTING),
+    (S.COMPLETED, S.STOPPING),
+    (S.COMPLETED, S.STOPPED),
+    (S.FAILED, S.PENDING),
+    (S.FAILED, S.STARTING),
+    (S.FAILED, S.STOPPING),
+    (S.FAILED, S.STOPPED),
 }
 
 
 @pytest.mark.parametrize("old", list(S))
 @pytest.mark.parametrize("new", list(S))
-def test_transition_table_allows_exactly_the_listed_moves(old: ServiceState, new: ServiceState) -> None:
+def test_transition_table_allows_exactly_the_listed_moves(
+    old: ServiceState, new: ServiceState
+) -> None:
     expected = old is new or (old, new) in ALLOWED
     assert st.can_transition(old, new) is expected
     if expected:
@@ -46,7 +74,15 @@ def test_transition_table_allows_exactly_the_listed_moves(old: ServiceState, new
 def test_every_state_has_a_row_and_values_match_the_contract() -> None:
     assert set(st.TRANSITIONS) == set(S)
     assert [s.value for s in S] == [
-        "pending", "starting", "running", "unhealthy", "backoff", "stopping", "stopped", "completed", "failed",
+        "pending",
+        "starting",
+        "running",
+        "unhealthy",
+        "backoff",
+        "stopping",
+        "stopped",
+        "completed",
+        "failed",
     ]
     assert st.READY_STATES == {S.RUNNING, S.COMPLETED}
 
@@ -81,7 +117,9 @@ def _svc(restart: RestartMode = RestartMode.ON_FAILURE, oneshot: bool = False) -
         (RestartMode.ALWAYS, True, 3, True),
     ],
 )
-def test_restart_mode_decides_which_exits_restart(restart: RestartMode, oneshot: bool, code: int, expected: bool) -> None:
+def test_restart_mode_decides_which_exits_restart(
+    restart: RestartMode, oneshot: bool, code: int, expected: bool
+) -> None:
     assert wants_restart(_svc(restart, oneshot), code) is expected
 
 
