@@ -146,25 +146,34 @@ class SupervisorLock:
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunning; then write our pid."""
         ensure_state_dir(self.paths)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        while True:
+            fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
+                raise
+            # The file is removed by whoever holds it last (release, clean_stale): a lock on a
+            # file that was unlinked meanwhile guards nothing, so take the new one instead.
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.paths.lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
-            raise
         self._fd = fd
         tmp = self.paths.pid.with_suffix(".pid.tmp")
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, self.paths.pid)
 
     def release(self) -> None:
-        """Remove the pid file and the socket, then drop the lock (in that order, so a waiter
-        that gets the lock never sees our leftovers)."""
+        """Remove the pid file, the socket and the lock file, then drop the lock (in that order,
+        so a waiter that gets the lock never sees our leftovers)."""
         if self._fd is None:
             return
-        for leftover in (self.paths.pid, self.paths.socket):
+        for leftover in (self.paths.pid, self.paths.socket, self.paths.lock):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         fd, self._fd = self._fd, None
@@ -389,7 +398,24 @@ def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
     for leftover in (paths.socket, paths.pid, paths.groups):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
+    _remove_free_lock(paths)
     return orphans
+
+
+def _remove_free_lock(paths: RuntimePaths) -> None:
+    """Unlink the lock file, holding it meanwhile so that no supervisor is using it."""
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(paths.lock)
+    except OSError:
+        pass  # taken meanwhile: it belongs to a live supervisor now
+    finally:
+        os.close(fd)
 
 
 def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
