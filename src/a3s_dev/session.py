@@ -8,6 +8,7 @@ logs, and turns the first Ctrl-C/SIGTERM into a graceful stop and the second int
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,8 @@ async def serve(
             tg.start_soon(anyio.to_thread.run_sync, _import_all, ["httpx"])
         if attachments:
             # The proxy, watcher and control API matter once services are up, so they load
-            # while nothing is starting: after the requested services settle, or `attach_after`.
+            # while nothing is starting: once the requested services are ready and their
+            # start-up output has paused, or after `attach_after` at the latest.
             with anyio.move_on_after(attach_after):
                 await sup.wait_ready(wanted)
             await anyio.to_thread.run_sync(_import_all, ["aiohttp.web"])
@@ -141,13 +143,24 @@ def uses_http_probes(config: DevConfig) -> bool:
 
 
 def _import_all(modules: Sequence[str]) -> None:
-    import importlib
+    """Import `modules` (in a worker thread), handing the GIL back to the event loop often.
 
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # the attachment that needs it will say so itself
+    An import holds the GIL for its whole CPU time; with the default 5 ms switch interval
+    every wake-up of the loop (a pipe read, a probe) would wait up to 5 ms for it.
+    """
+    import importlib
+    import sys
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 0.0005))
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the attachment that needs it will say so itself
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def run_foreground(
@@ -195,7 +208,10 @@ def _run_loop(
 
     terminal = TerminalSink([*config.names, A3S], color=color)
     files = FileSink(paths.logs_dir)
+    from a3s_dev.state import READY_STATES as READY
+
     holder: list[Supervisor] = []
+    inner: Any = None  # the task group of main(), for the readiness report
     signals = 0
 
     async def handle_signals() -> None:
@@ -217,8 +233,21 @@ def _run_loop(
                     sup.announce("killing every service now")
                     sup.kill_all()
 
+    async def report_ready(sup: Supervisor) -> None:
+        statuses = await sup.wait_ready(wanted)
+        if all(s.state in READY for s in statuses.values()):
+            took = time.monotonic() - process_started()
+            count = f"{len(wanted)} service{'s' if len(wanted) != 1 else ''}"
+            sup.announce(f"all {count} ready in {took:.2f}s")
+
+    def on_supervisor(sup: Supervisor) -> None:
+        holder.append(sup)
+        inner.start_soon(report_ready, sup)
+
     async def main() -> None:
+        nonlocal inner
         async with anyio.create_task_group() as tg:
+            inner = tg
             tg.start_soon(handle_signals)
             await serve(
                 config,
@@ -227,7 +256,7 @@ def _run_loop(
                 attachments=attachments,
                 sinks=[terminal, files],
                 prespawned=prespawned,
-                on_supervisor=holder.append,
+                on_supervisor=on_supervisor,
             )
             holder[0].announce("every service stopped")
             tg.cancel_scope.cancel()
@@ -243,6 +272,21 @@ def _run_loop(
         terminal.close()
         files.close()
     return 0
+
+
+def process_started() -> float:
+    """When this process started, on the time.monotonic() clock (so "ready in" counts a3s's own start-up)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        # CLOCK_BOOTTIME (uptime) and monotonic differ by the time suspended, zero for a fresh process.
+        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
 
 
 def _a3s_error(exc: BaseException) -> A3sError | None:

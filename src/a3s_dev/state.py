@@ -127,6 +127,10 @@ def dependency_failed(dep: str) -> str:
     return f"dependency {dep} failed"
 
 
+def dependency_exited(dep: str) -> str:
+    return f"dependency {dep} exited and is not restarted"
+
+
 def exited(code: int) -> str:
     """`exit code 3`, or `killed by SIGKILL` for a negative (signal) code."""
     if code < 0:

@@ -282,6 +282,10 @@ class Supervisor:
             svc.exit_code = exit_code
         pid = svc.proc.pid if svc.proc is not None else None
         self.bus.publish(StateChanged(svc.defn.name, old, new, reason, time.time(), pid, exit_code))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake every task waiting for a change (dependency gates, wait_ready)."""
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -359,12 +363,12 @@ class Supervisor:
                 message,
             )  # forced: it may have come mid-transition
             self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
-            self._changed.set()
-            self._changed = anyio.Event()
+            self._wake()
             self.announce(f"{name} failed: {message}")
         finally:
             svc.scope = None
             done.set()
+            self._wake()  # waiters that look at whether a runner is over
 
     async def _wait_for_dependencies(self, svc: _Service) -> None:
         while True:
@@ -374,11 +378,19 @@ class Supervisor:
             if not waiting:
                 return
             failed = [d.defn.name for d in waiting if d.state is S.FAILED]
-            reason = (
-                st.dependency_failed(failed[0])
-                if failed
-                else st.waiting_for([d.defn.name for d in waiting])
-            )
+            # A dependency that exited 0 and will not be restarted (restart = "never") is
+            # as final as a failed one: say so rather than "waiting" forever.
+            exited = [
+                d.defn.name
+                for d in waiting
+                if d.state is S.STOPPED and d.done is not None and d.done.is_set()
+            ]
+            if failed:
+                reason = st.dependency_failed(failed[0])
+            elif exited:
+                reason = st.dependency_exited(exited[0])
+            else:
+                reason = st.waiting_for([d.defn.name for d in waiting])
             self._set(svc, S.PENDING, reason)
             await self._changed.wait()
 

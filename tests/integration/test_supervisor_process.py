@@ -74,3 +74,23 @@ def test_port_owner_names_the_listening_process() -> None:
         owner = process.port_owner(port)
         assert owner is not None and owner.startswith(f"pid {os.getpid()} (")
     assert not process.port_in_use(port)
+
+
+def test_a_service_whose_parent_changed_before_setpriv_took_effect_exits_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if process._setpriv() is None:
+        pytest.skip("no setpriv with --pdeathsig here")
+    # As if the supervisor had died between the spawn and the prctl: the parent is not "us".
+    monkeypatch.setattr(process.os, "getpid", lambda: 1)
+    proc = process.spawn(
+        ServiceDef("s", "echo should not run; sleep 30", tmp_path), dict(os.environ)
+    )
+    try:
+        assert proc.popen.wait(timeout=10) == 129
+        assert proc.popen.stdout is not None and proc.popen.stdout.read() == b""
+    finally:
+        kill_group(proc.pid)
+        proc.popen.wait()
+        if proc.popen.stdout is not None:
+            proc.popen.stdout.close()

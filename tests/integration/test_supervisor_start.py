@@ -218,3 +218,23 @@ def test_service_environment_follows_the_contract(tmp_path: Path) -> None:
     assert env["A3S_MY_DB_URL"] == f"http://127.0.0.1:{db_port}"
     assert "A3S_CACHE_URL" not in env  # no port, no URL
     assert "PATH" in env  # a3s's own environment comes first
+
+
+def test_a_dependency_that_exits_for_good_is_named_as_the_reason(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        # It has a port, so it gates on its probe, but it exits 0 before ever listening.
+        service("setup", "echo done", tmp_path, port=free_port(), restart=RestartMode.NEVER),
+        service("api", "sleep 30", tmp_path, depends_on=("setup",)),
+    )
+
+    async def body() -> None:
+        async with running(config) as (sup, _, _):
+            await sup.start()
+            await poll(
+                lambda: sup.status("api").reason == "dependency setup exited and is not restarted",
+                message="api's reason",
+            )
+            assert sup.status("setup").state is S.STOPPED and sup.status("api").state is S.PENDING
+
+    anyio.run(body)

@@ -90,6 +90,7 @@ def test_every_state_has_a_row_and_values_match_the_contract() -> None:
 def test_reasons_are_worded_for_humans() -> None:
     assert st.waiting_for(["db", "cache"]) == "waiting for db, cache"
     assert st.dependency_failed("db") == "dependency db failed"
+    assert st.dependency_exited("db") == "dependency db exited and is not restarted"
     assert st.exited(3) == "exit code 3"
     assert st.exited(-9) == "killed by SIGKILL"
     assert st.exited(-200) == "killed by signal 200"

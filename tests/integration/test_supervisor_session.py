@@ -1,0 +1,65 @@
+"""session.serve: the supervisor and its attachments in one task group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from support import free_port, write_http_service
+from support_supervisor import make_config, service
+
+from a3s_dev.errors import A3sError
+from a3s_dev.session import _a3s_error, deferred, serve
+from a3s_dev.state import ServiceState
+
+S = ServiceState
+
+
+def test_attachments_start_once_services_are_ready_and_end_with_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    write_http_service(tmp_path)
+    config = make_config(
+        tmp_path, service("api", "exec python3 server.py", tmp_path, port=free_port())
+    )
+    seen: list[str] = []
+
+    async def attachment(supervisor: Any, *, task_status: Any) -> None:
+        seen.append(f"started with api {supervisor.status('api').state.value}")
+        task_status.started()
+        try:
+            await supervisor.shutdown()  # like `a3s down` through the control API
+            await anyio.sleep_forever()
+        finally:
+            seen.append("cancelled")
+
+    async def body() -> None:
+        with anyio.fail_after(30):
+            await serve(config, attachments=[deferred(lambda: [attachment])], record_groups=False)
+
+    anyio.run(body)
+    assert seen == ["started with api running", "cancelled"]
+
+
+def test_an_attachment_error_stops_the_services_and_surfaces_as_one_a3s_error(
+    tmp_path: Path,
+) -> None:
+    config = make_config(tmp_path, service("worker", "sleep 30", tmp_path))
+    holder: list[Any] = []
+
+    async def broken(supervisor: Any, *, task_status: Any) -> None:
+        raise A3sError("proxy: port 1234 is already in use")
+
+    async def body() -> None:
+        with anyio.fail_after(30):
+            await serve(
+                config, attachments=[broken], on_supervisor=holder.append, record_groups=False
+            )
+
+    with pytest.raises(BaseException) as info:
+        anyio.run(body)
+    error = _a3s_error(info.value)
+    assert error is not None and error.message == "proxy: port 1234 is already in use"
+    assert holder[0].status("worker").state is S.STOPPED
