@@ -700,10 +700,3 @@ class ControlClient:
                 yield json.loads(raw)
         finally:
             conn.close()
-
-
-def client_for(a3sfile: Path, timeout: float = 10.0) -> ControlClient:
-    """A client for the supervisor of `a3sfile` (which may or may not be running)."""
-    from a3s_dev import runtime
-
-    return ControlClient(runtime.socket_path_for(a3sfile), timeout)

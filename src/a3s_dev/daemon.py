@@ -1,4 +1,4 @@
-"""The background supervisor of `a3s up -d`: its entry point, spawning it, and waiting for readiness.
+"""The background supervisor of `a3s up -d`: its entry point, forking it, and waiting for readiness.
 
 The parent (`a3s up -d`) never parses the A3sfile: the child does, and a bad config shows
 up as the child's exit with its one-line error in `.a3s/supervisor.log`, which the
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
 from a3s_dev.errors import A3sError
@@ -46,13 +46,8 @@ class UpOptions:
 # ---------------------------------------------------------------------------- the child
 
 
-def child_argv(a3sfile: Path, opts: UpOptions) -> list[str]:
-    """The command line of the background supervisor as its own interpreter."""
-    return [sys.executable, "-m", "a3s_dev.daemon", *supervisor_args(a3sfile, opts)]
-
-
 def supervisor_args(a3sfile: Path, opts: UpOptions) -> list[str]:
-    """The arguments of `main` for this A3sfile and these options."""
+    """The arguments of `main` (also `python -m a3s_dev.daemon ARGS`) for this A3sfile and options."""
     argv = ["--file", str(a3sfile)]
     if not opts.deps:
         argv.append("--no-deps")
@@ -194,33 +189,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------------------- the parent
 
 
-class Child(Protocol):
-    """The part of `subprocess.Popen` the parent uses to watch the background supervisor."""
-
-    pid: int
-    returncode: int | None
-
-    def poll(self) -> int | None: ...
-    def wait(self, timeout: float | None = None) -> int: ...
-
-
-def spawn(paths: RuntimePaths, opts: UpOptions) -> subprocess.Popen[bytes]:
-    """Start the background supervisor as a new interpreter (`python -m a3s_dev.daemon`) in its
-    own session, output appended to `.a3s/supervisor.log`."""
-    runtime.ensure_state_dir(paths)
-    with open(paths.supervisor_log, "ab") as log:
-        # Its own session: the terminal's Ctrl-C and hang-up must not reach it.
-        return subprocess.Popen(
-            child_argv(paths.a3sfile, opts),
-            cwd=paths.a3sfile.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-
-
 class Forked:
     """A forked background supervisor, watched like a Popen (poll, wait, returncode)."""
 
@@ -245,7 +213,7 @@ class Forked:
         return self.returncode
 
 
-def fork(paths: RuntimePaths, opts: UpOptions) -> Child:
+def fork(paths: RuntimePaths, opts: UpOptions) -> Forked:
     """Start the background supervisor by forking this (single-threaded) process.
 
     Cheaper than a new interpreter by its start-up and imports (~70 ms, more on a busy
@@ -271,7 +239,7 @@ def fork(paths: RuntimePaths, opts: UpOptions) -> Child:
         os.close(log)
         os.chdir(paths.a3sfile.parent)
         code = main(supervisor_args(paths.a3sfile, opts))
-    except BaseException:  # the parent's stack is below us: never return into it
+    except BaseException:  # noqa: BLE001 -- the parent's stack is below us: never return into it
         import traceback
 
         traceback.print_exc()
@@ -479,7 +447,7 @@ def _ask_running(paths: RuntimePaths, opts: UpOptions, progress: Progress, err: 
 
 
 def _wait_spawned(
-    child: Child,
+    child: Forked,
     paths: RuntimePaths,
     opts: UpOptions,
     progress: Progress,

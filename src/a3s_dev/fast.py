@@ -256,11 +256,12 @@ class UpArgs(NamedTuple):
     proxy: bool
     watch: bool
     no_color: bool
+    detach: bool = True
 
 
 def parse_up_detached_argv(argv: Sequence[str]) -> UpArgs | None:
-    """The options of `a3s [-f F] [--no-color] up -d [--no-deps] [--no-proxy] [--no-watch] [SVC...]`;
-    None for anything else (including `up` without `-d`, which runs in the foreground)."""
+    """The options of `a3s [-f F] [--no-color] up [-d] [--no-deps] [--no-proxy] [--no-watch] [SVC...]`;
+    None for anything else."""
     file: str | None = None
     flags: set[str] = set()
     services: list[str] = []
@@ -285,7 +286,7 @@ def parse_up_detached_argv(argv: Sequence[str]) -> UpArgs | None:
         else:
             return None
         i += 1
-    if not seen_command or "-d" not in flags:
+    if not seen_command:
         return None
     return UpArgs(
         file,
@@ -294,17 +295,20 @@ def parse_up_detached_argv(argv: Sequence[str]) -> UpArgs | None:
         proxy="--no-proxy" not in flags,
         watch="--no-watch" not in flags,
         no_color="--no-color" in flags,
+        detach="-d" in flags,
     )
 
 
 def try_up_detached(argv: Sequence[str]) -> int | None:
-    """`a3s up -d` without loading typer (~200 ms): the background supervisor is spawned sooner."""
+    """`a3s up -d`, or `a3s up` with a supervisor running, without loading typer (~200 ms)."""
     parsed = parse_up_detached_argv(argv)
     if parsed is None:
         return None
     a3sfile = find_a3sfile(parsed.file)
     if a3sfile is None:
         return None
+    if not parsed.detach and get_json(socket_path(a3sfile), "/healthz") != {"status": "ok"}:
+        return None  # the foreground `up`: not ours
     from pathlib import Path
 
     from a3s_dev import daemon
@@ -313,7 +317,7 @@ def try_up_detached(argv: Sequence[str]) -> int | None:
     opts = daemon.UpOptions(parsed.services, parsed.deps, parsed.proxy, parsed.watch)
     color = not parsed.no_color and not os.environ.get("NO_COLOR")
     try:
-        return daemon.up(Path(a3sfile), opts, detach=True, color=color)
+        return daemon.up(Path(a3sfile), opts, detach=parsed.detach, color=color)
     except A3sError as exc:
         print(f"a3s: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -76,12 +76,20 @@ def status(a3sfile: Path, *, as_json: bool, out: IO[str], color: bool) -> int:
 # ---------------------------------------------------------------------------- logs
 
 
-def _names_known(a3sfile: Path, client: ControlClient, running: bool) -> tuple[str, ...]:
+def _declared_names(a3sfile: Path, client: ControlClient, running: bool) -> tuple[str, ...] | None:
+    """The services in declaration order: from the supervisor, else from the A3sfile; None when
+    it does not load (the logs are still worth showing then)."""
     if running:
-        return tuple(r["name"] for r in client.status()["services"])
+        try:
+            return tuple(r["name"] for r in client.status()["services"])
+        except NotRunning:
+            pass
     from a3s_dev.config import load
 
-    return load(a3sfile).names
+    try:
+        return load(a3sfile).names
+    except A3sError:
+        return None
 
 
 def _check_names(names: Sequence[str], known: Sequence[str]) -> None:
@@ -113,8 +121,9 @@ def logs(
     client = ControlClient(paths.socket)
     running = client.healthz()
     files = service_files(paths.logs_dir)
-    if services and (running or any(s not in files for s in services)):
-        _check_names(services, _names_known(a3sfile, client, running))
+    declared = _declared_names(a3sfile, client, running)
+    if services and declared is not None:
+        _check_names(services, declared)
     stream = None
     until = None
     if follow and running:
@@ -126,8 +135,9 @@ def logs(
             stream = None
     since_at = time.time() - since if since is not None else None
     history = read_history(paths.logs_dir, services or None, since=since_at, until=until, last=last)
-    names = set(services) or set(files)
-    sink = TerminalSink(sorted(names), out, color=color)
+    # The declared names in their order give the foreground's padding and colors exactly.
+    names = list(declared) if declared is not None else sorted(set(services) | set(files))
+    sink = TerminalSink([*names, "a3s"], out, color=color)
     try:
         for entry in history:
             sink.write(entry.service, [entry.text], entry.at, "stdout")

@@ -16,12 +16,12 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from a3s_dev import fast
-from a3s_dev.errors import A3sError, ConfigError
+from a3s_dev.errors import A3sError
 
 STATE_DIR_NAME = fast.STATE_DIR_NAME
 STATE_DIR = STATE_DIR_NAME
@@ -54,25 +54,6 @@ class RuntimePaths:
     supervisor_log: Path
     groups: Path
     logs_dir: Path
-
-
-def find_a3sfile(explicit: Path | None = None, cwd: Path | None = None) -> Path:
-    """The A3sfile to use: `explicit`, else `$A3S_FILE`, else A3sfile.hcl here or in a parent folder.
-
-    Stdlib only and no parsing, so that `a3s status` can find the control socket cheaply.
-    """
-    chosen = explicit if explicit is not None else (Path(os.environ["A3S_FILE"]) if os.environ.get("A3S_FILE") else None)
-    if chosen is not None:
-        path = Path(os.path.abspath(chosen))
-        if not path.is_file():
-            raise ConfigError(f"{chosen}: no such file")
-        return path
-    here = Path(os.path.abspath(cwd or Path.cwd()))
-    for folder in (here, *here.parents):
-        candidate = folder / A3SFILE_NAME
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"no {A3SFILE_NAME} in {here} or its parents (use -f FILE or A3S_FILE)")
 
 
 def state_dir_for(a3sfile: Path) -> Path:
@@ -165,25 +146,34 @@ class SupervisorLock:
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunning; then write our pid."""
         ensure_state_dir(self.paths)
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+        while True:
+            fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
+                raise
+            # The file is removed by whoever holds it last (release, clean_stale): a lock on a
+            # file that was unlinked meanwhile guards nothing, so take the new one instead.
+            try:
+                if os.fstat(fd).st_ino == os.stat(self.paths.lock).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
-            raise
         self._fd = fd
         tmp = self.paths.pid.with_suffix(".pid.tmp")
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, self.paths.pid)
 
     def release(self) -> None:
-        """Remove the pid file and the socket, then drop the lock (in that order, so a waiter
-        that gets the lock never sees our leftovers)."""
+        """Remove the pid file, the socket and the lock file, then drop the lock (in that order,
+        so a waiter that gets the lock never sees our leftovers)."""
         if self._fd is None:
             return
-        for leftover in (self.paths.pid, self.paths.socket):
+        for leftover in (self.paths.pid, self.paths.socket, self.paths.lock):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
         fd, self._fd = self._fd, None
@@ -408,7 +398,24 @@ def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
     for leftover in (paths.socket, paths.pid, paths.groups):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
+    _remove_free_lock(paths)
     return orphans
+
+
+def _remove_free_lock(paths: RuntimePaths) -> None:
+    """Unlink the lock file, holding it meanwhile so that no supervisor is using it."""
+    try:
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(paths.lock)
+    except OSError:
+        pass  # taken meanwhile: it belongs to a live supervisor now
+    finally:
+        os.close(fd)
 
 
 def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
@@ -425,12 +432,3 @@ def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         paths.groups.unlink()
     return sorted(o.service for o in orphans)
-
-
-def iter_log_files(paths: RuntimePaths) -> Iterator[Path]:
-    """`.a3s/logs/*.log` and their rotated `.log.1` predecessors."""
-    if not paths.logs_dir.is_dir():
-        return
-    for entry in sorted(paths.logs_dir.iterdir()):
-        if entry.name.endswith(".log") or entry.name.endswith(".log.1"):
-            yield entry

@@ -149,6 +149,14 @@ def test_status_fast_path_does_not_import_typer_or_aiohttp(tmp_path: Path) -> No
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_foreground_up_is_recognised_but_left_alone_without_a_supervisor(tmp_path: Path) -> None:
+    assert fast.parse_up_detached_argv(["up", "api"]) == fast.UpArgs(
+        None, ("api",), True, True, True, False, detach=False
+    )
+    (tmp_path / "A3sfile.hcl").write_text("")
+    assert fast.try_up_detached(["-f", str(tmp_path / "A3sfile.hcl"), "up"]) is None
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -171,7 +179,7 @@ def test_plain_up_detached_command_lines_are_recognised(
 
 @pytest.mark.parametrize(
     "argv",
-    [["up"], ["up", "api"], ["up", "-d", "--help"], ["up", "-dx"], ["status", "-d"], ["-d", "up"]],
+    [["up", "-d", "--help"], ["up", "-dx"], ["status", "-d"], ["-d", "up"], ["down"]],
 )
-def test_up_in_the_foreground_or_unusual_forms_go_to_the_typer_app(argv: list[str]) -> None:
+def test_unusual_up_forms_go_to_the_typer_app(argv: list[str]) -> None:
     assert fast.parse_up_detached_argv(argv) is None

@@ -71,3 +71,31 @@ def test_rotated_file_comes_before_the_current_one(tmp_path: Path) -> None:
 
 def test_no_logs_folder_is_an_empty_history(tmp_path: Path) -> None:
     assert read_history(tmp_path / "missing") == []
+
+
+def test_logs_command_pads_and_colors_like_the_foreground(tmp_path: Path) -> None:
+    import io
+
+    from a3s_dev import remote
+
+    a3sfile = tmp_path / "A3sfile.hcl"
+    a3sfile.write_text(
+        'service "frontend" {\n  cmd = "true"\n}\nservice "db" {\n  cmd = "true"\n}\n'
+    )
+    logs = tmp_path / ".a3s" / "logs"
+    write_log(logs, "db", [(T0 + 1, "db line")])
+    write_log(logs, "frontend", [(T0, "fe line")])
+    out = io.BytesIO()
+    assert (
+        remote.logs(a3sfile, ["db"], follow=False, last=None, since=None, out=out, color=True) == 0
+    )
+    line = out.getvalue().decode()
+    hms = time.strftime("%H:%M:%S", time.localtime(T0 + 1))
+    # Padded to the longest declared name; db is the second declared service: the second color.
+    assert line == f"\x1b[33m{hms} db       |\x1b[0m db line\n"
+    plain = io.BytesIO()
+    remote.logs(a3sfile, [], follow=False, last=None, since=None, out=plain, color=False)
+    assert plain.getvalue().decode().splitlines() == [
+        f"{time.strftime('%H:%M:%S', time.localtime(T0))} frontend | fe line",
+        f"{hms} db       | db line",
+    ]

@@ -14,7 +14,6 @@ import pytest
 from support import kill_group, pids_in_group, wait_until
 
 from a3s_dev import runtime
-from a3s_dev.errors import ConfigError
 
 
 def _a3sfile(folder: Path) -> Path:
@@ -47,7 +46,9 @@ def test_long_path_falls_back_to_xdg_runtime_dir_keyed_by_hash(
     assert runtime.paths_for(other).socket != paths.socket
 
 
-def test_long_path_without_xdg_uses_private_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_path_without_xdg_uses_private_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     paths = runtime.paths_for(_a3sfile(tmp_path / ("f" * 110)))
     assert paths.socket.parent.name == f"a3s-{os.getuid()}"
@@ -77,7 +78,33 @@ def test_lock_admits_one_supervisor_and_writes_pid(tmp_path: Path) -> None:
         with pytest.raises(runtime.AlreadyRunning, match=f"pid {os.getpid()}"):
             runtime.SupervisorLock(paths).acquire()
     assert not runtime.lock_held(paths)
-    assert not paths.pid.exists()
+    assert not paths.pid.exists() and not paths.lock.exists()  # nothing stale left behind
+
+
+def test_a_lock_on_a_file_removed_meanwhile_is_not_kept(tmp_path: Path) -> None:
+    paths = runtime.paths_for(_a3sfile(tmp_path))
+    runtime.ensure_state_dir(paths)
+    paths.lock.write_text("")
+    original_flock = runtime.fcntl.flock
+    replaced = []
+
+    def flock_then_replace(fd: int, op: int) -> None:
+        original_flock(fd, op)
+        if not replaced:  # the holder before us removed the file and someone made a new one
+            replaced.append(True)
+            paths.lock.unlink()
+            paths.lock.write_text("")
+
+    runtime.fcntl.flock = flock_then_replace  # type: ignore[assignment]
+    try:
+        lock = runtime.SupervisorLock(paths)
+        lock.acquire()
+    finally:
+        runtime.fcntl.flock = original_flock
+    try:
+        assert replaced and runtime.lock_held(paths)  # the lock is on the file at the path now
+    finally:
+        lock.release()
 
 
 def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
@@ -107,14 +134,18 @@ def test_clean_stale_ends_recorded_groups_and_removes_leftovers(tmp_path: Path) 
     proc = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
     try:
         wait_until(lambda: len(pids_in_group(proc.pid)) >= 2, message="service and grandchild")
-        paths.groups.write_text(json.dumps({"api": {"pid": proc.pid, "pgid": proc.pid, "started": time.time()}}))
+        paths.groups.write_text(
+            json.dumps({"api": {"pid": proc.pid, "pgid": proc.pid, "started": time.time()}})
+        )
         paths.socket.write_text("")  # a stale socket file
         paths.pid.write_text("999999\n")
+        paths.lock.write_text("")  # a lock file nobody holds
         orphans = runtime.clean_stale(paths, grace=2.0)
         assert orphans == [runtime.Orphan("api", proc.pid)]
         proc.wait(5)
         wait_until(lambda: not pids_in_group(proc.pid), message="group emptied")
         assert not paths.socket.exists() and not paths.pid.exists() and not paths.groups.exists()
+        assert not paths.lock.exists()
     finally:
         kill_group(proc.pid)
         proc.wait(5)
@@ -126,7 +157,9 @@ def test_clean_stale_skips_a_reused_pid(tmp_path: Path) -> None:
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
         # Recorded as started an hour ago: this live process is someone else's.
-        paths.groups.write_text(json.dumps({"api": {"pid": proc.pid, "pgid": proc.pid, "started": time.time() - 3600}}))
+        paths.groups.write_text(
+            json.dumps({"api": {"pid": proc.pid, "pgid": proc.pid, "started": time.time() - 3600}})
+        )
         assert runtime.clean_stale(paths, grace=0.5) == []
         assert proc.poll() is None
     finally:
@@ -140,16 +173,3 @@ def test_clean_stale_does_nothing_while_locked(tmp_path: Path) -> None:
         paths.groups.write_text(json.dumps({"api": {"pid": 1, "pgid": os.getpgrp(), "started": 0}}))
         assert runtime.clean_stale(paths) == []
         assert paths.groups.exists()
-
-
-def test_find_a3sfile_searches_parents_and_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    a3sfile = _a3sfile(tmp_path)
-    sub = tmp_path / "a" / "b"
-    sub.mkdir(parents=True)
-    assert runtime.find_a3sfile(cwd=sub) == a3sfile
-    other = tmp_path / "other.hcl"
-    other.write_text("")
-    monkeypatch.setenv("A3S_FILE", str(other))
-    assert runtime.find_a3sfile(cwd=sub) == other
-    with pytest.raises(ConfigError, match="no such file"):
-        runtime.find_a3sfile(tmp_path / "missing.hcl")
