@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from a3s_dev.logs import LogSink
     from a3s_dev.policy import RestartPolicy
     from a3s_dev.process import ServiceProcess
+    from a3s_dev.runtime import RuntimePaths
     from a3s_dev.supervisor import Supervisor
 
 # An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
@@ -203,17 +204,16 @@ def _run_loop(
     wanted: list[str],
     attachments: Sequence[Attachment],
     color: bool | None,
-    paths: Any,
+    paths: RuntimePaths,
     prespawned: dict[str, ServiceProcess],
 ) -> int:
     import anyio
 
     from a3s_dev.logs import A3S, FileSink, TerminalSink
+    from a3s_dev.state import READY_STATES
 
     terminal = TerminalSink([*config.names, A3S], color=color)
     files = FileSink(paths.logs_dir)
-    from a3s_dev.state import READY_STATES as READY
-
     holder: list[Supervisor] = []
     inner: Any = None  # the task group of main(), for the readiness report
     signals = 0
@@ -239,7 +239,7 @@ def _run_loop(
 
     async def report_ready(sup: Supervisor) -> None:
         statuses = await sup.wait_ready(wanted)
-        if all(s.state in READY for s in statuses.values()):
+        if all(s.state in READY_STATES for s in statuses.values()):
             took = time.monotonic() - process_started()
             count = f"{len(wanted)} service{'s' if len(wanted) != 1 else ''}"
             sup.announce(f"all {count} ready in {took:.2f}s")
