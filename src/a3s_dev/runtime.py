@@ -333,13 +333,10 @@ def _proc_start_time(pid: int) -> float | None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # not ours: certainly not a group we spawned
-    return True
+    """Some process of the group is alive; zombies waiting for PID 1 to reap them do not count."""
+    from a3s_dev.process import group_alive
+
+    return group_alive(pgid)
 
 
 def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
