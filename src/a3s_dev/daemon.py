@@ -63,17 +63,15 @@ def attachments(config: DevConfig, paths: RuntimePaths, opts: UpOptions) -> list
     unless `--no-proxy` or port 0, the watcher unless `--no-watch` or nothing is watched.
     Used by the foreground `a3s up` and the background supervisor alike."""
     import functools
-    import importlib.util
 
     found: list[Attachment] = [functools.partial(_serve_control, state_dir=paths.state_dir)]
     port = config.settings.proxy_port
-    # find_spec: a branch without the proxy or watcher module still runs (the lead merges them).
-    if opts.proxy and port and importlib.util.find_spec("a3s_dev.proxy") is not None:
+    if opts.proxy and port:
         from a3s_dev import proxy
 
         found.append(functools.partial(proxy.serve_proxy, port=port))
     watched = any(s.watch is not None for s in config.services)
-    if opts.watch and watched and importlib.util.find_spec("a3s_dev.watcher") is not None:
+    if opts.watch and watched:
         from a3s_dev import watcher
 
         found.append(watcher.watch_services)
