@@ -121,6 +121,7 @@ def up(
         deps=not no_deps,
         attachments=daemon.attachments(config, runtime.paths_for(a3sfile), opts),
         color=None if G.color else False,
+        proxy_port=config.settings.proxy_port if opts.proxy else 0,
     )
     raise typer.Exit(code)
 

@@ -9,9 +9,7 @@ proxy actually runs. Nothing here imports asyncio or aiohttp.
 from __future__ import annotations
 
 import enum
-import errno
 import html
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -386,17 +384,10 @@ def port_in_use(port: int) -> RuntimeFailure:
 def ensure_port_free(port: int) -> None:
     """Raise the one-line `RuntimeFailure` now if `port` is taken on 127.0.0.1, so that `a3s up`
     can refuse before it starts any service. (serve_proxy checks again when it binds.)"""
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # the same option the server sets: a port in TIME_WAIT is free, a listener is not
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise port_in_use(port) from None
-            raise RuntimeFailure(f"proxy: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    from a3s_dev.process import port_in_use as taken  # the same check as a service's port
+
+    if port and taken(port):
+        raise port_in_use(port)
 
 
 async def serve_proxy(

@@ -64,6 +64,17 @@ def first_wave(config: DevConfig, wanted: Sequence[str]) -> list[ServiceDef]:
     ]
 
 
+def refuse_taken_proxy_port(port: int) -> None:
+    """Raise the proxy's one-line error now when its port is taken (0: no proxy), before
+    anything is spawned: nothing half-started."""
+    from a3s_dev.process import port_in_use
+
+    if port and port_in_use(port):
+        from a3s_dev import proxy  # its wording; loaded only on this error path
+
+        raise proxy.port_in_use(port)
+
+
 def prespawn(config: DevConfig, wanted: Sequence[str]) -> dict[str, ServiceProcess]:
     """Spawn the first wave now, synchronously, before asyncio and the heavy imports load.
 
@@ -175,8 +186,12 @@ def run_foreground(
     deps: bool = True,
     attachments: Sequence[Attachment] = (),
     color: bool | None = None,
+    proxy_port: int = 0,
 ) -> int:
-    """`a3s up` in the foreground: logs to the terminal and `.a3s/logs/`, until Ctrl-C or SIGTERM; returns 0."""
+    """`a3s up` in the foreground: logs to the terminal and `.a3s/logs/`, until Ctrl-C or SIGTERM; returns 0.
+
+    A `proxy_port` that is taken fails the command before any service is spawned.
+    """
     from a3s_dev import runtime
 
     wanted = wanted_services(config, services, deps)
@@ -188,6 +203,7 @@ def run_foreground(
     lock.acquire()
     prespawned: dict[str, ServiceProcess] = {}
     try:
+        refuse_taken_proxy_port(proxy_port)
         prespawned = prespawn(config, wanted)
         return _run_loop(config, wanted, attachments, color, paths, prespawned)
     except BaseException:
@@ -387,6 +403,7 @@ def run_fast_up(args: UpArgs) -> int | None:
         deps=args.deps,
         attachments=[deferred(make_attachments)],
         color=color,
+        proxy_port=config.settings.proxy_port if args.proxy else 0,
     )
 
 

@@ -90,3 +90,6 @@ def test_up_with_the_proxy_port_taken_says_so_in_one_line(tmp_path: Path) -> Non
     assert proc.returncode == 1, out
     assert f"port {port} is already in use" in out
     assert "Traceback" not in out
+    # Refused before anything was spawned: no service ever wrote a line.
+    assert not list((tmp_path / ".a3s" / "logs").glob("[!a]*.log")), out
+    assert "is healthy" not in out
