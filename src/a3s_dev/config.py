@@ -89,6 +89,12 @@ class ServiceDef:
     def url(self) -> str | None:
         return f"http://127.0.0.1:{self.port}" if self.port is not None else None
 
+    def proxy_url(self, proxy_port: int) -> str | None:
+        """The address through the proxy: `http://<subdomain>.localhost:<proxy_port>`."""
+        if self.port is None or self.subdomain is None:
+            return None
+        return f"http://{self.subdomain}.localhost:{proxy_port}"
+
 
 @dataclass(frozen=True)
 class DevConfig:

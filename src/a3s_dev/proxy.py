@@ -257,6 +257,7 @@ class ProxyBackend(Protocol):
 
     config: DevConfig
     bus: EventBus
+    proxy_port: int | None  # the proxy sets it while it listens (status shows proxy URLs)
 
     def status(self, name: str) -> ServiceStatus: ...
 

@@ -453,10 +453,12 @@ async def serve(
     try:
         await runner.setup()
         proxy.port = await _bind(runner, port)
+        supervisor.proxy_port = proxy.port
         supervisor.announce(proxy_banner(proxy.router.entries, proxy.port))
         task_status.started(proxy.port)
         await anyio.sleep_forever()
     finally:
+        supervisor.proxy_port = None
         unsubscribe()
         with anyio.CancelScope(shield=True):
             await runner.cleanup()

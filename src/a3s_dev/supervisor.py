@@ -98,6 +98,8 @@ class Supervisor:
         )
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        # Set by the proxy while it listens: status URLs then point through it.
+        self.proxy_port: int | None = None
         self._probing = 0  # services in their start-up probe loop
 
     # ------------------------------------------------------------------ public API
@@ -192,7 +194,7 @@ class Supervisor:
             started_at=svc.started_at,
             restarts=svc.restarts,
             exit_code=svc.exit_code,
-            url=d.url,
+            url=d.proxy_url(self.proxy_port) if self.proxy_port else d.url,
             reason=svc.reason,
         )
 

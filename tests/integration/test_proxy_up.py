@@ -58,6 +58,13 @@ def test_up_serves_every_service_through_the_proxy_on_a3s_proxy_port(tmp_path: P
         assert status == 200 and text.startswith("hello from web")
         status, text = fetch(proxy, "nope.localhost")
         assert status == 404 and f"http://www.localhost:{proxy}/" in text
+        # `a3s status` shows the address through the proxy while it listens.
+        import json
+
+        rows = json.loads(subprocess.run([*cmd, "status", "--json"], cwd=tmp_path, env=env, check=True,
+                                         capture_output=True, text=True, timeout=30).stdout)
+        urls = {row["name"]: row["url"] for row in rows}
+        assert urls == {"api": f"http://api.localhost:{proxy}", "web": f"http://www.localhost:{proxy}"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
