@@ -311,7 +311,7 @@ def test_logs_history_is_merged_in_time_order_with_n_per_service(stack: Stack) -
         "api got /a1",
         "db got /d2",
         "api got /a2",
-    ]
+    ], (result.out, {n: (stack.paths.logs_dir / f"{n}.log").read_text() for n in ("db", "api")})
 
 
 def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
