@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,11 +36,11 @@ class Globals:
 G = Globals()
 
 FileOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--file", "-f", help="A3sfile to use (default: $A3S_FILE, else A3sfile.hcl here or in a parent folder)."),
 ]
 LongFileOpt = Annotated[
-    Optional[Path], typer.Option("--file", help="A3sfile to use (default: $A3S_FILE, else search upward).")
+    Path | None, typer.Option("--file", help="A3sfile to use (default: $A3S_FILE, else search upward).")
 ]
 
 
@@ -89,7 +89,7 @@ def validate(
 
 @app.command()
 def up(
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services to start (default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background.")] = False,
     no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not start dependencies.")] = False,
     no_proxy: Annotated[bool, typer.Option("--no-proxy", help="Do not start the reverse proxy.")] = False,
@@ -131,7 +131,7 @@ def up(
 
 @app.command()
 def down(
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services to stop (default: everything).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).")] = None,
     file: FileOpt = None,
 ) -> None:
     """Stop services (their dependents first) or everything, in reverse order."""
@@ -176,10 +176,10 @@ def status(
 
 @app.command()
 def logs(
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services to show (default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new lines.")] = False,
-    lines: Annotated[Optional[int], typer.Option("-n", "--lines", help="Last N lines per service.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only lines newer than this (30s, 5m).")] = None,
+    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Last N lines per service.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only lines newer than this (30s, 5m).")] = None,
     file: LongFileOpt = None,
 ) -> None:
     """The merged log history in time order; --follow keeps following."""

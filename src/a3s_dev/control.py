@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
-from a3s_dev.errors import A3sError, UsageError
+from a3s_dev.errors import A3sError, UsageError, unknown_service
 from a3s_dev.fast import SPEC_KEYS as SPEC_KEYS  # re-exported: the API status keys
 from a3s_dev.state import ServiceState, ServiceStatus
 
@@ -96,18 +96,8 @@ def dependency_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
 
 def unknown_service_error(config: DevConfig, names: Iterable[str]) -> str | None:
     """A one-line message naming the first unknown service (with a suggestion), or None."""
-    import difflib
-
-    for name in names:
-        if name not in config.names:
-            close = difflib.get_close_matches(name, config.names, n=1)
-            hint = (
-                f" (did you mean '{close[0]}'?)"
-                if close
-                else f" (services: {', '.join(config.names)})"
-            )
-            return f"unknown service '{name}'{hint}"
-    return None
+    error = unknown_service(names, config.names)
+    return error.message if error is not None else None
 
 
 @dataclass(frozen=True)

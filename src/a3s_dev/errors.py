@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 
 class A3sError(Exception):
     """Base of every error a user can cause. The CLI prints `message` on one line and exits `exit_code`."""
@@ -25,3 +27,15 @@ class UsageError(A3sError):
 
 class RuntimeFailure(A3sError):
     """Something went wrong while running the stack (port in use, service failed)."""
+
+
+def unknown_service(names: Iterable[str], known: Sequence[str]) -> UsageError | None:
+    """`unknown service 'wbe' (did you mean 'web'?)` for the first of `names` not in `known`, or None."""
+    for name in names:
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"services: {', '.join(known)}"
+            return UsageError(f"unknown service '{name}' ({hint})")
+    return None

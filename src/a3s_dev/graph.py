@@ -1,11 +1,11 @@
 """The dependency graph of a DevConfig: start order, stop order, waves, closures, cycles.
 
 The graph is a networkx DiGraph with an edge dependency -> dependent (`to_networkx`).
-`start_order` and `find_cycle` are also needed by `a3s validate` and by the first spawn of
-`a3s up`, where importing networkx (~150 ms) would cost more than the whole command may
-take; those two are written here over plain dicts (Kahn's algorithm, one DFS), and the
-tests check them against networkx's own algorithms on random graphs. Everything else uses
-networkx, imported on first use.
+The start order, cycles and closures are needed by `a3s validate` and by the first spawn
+of `a3s up`, where importing networkx (~150 ms) would cost more than the whole command may
+take; those are written here over plain dicts (Kahn's algorithm, one DFS, a reachability
+walk), and the tests check them against networkx's own algorithms on random graphs.
+`waves` and `to_networkx` use networkx, imported on first use.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from a3s_dev.errors import UsageError
+from a3s_dev.errors import UsageError, unknown_service
 
 if TYPE_CHECKING:
     import networkx as nx  # type: ignore[import-untyped]
@@ -115,39 +115,49 @@ def to_networkx(config: DevConfig) -> nx.DiGraph:
     return graph
 
 
-def _known(config: DevConfig, names: Iterable[str]) -> list[str]:
-    wanted = list(dict.fromkeys(names))
-    unknown = [n for n in wanted if n not in set(config.names)]
-    if unknown:
-        import difflib
+def reachable(edges: Mapping[str, Iterable[str]], start: Iterable[str]) -> set[str]:
+    """`start` and every name reachable from it through `edges` (name -> next names)."""
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges.get(name, ()))
+    return seen
 
-        hint = difflib.get_close_matches(unknown[0], config.names, n=1)
-        extra = f' (did you mean "{hint[0]}"?)' if hint else ""
-        raise UsageError(f'unknown service "{unknown[0]}"{extra}; services: {", ".join(config.names)}')
+
+def dependents(config: DevConfig) -> dict[str, list[str]]:
+    """Each service's direct dependents, in declaration order."""
+    found: dict[str, list[str]] = {name: [] for name in config.names}
+    for name, deps in dependencies(config).items():
+        for dep in deps:
+            found[dep].append(name)
+    return found
+
+
+def known(config: DevConfig, names: Iterable[str]) -> list[str]:
+    """`names` without repeats; UsageError with a "did you mean" for the first unknown one."""
+    wanted = list(dict.fromkeys(names))
+    error = unknown_service(wanted, config.names)
+    if error is not None:
+        raise error
     return wanted
+
+
+# The closures are plain Python like start_order: `a3s up SVC` needs them before networkx
+# could even be imported. The tests check them against nx.ancestors / nx.descendants.
 
 
 def dependency_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
     """`names` and everything they depend on, transitively, in start order (for `up SVC`)."""
-    import networkx as nx
-
-    graph = to_networkx(config)
-    keep: set[str] = set()
-    for name in _known(config, names):
-        keep.add(name)
-        keep |= nx.ancestors(graph, name)
+    keep = reachable(dependencies(config), known(config, names))
     return [n for n in start_order(config) if n in keep]
 
 
 def dependents_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
     """`names` and everything that depends on them, transitively, in stop order (for `down SVC`)."""
-    import networkx as nx
-
-    graph = to_networkx(config)
-    keep: set[str] = set()
-    for name in _known(config, names):
-        keep.add(name)
-        keep |= nx.descendants(graph, name)
+    keep = reachable(dependents(config), known(config, names))
     return [n for n in stop_order(config) if n in keep]
 
 

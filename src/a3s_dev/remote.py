@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from a3s_dev import runtime
 from a3s_dev.control import ControlClient, NotRunning
-from a3s_dev.errors import A3sError, UsageError
+from a3s_dev.errors import A3sError, unknown_service
 from a3s_dev.fast import render_status
 
 
@@ -93,13 +93,9 @@ def _declared_names(a3sfile: Path, client: ControlClient, running: bool) -> tupl
 
 
 def _check_names(names: Sequence[str], known: Sequence[str]) -> None:
-    import difflib
-
-    for name in names:
-        if name not in known and name != "a3s":
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (services: {', '.join(known)})"
-            raise UsageError(f"unknown service '{name}'{hint}")
+    error = unknown_service((n for n in names if n != "a3s"), known)
+    if error is not None:
+        raise error
 
 
 def logs(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from a3s_dev.config import DevConfig, ServiceDef
-from a3s_dev.errors import A3sError, RuntimeFailure, UsageError
+from a3s_dev.errors import A3sError, RuntimeFailure
 
 if TYPE_CHECKING:
     from a3s_dev.events import EventBus
@@ -34,23 +34,9 @@ def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: boo
     """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown names."""
     if services is None:
         return list(config.names)
-    names = list(services)
-    known = set(config.names)
-    for name in names:
-        if name not in known:
-            import difflib
+    from a3s_dev import graph
 
-            close = difflib.get_close_matches(name, config.names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(config.names)}"
-            raise UsageError(f"unknown service {name!r} ({hint})")
-    chosen = set(names)
-    if deps:
-        todo = list(names)
-        while todo:
-            for dep in config.service(todo.pop()).depends_on:
-                if dep not in chosen and dep in known:
-                    chosen.add(dep)
-                    todo.append(dep)
+    chosen = set(graph.dependency_closure(config, services) if deps else graph.known(config, services))
     return [n for n in config.names if n in chosen]
 
 

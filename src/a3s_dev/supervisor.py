@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from a3s_dev import graph
 from a3s_dev import state as st
 from a3s_dev.config import DevConfig, ServiceDef
-from a3s_dev.errors import RuntimeFailure, UsageError
+from a3s_dev.errors import RuntimeFailure, unknown_service
 from a3s_dev.events import EventBus, HealthChanged, LogBatch, StateChanged
 from a3s_dev.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.logs import A3S, LogSink
@@ -84,11 +85,8 @@ class Supervisor:
         self.policy: RestartPolicy = policy if policy is not None else ExponentialBackoff()
         self.cadence = cadence
         self._svcs = {s.name: _Service(s) for s in config.services}
-        self._dependents: dict[str, list[str]] = {n: [] for n in self._svcs}
-        for s in config.services:
-            for dep in s.depends_on:
-                if dep in self._dependents:
-                    self._dependents[dep].append(s.name)
+        self._dependencies = graph.dependencies(config)
+        self._dependents = graph.dependents(config)
         self._tg: TaskGroup | None = None
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
@@ -231,35 +229,16 @@ class Supervisor:
         if names is None:
             return list(self.config.names)
         result = list(names)
-        unknown = [n for n in result if n not in self._svcs]
-        if unknown:
-            raise UsageError(
-                f"unknown service {unknown[0]!r} (known: {', '.join(self.config.names)})"
-            )
+        error = unknown_service(result, self.config.names)
+        if error is not None:
+            raise error
         return result
 
     def _closure(self, names: Iterable[str], *, deps: bool) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            n = todo.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            if deps:
-                todo.extend(d for d in self._svcs[n].defn.depends_on if d in self._svcs)
-        return seen
+        return graph.reachable(self._dependencies, names) if deps else set(names)
 
     def _dependent_closure(self, names: Iterable[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            n = todo.pop()
-            if n in seen:
-                continue
-            seen.add(n)
-            todo.extend(self._dependents[n])
-        return seen
+        return graph.reachable(self._dependents, names)
 
     def _is_ready(self, svc: _Service) -> bool:
         if svc.defn.oneshot:

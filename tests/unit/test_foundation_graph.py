@@ -69,7 +69,7 @@ def test_dependents_closure_for_down_svc() -> None:
 
 
 def test_unknown_service_in_a_closure_is_a_usage_error_with_suggestion() -> None:
-    with pytest.raises(UsageError, match='unknown service "wbe" \\(did you mean "web"\\?\\)'):
+    with pytest.raises(UsageError, match=r"unknown service 'wbe' \(did you mean 'web'\?\)"):
         graph.dependency_closure(STACK, ["wbe"])
 
 

@@ -35,7 +35,7 @@ def test_up_with_names_adds_their_dependency_closure_in_declaration_order() -> N
     assert wanted_services(config, None, True) == ["db", "cache", "api", "web", "docs"]
     assert wanted_services(config, ["web"], True) == ["db", "cache", "api", "web"]
     assert wanted_services(config, ["web"], False) == ["web"]
-    with pytest.raises(UsageError, match=r"unknown service 'nope' \(known: db, cache, api, web, docs\)"):
+    with pytest.raises(UsageError, match=r"unknown service 'nope' \(services: db, cache, api, web, docs\)"):
         wanted_services(config, ["nope"], True)
     with pytest.raises(UsageError, match=r"unknown service 'wbe' \(did you mean 'web'\?\)"):
         wanted_services(config, ["wbe"], True)
