@@ -29,43 +29,12 @@ class ValidateArgs:
 
 def parse_fast_validate(argv: list[str]) -> ValidateArgs | None:
     """ValidateArgs when argv is a plain `validate` command line, else None (let typer parse it)."""
-    file: Path | None = None
-    after: Path | None = None
-    want_json = False
-    color = True
-    seen_command = False
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-f", "--file"):
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-") and argv[i + 1] != "-":
-                return None
-            value = Path(argv[i + 1])
-            i += 2
-        elif arg.startswith("--file=") and len(arg) > 7:
-            value = Path(arg[7:])
-            i += 1
-        elif arg == "--no-color" and not seen_command:
-            color = False
-            i += 1
-            continue
-        elif arg == "validate" and not seen_command:
-            seen_command = True
-            i += 1
-            continue
-        elif arg == "--json" and seen_command:
-            want_json = True
-            i += 1
-            continue
-        else:
-            return None
-        if seen_command:
-            after = value
-        else:
-            file = value
-    if not seen_command:
+    from a3s_dev.fast import parse_plain
+
+    p = parse_plain(argv)
+    if p is None or p.command != "validate":
         return None
-    return ValidateArgs(file=after if after is not None else file, json=want_json, color=color)
+    return ValidateArgs(file=Path(p.file) if p.file is not None else None, json="--json" in p.flags, color=p.color)
 
 
 def run_validate(args: ValidateArgs) -> int:

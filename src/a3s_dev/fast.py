@@ -204,30 +204,74 @@ def render_status(
 # ---------------------------------------------------------------------------- entry
 
 
-def parse_status_argv(argv: Sequence[str]) -> tuple[str | None, bool, bool] | None:
-    """(file, json, no_color) for a plain `status` command line; None for anything else."""
-    file: str | None = None
-    as_json = no_color = False
-    seen_command = False
-    args = list(argv)
+class Plain(NamedTuple):
+    """A command line simple enough to run without typer (a NamedTuple: dataclasses cost ~9 ms here)."""
+
+    command: str
+    file: str | None  # -f/--file; after the command it wins over before
+    color: bool  # False with --no-color (before the command, like typer's global option)
+    flags: frozenset[str]  # the command's own flags, --detach spelled -d
+    names: tuple[str, ...]  # service names (only `up` takes them)
+
+
+# The commands with a typer-free path: their flags, and whether they take service names.
+PLAIN_COMMANDS: dict[str, tuple[frozenset[str], bool]] = {
+    "status": (frozenset({"--json"}), False),
+    "validate": (frozenset({"--json"}), False),
+    "up": (frozenset({"-d", "--detach", "--no-deps", "--no-proxy", "--no-watch"}), True),
+}
+
+
+def parse_plain(argv: Sequence[str]) -> Plain | None:
+    """`[-f F | --file F | --file=F | --no-color]... COMMAND [FLAG | -f F | --file F | NAME]...` for
+    the commands of PLAIN_COMMANDS; None for anything else (typer then parses it and explains)."""
+    command: str | None = None
+    before: str | None = None
+    after: str | None = None
+    color = True
+    flags: set[str] = set()
+    names: list[str] = []
     i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "status" and not seen_command:
-            seen_command = True
-        elif arg in ("-f", "--file") and i + 1 < len(args):
-            file = args[i + 1]
+    while i < len(argv):
+        arg = argv[i]
+        value: str | None = None
+        if arg in ("-f", "--file"):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+                return None
+            value = argv[i + 1]
             i += 1
-        elif arg.startswith("--file="):
-            file = arg[len("--file=") :]
-        elif arg == "--no-color" and not seen_command:
-            no_color = True
-        elif arg == "--json" and seen_command:
-            as_json = True
+        elif arg.startswith("--file=") and len(arg) > len("--file="):
+            value = arg[len("--file=") :]
+        elif command is None:
+            if arg == "--no-color":
+                color = False
+            elif arg in PLAIN_COMMANDS:
+                command = arg
+            else:
+                return None
+        elif arg in PLAIN_COMMANDS[command][0]:
+            flags.add("-d" if arg == "--detach" else arg)
+        elif PLAIN_COMMANDS[command][1] and arg and not arg.startswith("-"):
+            names.append(arg)
         else:
             return None
+        if value is not None:
+            if command is None:
+                before = value
+            else:
+                after = value
         i += 1
-    return (file, as_json, no_color) if seen_command else None
+    if command is None:
+        return None
+    return Plain(command, after if after is not None else before, color, frozenset(flags), tuple(names))
+
+
+def parse_status_argv(argv: Sequence[str]) -> tuple[str | None, bool, bool] | None:
+    """(file, json, no_color) for a plain `status` command line; None for anything else."""
+    p = parse_plain(argv)
+    if p is None or p.command != "status":
+        return None
+    return p.file, "--json" in p.flags, not p.color
 
 
 def try_status(argv: Sequence[str], out: IO[str]) -> int | None:
@@ -262,40 +306,17 @@ class UpArgs(NamedTuple):
 def parse_up_detached_argv(argv: Sequence[str]) -> UpArgs | None:
     """The options of `a3s [-f F] [--no-color] up [-d] [--no-deps] [--no-proxy] [--no-watch] [SVC...]`;
     None for anything else."""
-    file: str | None = None
-    flags: set[str] = set()
-    services: list[str] = []
-    seen_command = False
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "up" and not seen_command:
-            seen_command = True
-        elif arg in ("-f", "--file") and i + 1 < len(args):
-            file = args[i + 1]
-            i += 1
-        elif arg.startswith("--file="):
-            file = arg[len("--file=") :]
-        elif arg == "--no-color" and not seen_command:
-            flags.add(arg)
-        elif seen_command and arg in ("-d", "--detach", "--no-deps", "--no-proxy", "--no-watch"):
-            flags.add("-d" if arg == "--detach" else arg)
-        elif seen_command and not arg.startswith("-"):
-            services.append(arg)
-        else:
-            return None
-        i += 1
-    if not seen_command:
+    p = parse_plain(argv)
+    if p is None or p.command != "up":
         return None
     return UpArgs(
-        file,
-        tuple(services),
-        deps="--no-deps" not in flags,
-        proxy="--no-proxy" not in flags,
-        watch="--no-watch" not in flags,
-        no_color="--no-color" in flags,
-        detach="-d" in flags,
+        p.file,
+        p.names,
+        deps="--no-deps" not in p.flags,
+        proxy="--no-proxy" not in p.flags,
+        watch="--no-watch" not in p.flags,
+        no_color=not p.color,
+        detach="-d" in p.flags,
     )
 
 

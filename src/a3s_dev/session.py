@@ -328,38 +328,18 @@ def parse_fast_up(argv: Sequence[str]) -> UpArgs | None:
     Anything else (`-d`, `--help`, typos) returns None so that typer parses it and explains.
     Typer and the pydantic it pulls in cost ~150 ms, most of the time a service takes to start.
     """
-    flags = {"--no-deps": "deps", "--no-proxy": "proxy", "--no-watch": "watch"}
-    off: set[str] = set()
-    services: list[str] = []
-    file: Path | None = None
-    color = True
-    seen = False
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-f", "--file"):
-            if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
-                return None
-            file = Path(argv[i + 1])
-            i += 2
-            continue
-        if arg.startswith("--file=") and len(arg) > 7:
-            file = Path(arg[7:])
-        elif arg == "--no-color" and not seen:
-            color = False
-        elif arg == "up" and not seen:
-            seen = True
-        elif seen and arg in flags:
-            off.add(flags[arg])
-        elif seen and arg and not arg.startswith("-"):
-            services.append(arg)
-        else:
-            return None
-        i += 1
-    if not seen:
+    from a3s_dev.fast import parse_plain
+
+    p = parse_plain(argv)
+    if p is None or p.command != "up" or "-d" in p.flags:
         return None
     return UpArgs(
-        tuple(services), file, "deps" not in off, "proxy" not in off, "watch" not in off, color
+        p.names,
+        Path(p.file) if p.file is not None else None,
+        "--no-deps" not in p.flags,
+        "--no-proxy" not in p.flags,
+        "--no-watch" not in p.flags,
+        p.color,
     )
 
 
