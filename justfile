@@ -6,7 +6,7 @@ venv := ".venv"
 test *ARGS:
     {{venv}}/bin/python -m pytest -q {{ARGS}}
 
-# static checks
+# static checks (ruff and mypy: `pip install ruff mypy` into the venv)
 lint:
     {{venv}}/bin/python -m ruff check src tests benchmarks
     {{venv}}/bin/python -m mypy src
