@@ -90,7 +90,7 @@ async def serve(
     bus: EventBus | None = None,
     prespawned: dict[str, ServiceProcess] | None = None,
     on_supervisor: Callable[[Supervisor], None] | None = None,
-    attach_after: float = 5.0,
+    attach_after: float = 1.0,
     **supervisor_options: Any,
 ) -> None:
     """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.

@@ -100,3 +100,42 @@ def test_up_with_the_proxy_port_taken_says_so_in_one_line(tmp_path: Path) -> Non
     # Refused before anything was spawned: no service ever wrote a line.
     assert not list((tmp_path / ".a3s" / "logs").glob("[!a]*.log")), out
     assert "is healthy" not in out
+
+
+SLOW_A3SFILE = """
+dev {{
+  proxy_port = 1  # overridden by A3S_PROXY_PORT
+}}
+
+service "slow" {{
+  cmd  = "exec {python} server.py"
+  port = {port}
+  env  = {{ DELAY = "4" }}
+}}
+"""
+
+
+def test_a_request_during_a_slow_start_is_held_until_the_service_is_ready(tmp_path: Path) -> None:
+    """The proxy listens within about a second of `a3s up`, before a slow service is ready,
+    and holds a browser's request until the service answers instead of refusing it."""
+    write_http_service(tmp_path)
+    port, proxy = free_port(), free_port()
+    (tmp_path / "A3sfile.hcl").write_text(SLOW_A3SFILE.format(python=sys.executable, port=port))
+    env = {**os.environ, "A3S_PROXY_PORT": str(proxy), "NO_COLOR": "1"}
+    a3s = Path(sys.executable).with_name("a3s")
+    cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
+    proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: port_open(proxy) or proc.poll() is not None, timeout=30, message="the proxy port")
+        assert proc.poll() is None
+        assert not port_open(port), "the service was already up: this test needs a slower start"
+        status, text = fetch(proxy, "slow.localhost")
+        assert status == 200 and text.startswith("hello from slow")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid)
+            proc.communicate(timeout=10)
