@@ -9,6 +9,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,6 +304,10 @@ def test_logs_history_is_merged_in_time_order_with_n_per_service(stack: Stack) -
             log = stack.paths.logs_dir / f"{name}.log"
             landed = f"got {path}"
             wait_until(lambda: log.exists() and landed in log.read_text(), message=path)  # noqa: B023
+            # The files keep milliseconds: lines of two services within one millisecond
+            # have no order to recover, so let the clock move on before the next one.
+            stamped = time.time()
+            wait_until(lambda: time.time() >= stamped + 0.002, message="the next millisecond")  # noqa: B023
     result = stack.a3s("logs", "db", "api", "-n", "2")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
