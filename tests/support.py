@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -74,6 +76,55 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def a3s_command() -> list[str]:
+    """The installed `a3s` console script next to this Python, else `python -m a3s_dev`."""
+    script = Path(sys.executable).with_name("a3s")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "a3s_dev"]
+
+
+def start_a3s(
+    folder: Path, *args: str, out: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`a3s ARGS` in `folder`, in its own session (so cleanup can end its whole group),
+    output to the file `out`, else to a pipe; NO_COLOR set."""
+    sink = open(out, "w") if out is not None else subprocess.PIPE  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen(
+            [*a3s_command(), *args],
+            cwd=folder,
+            env={**(os.environ if env is None else env), "NO_COLOR": "1"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+        )
+    finally:
+        if out is not None:
+            sink.close()
+
+
+def stop_a3s(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 20) -> str:
+    """Send `sig` to a3s's group and wait for it; SIGKILL the group if it hangs. Its piped output."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid)
+        out, _ = proc.communicate(timeout=10)
+    return out or ""
+
+
+def recorded_pgids(folder: Path) -> list[int]:
+    """The process groups the supervisor recorded under `folder`/.a3s (groups.json)."""
+    from a3s_dev import runtime
+
+    return [int(r["pgid"]) for r in runtime.read_groups(runtime.paths_for(folder / "A3sfile.hcl")).values()]
 
 
 # A stdlib HTTP service. Env: PORT (required), NAME, DELAY (seconds before listening),

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
-from support import free_port, kill_group, port_open, wait_until, write_http_service
+from support import (
+    a3s_command,
+    free_port,
+    kill_group,
+    port_open,
+    start_a3s,
+    stop_a3s,
+    wait_until,
+    write_http_service,
+)
 
 A3SFILE = """
 dev {{
@@ -43,11 +52,8 @@ def test_up_serves_every_service_through_the_proxy_on_a3s_proxy_port(tmp_path: P
     write_http_service(tmp_path)
     api, web, proxy = free_port(), free_port(), free_port()
     (tmp_path / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, api=api, web=web))
-    env = {**os.environ, "A3S_PROXY_PORT": str(proxy), "NO_COLOR": "1"}
-    a3s = Path(sys.executable).with_name("a3s")
-    cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
-    proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "A3S_PROXY_PORT": str(proxy)}
+    proc = start_a3s(tmp_path, "up", "--no-watch", env=env)
     try:
         wait_until(lambda: port_open(proxy) or proc.poll() is not None, timeout=30, message="the proxy port")
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
@@ -59,19 +65,12 @@ def test_up_serves_every_service_through_the_proxy_on_a3s_proxy_port(tmp_path: P
         status, text = fetch(proxy, "nope.localhost")
         assert status == 404 and f"http://www.localhost:{proxy}/" in text
         # `a3s status` shows the address through the proxy while it listens.
-        import json
-
-        rows = json.loads(subprocess.run([*cmd, "status", "--json"], cwd=tmp_path, env=env, check=True,
+        rows = json.loads(subprocess.run([*a3s_command(), "status", "--json"], cwd=tmp_path, env=env, check=True,
                                          capture_output=True, text=True, timeout=30).stdout)
         urls = {row["name"]: row["url"] for row in rows}
         assert urls == {"api": f"http://api.localhost:{proxy}", "web": f"http://www.localhost:{proxy}"}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid)
-            out, _ = proc.communicate(timeout=10)
+        out = stop_a3s(proc)
     assert f"proxy on http://localhost:{proxy}: http://api.localhost:{proxy}, http://www.localhost:{proxy}" in out
     assert not port_open(proxy), "the proxy outlived `a3s up`"
 
@@ -85,11 +84,7 @@ def test_up_with_the_proxy_port_taken_says_so_in_one_line(tmp_path: Path) -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**os.environ, "A3S_PROXY_PORT": str(port), "NO_COLOR": "1"}
-        a3s = Path(sys.executable).with_name("a3s")
-        cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
-        proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = start_a3s(tmp_path, "up", "--no-watch", env={**os.environ, "A3S_PROXY_PORT": str(port)})
         try:
             out, _ = proc.communicate(timeout=30)
         finally:
@@ -121,11 +116,7 @@ def test_a_request_during_a_slow_start_is_held_until_the_service_is_ready(tmp_pa
     write_http_service(tmp_path)
     port, proxy = free_port(), free_port()
     (tmp_path / "A3sfile.hcl").write_text(SLOW_A3SFILE.format(python=sys.executable, port=port))
-    env = {**os.environ, "A3S_PROXY_PORT": str(proxy), "NO_COLOR": "1"}
-    a3s = Path(sys.executable).with_name("a3s")
-    cmd = [str(a3s)] if a3s.exists() else [sys.executable, "-m", "a3s_dev"]
-    proc = subprocess.Popen([*cmd, "up", "--no-watch"], cwd=tmp_path, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_a3s(tmp_path, "up", "--no-watch", env={**os.environ, "A3S_PROXY_PORT": str(proxy)})
     try:
         wait_until(lambda: port_open(proxy) or proc.poll() is not None, timeout=30, message="the proxy port")
         assert proc.poll() is None
@@ -133,9 +124,4 @@ def test_a_request_during_a_slow_start_is_held_until_the_service_is_ready(tmp_pa
         status, text = fetch(proxy, "slow.localhost")
         assert status == 200 and text.startswith("hello from slow")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid)
-            proc.communicate(timeout=10)
+        stop_a3s(proc)

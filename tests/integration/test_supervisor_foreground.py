@@ -18,6 +18,8 @@ from support import (
     pid_alive,
     pids_in_group,
     port_open,
+    recorded_pgids,
+    start_a3s,
     wait_until,
     write_http_service,
 )
@@ -65,18 +67,8 @@ def launch(tmp_path: Path) -> Iterator:
     for proc in procs:
         kill_group(proc.pid)
         proc.wait(timeout=10)
-    for pgid in _recorded_groups(tmp_path):
+    for pgid in recorded_pgids(tmp_path):
         kill_group(pgid)
-
-
-def _recorded_groups(folder: Path) -> list[int]:
-    try:
-        return [
-            int(r["pgid"])
-            for r in json.loads((folder / ".a3s" / "groups.json").read_text()).values()
-        ]
-    except (OSError, ValueError):
-        return []
 
 
 PID_SERVER = "sleep 1000 & exec python3 server.py"
@@ -93,7 +85,7 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
     )
     out = tmp_path / "out.txt"
     wait_until(lambda: "api is healthy" in out.read_text(), timeout=20, message="api healthy line")
-    groups = _recorded_groups(tmp_path)
+    groups = recorded_pgids(tmp_path)
     assert len(groups) == 2 and all(pids_in_group(g) for g in groups)
 
     proc.send_signal(signal.SIGINT)
@@ -125,7 +117,7 @@ def test_sigterm_and_sighup_are_a_graceful_stop_too(
     proc = launch([{"name": "web", "cmd": PID_SERVER, "port": free_port()}])
     out = tmp_path / "out.txt"
     wait_until(lambda: "web is healthy" in out.read_text(), timeout=20, message="web healthy")
-    groups = _recorded_groups(tmp_path)
+    groups = recorded_pgids(tmp_path)
     proc.send_signal(sig)
     assert proc.wait(timeout=20) == 0
     assert all(pids_in_group(g) == [] for g in groups)
@@ -141,7 +133,7 @@ def test_second_sigint_kills_at_once(tmp_path: Path, launch) -> None:
     proc = launch([{"name": "stubborn", "cmd": "exec python3 stubborn.py", "stop_timeout": 60}])
     out = tmp_path / "out.txt"
     wait_until(lambda: "stubborn | up" in out.read_text(), timeout=20, message="stubborn up")
-    groups = _recorded_groups(tmp_path)
+    groups = recorded_pgids(tmp_path)
     proc.send_signal(signal.SIGINT)
     wait_until(
         lambda: "stopping every service" in out.read_text(),
@@ -160,7 +152,7 @@ def test_a_sigkilled_supervisor_leaves_groups_the_next_run_ends(tmp_path: Path, 
     first = launch([{"name": "api", "cmd": PID_SERVER, "port": port}])
     out = tmp_path / "out.txt"
     wait_until(lambda: "api is healthy" in out.read_text(), timeout=20, message="api healthy")
-    groups = _recorded_groups(tmp_path)
+    groups = recorded_pgids(tmp_path)
     os.kill(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     # PDEATHSIG ends the direct child; the backgrounded grandchild is still there.
@@ -196,19 +188,11 @@ def test_real_a3s_up_command_streams_logs_and_ctrl_c_leaves_nothing(tmp_path: Pa
         f'service "api" {{\n  cmd = "exec python3 server.py"\n  port = {api}\n  depends_on = ["db"]\n}}\n',
     )
     out = tmp_path / "out.txt"
-    with open(out, "w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "a3s_dev", "up", "--no-watch"],
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
+    proc = start_a3s(tmp_path, "up", "--no-watch", out=out)
     groups: list[int] = []
     try:
         wait_until(lambda: "api is healthy" in out.read_text(), timeout=30, message="api healthy")
-        groups = _recorded_groups(tmp_path)
+        groups = recorded_pgids(tmp_path)
         assert len(groups) == 2
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0

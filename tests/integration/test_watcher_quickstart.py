@@ -13,25 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port, kill_group, wait_until
+from support import free_port, kill_group, recorded_pgids, start_a3s, stop_a3s, wait_until
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 
 pytestmark = pytest.mark.skipif(not QUICKSTART.is_dir(), reason="examples/quickstart not present")
 
 
-def _groups(folder: Path) -> list[int]:
-    try:
-        records = json.loads((folder / ".a3s" / "groups.json").read_text()).values()
-        return [int(r["pgid"]) for r in records]
-    except (OSError, ValueError):
-        return []
-
-
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Callable[..., tuple[Path, Callable[[], str]]]]:
     """Copy the quickstart with fresh ports into tmp_path and run `a3s up` there; always end it."""
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[subprocess.Popen[str]] = []
     folder = tmp_path / "quickstart"
 
     def start(*args: str) -> tuple[Path, Callable[[], str]]:
@@ -41,30 +33,13 @@ def up(tmp_path: Path) -> Iterator[Callable[..., tuple[Path, Callable[[], str]]]
             re.sub(r"\bport\s*=\s*\d+", lambda m: f"port = {free_port()}", hcl.read_text())
         )
         out = tmp_path / "out.txt"
-        env = {**os.environ, "A3S_PROXY_PORT": "0", "NO_COLOR": "1"}
-        with open(out, "wb") as sink:
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "a3s_dev", "up", *args],
-                    cwd=folder,
-                    env=env,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # so cleanup can end whatever it left
-                )
-            )
+        procs.append(start_a3s(folder, "up", *args, out=out, env={**os.environ, "A3S_PROXY_PORT": "0"}))
         return folder, lambda: out.read_text(errors="replace")
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                kill_group(proc.pid)
-                proc.wait(timeout=5)
-    for pgid in _groups(folder):
+        stop_a3s(proc, signal.SIGINT, timeout=10)
+    for pgid in recorded_pgids(folder):
         kill_group(pgid)
 
 
