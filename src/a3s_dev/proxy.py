@@ -382,15 +382,6 @@ def port_in_use(port: int) -> RuntimeFailure:
     )
 
 
-def ensure_port_free(port: int) -> None:
-    """Raise the one-line `RuntimeFailure` now if `port` is taken on 127.0.0.1, so that `a3s up`
-    can refuse before it starts any service. (serve_proxy checks again when it binds.)"""
-    from a3s_dev.process import port_in_use as taken  # the same check as a service's port
-
-    if port and taken(port):
-        raise port_in_use(port)
-
-
 async def serve_proxy(
     supervisor: ProxyBackend,
     port: int,

@@ -380,10 +380,10 @@ async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: d
     assert grown < 25, f"the proxy process grew by {grown:.0f} MB while streaming a 50 MB upload"
 
 
-def test_ensure_port_free_refuses_a_taken_port_before_anything_starts() -> None:
+def test_a_taken_proxy_port_is_refused_before_anything_starts() -> None:
     import socket
 
-    from a3s_dev.proxy import ensure_port_free
+    from a3s_dev.session import refuse_taken_proxy_port as ensure_port_free
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
