@@ -59,6 +59,7 @@ from a3s_dev.proxy import serve_proxy
 from a3s_dev.state import ServiceState, ServiceStatus
 
 class Backend:
+    proxy_port = proxy_counts = None
     def __init__(self, port):
         self.config = DevConfig(path=Path("/tmp/A3sfile.hcl"),
                                 services=(ServiceDef("bench", "true", Path("."), port=port),))

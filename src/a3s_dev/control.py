@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from a3s_dev.config import DevConfig
     from a3s_dev.events import Event, EventBus, LogLine
+    from a3s_dev.proxy import ProxyCounts
 
 API_VERSION = "v1"
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
@@ -145,8 +146,11 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(statuses: Sequence[ServiceStatus], health_failures: dict[str, int]) -> str:
-    """The Prometheus text exposition (format 0.0.4) of the supervisor's services."""
+def render_metrics(
+    statuses: Sequence[ServiceStatus], health_failures: dict[str, int], proxy: ProxyCounts | None = None
+) -> str:
+    """The Prometheus text exposition (format 0.0.4) of the supervisor's services, and of its
+    proxy while one runs."""
     out = [
         "# HELP a3s_service_up 1 when the service is running, else 0.",
         "# TYPE a3s_service_up gauge",
@@ -170,6 +174,16 @@ def render_metrics(statuses: Sequence[ServiceStatus], health_failures: dict[str,
         f'a3s_health_check_failures_total{{service="{_label(s.name)}"}} {health_failures.get(s.name, 0)}'
         for s in statuses
     ]
+    if proxy is not None:
+        out += [
+            "# HELP a3s_proxy_direct_requests_total Requests the proxy forwarded on its direct path.",
+            "# TYPE a3s_proxy_direct_requests_total counter",
+            f"a3s_proxy_direct_requests_total {proxy.direct}",
+            "# HELP a3s_proxy_handed_over_connections_total Client connections the proxy handed to its full "
+            "(aiohttp) path: bodies, WebSockets, held requests, pages.",
+            "# TYPE a3s_proxy_handed_over_connections_total counter",
+            f"a3s_proxy_handed_over_connections_total {proxy.handed_over}",
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -419,7 +433,7 @@ def build_app(
         if callable(counter):  # the supervisor counts every failed check, not only transitions
             failures = {s.name: int(counter(s.name)) for s in snapshot}
         return web.Response(
-            text=render_metrics(snapshot, failures),
+            text=render_metrics(snapshot, failures, getattr(supervisor, "proxy_counts", None)),
             content_type="text/plain",
             headers={"X-Content-Type-Options": "nosniff"},
             charset="utf-8",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 import html
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from multidict import CIMultiDict
 
@@ -252,12 +253,21 @@ def render_index(statuses: Iterable[ServiceStatus], entries: Iterable[RouteEntry
 # --------------------------------------------------------------------------- the seam
 
 
+@dataclass
+class ProxyCounts:
+    """What the proxy did since it started (`a3s_proxy_*` in /metrics)."""
+
+    direct: int = 0  # requests answered on the direct path
+    handed_over: int = 0  # client connections handed to aiohttp's path
+
+
 class ProxyBackend(Protocol):
     """The slice of the Supervisor the proxy uses (docs/architecture.md)."""
 
     config: DevConfig
     bus: EventBus
     proxy_port: int | None  # the proxy sets it while it listens (status shows proxy URLs)
+    proxy_counts: ProxyCounts | None  # likewise, for /metrics
 
     def status(self, name: str) -> ServiceStatus: ...
 
@@ -313,17 +323,23 @@ def forward_headers(
 
 
 def request_head(
-    method: str, path: str, headers: Mapping[str, str] | Any, client_ip: str | None, *, chunked: bool
+    method: str,
+    path: str,
+    headers: Iterable[tuple[str, str]],
+    client_ip: str | None,
+    *,
+    chunked: bool,
+    connection: str | None,
 ) -> bytes:
-    """The upstream request head in one string: original headers minus hop-by-hop ones, the
-    original Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
-    conn = headers.get("Connection")
-    extra = {t.strip().lower() for t in conn.split(",")} if conn else ()
+    """The upstream request head in one string: original headers (`(name, value)` pairs)
+    minus hop-by-hop ones and those `connection` (the Connection header) names, the original
+    Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
+    extra = {t.strip().lower() for t in connection.split(",")} if connection else ()
     parts = [f"{method} {path} HTTP/1.1\r\n"]
     prior: str | None = None
     has_forwarded_host = False
     host: str | None = None
-    for key, value in headers.items():
+    for key, value in headers:
         low = key.lower()
         if low in _REQUEST_DROP or low in extra or (chunked and low == "content-length"):
             continue
@@ -351,10 +367,13 @@ def request_head(
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 
-def response_headers(pairs: Iterable[tuple[str, str]], *, keep_length: bool) -> CIMultiDict[str]:
-    """Upstream response headers minus hop-by-hop (and Content-Length when we re-frame the body)."""
+def response_headers(
+    pairs: Iterable[tuple[str, str]], *, keep_length: bool, connection: str | None = None
+) -> CIMultiDict[str]:
+    """Upstream response headers minus hop-by-hop ones, those the Connection header (in `pairs`
+    or given as `connection`) names, and Content-Length when we re-frame the body."""
     out: CIMultiDict[str] = CIMultiDict()
-    extra: set[str] = set()
+    extra: set[str] = {t.strip().lower() for t in connection.split(",")} if connection else set()
     for key, value in pairs:
         low = key.lower()
         if low == "connection":
@@ -368,10 +387,95 @@ def response_headers(pairs: Iterable[tuple[str, str]], *, keep_length: bool) -> 
         out.popall(name, None)
     return out
 
+def response_head(
+    status: int, reason: str, lines: bytes, *, connection: str | None, chunked: bool, close: bool
+) -> bytes:
+    """A response head for the client in one block, for the direct path: the upstream's header
+    `lines` (each led by CRLF, hop-by-hop ones already cut by the pool) minus any header the
+    upstream's `connection` names, then our own framing and connection headers."""
+    if connection and connection.lower() not in ("keep-alive", "close"):
+        named = {t.strip().lower() for t in connection.split(",")} - {"keep-alive", "close", ""}
+        if named:  # rare: headers the upstream marked hop-by-hop in Connection
+            names = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(named))
+            lines = re.sub(rb"\r\n(?:" + names + rb")[ \t]*:[^\r\n]*", b"", lines, flags=re.IGNORECASE)
+    return b"HTTP/1.1 %d %s%s%s%s\r\n\r\n" % (
+        status,
+        reason.encode("utf-8"),
+        lines,
+        b"\r\nTransfer-Encoding: chunked" if chunked else b"",
+        b"\r\nConnection: close" if close else b"",
+    )
+
+
+class PlainRequest(NamedTuple):
+    """A request head the direct path forwards itself (see `plain_request`)."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    host: str | None
+    connection: str | None  # the Connection header, whose tokens name more hop-by-hop headers
+    close: bool  # the client asked to close the connection after this exchange
+
+
+# One pass over the whole head: an origin-form HTTP/1.1 request line with an idempotent method
+# (RFC 9110 §9.2.2: one the direct path may hand to aiohttp's path to send again when the
+# upstream dropped it unanswered), then header lines whose names are tokens and whose values
+# hold no control characters (no obs-fold, no bare CR/LF). Anything else is for aiohttp's
+# parser, which accepts or rejects it by the book.
+_PLAIN_HEAD = re.compile(
+    r"(?:GET|HEAD|OPTIONS|DELETE) /[!-~]* HTTP/1\.1"
+    r"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*)*"
+)
+# Headers that mean more than "forward me": a body to stream, an interim response to send,
+# a protocol switch. Requests carrying them take aiohttp's path.
+_NOT_PLAIN = frozenset({"transfer-encoding", "upgrade", "expect", "http2-settings"})
+
+
+def plain_request(raw: bytes) -> PlainRequest | None:
+    """Parse a request head (without its final blank line) for the proxy's direct path, or
+    return None to leave the request to aiohttp.
+
+    The direct path takes the common case only: HTTP/1.1, GET/HEAD/OPTIONS/DELETE, origin-form
+    target, no body (no Transfer-Encoding, Content-Length absent or 0), no Expect, no Upgrade,
+    exactly one Host.
+    Everything else, including every malformed head, is None: aiohttp's parser handles it."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if _PLAIN_HEAD.fullmatch(text) is None:
+        return None
+    lines = text.split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    headers: list[tuple[str, str]] = []
+    host: str | None = None
+    hosts = 0
+    connection: str | None = None
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        value = value.strip(" \t")
+        low = key.lower()
+        if low == "host":
+            host = value
+            hosts += 1
+        elif low == "content-length":
+            if value != "0":
+                return None
+        elif low == "connection":
+            connection = f"{connection}, {value}" if connection else value
+        elif low in _NOT_PLAIN:
+            return None
+        headers.append((key, value))
+    if hosts != 1:
+        return None
+    close = connection is not None and "close" in {t.strip().lower() for t in connection.split(",")}
+    return PlainRequest(method, target, headers, host, connection, close)
+
+
 # --------------------------------------------------------------------------- the entry
 
 # How long a request for a (re)starting service is held before the 503 page.
 HOLD_TIMEOUT = 30.0
+# A client connection idle this long is closed (aiohttp's keep-alive default).
+IDLE_TIMEOUT = 75.0
 
 
 def port_in_use(port: int) -> RuntimeFailure:
@@ -387,10 +491,11 @@ async def serve_proxy(
     port: int,
     *,
     hold_timeout: float = HOLD_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
     task_status: TaskStatus[int] | None = None,
 ) -> None:
     """Serve the proxy on 127.0.0.1 (and ::1) `port` until cancelled; `task_status.started(port)`
     reports the bound port (useful with port 0). A port in use raises `RuntimeFailure`."""
     from a3s_dev.proxy_server import serve  # aiohttp is loaded here, when a proxy runs
 
-    await serve(supervisor, port, hold_timeout=hold_timeout, task_status=task_status)
+    await serve(supervisor, port, hold_timeout=hold_timeout, idle_timeout=idle_timeout, task_status=task_status)

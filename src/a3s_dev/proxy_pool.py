@@ -3,11 +3,10 @@
 Why not `aiohttp.ClientSession` for plain requests: profiling the proxy under wrk showed two
 thirds of the per-request time in the client's bookkeeping (URL building, `ClientRequest`
 header merging, timers, connector and response objects), none of which a loopback proxy
-needs. This client writes the request head in one call, parses the response head with a few
-`bytes` operations and hands the body on as it arrives (Content-Length, chunked, or until
-close). WebSocket upgrades still go through aiohttp (see proxy.py).
-
-Only proxy.py imports this module.
+needs. This client writes the request head in one call, parses the response head in one
+pass (cutting hop-by-hop lines as it goes) and hands the body on as it arrives
+(Content-Length, chunked, or until close), to an awaiting reader (proxy_server.py) or to a
+callback (proxy_direct.py). WebSocket upgrades still go through aiohttp (proxy_server.py).
 """
 
 from __future__ import annotations
@@ -15,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from typing import NamedTuple
+
+from a3s_dev.proxy import HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is an upstream error
 READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much body waits
@@ -37,21 +39,38 @@ class UpstreamConnectError(UpstreamError):
 class ResponseHead(NamedTuple):
     """The status line and headers of one upstream response, plus how its body is framed.
 
-    A NamedTuple rather than a frozen dataclass: built once per request, and a frozen
-    dataclass's __init__ costs a microsecond more."""
+    The header lines to forward stay bytes as they came (`lines`, hop-by-hop ones already
+    cut): the direct path writes them out as they are, and only aiohttp's path splits them
+    into `headers`. A NamedTuple rather than a frozen dataclass: built once per request, and a
+    frozen dataclass's __init__ costs a microsecond more."""
 
     status: int
     reason: str
-    headers: list[tuple[str, str]]
+    lines: bytes  # header lines minus hop-by-hop ones, each led by CRLF: b"\r\nServer: x\r\nX-A: 1"
     content_length: int | None  # None: chunked or until close
     keep_alive: bool
+    connection: str | None  # the Connection header, whose tokens may name more hop-by-hop headers
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The header lines to forward as `(name, value)` pairs, in order."""
+        pairs = []
+        for line in self.lines.decode("utf-8", "replace").split("\r\n")[1:]:
+            key, _, value = line.partition(":")
+            pairs.append((key, value.strip(" \t")))
+        return pairs
+
 
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection; one request/response exchange at a time."""
+    """One keep-alive connection; one request/response exchange at a time.
+
+    Two ways to consume a response: await it (`response_head`, `read_chunk`: the aiohttp
+    path), or `attach` a callback that runs after every step of progress and takes what has
+    arrived (`head`, `take_chunks`, `finished`, `error`: the direct path, no task at all)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, port: int) -> None:
         self.loop = loop
@@ -72,6 +91,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._error: Exception | None = None
         self._keep_alive = True
+        self._sink: Callable[[], None] | None = None
+        self._held = False  # reading paused for the direct path's slow client
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -213,39 +234,47 @@ class UpstreamConnection(asyncio.Protocol):
                 return
 
     def _on_head(self, raw: bytes) -> None:
-        # One decode for the whole head; str operations are cheaper than per-line bytes ones.
-        lines = raw.decode("utf-8", "replace").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise UpstreamError(f"127.0.0.1:{self.port}: not an HTTP/1.x response: {lines[0][:80]!r}")
-        status = int(parts[1])
+        # One decode (latin-1: every byte maps to one character and back), one split, one loop:
+        # the framing headers read, hop-by-hop lines cut; str operations beat bytes ones here.
+        lines = raw.decode("latin-1").split("\r\n")
+        first = lines[0]
+        if not (first.startswith(("HTTP/1.1 ", "HTTP/1.0 ")) and first[9:12].isdigit() and first[12:13] in ("", " ")):
+            text = first[:80].encode("latin-1").decode("utf-8", "replace")
+            raise UpstreamError(f"127.0.0.1:{self.port}: not an HTTP/1.x response: {text!r}")
+        status = int(first[9:12])
         if 100 <= status < 200:
             return  # 100 Continue and friends: the real response follows
-        reason = parts[2] if len(parts) > 2 else ""
-        headers: list[tuple[str, str]] = []
         length: int | None = None
         chunked = False
-        keep_alive = parts[0] == "HTTP/1.1"
+        keep_alive = first[7] == "1"  # HTTP/1.1
+        connection: str | None = None
+        kept = [""]
         for line in lines[1:]:
-            key, sep, val = line.partition(":")
+            key, sep, value = line.partition(":")
             if not sep:
-                raise UpstreamError(f"127.0.0.1:{self.port}: bad header line {line[:80]!r}")
-            val = val.strip()
+                text = line[:80].encode("latin-1").decode("utf-8", "replace")
+                raise UpstreamError(f"127.0.0.1:{self.port}: bad header line {text!r}")
             low = key.lower()
             if low == "content-length":
                 try:
-                    length = int(val)
+                    length = int(value)
                 except ValueError:
-                    raise UpstreamError(f"127.0.0.1:{self.port}: bad Content-Length {val!r}") from None
-            elif low == "transfer-encoding":
-                chunked = "chunked" in val.lower()
-            elif low == "connection":
-                tokens = val.lower()
-                if "close" in tokens:
-                    keep_alive = False
-                elif "keep-alive" in tokens:
-                    keep_alive = True
-            headers.append((key, val))
+                    raise UpstreamError(f"127.0.0.1:{self.port}: bad Content-Length {value.strip()!r}") from None
+                if length < 0:
+                    raise UpstreamError(f"127.0.0.1:{self.port}: bad Content-Length {length}")
+            elif low in HOP_BY_HOP:
+                value = value.strip(" \t")
+                if low == "transfer-encoding":
+                    chunked = "chunked" in value.lower()
+                elif low == "connection":
+                    connection = value if connection is None else f"{connection}, {value}"
+                    tokens = value.lower()
+                    if "close" in tokens:
+                        keep_alive = False
+                    elif "keep-alive" in tokens:
+                        keep_alive = True
+                continue
+            kept.append(line)
         if chunked:
             length = None  # RFC 9112 §6.3: Transfer-Encoding wins over Content-Length
         self._keep_alive = keep_alive
@@ -259,7 +288,9 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._state = _UNTIL_CLOSE
             self._keep_alive = False
-        self._head = ResponseHead(status, reason, headers, length, self._keep_alive)
+        reason = first[13:].encode("latin-1").decode("utf-8", "replace") if not first[13:].isascii() else first[13:]
+        forward = "\r\n".join(kept).encode("latin-1") if len(kept) > 1 else b""
+        self._head = ResponseHead(status, reason, forward, length, self._keep_alive, connection)
 
     def _push(self, chunk: bytes) -> None:
         if not chunk:
@@ -271,6 +302,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _wake(self) -> None:
+        if self._sink is not None:
+            self._sink()
+            return
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -343,6 +377,58 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
         return chunk
 
+    # ------------------------------------------------------------------ the callback way
+
+    def attach(self, sink: Callable[[], None]) -> None:
+        """Call `sink` after each step of the exchange instead of waking an awaiting reader."""
+        self._sink = sink
+
+    def detach(self) -> None:
+        self._sink = None
+        if self._held:
+            self._held = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    @property
+    def head(self) -> ResponseHead | None:
+        return self._head
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the exchange broke; also set when the connection closed before the response."""
+        if self._error is None and self.closed and self._state == _HEAD:
+            return UpstreamError(f"127.0.0.1:{self.port}: connection closed before the response")
+        return self._error
+
+    @property
+    def finished(self) -> bool:
+        """The whole response has arrived (and been taken, for the callback way)."""
+        return self._state == _DONE and self._error is None and not self._chunks
+
+    def take_chunks(self) -> list[bytes]:
+        """The body pieces that arrived since the last call, in order."""
+        chunks = list(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            if not self._held:
+                self.transport.resume_reading()
+        return chunks
+
+    def hold(self) -> None:
+        """Stop reading from the upstream: the client is not keeping up."""
+        if not self._held and self.transport is not None and not self.closed:
+            self._held = True
+            self.transport.pause_reading()
+
+    def release_hold(self) -> None:
+        if self._held:
+            self._held = False
+            if self.transport is not None and not self.closed and not self._paused_reading:
+                self.transport.resume_reading()
+
     @property
     def reusable(self) -> bool:
         return self._state == _DONE and self._keep_alive and not self.closed and self._error is None
@@ -364,6 +450,10 @@ class UpstreamPool:
 
     async def acquire(self, port: int) -> UpstreamConnection:
         """An idle connection to 127.0.0.1:port, or a new one."""
+        return self.take_idle(port) or await self.connect(port)
+
+    def take_idle(self, port: int) -> UpstreamConnection | None:
+        """The most recently used idle connection to 127.0.0.1:port still open, if any."""
         idle = self._idle.get(port)
         if idle:
             now = time.monotonic()
@@ -373,7 +463,7 @@ class UpstreamPool:
                     conn.reused = True
                     return conn
                 conn.close()
-        return await self.connect(port)
+        return None
 
     async def connect(self, port: int) -> UpstreamConnection:
         loop = asyncio.get_running_loop()

@@ -1,18 +1,20 @@
-"""The aiohttp half of the proxy: the request handler, hold-until-ready, listening.
+"""The aiohttp half of the proxy: the full request handler, hold-until-ready, listening.
 
-A low-level `aiohttp.web.Server` (no Application router: one catch-all handler is all a
-proxy needs). Plain HTTP goes upstream through `proxy_pool` (keep-alive connections of our
-own); WebSocket upgrades through one aiohttp `ClientSession`. Bodies stream both ways.
-Loaded by `proxy.serve_proxy` only when a proxy runs, so aiohttp stays out of every other
-command.
+The listening sockets belong to the direct path (`proxy_direct`), which forwards plain
+requests to ready services itself and hands every other connection to a low-level
+`aiohttp.web.Server` here (no Application router: one catch-all handler is all a proxy
+needs). Plain HTTP goes upstream through `proxy_pool` (keep-alive connections of our own);
+WebSocket upgrades through one aiohttp `ClientSession`. Bodies stream both ways. Loaded by
+`proxy.serve_proxy` only when a proxy runs, so aiohttp stays out of every other command.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -41,6 +43,7 @@ from a3s_dev.proxy import (
     response_headers,
     verdict,
 )
+from a3s_dev.proxy_direct import DirectPath
 from a3s_dev.proxy_pool import UpstreamConnectError, UpstreamConnection, UpstreamError, UpstreamPool
 from a3s_dev.state import ServiceState, ServiceStatus
 
@@ -255,7 +258,10 @@ class ProxyServer:
         req_headers = request.headers
         has_body = request.body_exists
         chunked = has_body and "Content-Length" not in req_headers
-        head = request_head(method, request.raw_path, req_headers, request.remote, chunked=chunked)
+        head = request_head(
+            method, request.raw_path, req_headers.items(), request.remote, chunked=chunked,
+            connection=req_headers.get("Connection"),
+        )
         if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0
@@ -290,11 +296,14 @@ class ProxyServer:
                 return web.Response(
                     status=up.status,
                     reason=up.reason,
-                    headers=response_headers(up.headers, keep_length=keep_length),
+                    headers=response_headers(up.headers, keep_length=keep_length, connection=up.connection),
                     body=body or None,
                 )
             response = web.StreamResponse(
-                status=up.status, reason=up.reason, headers=response_headers(up.headers, keep_length=True)
+                status=up.status,
+                reason=up.reason,
+                headers=response_headers(up.headers, keep_length=True, connection=up.connection),
+            
             )
             await response.prepare(request)
             try:
@@ -375,6 +384,16 @@ class ProxyServer:
                 await upstream.close()
 
 
+def _not_a_client_mistake(record: logging.LogRecord) -> bool:
+    """aiohttp logs a traceback for every malformed request it answers with a 4xx; the client
+    got its answer, and the developer's log stream is no place for it. Real errors still log."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and 400 <= (exc.code or 0) < 500)
+
+
+logging.getLogger("aiohttp.server").addFilter(_not_a_client_mistake)
+
+
 # --------------------------------------------------------------------------- listening
 
 
@@ -389,27 +408,26 @@ def _has_ipv6_loopback() -> bool:
         return False
 
 
-async def _bind(runner: web.BaseRunner, port: int) -> int:
-    """Listen on 127.0.0.1 and ::1 (when the host has it) on one port; return that port."""
+async def _listen(factory: Callable[[], asyncio.BaseProtocol], port: int) -> tuple[list[asyncio.Server], int]:
+    """Listen on 127.0.0.1 and ::1 (when the host has it) on one port; return the servers and the port."""
+    loop = asyncio.get_running_loop()
     ipv6 = _has_ipv6_loopback()
     attempts = 5 if port == 0 else 1  # port 0: the v6 side may collide with the v4 pick
     for attempt in range(attempts):
-        v4 = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
         try:
-            await v4.start()
+            v4 = await loop.create_server(factory, "127.0.0.1", port, backlog=1024)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise port_in_use(port) from None
             raise RuntimeFailure(f"proxy: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-        bound = v4._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        bound = int(v4.sockets[0].getsockname()[1])
         if not ipv6:
-            return int(bound)
-        v6 = web.TCPSite(runner, "::1", bound, backlog=1024)
+            return [v4], bound
         try:
-            await v6.start()
-            return int(bound)
+            v6 = await loop.create_server(factory, "::1", bound, backlog=1024)
+            return [v4, v6], bound
         except OSError as exc:
-            await v4.stop()
+            v4.close()
             if exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
                 continue
             if exc.errno == errno.EADDRINUSE:
@@ -419,7 +437,12 @@ async def _bind(runner: web.BaseRunner, port: int) -> int:
 
 
 async def serve(
-    supervisor: ProxyBackend, port: int, *, hold_timeout: float, task_status: TaskStatus[int] | None
+    supervisor: ProxyBackend,
+    port: int,
+    *,
+    hold_timeout: float,
+    idle_timeout: float,
+    task_status: TaskStatus[int] | None,
 ) -> None:
     """`proxy.serve_proxy`'s body (see there)."""
     if task_status is None:
@@ -449,18 +472,23 @@ async def serve(
         max_field_size=65536,
         max_line_size=65536,
     )
-    runner = web.ServerRunner(server, shutdown_timeout=0.5)
+    direct = DirectPath(proxy, server, idle_timeout=idle_timeout)
+    listeners: list[asyncio.Server] = []
     try:
-        await runner.setup()
-        proxy.port = await _bind(runner, port)
+        listeners, proxy.port = await _listen(direct, port)
         supervisor.proxy_port = proxy.port
+        supervisor.proxy_counts = direct.counts
         supervisor.announce(proxy_banner(proxy.router.entries, proxy.port))
         task_status.started(proxy.port)
         await anyio.sleep_forever()
     finally:
         supervisor.proxy_port = None
+        supervisor.proxy_counts = None
         unsubscribe()
         with anyio.CancelScope(shield=True):
-            await runner.cleanup()
+            for listener in listeners:
+                listener.close()
+            direct.close()
+            await server.shutdown(0.5)  # the connections handed to aiohttp
             proxy.pool.close()
             await session.close()

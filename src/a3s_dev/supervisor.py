@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -28,6 +29,9 @@ from a3s_dev.policy import ExponentialBackoff, RestartPolicy
 from a3s_dev.process import ServiceProcess, check_port_free, service_env, spawn
 from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
 from a3s_dev.state import ServiceState, ServiceStatus
+
+if TYPE_CHECKING:
+    from a3s_dev.proxy import ProxyCounts
 
 S = ServiceState
 TAIL_LINES = 200
@@ -98,6 +102,7 @@ class Supervisor:
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
         # Set by the proxy while it listens: status URLs then point through it.
         self.proxy_port: int | None = None
+        self.proxy_counts: ProxyCounts | None = None  # likewise, for /metrics
         self._probing = 0  # services in their start-up probe loop
 
     # ------------------------------------------------------------------ public API

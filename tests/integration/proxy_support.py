@@ -17,7 +17,7 @@ from support import kill_group, port_open, wait_until
 
 from a3s_dev.config import DevConfig, ServiceDef
 from a3s_dev.events import EventBus, StateChanged
-from a3s_dev.proxy import serve_proxy
+from a3s_dev.proxy import ProxyCounts, serve_proxy
 from a3s_dev.state import ServiceState, ServiceStatus
 
 # Endpoints: /headers (JSON of the request), /hash (sha256 of a streamed body), /sse (a
@@ -135,6 +135,8 @@ class FakeBackend:
     states: dict[str, ServiceState] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
     announced: list[str] = field(default_factory=list)
+    proxy_port: int | None = None  # set by the proxy while it listens
+    proxy_counts: ProxyCounts | None = None  # likewise
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
@@ -157,11 +159,13 @@ def backend_for(*services: ServiceDef) -> FakeBackend:
 
 
 @asynccontextmanager
-async def running_proxy(backend: object, *, hold_timeout: float = 30.0) -> AsyncIterator[int]:
+async def running_proxy(
+    backend: object, *, hold_timeout: float = 30.0, idle_timeout: float = 75.0
+) -> AsyncIterator[int]:
     """Serve the proxy on an OS-assigned port for the duration of the block; yields the port."""
     async with anyio.create_task_group() as tg:
         port = await tg.start(lambda task_status: serve_proxy(backend, 0, hold_timeout=hold_timeout,  # type: ignore[arg-type]
-                                                              task_status=task_status))
+                                                              idle_timeout=idle_timeout, task_status=task_status))
         try:
             yield port
         finally:

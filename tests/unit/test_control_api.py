@@ -350,6 +350,15 @@ def test_status_dict_has_uptime_only_while_live() -> None:
     assert done["uptime_s"] is None and done["pid"] is None and done["exit_code"] == 0
 
 
+def test_metrics_count_the_proxys_two_paths_while_it_runs() -> None:
+    from a3s_dev.proxy import ProxyCounts
+
+    assert "a3s_proxy" not in control.render_metrics([ServiceStatus("api", S.RUNNING)], {})
+    text = control.render_metrics([ServiceStatus("api", S.RUNNING)], {}, ProxyCounts(direct=7, handed_over=2))
+    assert "a3s_proxy_direct_requests_total 7\n" in text
+    assert "a3s_proxy_handed_over_connections_total 2\n" in text
+
+
 def test_metrics_escape_label_values() -> None:
     text = control.render_metrics([ServiceStatus('we"ird', S.RUNNING)], {})
     assert 'service="we\\"ird"' in text

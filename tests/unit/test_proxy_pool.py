@@ -52,6 +52,44 @@ def exchange(feed: list[bytes], *, head_only: bool = False) -> tuple[UpstreamCon
     return asyncio.run(run())
 
 
+def test_hop_by_hop_lines_are_cut_and_the_connection_header_kept_aside() -> None:
+    _, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-S\r\nKeep-Alive: timeout=5\r\n"
+                                 b"X-S: 1\r\nContent-Length: 2\r\nX-A: \xc3\xa9\r\n\r\nok"])
+    assert head.lines == b"\r\nX-S: 1\r\nContent-Length: 2\r\nX-A: \xc3\xa9", "bytes as they came"
+    assert head.connection == "keep-alive, X-S" and head.keep_alive and body == b"ok"
+    assert head.headers == [("X-S", "1"), ("Content-Length", "2"), ("X-A", "é")]
+
+
+def test_callback_consumer_gets_head_pieces_and_the_end_without_awaiting() -> None:
+    async def run() -> list[tuple[Any, ...]]:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        seen: list[tuple[Any, ...]] = []
+        conn.attach(lambda: seen.append((conn.head and conn.head.status, conn.take_chunks(), conn.finished)))
+        conn.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body=False)
+        for piece in (b"HTTP/1.1 200 OK\r\nTransfer-", b"Encoding: chunked\r\n\r\n3\r\nabc\r\n", b"0\r\n\r\n"):
+            conn.data_received(piece)
+        conn.detach()
+        assert conn.reusable
+        return seen
+
+    assert asyncio.run(run()) == [(None, [], False), (200, [b"abc"], False), (200, [], True)]
+
+
+def test_callback_consumer_hears_of_a_close_before_the_response() -> None:
+    async def run() -> Exception | None:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        errors: list[Exception | None] = []
+        conn.attach(lambda: errors.append(conn.error))
+        conn.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body=False)
+        conn.connection_lost(None)
+        return errors[-1]
+
+    error = asyncio.run(run())
+    assert isinstance(error, UpstreamError) and "before the response" in str(error)
+
+
 def test_content_length_body_and_keep_alive() -> None:
     conn, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"])
     assert (head.status, head.reason, body) == (200, "OK", b"hello")

@@ -16,10 +16,12 @@ from a3s_dev.proxy import (
     Verdict,
     forward_headers,
     normalize_host,
+    plain_request,
     render_index,
     render_not_found,
     render_unavailable,
     request_head,
+    response_head,
     response_headers,
     verdict,
 )
@@ -193,7 +195,8 @@ def test_request_head_is_one_block_with_forwarded_headers_and_our_framing() -> N
          ("Transfer-Encoding", "chunked"), ("Content-Length", "3"), ("X-Forwarded-Proto", "https"),
          ("X-Forwarded-For", "10.0.0.1"), ("Accept", "*/*")]
     )
-    head = request_head("POST", "/a%20b?x=1", incoming, "127.0.0.1", chunked=True)
+    head = request_head("POST", "/a%20b?x=1", incoming.items(), "127.0.0.1", chunked=True,
+                        connection=incoming.get("Connection"))
     lines = head.decode().split("\r\n")
     assert lines[0] == "POST /a%20b?x=1 HTTP/1.1" and head.endswith(b"\r\n\r\n")
     assert "Host: api.localhost:7080" in lines and "Accept: */*" in lines
@@ -203,3 +206,56 @@ def test_request_head_is_one_block_with_forwarded_headers_and_our_framing() -> N
     assert lines.count("Transfer-Encoding: chunked") == 1  # ours, not the client's
     assert "Content-Length: 3" not in lines  # never both framings
     assert not any(l.startswith(("Connection", "X-Private")) for l in lines)
+
+
+# --------------------------------------------------------------------------- the direct path's share
+
+
+def test_plain_request_reads_the_common_browser_request() -> None:
+    raw = (b"GET /app.js?v=1 HTTP/1.1\r\nHost: Web.localhost:7080\r\nConnection: keep-alive, X-P\r\n"
+           b"X-P: 1\r\nCookie: a=b; c=\xc3\xa9\r\nContent-Length: 0")
+    req = plain_request(raw)
+    assert req is not None
+    assert (req.method, req.target, req.host, req.close) == ("GET", "/app.js?v=1", "Web.localhost:7080", False)
+    assert req.connection == "keep-alive, X-P"
+    head = request_head(req.method, req.target, req.headers, "::1", chunked=False, connection=req.connection)
+    lines = head.split(b"\r\n")
+    assert b"Cookie: a=b; c=\xc3\xa9" in lines, "header bytes pass unchanged"
+    assert b"X-P: 1" not in lines and not any(line.startswith(b"Connection") for line in lines)
+    assert b"X-Forwarded-For: ::1" in lines and b"Content-Length: 0" in lines
+    closing = plain_request(b"GET / HTTP/1.1\r\nHost: a.localhost\r\nConnection: Close")
+    assert closing is not None and closing.close
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.0\r\nHost: a.localhost",  # keep-alive rules differ
+        b"GET http://a.localhost/ HTTP/1.1\r\nHost: a.localhost",  # absolute form
+        b"POST / HTTP/1.1\r\nHost: a.localhost\r\nContent-Length: 5",  # a body
+        b"POST /reset HTTP/1.1\r\nHost: a.localhost",  # not idempotent: never sent twice
+        b"POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: chunked",
+        b"GET /ws HTTP/1.1\r\nHost: a.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade",
+        b"PUT / HTTP/1.1\r\nHost: a.localhost\r\nExpect: 100-continue",
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nX-A: 1\r\n  folded",  # obs-fold
+        b"GET / HTTP/1.1\r\nHost : a.localhost",  # space before the colon
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nBad Header",
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nX-A: a\x00b",  # control character
+        b"GET / HTTP/1.1\r\nHost: a.localhost\nX-A: 1",  # bare LF
+        b"GET / HTTP/1.1\r\nAccept: */*",  # no Host
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost",  # two
+        b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a.localhost",  # raw non-ASCII target
+        b"get / HTTP/1.1\r\nHost: a.localhost",
+    ],
+)
+def test_plain_request_leaves_everything_else_to_aiohttp(raw: bytes) -> None:
+    assert plain_request(raw) is None
+
+
+def test_response_head_cuts_headers_named_in_connection_and_adds_our_framing() -> None:
+    lines = b"\r\nServer: x\r\nX-Secret: s\r\nx-secret: t\r\nX-Kept: k"
+    head = response_head(404, "Not Found", lines, connection="keep-alive, X-Secret", chunked=True, close=True)
+    assert head == (b"HTTP/1.1 404 Not Found\r\nServer: x\r\nX-Kept: k\r\n"
+                    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    plain = response_head(200, "OK", lines, connection="keep-alive", chunked=False, close=False)
+    assert plain == b"HTTP/1.1 200 OK" + lines + b"\r\n\r\n"

@@ -1,0 +1,322 @@
+"""The proxy's direct path (proxy_direct.py) and its hand-over to aiohttp, with real sockets.
+
+The upstream here is a stdlib server that writes its responses by hand, so that the framings
+the direct path must relay (chunked, until close, hop-by-hop headers, a slow stream) are
+exactly what it gets. Clients are blocking stdlib ones run in a thread, off the proxy's loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio import to_thread
+from proxy_support import backend_for, running_proxy, svc
+from support import free_port, kill_group, port_open, wait_until
+
+pytestmark = pytest.mark.anyio
+
+HUGE = 16 * 1024 * 1024
+
+RAW_UPSTREAM = r"""
+import json, socketserver, sys, time
+from pathlib import Path
+
+FOLDER = Path(sys.argv[2])
+HUGE = 16 * 1024 * 1024
+
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = self.rfile.readline()
+                if not line:
+                    return
+                head += line
+            lines = head.decode("latin-1").split("\r\n")
+            method, path = lines[0].split(" ")[:2]
+            for line in lines:
+                if line.lower().startswith("content-length:"):
+                    self.rfile.read(int(line.split(":")[1]))
+            if not self.answer(method, path, lines):
+                return
+
+    def send(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def answer(self, method, path, lines):
+        if path == "/chunked":
+            self.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for piece in (b"one ", b"two ", b"three"):
+                self.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.send(b"0\r\n\r\n")
+            return True
+        if path == "/until-close":
+            self.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nstreamed until close")
+            return False
+        if path == "/hop":
+            self.send(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n"
+                      b"X-Secret: s\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\nok")
+            return True
+        if path == "/huge":
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % HUGE)
+            piece = bytes(range(256)) * 256
+            for _ in range(HUGE // len(piece)):
+                self.wfile.write(piece)
+            self.wfile.flush()
+            return True
+        if path == "/stream":
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+            try:
+                for i in range(2000):
+                    event = b"data: %d\n\n" % i
+                    self.send(b"%x\r\n%s\r\n" % (len(event), event))
+                    time.sleep(0.01)
+            except OSError:
+                (FOLDER / "client-gone").write_text("yes")
+            return False
+        body = json.dumps({"path": path, "head": lines[1:-2]}).encode()
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        self.send(head if method == "HEAD" else head + body)
+        return True
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def raw_upstream(tmp_path: Path) -> Iterator[int]:
+    script = tmp_path / "raw_upstream.py"
+    script.write_text(RAW_UPSTREAM)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(port), str(tmp_path)], start_new_session=True)
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, timeout=20, message="raw upstream")
+        assert proc.poll() is None, f"raw upstream exited with {proc.returncode}"
+        yield port
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
+
+
+class _KeptOpen:
+    """A socket file whose close() leaves it open, for the next response on the socket."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def close(self) -> None:
+        pass
+
+
+class _OneReader:
+    """Lets http.client.HTTPResponse read several responses from one socket in turn."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.file = sock.makefile("rb")
+
+    def makefile(self, *args: Any, **kwargs: Any) -> Any:
+        return _KeptOpen(self.file)
+
+
+def read_response(reader: _OneReader, method: str = "GET") -> tuple[http.client.HTTPResponse, bytes]:
+    response = http.client.HTTPResponse(reader, method=method)  # type: ignore[arg-type]
+    response.begin()
+    return response, response.read()
+
+
+def requests_on_one_connection(port: int, calls: list[tuple[str, str, bytes | None]]) -> list[tuple[int, dict[str, str], bytes, bool]]:
+    """Send each (method, path, body) on one kept-alive connection; per answer: status, headers,
+    body and whether the same socket was still in use."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        first: socket.socket | None = None
+        for method, path, body in calls:
+            conn.request(method, path, body=body, headers={"Host": "api.localhost"})
+            response = conn.getresponse()
+            data = response.read()
+            first = first or conn.sock
+            out.append((response.status, dict(response.getheaders()), data, conn.sock is first))
+    finally:
+        conn.close()
+    return out
+
+
+async def test_plain_requests_go_direct_and_a_body_moves_the_connection_to_aiohttp(raw_upstream: int) -> None:
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        answers = await to_thread.run_sync(requests_on_one_connection, port, [
+            ("GET", "/a", None), ("GET", "/b", None), ("HEAD", "/c", None),
+            ("POST", "/d", b"a body"),  # aiohttp's path from here on
+            ("GET", "/e", None),
+        ])
+        assert [a[0] for a in answers] == [200] * 5
+        assert all(same for *_, same in answers), "every answer came on the one client connection"
+        assert [json.loads(a[2])["path"] for a in answers if a[2]] == ["/a", "/b", "/d", "/e"]
+        assert answers[2][2] == b"" and int(answers[2][1]["Content-Length"]) > 0
+        counts = b.proxy_counts
+        assert counts is not None and (counts.direct, counts.handed_over) == (3, 1)
+
+
+async def test_forwarded_head_is_the_same_on_both_paths(raw_upstream: int) -> None:
+    """The direct path and aiohttp's path rewrite the request head alike."""
+
+    def heads(port: int) -> list[list[str]]:
+        out = []
+        for method in ("GET", "OPTIONS"):  # OPTIONS with a body: aiohttp's path
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            body = b"x" if method == "OPTIONS" else None
+            conn.request(method, "/same?q=1", body=body, headers={
+                "Host": "api.localhost", "Connection": "keep-alive, X-Private", "X-Private": "p",
+                "X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "https", "Accept": "*/*",
+            })
+            head = json.loads(conn.getresponse().read())["head"]
+            conn.close()
+            out.append([h for h in head if not h.lower().startswith(("content-length", "transfer-encoding", "accept-encoding"))])
+        return out
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        direct, full = await to_thread.run_sync(heads, port)
+    assert b.proxy_counts is None  # the proxy has stopped
+    assert sorted(direct) == sorted(full)
+    assert "Host: api.localhost" in direct and "Accept: */*" in direct
+    assert "X-Forwarded-For: 10.0.0.1, 127.0.0.1" in direct and "X-Forwarded-Proto: http" in direct
+    assert "X-Forwarded-Host: api.localhost" in direct
+    assert not any(h.startswith(("Connection", "X-Private")) for h in direct)
+
+
+async def test_pipelined_requests_are_answered_in_order(raw_upstream: int) -> None:
+    def pipeline(port: int) -> list[str]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: api.localhost\r\n\r\n" % i for i in range(5)))
+            reader = _OneReader(sock)
+            return [json.loads(read_response(reader)[1])["path"] for _ in range(5)]
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        assert await to_thread.run_sync(pipeline, port) == [f"/p{i}" for i in range(5)]
+        assert b.proxy_counts is not None and b.proxy_counts.direct == 5
+
+
+async def test_chunked_and_until_close_bodies_arrive_whole_and_the_client_connection_stays(raw_upstream: int) -> None:
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        answers = await to_thread.run_sync(requests_on_one_connection, port, [
+            ("GET", "/chunked", None), ("GET", "/until-close", None), ("GET", "/chunked", None), ("GET", "/x", None),
+        ])
+        assert b.proxy_counts is not None and b.proxy_counts.direct == 4
+    assert [a[2] for a in answers[:3]] == [b"one two three", b"streamed until close", b"one two three"]
+    assert all(same for *_, same in answers), "an upstream closing its own connection does not close the client's"
+    assert answers[1][1].get("Transfer-Encoding") == "chunked" and "Connection" not in answers[1][1]
+
+
+async def test_hop_by_hop_response_headers_are_dropped(raw_upstream: int) -> None:
+    async with running_proxy(backend_for(svc("api", raw_upstream))) as port:
+        ((status, headers, body, _),) = await to_thread.run_sync(requests_on_one_connection, port, [("GET", "/hop", None)])
+    assert (status, body, headers.get("X-Kept")) == (200, b"ok", "k")
+    assert not {"Connection", "Keep-Alive", "X-Secret"} & set(headers)
+
+
+async def test_connection_close_from_the_client_is_honoured(raw_upstream: int) -> None:
+    def ask(port: int) -> tuple[int, str | None, bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /bye HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
+            reader = _OneReader(sock)
+            response, _ = read_response(reader)
+            return response.status, response.getheader("Connection"), reader.file.read()  # b"" once closed
+
+    async with running_proxy(backend_for(svc("api", raw_upstream))) as port:
+        assert await to_thread.run_sync(ask, port) == (200, "close", b"")
+
+
+async def test_a_slow_reader_gets_a_large_body_whole(raw_upstream: int) -> None:
+    def slow_read(port: int) -> tuple[int, str]:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            sock.sendall(b"GET /huge HTTP/1.1\r\nHost: api.localhost\r\n\r\n")
+            reader = _OneReader(sock)
+            response = http.client.HTTPResponse(reader)  # type: ignore[arg-type]
+            response.begin()
+            digest = hashlib.sha256()
+            n = 0
+            while piece := response.read(4096):
+                digest.update(piece)
+                n += len(piece)
+            return n, digest.hexdigest()
+
+    expected = hashlib.sha256((bytes(range(256)) * 256) * (HUGE // 65536)).hexdigest()
+    async with running_proxy(backend_for(svc("api", raw_upstream))) as port:
+        assert await to_thread.run_sync(slow_read, port) == (HUGE, expected)
+
+
+async def test_a_client_leaving_mid_stream_closes_the_upstream_side(raw_upstream: int, tmp_path: Path) -> None:
+    def read_two_events_and_leave(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: api.localhost\r\n\r\n")
+            got = b""
+            while got.count(b"data: ") < 2:
+                got += sock.recv(4096)
+            return got
+
+    async with running_proxy(backend_for(svc("api", raw_upstream))) as port:
+        got = await to_thread.run_sync(read_two_events_and_leave, port)
+        assert b"data: 0\n\n" in got and b"text/event-stream" in got
+        # the upstream's next writes fail only if the proxy closed its side too
+        with anyio.fail_after(10):
+            while not (tmp_path / "client-gone").exists():
+                await anyio.sleep(0.05)
+
+
+async def test_a_malformed_request_is_refused_by_aiohttp(raw_upstream: int, caplog: pytest.LogCaptureFixture) -> None:
+    def send(port: int, data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(data)
+            return sock.recv(65536)
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        bad = await to_thread.run_sync(send, port, b"GET / HTTP/1.1\r\nHost: api.localhost\r\nBad Header\r\n\r\n")
+        assert bad.split(b" ")[1] == b"400" and b"Invalid header" in bad
+        http10 = await to_thread.run_sync(send, port, b"GET /old HTTP/1.0\r\nHost: api.localhost\r\n\r\n")
+        assert http10.startswith(b"HTTP/1.") and b'"/old"' in http10
+        assert b.proxy_counts is not None and (b.proxy_counts.direct, b.proxy_counts.handed_over) == (0, 2)
+    # a client's mistake is the client's answer, not a traceback in the developer's log stream
+    assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
+
+
+async def test_idle_client_connections_are_closed(raw_upstream: int) -> None:
+    def idle_then_read(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /once HTTP/1.1\r\nHost: api.localhost\r\n\r\n")
+            reader = _OneReader(sock)
+            read_response(reader)
+            return reader.file.read()  # blocks until the proxy closes the idle connection
+
+    async with running_proxy(backend_for(svc("api", raw_upstream)), idle_timeout=0.4) as port:
+        with anyio.fail_after(8):
+            assert await to_thread.run_sync(idle_then_read, port) == b""
