@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prespawned: dict[str, Any] = {}
     try:
         from a3s_dev.config import load
-        from a3s_dev.session import prespawn, refuse_taken_proxy_port, wanted_services
+        from a3s_dev.session import prespawn, reserve_proxy_port, wanted_services
 
         config = load(args.file)
         wanted = wanted_services(config, opts.services or None, opts.deps)
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{ORPHANS}{names}", flush=True)
         print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         # Like the foreground: the first wave runs before asyncio and aiohttp are even imported.
-        refuse_taken_proxy_port(config.settings.proxy_port if opts.proxy else 0)
+        reserve_proxy_port(config.settings.proxy_port if opts.proxy else 0)
         prespawned = prespawn(config, wanted)
         import anyio
 

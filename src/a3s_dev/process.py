@@ -88,6 +88,79 @@ def service_env(
 # --------------------------------------------------------------------------- ports
 
 
+class ListenFailure(Exception):
+    """A loopback listener could not be opened (`listen_loopback`)."""
+
+    def __init__(self, host: str, port: int, err: int, strerror: str) -> None:
+        super().__init__(f"{host}:{port}: {strerror}")
+        self.host = host
+        self.port = port
+        self.errno = err
+        self.strerror = strerror
+
+
+def has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+LISTEN_BACKLOG = 1024
+
+
+def _loopback_listener(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenFailure(host, port, exc.errno or 0, exc.strerror or str(exc)) from None
+    return sock
+
+
+def listen_loopback(port: int) -> list[socket.socket]:
+    """Listening sockets on 127.0.0.1 and, where the host has it, ::1, both on `port` (0: one
+    the OS picks); never on any other address. Raises `ListenFailure`."""
+    ipv6 = has_ipv6_loopback()
+    attempts = 5 if port == 0 else 1  # port 0: the v6 side may collide with the v4 pick
+    for attempt in range(attempts):
+        v4 = _loopback_listener(socket.AF_INET, "127.0.0.1", port)
+        if not ipv6:
+            return [v4]
+        try:
+            return [v4, _loopback_listener(socket.AF_INET6, "::1", v4.getsockname()[1])]
+        except ListenFailure as exc:
+            v4.close()
+            if exc.errno != errno.EADDRINUSE or attempt + 1 == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+_reserved: dict[int, list[socket.socket]] = {}
+
+
+def reserve_loopback(port: int) -> None:
+    """`listen_loopback(port)` now, kept for `take_reserved`: connections made before a server
+    runs on them wait in the kernel's backlog instead of being refused."""
+    if port not in _reserved:
+        _reserved[port] = listen_loopback(port)
+
+
+def take_reserved(port: int) -> list[socket.socket] | None:
+    """The sockets `reserve_loopback(port)` opened, handed over once (None if none)."""
+    return _reserved.pop(port, None)
+
+
 def port_in_use(port: int) -> bool:
     """True when something listens on `port` of 127.0.0.1 (or of every address).
 

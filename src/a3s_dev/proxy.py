@@ -9,6 +9,7 @@ proxy actually runs. Nothing here imports asyncio or aiohttp.
 from __future__ import annotations
 
 import enum
+import errno
 import html
 import re
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,8 @@ from a3s_dev.state import ServiceState, ServiceStatus, exited
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
+
+    from a3s_dev.process import ListenFailure
 
 # --------------------------------------------------------------------------- routing (pure)
 
@@ -476,6 +479,14 @@ def plain_request(raw: bytes) -> PlainRequest | None:
 HOLD_TIMEOUT = 30.0
 # A client connection idle this long is closed (aiohttp's keep-alive default).
 IDLE_TIMEOUT = 75.0
+
+
+def listen_error(exc: ListenFailure) -> RuntimeFailure:
+    """The one line for a proxy port that cannot be listened on."""
+    if exc.errno == errno.EADDRINUSE:
+        return port_in_use(exc.port)
+    host = f"[{exc.host}]" if ":" in exc.host else exc.host
+    return RuntimeFailure(f"proxy: cannot listen on {host}:{exc.port}: {exc.strerror}")
 
 
 def port_in_use(port: int) -> RuntimeFailure:

@@ -11,9 +11,7 @@ WebSocket upgrades through one aiohttp `ClientSession`. Bodies stream both ways.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,7 +21,6 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from yarl import URL
 
-from a3s_dev.errors import RuntimeFailure
 from a3s_dev.events import Event, StateChanged
 from a3s_dev.proxy import (
     _WS_DROP,
@@ -34,7 +31,7 @@ from a3s_dev.proxy import (
     Router,
     Verdict,
     forward_headers,
-    port_in_use,
+    listen_error,
     proxy_banner,
     render_index,
     render_not_found,
@@ -43,6 +40,7 @@ from a3s_dev.proxy import (
     response_headers,
     verdict,
 )
+from a3s_dev.process import LISTEN_BACKLOG, ListenFailure, listen_loopback, take_reserved
 from a3s_dev.proxy_direct import DirectPath
 from a3s_dev.proxy_pool import UpstreamConnectError, UpstreamConnection, UpstreamError, UpstreamPool
 from a3s_dev.state import ServiceState, ServiceStatus
@@ -397,43 +395,18 @@ logging.getLogger("aiohttp.server").addFilter(_not_a_client_mistake)
 # --------------------------------------------------------------------------- listening
 
 
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 async def _listen(factory: Callable[[], asyncio.BaseProtocol], port: int) -> tuple[list[asyncio.Server], int]:
-    """Listen on 127.0.0.1 and ::1 (when the host has it) on one port; return the servers and the port."""
+    """Serve on 127.0.0.1 and ::1 (when the host has it) `port`, on the sockets `a3s up`
+    reserved before spawning anything when there are some; return the servers and the port."""
+    sockets = take_reserved(port) if port else None
+    if sockets is None:
+        try:
+            sockets = listen_loopback(port)
+        except ListenFailure as exc:
+            raise listen_error(exc) from None
     loop = asyncio.get_running_loop()
-    ipv6 = _has_ipv6_loopback()
-    attempts = 5 if port == 0 else 1  # port 0: the v6 side may collide with the v4 pick
-    for attempt in range(attempts):
-        try:
-            v4 = await loop.create_server(factory, "127.0.0.1", port, backlog=1024)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise port_in_use(port) from None
-            raise RuntimeFailure(f"proxy: cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-        bound = int(v4.sockets[0].getsockname()[1])
-        if not ipv6:
-            return [v4], bound
-        try:
-            v6 = await loop.create_server(factory, "::1", bound, backlog=1024)
-            return [v4, v6], bound
-        except OSError as exc:
-            v4.close()
-            if exc.errno == errno.EADDRINUSE and attempt + 1 < attempts:
-                continue
-            if exc.errno == errno.EADDRINUSE:
-                raise port_in_use(bound) from None
-            raise RuntimeFailure(f"proxy: cannot listen on [::1]:{bound}: {exc.strerror}") from None
-    raise port_in_use(port)  # pragma: no cover - the loop returns or raises
+    servers = [await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG) for sock in sockets]
+    return servers, int(sockets[0].getsockname()[1])
 
 
 async def serve(

@@ -50,15 +50,20 @@ def first_wave(config: DevConfig, wanted: Sequence[str]) -> list[ServiceDef]:
     ]
 
 
-def refuse_taken_proxy_port(port: int) -> None:
-    """Raise the proxy's one-line error now when its port is taken (0: no proxy), before
-    anything is spawned: nothing half-started."""
-    from a3s_dev.process import port_in_use
+def reserve_proxy_port(port: int) -> None:
+    """Listen on the proxy's port now (0: no proxy), before anything is spawned. A taken port
+    fails the command with the proxy's one-line error, nothing half-started; and a browser's
+    first requests wait in the backlog until the proxy attaches instead of being refused."""
+    if not port:
+        return
+    from a3s_dev.process import ListenFailure, reserve_loopback
 
-    if port and port_in_use(port):
+    try:
+        reserve_loopback(port)
+    except ListenFailure as exc:
         from a3s_dev import proxy  # its wording; loaded only on this error path
 
-        raise proxy.port_in_use(port)
+        raise proxy.listen_error(exc) from None
 
 
 def prespawn(config: DevConfig, wanted: Sequence[str]) -> dict[str, ServiceProcess]:
@@ -189,7 +194,7 @@ def run_foreground(
     lock.acquire()
     prespawned: dict[str, ServiceProcess] = {}
     try:
-        refuse_taken_proxy_port(proxy_port)
+        reserve_proxy_port(proxy_port)
         prespawned = prespawn(config, wanted)
         return _run_loop(config, wanted, attachments, color, paths, prespawned)
     except BaseException:

@@ -383,16 +383,58 @@ async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: d
 def test_a_taken_proxy_port_is_refused_before_anything_starts() -> None:
     import socket
 
-    from a3s_dev.session import refuse_taken_proxy_port as ensure_port_free
+    from a3s_dev.process import take_reserved
+    from a3s_dev.session import reserve_proxy_port
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeFailure, match=f"port {port} is already in use"):
-            ensure_port_free(port)
-    ensure_port_free(port)  # released: free again
-    ensure_port_free(0)  # "any port" is always available
+            reserve_proxy_port(port)
+        assert take_reserved(port) is None
+    reserve_proxy_port(port)  # released: free again, and now ours
+    sockets = take_reserved(port)
+    assert sockets and {s.getsockname()[1] for s in sockets} == {port}
+    assert {s.getsockname()[0] for s in sockets} <= {"127.0.0.1", "::1"}
+    for sock in sockets:
+        sock.close()
+    reserve_proxy_port(0)  # no proxy: nothing to reserve
+    assert take_reserved(0) is None
+
+
+async def test_a_request_sent_before_the_proxy_runs_waits_for_it(ups: dict[str, Upstream]) -> None:
+    """`a3s up` reserves the proxy's port before spawning anything; the proxy attaches later.
+    A browser's request in between waits in the backlog and is answered, not refused."""
+    import socket
+
+    from a3s_dev.process import take_reserved
+    from a3s_dev.session import reserve_proxy_port
+
+    port = free_port()
+    reserve_proxy_port(port)
+    try:
+        early = socket.create_connection(("127.0.0.1", port), timeout=10)
+    except BaseException:
+        for sock in take_reserved(port) or []:
+            sock.close()
+        raise
+    with early:
+        early.sendall(b"GET / HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
+        b = backend(ups)
+        async with anyio.create_task_group() as tg:
+            bound = await tg.start(lambda task_status: serve_proxy(b, port, task_status=task_status))
+            assert bound == port and take_reserved(port) is None, "the proxy took the reserved sockets"
+
+            def read_all() -> bytes:
+                data = b""
+                while chunk := early.recv(65536):
+                    data += chunk
+                return data
+
+            answer = await anyio.to_thread.run_sync(read_all)
+            tg.cancel_scope.cancel()
+    assert answer.startswith(b"HTTP/1.1 200") and b"hello from api" in answer
 
 
 async def test_concurrent_mixed_requests_never_cross_talk(ups: dict[str, Upstream]) -> None:

@@ -111,8 +111,8 @@ service "slow" {{
 
 
 def test_a_request_during_a_slow_start_is_held_until_the_service_is_ready(tmp_path: Path) -> None:
-    """The proxy listens within about a second of `a3s up`, before a slow service is ready,
-    and holds a browser's request until the service answers instead of refusing it."""
+    """The proxy's port is open from the start of `a3s up`, before a slow service is ready,
+    and a browser's request is held until the service answers instead of being refused."""
     write_http_service(tmp_path)
     port, proxy = free_port(), free_port()
     (tmp_path / "A3sfile.hcl").write_text(SLOW_A3SFILE.format(python=sys.executable, port=port))
