@@ -421,6 +421,10 @@ class PlainRequest(NamedTuple):
     close: bool  # the client asked to close the connection after this exchange
 
 
+# Requests with these methods and no body may be sent upstream again when the upstream closed
+# the connection without answering (RFC 9110 §9.2.2); no other request is ever sent twice.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT", "TRACE"})
+
 # One pass over the whole head: an origin-form HTTP/1.1 request line with an idempotent method
 # (RFC 9110 §9.2.2: one the direct path may hand to aiohttp's path to send again when the
 # upstream dropped it unanswered), then header lines whose names are tokens and whose values

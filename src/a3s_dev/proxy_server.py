@@ -26,6 +26,7 @@ from a3s_dev.proxy import (
     _WS_DROP,
     FORWARD_STATES,
     HOLD_TIMEOUT,
+    IDEMPOTENT,
     ProxyBackend,
     RouteKind,
     Router,
@@ -272,10 +273,11 @@ class ProxyServer:
             try:
                 up = await conn.response_head()
             except UpstreamError:
-                if not conn.reused or has_body:
+                if not conn.reused or has_body or method not in IDEMPOTENT:
                     raise
                 # The upstream closed this idle connection just as we reused it (its keep-alive
-                # timeout). Nothing was processed, so a bodyless request can go again, fresh.
+                # timeout), most likely before reading the request: an idempotent one without
+                # a body can go again, fresh (RFC 9110 §9.2.2).
                 conn.close()
                 conn = await self.pool.connect(port)
                 conn.begin(head, no_body=method == "HEAD")

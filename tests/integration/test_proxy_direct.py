@@ -320,3 +320,71 @@ async def test_idle_client_connections_are_closed(raw_upstream: int) -> None:
     async with running_proxy(backend_for(svc("api", raw_upstream)), idle_timeout=0.4) as port:
         with anyio.fail_after(8):
             assert await to_thread.run_sync(idle_then_read, port) == b""
+
+
+# Answers the first request on each connection, then reads the next one, notes it and closes
+# without answering: a kept-alive upstream connection that dies under a request.
+ANSWERS_ONCE = r"""
+import socket, sys, threading
+from pathlib import Path
+
+log = Path(sys.argv[2])
+lock = threading.Lock()
+
+def read_head(f):
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = f.readline()
+        if not line:
+            return None
+        head += line
+    with lock, log.open("a") as out:
+        out.write(head.split(b"\r\n")[0].decode() + "\n")
+    return head
+
+def serve(conn):
+    with conn, conn.makefile("rb") as f:
+        if read_head(f) is None:
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nanswer")
+        read_head(f)  # noted, never answered
+
+srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close(tmp_path: Path) -> None:
+    script, log = tmp_path / "answers_once.py", tmp_path / "requests.log"
+    script.write_text(ANSWERS_ONCE)
+    up_port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(up_port), str(log)], start_new_session=True)
+    try:
+        wait_until(lambda: port_open(up_port), timeout=20, message="the upstream")
+        log.write_text("")
+
+        def ask(port: int, method: str, path: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request(method, path, headers={"Host": "api.localhost"})
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        async with running_proxy(backend_for(svc("api", up_port))) as port:
+            # each first request leaves its upstream connection in the pool, alive; the next
+            # request reuses it and the upstream closes it under that request, unanswered
+            assert await to_thread.run_sync(ask, port, "GET", "/first") == 200
+            assert await to_thread.run_sync(ask, port, "GET", "/again") == 200  # sent again, fresh
+            assert await to_thread.run_sync(ask, port, "GET", "/second") == 200
+            assert await to_thread.run_sync(ask, port, "POST", "/once") == 502  # never sent twice
+        lines = log.read_text().splitlines()
+        assert lines.count("GET /again HTTP/1.1") == 2, lines
+        assert lines.count("POST /once HTTP/1.1") == 1, lines
+    finally:
+        kill_group(proc.pid)
+        proc.wait(timeout=10)
