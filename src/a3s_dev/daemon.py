@@ -212,6 +212,22 @@ class Forked:
         return self.returncode
 
 
+SUPERVISOR_LOG_BYTES = 1024 * 1024
+
+
+def _rotate_supervisor_log(paths: RuntimePaths) -> int:
+    """Move `.a3s/supervisor.log` to `supervisor.log.1` once it passed 1 MB (no supervisor
+    writes to it now: none runs); return its size, where the new supervisor's lines start."""
+    try:
+        size = paths.supervisor_log.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size < SUPERVISOR_LOG_BYTES:
+        return size
+    os.replace(paths.supervisor_log, paths.supervisor_log.with_name(paths.supervisor_log.name + ".1"))
+    return 0
+
+
 def fork(paths: RuntimePaths, opts: UpOptions) -> Forked:
     """Start the background supervisor by forking this (single-threaded) process.
 
@@ -421,7 +437,7 @@ def _up(
             return -1
         # Spawn first, then load the client: the imports overlap with the supervisor's boot.
         # The supervisor ends what a SIGKILLed predecessor left once it holds the lock.
-        offset = paths.supervisor_log.stat().st_size if paths.supervisor_log.exists() else 0
+        offset = _rotate_supervisor_log(paths)
         spawned_at = time.time()
         child = fork(paths, opts)
         code = _wait_spawned(

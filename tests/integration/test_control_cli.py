@@ -47,6 +47,8 @@ def get(port: int, path: str = "/") -> str:
 
 def test_up_d_returns_once_healthy_and_a_second_up_d_reuses_the_supervisor(stack: Stack) -> None:
     ports = chain_a3sfile(stack.folder)
+    runtime.ensure_state_dir(stack.paths)
+    stack.paths.supervisor_log.write_text("an old supervisor's line\n" * 50_000)  # over 1 MB
     first = stack.a3s("up", "-d")
     assert first.code == 0, first.err
     assert "ready" in first.out
@@ -68,6 +70,9 @@ def test_up_d_returns_once_healthy_and_a_second_up_d_reuses_the_supervisor(stack
     assert stat.S_IMODE(os.stat(paths.socket).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(paths.state_dir).st_mode) == 0o700
     assert "supervisor" in paths.supervisor_log.read_text()
+    # supervisor.log does not grow without end: past 1 MB it moved to supervisor.log.1
+    assert "old supervisor" not in paths.supervisor_log.read_text()
+    assert paths.supervisor_log.with_name("supervisor.log.1").read_text().startswith("an old supervisor's line")
 
 
 def test_up_d_of_a_failing_service_exits_1_naming_it_with_its_last_lines(stack: Stack) -> None:
