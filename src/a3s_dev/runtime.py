@@ -128,6 +128,9 @@ def log_file(root: Path, service: str) -> Path:
 # ---------------------------------------------------------------------------- lock and pid
 
 
+PROBE_GRACE = 0.05  # seconds a taken lock is retried before it counts as a running supervisor
+
+
 class SupervisorLock:
     """An exclusive `flock` on `.a3s/supervisor.lock` plus `supervisor.pid`, held while a supervisor runs.
 
@@ -146,15 +149,23 @@ class SupervisorLock:
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunning; then write our pid."""
         ensure_state_dir(self.paths)
+        busy_until: float | None = None
         while True:
             fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                # `lock_held` (status, up -d, down) takes the lock for an instant to look:
+                # a lock that is free again within PROBE_GRACE was such a look, not a supervisor.
+                now = time.monotonic()
+                busy_until = busy_until or now + PROBE_GRACE
+                if now >= busy_until:
                     raise AlreadyRunning(read_pid(self.paths), self.paths.a3sfile) from None
-                raise
+                time.sleep(0.002)
+                continue
             # The file is removed by whoever holds it last (release, clean_stale): a lock on a
             # file that was unlinked meanwhile guards nothing, so take the new one instead.
             try:

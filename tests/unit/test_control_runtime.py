@@ -81,6 +81,25 @@ def test_lock_admits_one_supervisor_and_writes_pid(tmp_path: Path) -> None:
     assert not paths.pid.exists() and not paths.lock.exists()  # nothing stale left behind
 
 
+def test_a_look_at_the_lock_does_not_turn_a_starting_supervisor_away(tmp_path: Path) -> None:
+    """`lock_held` takes the lock for an instant; a supervisor starting in that instant waits
+    it out instead of reporting that one is already running."""
+    import threading
+
+    paths = runtime.paths_for(_a3sfile(tmp_path))
+    runtime.ensure_state_dir(paths)
+    paths.lock.write_text("")
+    look = os.open(paths.lock, os.O_RDWR)
+    runtime.fcntl.flock(look, runtime.fcntl.LOCK_EX | runtime.fcntl.LOCK_NB)  # a look, mid-way
+    ends = threading.Timer(0.01, os.close, [look])
+    ends.start()
+    try:
+        with runtime.SupervisorLock(paths):
+            assert runtime.read_pid(paths) == os.getpid()
+    finally:
+        ends.join()
+
+
 def test_a_lock_on_a_file_removed_meanwhile_is_not_kept(tmp_path: Path) -> None:
     paths = runtime.paths_for(_a3sfile(tmp_path))
     runtime.ensure_state_dir(paths)
