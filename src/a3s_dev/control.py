@@ -179,8 +179,8 @@ def render_metrics(
             "# HELP a3s_proxy_direct_requests_total Requests the proxy forwarded on its direct path.",
             "# TYPE a3s_proxy_direct_requests_total counter",
             f"a3s_proxy_direct_requests_total {proxy.direct}",
-            "# HELP a3s_proxy_handed_over_connections_total Client connections the proxy handed to its full "
-            "(aiohttp) path: bodies, WebSockets, held requests, pages.",
+            "# HELP a3s_proxy_handed_over_connections_total Client connections the proxy handed to"
+            + " its full (aiohttp) path: bodies, WebSockets, held requests, pages.",
             "# TYPE a3s_proxy_handed_over_connections_total counter",
             f"a3s_proxy_handed_over_connections_total {proxy.handed_over}",
         ]

@@ -22,6 +22,7 @@ from anyio.abc import TaskStatus
 from yarl import URL
 
 from a3s_dev.events import Event, StateChanged
+from a3s_dev.process import LISTEN_BACKLOG, ListenFailure, listen_loopback, take_reserved
 from a3s_dev.proxy import (
     _WS_DROP,
     FORWARD_STATES,
@@ -41,7 +42,6 @@ from a3s_dev.proxy import (
     response_headers,
     verdict,
 )
-from a3s_dev.process import LISTEN_BACKLOG, ListenFailure, listen_loopback, take_reserved
 from a3s_dev.proxy_direct import DirectPath
 from a3s_dev.proxy_pool import UpstreamConnectError, UpstreamConnection, UpstreamError, UpstreamPool
 from a3s_dev.state import ServiceState, ServiceStatus

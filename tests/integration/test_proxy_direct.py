@@ -104,12 +104,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, start_new_session=True)
+
+
 @pytest.fixture
 def raw_upstream(tmp_path: Path) -> Iterator[int]:
     script = tmp_path / "raw_upstream.py"
     script.write_text(RAW_UPSTREAM)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(script), str(port), str(tmp_path)], start_new_session=True)
+    proc = _spawn([sys.executable, str(script), str(port), str(tmp_path)])
     try:
         wait_until(lambda: port_open(port) or proc.poll() is not None, timeout=20, message="raw upstream")
         assert proc.poll() is None, f"raw upstream exited with {proc.returncode}"
@@ -360,7 +364,7 @@ async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close
     script, log = tmp_path / "answers_once.py", tmp_path / "requests.log"
     script.write_text(ANSWERS_ONCE)
     up_port = free_port()
-    proc = subprocess.Popen([sys.executable, str(script), str(up_port), str(log)], start_new_session=True)
+    proc = _spawn([sys.executable, str(script), str(up_port), str(log)])
     try:
         wait_until(lambda: port_open(up_port), timeout=20, message="the upstream")
         log.write_text("")

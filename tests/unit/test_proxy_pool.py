@@ -53,8 +53,9 @@ def exchange(feed: list[bytes], *, head_only: bool = False) -> tuple[UpstreamCon
 
 
 def test_hop_by_hop_lines_are_cut_and_the_connection_header_kept_aside() -> None:
-    _, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-S\r\nKeep-Alive: timeout=5\r\n"
-                                 b"X-S: 1\r\nContent-Length: 2\r\nX-A: \xc3\xa9\r\n\r\nok"])
+    raw = (b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-S\r\nKeep-Alive: timeout=5\r\n"
+           b"X-S: 1\r\nContent-Length: 2\r\nX-A: \xc3\xa9\r\n\r\nok")
+    _, _, head, body = exchange([raw])
     assert head.lines == b"\r\nX-S: 1\r\nContent-Length: 2\r\nX-A: \xc3\xa9", "bytes as they came"
     assert head.connection == "keep-alive, X-S" and head.keep_alive and body == b"ok"
     assert head.headers == [("X-S", "1"), ("Content-Length", "2"), ("X-A", "é")]
