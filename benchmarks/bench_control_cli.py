@@ -69,7 +69,7 @@ def env() -> dict[str, str]:
 
 def run(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [*A3S, *args], cwd=folder, env=env(), capture_output=True, text=True, timeout=120
+        [*A3S, *args], cwd=folder, env=env(), capture_output=True, text=True, timeout=120, check=False
     )
     if check and proc.returncode != 0:
         raise SystemExit(f"a3s {' '.join(args)} failed: {proc.stderr}")
@@ -84,7 +84,7 @@ def a3s_binary() -> list[str]:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def bench_status(folder: Path, runs: int) -> None:

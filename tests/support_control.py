@@ -125,6 +125,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,  # the exit code is part of what the tests check
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from a3s_dev.errors import A3sError, UsageError, unknown_service
-from a3s_dev.fast import SPEC_KEYS as SPEC_KEYS  # re-exported: the API status keys
+from a3s_dev.fast import SPEC_KEYS as SPEC_KEYS  # noqa: PLC0414 - re-exported: the API status keys
 from a3s_dev.state import ServiceState, ServiceStatus
 
 if TYPE_CHECKING:

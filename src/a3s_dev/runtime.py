@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from a3s_dev import fast
 from a3s_dev.errors import A3sError
@@ -190,7 +191,7 @@ class SupervisorLock:
         fd, self._fd = self._fd, None
         os.close(fd)  # closing the descriptor releases the flock
 
-    def __enter__(self) -> SupervisorLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

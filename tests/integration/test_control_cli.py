@@ -274,7 +274,7 @@ def test_logs_follow_shows_a_new_line(stack: Stack) -> None:
         def read() -> None:
             assert follower.stdout is not None
             for line in follower.stdout:
-                lines.append(line)
+                lines.append(line)  # noqa: PERF402 - the test reads `lines` as they come
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()

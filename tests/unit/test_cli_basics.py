@@ -18,7 +18,7 @@ def test_version_flag_prints_version() -> None:
 
 @pytest.mark.timeout(30)
 def test_unknown_command_is_a_usage_error_with_exit_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "a3s_dev", "bogus"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "a3s_dev", "bogus"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
     assert "Traceback" not in proc.stderr

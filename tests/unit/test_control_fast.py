@@ -144,7 +144,7 @@ def test_status_fast_path_does_not_import_typer_or_aiohttp(tmp_path: Path) -> No
     )
     (tmp_path / "A3sfile.hcl").write_text("")
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
     )
     assert out.stdout.strip() == "[]", out.stderr
 
