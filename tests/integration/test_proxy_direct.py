@@ -227,6 +227,35 @@ async def test_pipelined_requests_are_answered_in_order(raw_upstream: int) -> No
         assert b.proxy_counts is not None and b.proxy_counts.direct == 5
 
 
+async def test_a_hand_over_in_the_middle_of_a_pipeline_keeps_every_request_in_order(raw_upstream: int) -> None:
+    """Two plain requests, one with a body, two plain again, in one write: the first two go
+    direct, then aiohttp gets the connection with the rest of the bytes and answers them."""
+
+    def pipeline(port: int) -> list[tuple[str, str]]:
+        requests = [
+            b"GET /a HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+            b"GET /b HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+            b"POST /c HTTP/1.1\r\nHost: api.localhost\r\nContent-Length: 4\r\n\r\nbody",
+            b"GET /d HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+            b"HEAD /e HTTP/1.1\r\nHost: api.localhost\r\n\r\n",
+        ]
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"".join(requests))
+            reader = _OneReader(sock)
+            out = []
+            for method in ("GET", "GET", "POST", "GET", "HEAD"):
+                response, body = read_response(reader, method)
+                out.append((method, json.loads(body)["path"] if body else response.getheader("Content-Type")))
+            return out
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        assert await to_thread.run_sync(pipeline, port) == [
+            ("GET", "/a"), ("GET", "/b"), ("POST", "/c"), ("GET", "/d"), ("HEAD", "application/json"),
+        ]
+        assert b.proxy_counts is not None and (b.proxy_counts.direct, b.proxy_counts.handed_over) == (2, 1)
+
+
 async def test_chunked_and_until_close_bodies_arrive_whole_and_the_client_connection_stays(raw_upstream: int) -> None:
     b = backend_for(svc("api", raw_upstream))
     async with running_proxy(b) as port:
