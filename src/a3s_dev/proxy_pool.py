@@ -276,7 +276,11 @@ class UpstreamConnection(asyncio.Protocol):
                 continue
             kept.append(line)
         if chunked:
-            length = None  # RFC 9112 §6.3: Transfer-Encoding wins over Content-Length
+            # RFC 9112 §6.3: Transfer-Encoding wins over Content-Length, which then must not
+            # reach the client beside our own chunked framing
+            if length is not None:
+                kept = [line for line in kept if line.partition(":")[0].strip().lower() != "content-length"]
+            length = None
         self._keep_alive = keep_alive
         if self._no_body or status in NO_BODY_STATUS:
             self._state = _DONE

@@ -61,6 +61,13 @@ def test_hop_by_hop_lines_are_cut_and_the_connection_header_kept_aside() -> None
     assert head.headers == [("X-S", "1"), ("Content-Length", "2"), ("X-A", "é")]
 
 
+def test_chunked_wins_over_content_length_which_is_not_forwarded() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    conn, _, head, body = exchange([raw])
+    assert (head.content_length, head.lines, body) == (None, b"\r\nX-A: 1", b"ok")
+    assert conn.reusable
+
+
 def test_callback_consumer_gets_head_pieces_and_the_end_without_awaiting() -> None:
     async def run() -> list[tuple[Any, ...]]:
         conn = UpstreamConnection(asyncio.get_running_loop(), 9)
