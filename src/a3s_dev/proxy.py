@@ -304,13 +304,19 @@ _WS_DROP = HOP_BY_HOP | {
 _RESPONSE_DROP = HOP_BY_HOP
 
 
+def header_tokens(value: str | None) -> set[str]:
+    """The comma-separated tokens of a header such as Connection, trimmed and lower-cased."""
+    if not value:
+        return set()
+    return {t.strip().lower() for t in value.split(",")} - {""}
+
+
 def forward_headers(
     headers: Mapping[str, str] | Any, drop: frozenset[str], client_ip: str | None, host: str | None
 ) -> CIMultiDict[str]:
     """Copy request headers minus `drop` and those named in Connection; add X-Forwarded-*."""
     out: CIMultiDict[str] = CIMultiDict()
-    conn = headers.get("Connection")
-    extra = {t.strip().lower() for t in conn.split(",")} if conn else ()
+    extra = header_tokens(headers.get("Connection"))
     for key, value in headers.items():
         low = key.lower()
         if low in drop or low in extra:
@@ -337,7 +343,7 @@ def request_head(
     """The upstream request head in one string: original headers (`(name, value)` pairs)
     minus hop-by-hop ones and those `connection` (the Connection header) names, the original
     Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
-    extra = {t.strip().lower() for t in connection.split(",")} if connection else ()
+    extra = header_tokens(connection)
     parts = [f"{method} {path} HTTP/1.1\r\n"]
     prior: str | None = None
     has_forwarded_host = False
@@ -376,11 +382,11 @@ def response_headers(
     """Upstream response headers minus hop-by-hop ones, those the Connection header (in `pairs`
     or given as `connection`) names, and Content-Length when we re-frame the body."""
     out: CIMultiDict[str] = CIMultiDict()
-    extra: set[str] = {t.strip().lower() for t in connection.split(",")} if connection else set()
+    extra = header_tokens(connection)
     for key, value in pairs:
         low = key.lower()
         if low == "connection":
-            extra.update(t.strip().lower() for t in value.split(","))
+            extra |= header_tokens(value)
             continue
         if low in _RESPONSE_DROP or (not keep_length and low == "content-length"):
             continue
@@ -397,7 +403,7 @@ def response_head(
     `lines` (each led by CRLF, hop-by-hop ones already cut by the pool) minus any header the
     upstream's `connection` names, then our own framing and connection headers."""
     if connection and connection.lower() not in ("keep-alive", "close"):
-        named = {t.strip().lower() for t in connection.split(",")} - {"keep-alive", "close", ""}
+        named = header_tokens(connection) - {"keep-alive", "close"}
         if named:  # rare: headers the upstream marked hop-by-hop in Connection
             names = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(named))
             lines = re.sub(rb"\r\n(?:" + names + rb")[ \t]*:[^\r\n]*", b"", lines, flags=re.IGNORECASE)
@@ -473,7 +479,7 @@ def plain_request(raw: bytes) -> PlainRequest | None:
         headers.append((key, value))
     if hosts != 1:
         return None
-    close = connection is not None and "close" in {t.strip().lower() for t in connection.split(",")}
+    close = "close" in header_tokens(connection)
     return PlainRequest(method, target, headers, host, connection, close)
 
 

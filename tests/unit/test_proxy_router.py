@@ -15,6 +15,7 @@ from a3s_dev.proxy import (
     Router,
     Verdict,
     forward_headers,
+    header_tokens,
     normalize_host,
     plain_request,
     render_index,
@@ -259,3 +260,8 @@ def test_response_head_cuts_headers_named_in_connection_and_adds_our_framing() -
                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
     plain = response_head(200, "OK", lines, connection="keep-alive", chunked=False, close=False)
     assert plain == b"HTTP/1.1 200 OK" + lines + b"\r\n\r\n"
+
+
+def test_header_tokens_are_trimmed_lower_cased_and_never_empty() -> None:
+    assert header_tokens(" Keep-Alive ,X-Private,, close") == {"keep-alive", "x-private", "close"}
+    assert header_tokens(None) == header_tokens("") == set()
