@@ -292,7 +292,9 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self._state = _UNTIL_CLOSE
             self._keep_alive = False
-        reason = first[13:].encode("latin-1").decode("utf-8", "replace") if not first[13:].isascii() else first[13:]
+        reason = first[13:]
+        if not reason.isascii():
+            reason = reason.encode("latin-1").decode("utf-8", "replace")
         forward = "\r\n".join(kept).encode("latin-1") if len(kept) > 1 else b""
         self._head = ResponseHead(status, reason, forward, length, self._keep_alive, connection)
 
@@ -333,6 +335,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._error = None
         self._chunks.clear()
         self._buffered = 0
+        if self.closed:  # the upstream closed it since we got it: nothing will ever answer
+            self._error = UpstreamError(f"127.0.0.1:{self.port}: connection closed before the response")
+            self._wake()
+            return
         self.transport.write(head)
 
     def write(self, data: bytes) -> None:
@@ -348,10 +354,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     async def response_head(self) -> ResponseHead:
         while self._head is None:
-            if self._error is not None:
+            if self._error is not None:  # set by begin() or connection_lost() when it closed
                 raise self._error
-            if self.closed:
-                raise UpstreamError(f"127.0.0.1:{self.port}: connection closed before the response")
             await self._wait()
         return self._head
 
@@ -400,9 +404,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     @property
     def error(self) -> Exception | None:
-        """Why the exchange broke; also set when the connection closed before the response."""
-        if self._error is None and self.closed and self._state == _HEAD:
-            return UpstreamError(f"127.0.0.1:{self.port}: connection closed before the response")
+        """Why the exchange broke, including a close before the response."""
         return self._error
 
     @property

@@ -98,6 +98,27 @@ def test_callback_consumer_hears_of_a_close_before_the_response() -> None:
     assert isinstance(error, UpstreamError) and "before the response" in str(error)
 
 
+def test_a_request_begun_on_a_connection_closed_meanwhile_fails_at_once() -> None:
+    """The upstream may close a fresh connection before the request goes out: the exchange
+    fails at once, for the callback way as for the awaiting one, instead of waiting forever."""
+
+    async def run() -> tuple[list[Exception | None], Exception]:
+        conn = UpstreamConnection(asyncio.get_running_loop(), 9)
+        conn.connection_made(FakeTransport())
+        conn.connection_lost(None)
+        errors: list[Exception | None] = []
+        conn.attach(lambda: errors.append(conn.error))
+        conn.begin(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", no_body=False)
+        conn.detach()
+        with pytest.raises(UpstreamError) as awaited:
+            await asyncio.wait_for(conn.response_head(), 1)
+        return errors, awaited.value
+
+    errors, awaited = asyncio.run(run())
+    assert len(errors) == 1 and isinstance(errors[0], UpstreamError) and "before the response" in str(errors[0])
+    assert "before the response" in str(awaited)
+
+
 def test_content_length_body_and_keep_alive() -> None:
     conn, _, head, body = exchange([b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello"])
     assert (head.status, head.reason, body) == (200, "OK", b"hello")
