@@ -124,10 +124,7 @@ class ClientConnection(asyncio.Protocol):
         if self._connecting is not None:
             self._connecting.cancel()
             self._connecting = None
-        up, self._up = self._up, None
-        if up is not None:  # an exchange cut short: the upstream connection is mid-response
-            up.detach()
-            up.close()
+        self._let_go()  # an exchange cut short: the pool closes a connection left mid-response
 
     def data_received(self, data: bytes) -> None:
         self._buf = self._buf + data if self._buf else data
@@ -230,9 +227,7 @@ class ClientConnection(asyncio.Protocol):
             head = up.head
             if head is None:
                 if up.error is not None:  # nothing came back: aiohttp's path retries or explains
-                    self._up = None
-                    up.detach()
-                    up.close()
+                    self._let_go()
                     self._retry_in_full()
                 return
             self._head_sent = True
@@ -255,23 +250,18 @@ class ClientConnection(asyncio.Protocol):
         if up.error is not None:
             # Too late for an error page: cut the client's connection so it sees a truncated
             # body rather than a complete one.
-            self._up = None
-            up.detach()
-            up.close()
+            self._let_go()
             transport.write(b"".join(out))
             transport.close()
             return
         if not up.finished:
-            if out:
-                transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(b"".join(out))  # one piece is written as is, an empty list not at all
             return
         if self._chunked:
             out.append(b"0\r\n\r\n")
-        self._up = None
-        up.detach()
-        self.proxy.pool.release(up)
+        self._let_go()
         self.direct.counts.direct += 1
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        transport.write(b"".join(out))
         if self._close_after:
             transport.close()
             return
@@ -281,6 +271,14 @@ class ClientConnection(asyncio.Protocol):
             self._read_paused = False
             transport.resume_reading()
         self._next()
+
+    def _let_go(self) -> None:
+        """End the exchange with the upstream connection in flight, if any: the pool keeps it
+        when the response ended cleanly and closes it otherwise (error, cut short)."""
+        up, self._up = self._up, None
+        if up is not None:
+            up.detach()
+            self.proxy.pool.release(up)
 
     # ------------------------------------------------------------------ handing over
 

@@ -303,7 +303,6 @@ class ProxyServer:
                 status=up.status,
                 reason=up.reason,
                 headers=response_headers(up.headers, keep_length=True, connection=up.connection),
-            
             )
             await response.prepare(request)
             try:
