@@ -11,8 +11,6 @@ import hashlib
 import http.client
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,18 +18,18 @@ from typing import Any
 import anyio
 import pytest
 from anyio import to_thread
-from proxy_support import backend_for, running_proxy, svc
-from support import free_port, kill_group, port_open, wait_until
+from proxy_support import backend_for, running_proxy, start_upstream, svc
+from support import free_port
 
 pytestmark = pytest.mark.anyio
 
 HUGE = 16 * 1024 * 1024
 
 RAW_UPSTREAM = r"""
-import json, socketserver, sys, time
+import json, os, socketserver, time
 from pathlib import Path
 
-FOLDER = Path(sys.argv[2])
+FOLDER = Path(__file__).parent
 HUGE = 16 * 1024 * 1024
 
 class Handler(socketserver.StreamRequestHandler):
@@ -95,7 +93,7 @@ class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+Server(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 
@@ -104,23 +102,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, start_new_session=True)
-
-
 @pytest.fixture
 def raw_upstream(tmp_path: Path) -> Iterator[int]:
     script = tmp_path / "raw_upstream.py"
     script.write_text(RAW_UPSTREAM)
-    port = free_port()
-    proc = _spawn([sys.executable, str(script), str(port), str(tmp_path)])
+    up = start_upstream(script, "raw", free_port())
     try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, timeout=20, message="raw upstream")
-        assert proc.poll() is None, f"raw upstream exited with {proc.returncode}"
-        yield port
+        yield up.port
     finally:
-        kill_group(proc.pid)
-        proc.wait(timeout=10)
+        up.stop()
 
 
 class _KeptOpen:
@@ -358,10 +348,10 @@ async def test_idle_client_connections_are_closed(raw_upstream: int) -> None:
 # Answers the first request on each connection, then reads the next one, notes it and closes
 # without answering: a kept-alive upstream connection that dies under a request.
 ANSWERS_ONCE = r"""
-import socket, sys, threading
+import os, socket, threading
 from pathlib import Path
 
-log = Path(sys.argv[2])
+log = Path(__file__).with_name("requests.log")
 lock = threading.Lock()
 
 def read_head(f):
@@ -382,7 +372,7 @@ def serve(conn):
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nanswer")
         read_head(f)  # noted, never answered
 
-srv = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+srv = socket.create_server(("127.0.0.1", int(os.environ["PORT"])))
 while True:
     conn, _ = srv.accept()
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
@@ -392,10 +382,9 @@ while True:
 async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close(tmp_path: Path) -> None:
     script, log = tmp_path / "answers_once.py", tmp_path / "requests.log"
     script.write_text(ANSWERS_ONCE)
-    up_port = free_port()
-    proc = _spawn([sys.executable, str(script), str(up_port), str(log)])
+    up = start_upstream(script, "answers-once", free_port())
+    up_port = up.port
     try:
-        wait_until(lambda: port_open(up_port), timeout=20, message="the upstream")
         log.write_text("")
 
         def ask(port: int, method: str, path: str) -> int:
@@ -419,5 +408,4 @@ async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close
         assert lines.count("GET /again HTTP/1.1") == 2, lines
         assert lines.count("POST /once HTTP/1.1") == 1, lines
     finally:
-        kill_group(proc.pid)
-        proc.wait(timeout=10)
+        up.stop()
