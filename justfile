@@ -6,10 +6,11 @@ venv := ".venv"
 test *ARGS:
     {{venv}}/bin/python -m pytest -q {{ARGS}}
 
-# static checks (ruff and mypy: `pip install ruff mypy` into the venv)
+# static checks (the `lint` extra: pip install -e '.[test,lint]')
 lint:
-    {{venv}}/bin/python -m ruff check src tests benchmarks
-    {{venv}}/bin/python -m mypy src
+    {{venv}}/bin/ruff check src tests benchmarks
+    {{venv}}/bin/mypy src
+    {{venv}}/bin/lint-imports
 
 # every benchmark, figures printed
 bench:

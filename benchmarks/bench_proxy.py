@@ -53,10 +53,10 @@ http {{
 OURS = """
 import sys, anyio
 from pathlib import Path
-from a3s_dev.config import DevConfig, ServiceDef
-from a3s_dev.events import EventBus
-from a3s_dev.proxy import serve_proxy
-from a3s_dev.state import ServiceState, ServiceStatus
+from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.core.events import EventBus
+from a3s_dev.proxy.server import serve_proxy
+from a3s_dev.core.state import ServiceState, ServiceStatus
 
 class Backend:
     proxy_port = proxy_counts = None

@@ -26,10 +26,10 @@ from typing import Any
 
 import anyio
 
-from a3s_dev.config import DevConfig, ServiceDef, WatchConfig
-from a3s_dev.state import ServiceState, ServiceStatus
-from a3s_dev.supervisor import Supervisor
-from a3s_dev.watcher import watch_services
+from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.core.supervisor import Supervisor
+from a3s_dev.watch.service import watch_services
 
 # Records when it is ready and when SIGTERM arrives, then exits 0.
 SERVICE = textwrap.dedent(

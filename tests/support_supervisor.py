@@ -11,11 +11,11 @@ from typing import Any
 import anyio
 from support import kill_group, pids_in_group
 
-from a3s_dev.config import DevConfig, HealthConfig, ProbeKind, RestartMode, ServiceDef
-from a3s_dev.events import StateChanged
-from a3s_dev.logs import MemorySink
-from a3s_dev.state import ServiceState
-from a3s_dev.supervisor import Cadence, Supervisor
+from a3s_dev.config.model import DevConfig, HealthConfig, ProbeKind, RestartMode, ServiceDef
+from a3s_dev.core.events import StateChanged
+from a3s_dev.core.logs import MemorySink
+from a3s_dev.core.state import ServiceState
+from a3s_dev.core.supervisor import Cadence, Supervisor
 
 
 def service(

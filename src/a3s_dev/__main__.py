@@ -1,3 +1,3 @@
-from a3s_dev.fast import main
+from a3s_dev.cli.main import main
 
 main()

@@ -14,6 +14,10 @@ class A3sError(Exception):
         super().__init__(message)
         self.message = message
 
+    def printed(self) -> str:
+        """What the CLI prints: every line of the message prefixed with `a3s: `."""
+        return "\n".join(f"a3s: {line}" for line in self.message.splitlines() or [""])
+
 
 class ConfigError(A3sError):
     """The A3sfile could not be found, read or validated."""

@@ -1,4 +1,5 @@
-"""The `.a3s/` state folder beside the A3sfile: lock, pid file, control socket, logs, recorded groups.
+"""Where things are: the A3sfile (discovery) and its `.a3s/` state folder (lock, pid file, control
+socket, logs, recorded groups).
 
 `groups.json` lists the process groups the supervisor started and has not yet seen end,
 so that after a SIGKILLed supervisor the next `a3s up` or `a3s down` can end them.
@@ -16,19 +17,20 @@ import signal
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from a3s_dev import fast
-from a3s_dev.errors import A3sError
+from a3s_dev import procfs
+from a3s_dev.errors import A3sError, ConfigError
 
-STATE_DIR_NAME = fast.STATE_DIR_NAME
-STATE_DIR = STATE_DIR_NAME
+A3SFILE_NAME = "A3sfile.hcl"
+STATE_DIR_NAME = ".a3s"
 GROUPS_FILE = "groups.json"
-A3SFILE_NAME = fast.A3SFILE_NAME
-AF_UNIX_PATH_MAX = fast.AF_UNIX_PATH_MAX
+SOCKET_NAME = "control.sock"
+# sun_path is 108 bytes on Linux and one of them is the terminating NUL.
+AF_UNIX_PATH_MAX = 107
 
 
 class AlreadyRunning(A3sError):
@@ -57,6 +59,32 @@ class RuntimePaths:
     logs_dir: Path
 
 
+def find_file(explicit: Path | str | None, cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The A3sfile to use: `-f/--file`, else $A3S_FILE, else A3sfile.hcl here or in a parent folder.
+
+    Raises ConfigError with the one line to print when there is none.
+    """
+    env = os.environ if environ is None else environ
+    here = Path(os.path.abspath(cwd or os.getcwd()))
+    chosen = Path(explicit) if explicit is not None else (Path(env["A3S_FILE"]) if env.get("A3S_FILE") else None)
+    if chosen is not None:
+        chosen = chosen.expanduser()
+        path = chosen if chosen.is_absolute() else here / chosen
+        if path.is_dir():
+            path = path / A3SFILE_NAME
+        if not path.is_file():
+            source = "--file" if explicit is not None else "A3S_FILE"
+            raise ConfigError(f"{chosen}: no such file (given by {source})")
+        return path
+    for folder in (here, *here.parents):
+        candidate = folder / A3SFILE_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {A3SFILE_NAME} in {here} or any parent folder (create one, or name it with -f/--file or A3S_FILE)"
+    )
+
+
 def state_dir_for(a3sfile: Path) -> Path:
     """`.a3s/` beside the A3sfile."""
     return Path(os.path.abspath(a3sfile)).parent / STATE_DIR_NAME
@@ -64,13 +92,28 @@ def state_dir_for(a3sfile: Path) -> Path:
 
 def file_key(a3sfile: Path) -> str:
     """A short stable key of an A3sfile's real path (names the fallback socket)."""
-    return fast.file_key(str(a3sfile))
+    import hashlib
+
+    return hashlib.sha256(os.fsencode(os.path.realpath(a3sfile))).hexdigest()[:16]
+
+
+def fallback_socket_dir() -> Path:
+    """$XDG_RUNTIME_DIR/a3s, else a per-user folder in the temp folder."""
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isdir(runtime_dir):
+        return Path(runtime_dir) / "a3s"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"
 
 
 def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
     """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
-    when that path is longer than an AF_UNIX address can hold (the rule lives in fast.py)."""
-    return Path(fast.socket_path(str(a3sfile), str(state_dir) if state_dir is not None else None))
+    when that path is longer than an AF_UNIX address can hold."""
+    preferred = (state_dir or state_dir_for(a3sfile)) / SOCKET_NAME
+    if len(os.fsencode(preferred)) <= AF_UNIX_PATH_MAX:
+        return preferred
+    return fallback_socket_dir() / f"{file_key(a3sfile)}.sock"
 
 
 def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
@@ -246,19 +289,6 @@ def bind_control_socket(paths: RuntimePaths) -> socket.socket:
     return sock
 
 
-def socket_answers(paths: RuntimePaths) -> bool:
-    """True when something accepts connections on the control socket."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(1.0)
-    try:
-        sock.connect(str(paths.socket))
-    except OSError:
-        return False
-    finally:
-        sock.close()
-    return True
-
-
 def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
     """The pid file names a live a3s process (a supervisor that does not take the lock)."""
     pid = read_pid(paths)
@@ -332,25 +362,6 @@ class Orphan:
     pgid: int
 
 
-def _proc_start_time(pid: int) -> float | None:
-    """When `pid` started (epoch seconds), from /proc; None when it is gone or unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as f:
-            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
-    return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-
-
-def _group_alive(pgid: int) -> bool:
-    """Some process of the group is alive; zombies waiting for PID 1 to reap them do not count."""
-    from a3s_dev.process import group_alive
-
-    return group_alive(pgid)
-
-
 def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
     """`groups.json` as written by the supervisor (empty when missing or unreadable)."""
     try:
@@ -372,10 +383,10 @@ def recorded_orphans(paths: RuntimePaths) -> list[Orphan]:
             pgid = int(rec["pgid"])
         except (KeyError, TypeError, ValueError):
             continue
-        if pgid <= 1 or pgid == os.getpgrp() or not _group_alive(pgid):
+        if pgid <= 1 or pgid == os.getpgrp() or not procfs.group_alive(pgid):
             continue
         started = rec.get("started")
-        leader_start = _proc_start_time(pgid)
+        leader_start = procfs.start_time(pgid)
         if leader_start is not None and isinstance(started, (int, float)) and abs(leader_start - started) > 5.0:
             continue  # the leader's pid was reused by an unrelated process group
         found.append(Orphan(service, pgid))
@@ -391,7 +402,7 @@ def end_groups(orphans: list[Orphan], grace: float = 5.0) -> None:
     alive = list(orphans)
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
-        alive = [o for o in alive if _group_alive(o.pgid)]
+        alive = [o for o in alive if procfs.group_alive(o.pgid)]
     for orphan in alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(orphan.pgid, signal.SIGKILL)
@@ -400,7 +411,7 @@ def end_groups(orphans: list[Orphan], grace: float = 5.0) -> None:
 def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
     """After a supervisor died without cleaning up: end its recorded groups, remove its socket,
     pid file and groups record. Does nothing while a live supervisor holds the lock."""
-    if lock_held(paths) or socket_answers(paths) or _supervisor_pid_alive(paths):
+    if lock_held(paths) or _supervisor_pid_alive(paths):
         return []
     orphans = recorded_orphans(paths)
     end_groups(orphans, grace)
@@ -425,19 +436,3 @@ def _remove_free_lock(paths: RuntimePaths) -> None:
         pass  # taken meanwhile: it belongs to a live supervisor now
     finally:
         os.close(fd)
-
-
-def end_recorded_groups(folder: Path, *, grace: float = 2.0) -> list[str]:
-    """End every group left in `folder/groups.json` by a supervisor that died (SIGTERM, then SIGKILL);
-    returns the services whose groups were ended and clears the file. Call it only when no
-    supervisor is running for this folder (`clean_stale` checks that first)."""
-    paths = RuntimePaths(
-        a3sfile=folder.parent / A3SFILE_NAME, state_dir=folder, socket=folder / "control.sock",
-        lock=folder / "supervisor.lock", pid=folder / "supervisor.pid",
-        supervisor_log=folder / "supervisor.log", groups=folder / GROUPS_FILE, logs_dir=folder / "logs",
-    )
-    orphans = recorded_orphans(paths)
-    end_groups(orphans, grace)
-    with contextlib.suppress(FileNotFoundError):
-        paths.groups.unlink()
-    return sorted(o.service for o in orphans)

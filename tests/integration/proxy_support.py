@@ -15,10 +15,11 @@ from pathlib import Path
 import anyio
 from support import kill_group, port_open, wait_until
 
-from a3s_dev.config import DevConfig, ServiceDef
-from a3s_dev.events import EventBus, StateChanged
-from a3s_dev.proxy import ProxyCounts, serve_proxy
-from a3s_dev.state import ServiceState, ServiceStatus
+from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.core.events import EventBus, StateChanged
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.proxy.direct import ProxyCounts
+from a3s_dev.proxy.server import serve_proxy
 
 # Endpoints: /headers (JSON of the request), /hash (sha256 of a streamed body), /sse (a
 # never-ending event stream), /ws (echo; "close:<code>" closes with that code), /big (1 MB),
@@ -135,8 +136,7 @@ class FakeBackend:
     states: dict[str, ServiceState] = field(default_factory=dict)
     logs: dict[str, list[str]] = field(default_factory=dict)
     announced: list[str] = field(default_factory=list)
-    proxy_port: int | None = None  # set by the proxy while it listens
-    proxy_counts: ProxyCounts | None = None  # likewise
+    proxy_counts: ProxyCounts = field(default_factory=ProxyCounts)  # handed to the proxy by running_proxy
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
@@ -164,7 +164,8 @@ async def running_proxy(
 ) -> AsyncIterator[int]:
     """Serve the proxy on an OS-assigned port for the duration of the block; yields the port."""
     async with anyio.create_task_group() as tg:
-        port = await tg.start(lambda task_status: serve_proxy(backend, 0, hold_timeout=hold_timeout,  # type: ignore[arg-type]
+        counts = getattr(backend, "proxy_counts", None)
+        port = await tg.start(lambda task_status: serve_proxy(backend, 0, counts=counts, hold_timeout=hold_timeout,  # type: ignore[arg-type]
                                                               idle_timeout=idle_timeout, task_status=task_status))
         try:
             yield port

@@ -24,9 +24,9 @@ from proxy_support import (
 )
 from support import free_port, port_open
 
+from a3s_dev.core.state import ServiceState
 from a3s_dev.errors import RuntimeFailure
-from a3s_dev.proxy import serve_proxy
-from a3s_dev.state import ServiceState
+from a3s_dev.proxy.server import serve_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -383,24 +383,22 @@ async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: d
 def test_a_taken_proxy_port_is_refused_before_anything_starts() -> None:
     import socket
 
-    from a3s_dev.process import take_reserved
-    from a3s_dev.session import reserve_proxy_port
+    from a3s_dev.run import listen_proxy
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeFailure, match=f"port {port} is already in use"):
-            reserve_proxy_port(port)
-        assert take_reserved(port) is None
-    reserve_proxy_port(port)  # released: free again, and now ours
-    sockets = take_reserved(port)
-    assert sockets and {s.getsockname()[1] for s in sockets} == {port}
-    assert {s.getsockname()[0] for s in sockets} <= {"127.0.0.1", "::1"}
-    for sock in sockets:
-        sock.close()
-    reserve_proxy_port(0)  # no proxy: nothing to reserve
-    assert take_reserved(0) is None
+            listen_proxy(port)
+    sockets = listen_proxy(port)  # released: free again, and now ours
+    try:
+        assert sockets and {s.getsockname()[1] for s in sockets} == {port}
+        assert {s.getsockname()[0] for s in sockets} <= {"127.0.0.1", "::1"}
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert listen_proxy(0) == []  # no proxy: nothing to listen on
 
 
 async def test_a_request_sent_before_the_proxy_runs_waits_for_it(ups: dict[str, Upstream]) -> None:
@@ -408,23 +406,22 @@ async def test_a_request_sent_before_the_proxy_runs_waits_for_it(ups: dict[str, 
     A browser's request in between waits in the backlog and is answered, not refused."""
     import socket
 
-    from a3s_dev.process import take_reserved
-    from a3s_dev.session import reserve_proxy_port
+    from a3s_dev.run import listen_proxy
 
     port = free_port()
-    reserve_proxy_port(port)
+    sockets = listen_proxy(port)
     try:
         early = socket.create_connection(("127.0.0.1", port), timeout=10)
     except BaseException:
-        for sock in take_reserved(port) or []:
+        for sock in sockets:
             sock.close()
         raise
-    with early:
+    with early:  # the proxy closes the sockets it was given when it stops
         early.sendall(b"GET / HTTP/1.1\r\nHost: api.localhost\r\nConnection: close\r\n\r\n")
         b = backend(ups)
         async with anyio.create_task_group() as tg:
-            bound = await tg.start(lambda task_status: serve_proxy(b, port, task_status=task_status))
-            assert bound == port and take_reserved(port) is None, "the proxy took the reserved sockets"
+            bound = await tg.start(lambda task_status: serve_proxy(b, sockets=sockets, task_status=task_status))
+            assert bound == port
 
             def read_all() -> bytes:
                 data = b""

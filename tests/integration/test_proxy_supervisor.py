@@ -15,10 +15,10 @@ from support import free_port, write_http_service
 from support_supervisor import make_config, poll, running, service
 from yarl import URL
 
-from a3s_dev.config import DevConfig
-from a3s_dev.proxy import serve_proxy
-from a3s_dev.state import ServiceState
-from a3s_dev.supervisor import Supervisor
+from a3s_dev.config.model import DevConfig
+from a3s_dev.core.state import ServiceState
+from a3s_dev.core.supervisor import Supervisor
+from a3s_dev.proxy.server import serve_proxy
 
 S = ServiceState
 

@@ -30,8 +30,8 @@ LAUNCHER = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from a3s_dev.config import DevConfig, ServiceDef
-    from a3s_dev.session import run_foreground
+    from a3s_dev.config.model import DevConfig, ServiceDef
+    from a3s_dev.run import UpOptions, run_foreground
 
     spec = json.loads(Path(sys.argv[1]).read_text())
     folder = Path(spec["folder"])
@@ -40,7 +40,7 @@ LAUNCHER = textwrap.dedent(
                    stop_timeout=s.get("stop_timeout", 5.0))
         for s in spec["services"]
     )
-    sys.exit(run_foreground(DevConfig(path=folder / "A3sfile.hcl", services=services), color=False))
+    sys.exit(run_foreground(DevConfig(path=folder / "A3sfile.hcl", services=services), UpOptions(proxy=False), color=False))
     """
 )
 

@@ -13,9 +13,9 @@ from support import free_port, pid_alive, pids_in_group, wait_until, write_http_
 from support_supervisor import make_config, poll, running, service, tcp
 
 from a3s_dev import runtime
-from a3s_dev.config import RestartMode
-from a3s_dev.policy import ExponentialBackoff
-from a3s_dev.state import ServiceState
+from a3s_dev.config.model import RestartMode
+from a3s_dev.core.policy import ExponentialBackoff
+from a3s_dev.core.state import ServiceState
 
 S = ServiceState
 SERVER = "exec python3 server.py"
@@ -311,7 +311,7 @@ def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Pa
     seen: list[int] = []
 
     async def body() -> None:
-        from a3s_dev.supervisor import Supervisor
+        from a3s_dev.core.supervisor import Supervisor
 
         sup = Supervisor(config)
         with anyio.move_on_after(20):
@@ -329,8 +329,8 @@ def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Pa
 
 
 def test_a_broken_probe_fails_its_service_only(tmp_path: Path) -> None:
-    from a3s_dev import health
-    from a3s_dev.config import HealthConfig
+    from a3s_dev.config.model import HealthConfig
+    from a3s_dev.core import health
 
     def broken(svc, cfg, res):  # type: ignore[no-untyped-def]
         raise ValueError("probe kind 'broken' is misconfigured")

@@ -7,8 +7,8 @@ from pathlib import Path
 import anyio
 from support_supervisor import make_config, poll, running, service
 
-from a3s_dev.logs import FileSink
-from a3s_dev.state import ServiceState
+from a3s_dev.core.logs import FileSink
+from a3s_dev.core.state import ServiceState
 
 S = ServiceState
 

@@ -9,8 +9,8 @@ import anyio
 from support import free_port, write_http_service
 from support_supervisor import http, make_config, poll, running, service
 
-from a3s_dev.health import HttpProbe, ProbeResources
-from a3s_dev.state import ServiceState
+from a3s_dev.core.health import HttpProbe, ProbeResources
+from a3s_dev.core.state import ServiceState
 
 S = ServiceState
 SERVER = "exec python3 server.py"

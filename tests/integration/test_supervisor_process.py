@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from support import kill_group, pid_alive, wait_until
 
-from a3s_dev import process
-from a3s_dev.config import ServiceDef
+from a3s_dev.config.model import ServiceDef
+from a3s_dev.core import process
 from a3s_dev.errors import RuntimeFailure
 
 # A middle process that spawns a service through process.spawn, prints its pid, then waits
@@ -23,8 +23,8 @@ MIDDLE = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from a3s_dev import process
-    from a3s_dev.config import ServiceDef
+    from a3s_dev.core import process
+    from a3s_dev.config.model import ServiceDef
     if sys.argv[1] == "fallback":
         process._SETPRIV[:] = [None]
     proc = process.spawn(ServiceDef("s", "exec sleep 1000", Path(".")), {"PATH": "/usr/bin:/bin"})

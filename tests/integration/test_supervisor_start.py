@@ -11,8 +11,8 @@ import anyio
 from support import free_port, write_http_service
 from support_supervisor import make_config, poll, read_record, running, service
 
-from a3s_dev.config import RestartMode
-from a3s_dev.state import ServiceState
+from a3s_dev.config.model import RestartMode
+from a3s_dev.core.state import ServiceState
 
 S = ServiceState
 SERVER = "exec python3 server.py"

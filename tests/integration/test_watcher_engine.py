@@ -12,7 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from a3s_dev.watcher import WatchfilesWatcher, WatchRoots
+from a3s_dev.watch.engine import WatchfilesWatcher
+from a3s_dev.watch.rules import WatchRoots
 
 pytestmark = pytest.mark.anyio
 

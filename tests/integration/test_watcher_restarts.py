@@ -13,11 +13,11 @@ import pytest
 from anyio.abc import TaskStatus
 from support import free_port, kill_group, pid_alive, write_http_service
 
-from a3s_dev.config import DevConfig, ServiceDef, WatchConfig
-from a3s_dev.events import LogLine
-from a3s_dev.state import ServiceState
-from a3s_dev.supervisor import Supervisor
-from a3s_dev.watcher import watch_services
+from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
+from a3s_dev.core.events import LogLine
+from a3s_dev.core.state import ServiceState
+from a3s_dev.core.supervisor import Supervisor
+from a3s_dev.watch.service import watch_services
 
 pytestmark = pytest.mark.anyio
 

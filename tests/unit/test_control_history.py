@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from a3s_dev.history import Entry, parse_lines, parse_stamp, read_history, service_files
+from a3s_dev.core.history import Entry, parse_lines, parse_stamp, read_history, service_files
 
 
 def stamp(at: float) -> str:
@@ -76,7 +76,7 @@ def test_no_logs_folder_is_an_empty_history(tmp_path: Path) -> None:
 def test_logs_command_pads_and_colors_like_the_foreground(tmp_path: Path) -> None:
     import io
 
-    from a3s_dev import remote
+    from a3s_dev.cli import commands as remote
 
     a3sfile = tmp_path / "A3sfile.hcl"
     a3sfile.write_text(

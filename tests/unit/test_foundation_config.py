@@ -7,26 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev.config import (
-    DevConfig,
-    HealthConfig,
-    ProbeKind,
-    RestartMode,
-    find_file,
-    load,
-    load_with_report,
-    parse_duration,
-)
+from a3s_dev.config.load import load, load_with_report
+from a3s_dev.config.model import DevConfig, HealthConfig, ProbeKind, RestartMode, parse_duration
 from a3s_dev.errors import A3sError, ConfigError
+from a3s_dev.runtime import find_file
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def write(folder: Path, text: str, name: str = "A3sfile.hcl") -> Path:
@@ -251,7 +239,7 @@ def test_bundled_examples_are_valid_without_warnings(rel: str) -> None:
 def test_monorepo_example_has_the_eight_services_in_a_sensible_order() -> None:
     cfg = load(ROOT / "examples/monorepo/A3sfile.hcl", environ={})
     assert set(cfg.names) == {"gateway", "power", "search", "event", "lane", "safeclaw", "box", "os"}
-    from a3s_dev.graph import start_order
+    from a3s_dev.config.graph import start_order
 
     order = start_order(cfg)
     assert order[0] == "event" and order[-1] == "gateway"

@@ -1,4 +1,4 @@
-"""The HCL front end: the shipped parser blob, its fallbacks, and the parsed-tree cache."""
+"""The HCL front end: the parser cached by lark in the user's cache folder, and the parsed-tree cache."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev import hcl
+from a3s_dev.config import hcl
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,55 +17,76 @@ LARK_ONLY = 'service "a" {\n  cmd = <<-EOT\n    echo hi\n  EOT\n}\n'
 
 @pytest.fixture(autouse=True)
 def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with no parser loaded in memory and its own cache folder."""
+    """Each test has its own cache folder (the parser already built stays in memory)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("A3S_NO_CACHE", raising=False)
-    monkeypatch.setattr(hcl, "_PARSER", None)
 
 
-def _no_build(grammar: str) -> None:
-    raise AssertionError("the parser was rebuilt; it should have been loaded")
+def _stamp(path: Path) -> tuple[int, int, bytes]:
+    info = path.stat()
+    return info.st_ino, info.st_mtime_ns, path.read_bytes()[:80]
 
 
-def test_shipped_parser_matches_the_installed_lark_and_grammar() -> None:
-    key = hcl.grammar_key(hcl.grammar_path().read_text(encoding="utf-8"))
-    assert hcl._read_blob(hcl.SHIPPED_BLOB, key) is not None, (
-        "src/a3s_dev/hcl_parser.bin is stale for this lark/python-hcl2: run `python -m a3s_dev.hcl` and commit it"
-    )
-
-
-def test_parser_is_loaded_from_the_package_never_built(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hcl, "build_parser", _no_build)
-    body = hcl.parse_lark(SAMPLE)
-    assert [type(item).__name__ for item in body] == ["Block", "Block"]
-
-
-def test_stale_shipped_parser_is_built_once_then_read_from_the_user_cache(
+def test_the_parser_is_built_once_then_loaded_from_the_user_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stale = tmp_path / "stale.bin"
-    stale.write_bytes(b'{"key": "other"}\n')
-    monkeypatch.setattr(hcl, "SHIPPED_BLOB", stale)
-    assert hcl.parse_lark(SAMPLE)  # builds (slow) and stores it
-    assert list((tmp_path / "cache" / "a3s").glob("hcl-parser-*.bin"))
     monkeypatch.setattr(hcl, "_PARSER", None)
-    monkeypatch.setattr(hcl, "build_parser", _no_build)
-    assert hcl.parse_lark(SAMPLE)
+    assert hcl.parse_lark(SAMPLE)  # builds (slow) and stores it through lark's cache=
+    cached = tmp_path / "cache" / "a3s" / "hcl-parser.lark"
+    assert cached.is_file()
+    before = _stamp(cached)
+    monkeypatch.setattr(hcl, "_PARSER", None)
+    assert [type(item).__name__ for item in hcl.parse_lark(SAMPLE)] == ["Block", "Block"]
+    assert _stamp(cached) == before, "the parser was built again instead of loaded"
+
+
+@pytest.mark.parametrize(
+    "stale",
+    [b"0" * 64 + b"\nfrom another lark or grammar", b"garbage"],
+    ids=["other-version", "garbage"],
+)
+def test_a_stale_or_broken_parser_cache_is_rebuilt_never_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stale: bytes
+) -> None:
+    cached = tmp_path / "cache" / "a3s" / "hcl-parser.lark"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(stale)
+    monkeypatch.setattr(hcl, "_PARSER", None)
+    assert [type(item).__name__ for item in hcl.parse_lark(SAMPLE)] == ["Block", "Block"]
+    assert cached.read_bytes() != stale  # rebuilt and stored again
 
 
 def test_unwritable_cache_folder_costs_speed_not_correctness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
-    body = hcl.parse(LARK_ONLY)  # tree cache write fails silently
+    monkeypatch.setattr(hcl, "_PARSER", None)
+    body = hcl.parse(LARK_ONLY)  # neither the parser nor the tree can be stored
     assert body == hcl.parse_lark(LARK_ONLY)
 
 
-def test_corrupt_blob_is_a_cache_miss(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.bin"
-    key = hcl.grammar_key(hcl.grammar_path().read_text(encoding="utf-8"))
-    bad.write_bytes(b'{"key": "' + key.encode() + b'", "lark": "x"}\nnot zlib')
-    assert hcl._read_blob(bad, key) is None
+def test_an_upgrade_of_lark_is_a_tree_cache_miss(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = hcl._tree_cache_path(LARK_ONLY)
+    monkeypatch.setattr(hcl, "_lark_marker", lambda: '__version__ = "99.0"')
+    assert hcl._tree_cache_path(LARK_ONLY) != before
+
+
+def test_the_tree_cache_is_plain_json(tmp_path: Path) -> None:
+    hcl.parse(LARK_ONLY)
+    import json
+
+    (entry,) = (tmp_path / "cache" / "a3s" / "trees").iterdir()
+    assert entry.suffix == ".json" and isinstance(json.loads(entry.read_text()), list)
+
+
+def test_the_package_ships_and_uses_no_pickle_marshal_or_blob() -> None:
+    package = Path(hcl.__file__).parents[1]
+    for path in package.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            assert path.suffix in (".py", ".typed"), f"{path} is not source"
+            text = path.read_text(encoding="utf-8")
+            for word in ("import pickle", "import marshal", "pickle.load", "marshal.load"):
+                assert word not in text, f"{path} uses {word}"
 
 
 def test_tree_cache_returns_the_same_tree_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev import graph
-from a3s_dev.config import ProbeKind, RestartMode, load
+from a3s_dev.config import graph
+from a3s_dev.config.load import load
+from a3s_dev.config.model import ProbeKind, RestartMode
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def q(text: str) -> str:

@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev.validate import Report, Severity, check_text
+from a3s_dev.config.validate import Report, Severity, check_text
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def check(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> Report:

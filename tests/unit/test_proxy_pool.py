@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from a3s_dev.proxy_pool import UpstreamConnection, UpstreamError, UpstreamPool
+from a3s_dev.proxy.upstream import UpstreamConnection, UpstreamError, UpstreamPool
 
 
 class FakeTransport(asyncio.Transport):

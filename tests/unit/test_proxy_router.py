@@ -7,26 +7,19 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from a3s_dev.config import ServiceDef
-from a3s_dev.proxy import (
-    _REQUEST_DROP,
-    RouteEntry,
-    RouteKind,
-    Router,
-    Verdict,
+from a3s_dev.config.model import ServiceDef
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.proxy.headers import (
+    REQUEST_DROP,
     forward_headers,
     header_tokens,
-    normalize_host,
     plain_request,
-    render_index,
-    render_not_found,
-    render_unavailable,
     request_head,
     response_head,
     response_headers,
-    verdict,
 )
-from a3s_dev.state import ServiceState, ServiceStatus
+from a3s_dev.proxy.pages import render_index, render_not_found, render_unavailable
+from a3s_dev.proxy.router import RouteEntry, RouteKind, Router, Verdict, normalize_host, verdict
 
 
 def svc(name: str, port: int | None = None, subdomain: str | None = None) -> ServiceDef:
@@ -107,7 +100,7 @@ def test_forwarded_headers_keep_host_add_x_forwarded_and_drop_hop_by_hop() -> No
             ("X-Forwarded-For", "10.0.0.1"),
         ]
     )
-    out = forward_headers(incoming, _REQUEST_DROP, "127.0.0.1", "api.localhost:7080")
+    out = forward_headers(incoming, REQUEST_DROP, "127.0.0.1", "api.localhost:7080")
     assert out["Host"] == "api.localhost:7080"
     assert out.getall("Cookie") == ["a=1", "b=2"]
     assert out["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1"

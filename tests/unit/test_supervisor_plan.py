@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-import anyio
 import pytest
 
-from a3s_dev import health
-from a3s_dev.config import DevConfig, HealthConfig, ServiceDef
+from a3s_dev.config.graph import independent
+from a3s_dev.config.model import DevConfig, HealthConfig, ServiceDef
+from a3s_dev.core import health
+from a3s_dev.core.health import ProbeResources, ProbeResult, TcpProbe, make_probe, register_probe
 from a3s_dev.errors import UsageError
-from a3s_dev.health import ProbeResources, ProbeResult, TcpProbe, make_probe, register_probe
-from a3s_dev.session import UpArgs, first_wave, parse_fast_up, wanted_services
+from a3s_dev.run import wanted_services
 
 ROOT = Path("/tmp")
 
@@ -43,12 +42,8 @@ def test_up_with_names_adds_their_dependency_closure_in_declaration_order() -> N
 
 def test_first_wave_is_what_waits_for_nothing_wanted() -> None:
     config = _config()
-    assert [s.name for s in first_wave(config, wanted_services(config, None, True))] == [
-        "db",
-        "cache",
-        "docs",
-    ]
-    assert [s.name for s in first_wave(config, ["web"])] == ["web"]  # --no-deps
+    assert independent(config, wanted_services(config, None, True)) == ["db", "cache", "docs"]
+    assert independent(config, ["web"]) == ["web"]  # --no-deps
 
 
 def test_implicit_tcp_probe_on_port_and_none_without_port() -> None:
@@ -70,53 +65,3 @@ def test_a_new_probe_kind_is_one_registry_entry() -> None:
         assert isinstance(make_probe(svc, ProbeResources()), AlwaysHealthy)
     finally:
         health._REGISTRY.pop("always")
-
-
-def test_tcp_probe_answers_for_a_listener_and_explains_a_refusal() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        port = listener.getsockname()[1]
-        assert anyio.run(TcpProbe(port, 1.0).check).ok
-    result = anyio.run(TcpProbe(port, 1.0).check)
-    assert not result.ok and "ECONNREFUSED" in result.detail
-
-
-def test_no_httpx_until_an_http_probe_checks() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; from a3s_dev import supervisor, session;"
-        "print(sorted(m for m in ('httpx', 'aiohttp', 'watchfiles', 'networkx', 'rich.table') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
-    assert out.strip() == "[]"
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["up"], UpArgs()),
-        (["up", "api", "web", "--no-deps"], UpArgs(services=("api", "web"), deps=False)),
-        (
-            ["-f", "x.hcl", "--no-color", "up", "--no-proxy", "--no-watch"],
-            UpArgs(file=Path("x.hcl"), proxy=False, watch=False, color=False),
-        ),
-        (["up", "--file", "y.hcl"], UpArgs(file=Path("y.hcl"))),
-        (["up", "--file=z.hcl", "api"], UpArgs(services=("api",), file=Path("z.hcl"))),
-        (["up", "-d"], None),  # the background path belongs to typer/daemon
-        (["up", "--help"], None),
-        (["up", "--no-such"], None),
-        (["up", "-f"], None),
-        (["status"], None),
-        (["up", "--no-color"], None),  # only a global option
-        ([], None),
-    ],
-)
-def test_fast_up_parses_plain_foreground_command_lines_only(
-    argv: list[str], expected: UpArgs | None
-) -> None:
-    assert parse_fast_up(argv) == expected

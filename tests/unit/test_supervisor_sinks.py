@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev.logs import FileSink, LineSplitter, TerminalSink, color_for, format_stamp, use_color
+from a3s_dev.core.logs import (
+    FileSink,
+    LineSplitter,
+    TerminalSink,
+    color_for,
+    format_stamp,
+    use_color,
+)
 
 
 def test_splitter_keeps_partial_lines_across_reads_and_flushes_the_last_one() -> None:

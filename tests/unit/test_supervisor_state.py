@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev import state as st
-from a3s_dev.config import RestartMode, ServiceDef
-from a3s_dev.policy import ExponentialBackoff, wants_restart
-from a3s_dev.state import ServiceState
+from a3s_dev.config.model import RestartMode, ServiceDef
+from a3s_dev.core import state as st
+from a3s_dev.core.policy import ExponentialBackoff, wants_restart
+from a3s_dev.core.state import ServiceState
 
 S = ServiceState
 

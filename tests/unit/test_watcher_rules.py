@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev.config import DevConfig, ServiceDef, WatchConfig
-from a3s_dev.watcher import (
+from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
+from a3s_dev.watch.engine import _transient
+from a3s_dev.watch.rules import (
     DEFAULT_IGNORES,
     IgnoreRules,
     PathKind,
     PendingChanges,
     Routes,
     WatchRoots,
-    _transient,
     describe_change,
     plan_roots,
     prune_predicate,

@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from a3s_dev.config import DevConfig, ServiceDef, WatchConfig
+from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
+from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import A3sError
-from a3s_dev.state import ServiceState, ServiceStatus
-from a3s_dev.watcher import watch_services
+from a3s_dev.watch.service import watch_services
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,1 @@
+"""The command line: the stdlib fast-path reader, the typer app, the command bodies and their rendering."""

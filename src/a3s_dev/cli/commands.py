@@ -1,0 +1,282 @@
+"""The bodies of the commands: each takes what the command line said and its output streams,
+does the work through the library, and returns the exit code.
+
+Both readers of the command line (the stdlib one in argv.py and the typer app) call these,
+so both print the same bytes; tests drive them directly too. Heavy modules are imported
+inside the function that needs them, so that `a3s status` and `a3s validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from a3s_dev import runtime
+from a3s_dev.control.client import ControlClient, NotRunning
+from a3s_dev.errors import A3sError, unknown_service
+from a3s_dev.run import UpOptions
+
+
+class NothingRunning(A3sError):
+    """A command that needs a supervisor found none."""
+
+
+def use_color(color: bool) -> bool:
+    """Colors unless `--no-color` or NO_COLOR says otherwise."""
+    return color and not os.environ.get("NO_COLOR")
+
+
+# ---------------------------------------------------------------------------- validate
+
+
+def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
+    """`a3s validate`: print diagnostics (stderr) and the start order (stdout); the exit code."""
+    from a3s_dev.cli.render import paint_diagnostic
+    from a3s_dev.config.load import load_with_report
+    from a3s_dev.config.validate import display_name
+
+    out = out or sys.stdout
+    try:
+        report = load_with_report(runtime.find_file(file))
+    except A3sError as exc:
+        if not as_json:
+            raise
+        error = {"line": None, "message": exc.message, "hint": None}
+        doc = {"ok": False, "file": None, "errors": [error], "warnings": [], "start_order": []}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 1
+    if as_json:
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+        return 0 if report.ok else 1
+    painted = use_color(color) and sys.stderr.isatty()
+    for line in report.lines():
+        sys.stderr.write(paint_diagnostic(line, painted) + "\n")
+    if not report.ok:
+        count = len(report.errors)
+        sys.stderr.write(f"{count} error{'s' if count != 1 else ''}, nothing started\n")
+        return 1
+    assert report.config is not None
+    services = len(report.config.services)
+    out.write(f"{display_name(report.path)}: valid, {services} service{'s' if services != 1 else ''}\n")
+    if report.start_order:
+        out.write("start order: " + " -> ".join(report.start_order) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------- up
+
+
+def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
+    """`a3s up`: in the background with `-d`, through the running supervisor when there is
+    one, else in the foreground until Ctrl-C."""
+    from a3s_dev import daemonize
+
+    a3sfile = runtime.find_file(file)
+    paths = runtime.paths_for(a3sfile)
+    if opts.detach or daemonize.running(paths):
+        from a3s_dev.cli.render import Progress
+
+        return daemonize.up(a3sfile, opts, Progress(sys.stdout, use_color(color)))
+    from a3s_dev.config.load import load
+    from a3s_dev.run import run_foreground
+
+    return run_foreground(load(a3sfile), opts, color=None if use_color(color) else False)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def _stopped_rows(a3sfile: Path) -> list[dict[str, Any]]:
+    """Every service of the A3sfile as `stopped` (no supervisor runs): this one parses the file."""
+    from a3s_dev.config.load import load
+
+    return [
+        {
+            "name": s.name,
+            "state": "stopped",
+            "pid": None,
+            "port": s.port,
+            "health": None,
+            "uptime_s": None,
+            "restarts": 0,
+            "exit_code": None,
+            "url": s.url,
+        }
+        for s in load(a3sfile).services
+    ]
+
+
+def status_rows(a3sfile: Path) -> list[dict[str, Any]]:
+    """The status of every service: from the supervisor when one answers, else all `stopped`."""
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    # A supervisor holding the lock attaches its control API once its first services
+    # settle (at most a few seconds): wait for it rather than call its services stopped.
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return list(client.status()["services"])
+        except NotRunning:
+            if not runtime.lock_held(paths) or time.monotonic() > deadline:
+                return _stopped_rows(a3sfile)
+            time.sleep(0.05)
+
+
+def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
+    """`a3s status [--json]`."""
+    from a3s_dev.cli.render import render_status
+
+    render_status(status_rows(runtime.find_file(file)), as_json=as_json, out=out or sys.stdout, color=use_color(color))
+    return 0
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+def _declared_names(a3sfile: Path, client: ControlClient, running: bool) -> tuple[str, ...] | None:
+    """The services in declaration order: from the supervisor, else from the A3sfile; None when
+    it does not load (the logs are still worth showing then)."""
+    if running:
+        try:
+            return tuple(r["name"] for r in client.status()["services"])
+        except NotRunning:
+            pass
+    from a3s_dev.config.load import load
+
+    try:
+        return load(a3sfile).names
+    except A3sError:
+        return None
+
+
+def _check_names(names: Sequence[str], known: Sequence[str]) -> None:
+    error = unknown_service((n for n in names if n != "a3s"), known)
+    if error is not None:
+        raise error
+
+
+def logs(
+    a3sfile: Path,
+    services: Sequence[str],
+    *,
+    follow: bool,
+    last: int | None,
+    since: float | None,
+    out: IO[bytes],
+    color: bool,
+) -> int:
+    """`a3s logs`: the merged history from `.a3s/logs/` in time order, then (with `follow`) the
+    live lines from the supervisor's log stream until it stops or Ctrl-C."""
+    from a3s_dev.core.history import read_history, service_files
+    from a3s_dev.core.logs import TerminalSink
+
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    running = client.healthz()
+    files = service_files(paths.logs_dir)
+    declared = _declared_names(a3sfile, client, running)
+    if services and declared is not None:
+        _check_names(services, declared)
+    stream = None
+    until = None
+    if follow and running:
+        # Subscribe first: lines up to `since` come from the files, later ones from the stream.
+        try:
+            stream = client.logs(services, n=0, follow=True)
+            until = float(next(stream)["since"])
+        except (NotRunning, StopIteration):
+            stream = None
+    since_at = time.time() - since if since is not None else None
+    history = read_history(paths.logs_dir, services or None, since=since_at, until=until, last=last)
+    # The declared names in their order give the foreground's padding and colors exactly.
+    names = list(declared) if declared is not None else sorted(set(services) | set(files))
+    sink = TerminalSink([*names, "a3s"], out, color=color)
+    try:
+        for entry in history:
+            sink.write(entry.service, [entry.text], entry.at, "stdout")
+        if stream is not None:
+            try:
+                for line in stream:
+                    if "text" in line:
+                        sink.write(line["service"], [line["text"]], float(line["at"]), line.get("stream", "stdout"))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        sink.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------- down
+
+
+def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 300.0) -> int:
+    """`a3s down [SVC...]`: everything (the supervisor exits) or the named services, dependents
+    first. With no supervisor: end what a SIGKILLed one left, or say nothing is running."""
+    from a3s_dev import procfs
+
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    # A supervisor that holds the lock but does not answer yet is still starting: wait for it.
+    deadline = time.monotonic() + 30.0
+    while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not client.healthz():
+        ended = runtime.clean_stale(paths)
+        if ended:
+            names = ", ".join(o.service for o in ended)
+            print(f"a3s: ended the process groups a killed supervisor left: {names}", file=out)
+        else:
+            print("nothing is running", file=out)
+        return 0
+    before = {r["name"]: r for r in client.status()["services"]}
+    if services:
+        _check_names(services, list(before))
+        after = client.stop(services)["services"]
+        stopped = [r["name"] for r in after if r["state"] == "stopped" and before[r["name"]]["state"] != "stopped"]
+        print(f"a3s: stopped {', '.join(stopped)}" if stopped else "a3s: nothing to stop", file=out)
+        return 0
+    pid = int(client.down().get("pid") or 0)
+    deadline = time.monotonic() + wait
+    # The supervisor stops every service, removes its socket and releases its lock, then exits.
+    while runtime.lock_held(paths) or (pid and procfs.alive(pid)):
+        if time.monotonic() > deadline:
+            print(f"a3s: the supervisor (pid {pid}) is still stopping after {wait:g}s", file=out)
+            return 1
+        time.sleep(0.02)
+    live = [n for n, r in before.items() if r["state"] not in ("stopped", "completed", "failed")]
+    print(f"a3s: stopped {', '.join(live)}" if live else "a3s: stopped the supervisor", file=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------- restart
+
+
+def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0) -> int:
+    """`a3s restart SVC...`: graceful stop, start, wait until healthy; 1 with the reason if not."""
+    client = ControlClient(runtime.socket_path_for(a3sfile))
+    if not client.healthz():
+        raise NothingRunning("nothing is running (start the stack with `a3s up -d`)")
+    answer = client.restart(services, timeout=timeout)
+    if answer.get("ok"):
+        pids = {r["name"]: r["pid"] for r in answer.get("services", [])}
+        done = ", ".join(f"{n} (pid {pids.get(n)})" if pids.get(n) else n for n in services)
+        print(f"a3s: restarted {done}", file=out)
+        return 0
+    print(f"a3s: {answer.get('failed')} did not get healthy: {answer.get('reason')}", file=err)
+    tail = answer.get("tail") or []
+    if tail:
+        count = f"{len(tail)} log line{'s' if len(tail) != 1 else ''}"
+        print(f"a3s: last {count} of {answer.get('failed')}:", file=err)
+        for line in tail:
+            print(f"  {line}", file=err)
+    return 1
+
+
+def stdout_bytes() -> IO[bytes]:
+    """The binary stdout (log lines pass through as bytes, the children's ANSI colors included)."""
+    return sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout  # type: ignore[return-value]

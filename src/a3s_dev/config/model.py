@@ -1,0 +1,153 @@
+"""A3sfile.hcl -> frozen dataclasses. These values are the contract every other module reads."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class RestartMode(str, enum.Enum):
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class ProbeKind(str, enum.Enum):
+    HTTP = "http"
+    TCP = "tcp"
+
+
+@dataclass(frozen=True)
+class GlobalSettings:
+    """The `dev { }` block."""
+
+    proxy_port: int = 7080  # 0 turns the proxy off; A3S_PROXY_PORT already applied
+    log_level: str = "info"
+    stop_timeout: float = 5.0  # seconds
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """A service's `watch { }` block, paths already absolute."""
+
+    paths: tuple[Path, ...] = ()
+    ignore: tuple[str, ...] = ()
+    restart: bool = True
+    debounce: float = 0.5  # seconds
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """A service's `health { }` block (or the implicit TCP probe on its port)."""
+
+    type: ProbeKind = ProbeKind.TCP
+    path: str = "/"
+    interval: float = 2.0
+    timeout: float = 1.0
+    retries: int = 3
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """One `service "name" { }` block with every default applied and paths absolute."""
+
+    name: str
+    cmd: str
+    dir: Path
+    port: int | None = None
+    subdomain: str | None = None  # defaults to the name when port is set
+    env: Mapping[str, str] = field(default_factory=dict)
+    env_file: Path | None = None
+    depends_on: tuple[str, ...] = ()
+    restart: RestartMode = RestartMode.ON_FAILURE  # oneshot default: NEVER
+    stop_timeout: float = 5.0
+    stop_signal: str = "SIGTERM"
+    oneshot: bool = False
+    watch: WatchConfig | None = None
+    health: HealthConfig | None = None  # the explicit block, if any
+    line: int | None = None  # where the block starts in the A3sfile
+
+    @property
+    def probe(self) -> HealthConfig | None:
+        """The probe that gates readiness: the explicit block, else TCP on `port`, else none."""
+        if self.health is not None:
+            return self.health
+        if self.port is not None:
+            return HealthConfig(type=ProbeKind.TCP)
+        return None
+
+    @property
+    def url(self) -> str | None:
+        return f"http://127.0.0.1:{self.port}" if self.port is not None else None
+
+    def proxy_url(self, proxy_port: int) -> str | None:
+        """The address through the proxy: `http://<subdomain>.localhost:<proxy_port>`."""
+        if self.port is None or self.subdomain is None:
+            return None
+        return f"http://{self.subdomain}.localhost:{proxy_port}"
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    """A whole A3sfile: settings and services in declaration order."""
+
+    path: Path  # the A3sfile itself, absolute
+    settings: GlobalSettings = field(default_factory=GlobalSettings)
+    services: tuple[ServiceDef, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        """The A3sfile's folder: relative paths and the `.a3s/` state folder live here."""
+        return self.path.parent
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.services)
+
+    def service(self, name: str) -> ServiceDef:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------- durations
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds in "250ms", "2s", "1m", "1m30s", "1h" or a bare number of seconds.
+
+    Raises ValueError with a readable message for anything else (negative included).
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a duration")  # noqa: TRY004 - callers catch ValueError
+    if isinstance(text, (int, float)):
+        import math
+
+        if text < 0 or not math.isfinite(text):
+            raise ValueError(f"{text!r} is not a duration (must be zero or more)")
+        return float(text)
+    raw = text.strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        pass
+    else:
+        return parse_duration(value)
+    total = 0.0
+    pos = 0
+    m = None
+    for m in _DURATION_PART.finditer(raw):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not raw or pos != len(raw):
+        raise ValueError(f'"{text}" is not a duration (examples: "250ms", "2s", "1m30s")')
+    return total

@@ -1,0 +1,418 @@
+"""The control API's server: an aiohttp application on the supervisor's Unix socket.
+
+One `ControlServer` holds the routes as methods; `serve_control` is the attachment the run
+starts beside the supervisor. Every parameter is checked before anything is done, and a bad
+one is a 400 with a message. The wire format is documented in docs/api.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import anyio
+import anyio.abc
+from aiohttp import web
+
+from a3s_dev import runtime
+from a3s_dev.config.graph import dependency_closure
+from a3s_dev.config.model import DevConfig
+from a3s_dev.control.api import ProxyStats, log_dict, readiness, render_metrics, status_dict
+from a3s_dev.control.client import API_VERSION
+from a3s_dev.core.events import Event, EventBus, HealthChanged, LogBatch, LogLine, StateChanged
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.errors import unknown_service
+
+LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
+FOLLOWER_BACKLOG = 10_000  # lines a streaming client may fall behind before it loses some
+
+
+class SupervisorLike(Protocol):
+    """The part of the Supervisor API (docs/architecture.md) the control server uses."""
+
+    config: DevConfig
+    bus: EventBus
+
+    async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None: ...
+    async def stop(self, names: Iterable[str] | None = None) -> None: ...
+    async def restart(self, name: str) -> None: ...
+    async def shutdown(self) -> None: ...
+    async def wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool: ...
+    def status(self, name: str) -> ServiceStatus: ...
+    def snapshot(self) -> list[ServiceStatus]: ...
+    def tail(self, name: str, n: int = 20) -> list[str]: ...
+    def health_failures(self, name: str) -> int: ...
+
+
+class LogHub:
+    """Keeps the last lines of each service and fans new ones out to streaming clients.
+
+    Bus callbacks must never block, so followers get a bounded queue each; a follower
+    that falls FOLLOWER_BACKLOG lines behind loses lines rather than stalling the supervisor.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.ring: dict[str, deque[LogLine]] = {}
+        self.followers: set[asyncio.Queue[LogLine | None]] = set()
+        self.seq = 0  # counts state and health changes, for long-polling `status?after=`
+        self.changed = asyncio.Event()
+
+    def on_event(self, event: Event) -> None:
+        if threading.get_ident() != self.thread:
+            self.loop.call_soon_threadsafe(self.on_event, event)
+            return
+        if isinstance(event, LogBatch):
+            # One call per pipe read: only the lines the ring keeps (and followers get) are built.
+            ring = self.ring.setdefault(event.service, deque(maxlen=LOG_RING))
+            texts = event.lines if self.followers else event.lines[-LOG_RING:]
+            lines = [LogLine(event.service, text, event.at, event.stream) for text in texts]
+            ring.extend(lines[-LOG_RING:])
+            for queue in tuple(self.followers):
+                for line in lines[: max(0, FOLLOWER_BACKLOG - queue.qsize())]:
+                    queue.put_nowait(line)
+            return
+        if isinstance(event, LogLine):
+            self.ring.setdefault(event.service, deque(maxlen=LOG_RING)).append(event)
+            for queue in tuple(self.followers):
+                if queue.qsize() < FOLLOWER_BACKLOG:
+                    queue.put_nowait(event)
+            return
+        # A state or health change: wake the long-polling status requests.
+        self.seq += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def history(self, services: set[str] | None, n: int | None) -> list[LogLine]:
+        lines: list[LogLine] = []
+        for name, ring in self.ring.items():
+            if services is None or name in services:
+                kept = list(ring)
+                lines += kept if n is None else kept[-n:] if n > 0 else []
+        lines.sort(key=lambda ln: ln.at)
+        return lines
+
+    def close(self) -> None:
+        for queue in tuple(self.followers):
+            queue.put_nowait(None)
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+class _BadRequest(web.HTTPBadRequest):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+
+
+class _NotFound(web.HTTPNotFound):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _number(value: Any, name: str, *, default: float, low: float = 0.0, high: float | None = None) -> float:
+    """A JSON or query value that must be a number in [low, high]; 400 otherwise."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise _BadRequest(f"{name} must be a number, got {json.dumps(value)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _BadRequest(f"{name} must be a number, got {json.dumps(value)}") from None
+    if not (number >= low and (high is None or number <= high)):  # NaN fails both
+        bound = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+        raise _BadRequest(f"{name} must be {bound}, got {json.dumps(value)}")
+    return number
+
+
+def _count(value: str | None, name: str, *, default: int | None) -> int | None:
+    """A query value that must be a whole number of 0 or more; 400 otherwise."""
+    if value is None or value == "":
+        return default
+    if not value.isdigit():
+        raise _BadRequest(f"{name} must be a whole number of 0 or more, got {json.dumps(value)}")
+    return int(value)
+
+
+def _flag(value: Any, name: str, *, default: bool) -> bool:
+    """A JSON boolean (or a query `1`/`0`, `true`/`false`); 400 otherwise."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
+        return value.lower() in ("1", "true", "yes")
+    raise _BadRequest(f"{name} must be true or false, got {json.dumps(value)}")
+
+
+class ControlServer:
+    """The routes of the control API over one supervisor (docs/api.md)."""
+
+    def __init__(
+        self,
+        supervisor: SupervisorLike,
+        hub: LogHub,
+        on_down: Callable[[], None],
+        proxy_stats: ProxyStats | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.hub = hub
+        self.on_down = on_down
+        self.proxy_stats = proxy_stats
+        self.started_at = time.time()
+
+    @property
+    def config(self) -> DevConfig:
+        return self.supervisor.config
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        v = API_VERSION
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get(f"/{v}/status", self.status)
+        app.router.add_get(f"/{v}/plan", self.plan)
+        app.router.add_post(f"/{v}/start", self.start)
+        app.router.add_post(f"/{v}/stop", self.stop)
+        app.router.add_post(f"/{v}/restart", self.restart)
+        app.router.add_post(f"/{v}/down", self.down)
+        app.router.add_get(f"/{v}/logs", self.logs)
+        app.router.add_get(f"/{v}/tail", self.tail)
+        return app
+
+    # ------------------------------------------------------------------ helpers
+
+    def services_json(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [status_dict(s, now) for s in self.supervisor.snapshot()]
+
+    @staticmethod
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            data = await request.json()
+        except ValueError:
+            raise _BadRequest("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise _BadRequest("body must be a JSON object")
+        return data
+
+    def known(self, names: Iterable[str], *, own: bool = False) -> list[str]:
+        """`names`, or 404 naming the first unknown one (`a3s`, a3s's own log, with `own`)."""
+        found = list(names)
+        error = unknown_service((n for n in found if not (own and n == "a3s")), self.config.names)
+        if error is not None:
+            raise _NotFound(error.message)
+        return found
+
+    def names_of(self, data: dict[str, Any]) -> list[str] | None:
+        names = data.get("services")
+        if names is None or names == []:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _BadRequest("services must be a list of names")
+        return self.known(names)
+
+    def wanted(self, names: list[str] | None, deps: bool) -> list[str]:
+        """What `start` with these names asks for: everything, the names, or them and their dependencies."""
+        if names is None:
+            return list(self.config.names)
+        return dependency_closure(self.config, names) if deps else names
+
+    async def wait_ready(self, names: list[str], timeout: float, since: float | None = None) -> dict[str, Any]:
+        """Until `names` are all ready or one failed (woken by the supervisor's changes); the outcome."""
+
+        def settled() -> bool:
+            result = readiness(self.services_json(), names, since)
+            return result.done or result.failed is not None
+
+        await self.supervisor.wait_until(settled, timeout)
+        result = readiness(self.services_json(), names, since)
+        payload: dict[str, Any] = {"ok": result.done, "failed": result.failed, "reason": result.reason}
+        if not result.done and not result.failed:
+            first = result.waiting[0] if result.waiting else (names[0], "unknown")
+            payload.update(failed=first[0], reason=f"not ready after {timeout:g}s (state {first[1]})")
+        if payload["failed"]:
+            payload["tail"] = self.supervisor.tail(payload["failed"], 20)
+        payload["services"] = self.services_json()
+        return payload
+
+    # ------------------------------------------------------------------ routes
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def status(self, request: web.Request) -> web.Response:
+        # `after=N&wait=S`: answer once something changed since change N (or after S seconds),
+        # so a waiting client sees each change at once without polling.
+        after = request.query.get("after")
+        if after is not None and not after.lstrip("-").isdigit():
+            raise _BadRequest(f"after must be a whole number, got {json.dumps(after)}")
+        wait = _number(request.query.get("wait"), "wait", default=10.0, high=60.0)
+        if after is not None and self.hub.seq <= int(after):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hub.changed.wait(), wait)
+        return web.json_response(
+            {
+                "pid": os.getpid(),
+                "file": str(self.config.path),
+                "started_at": self.started_at,
+                "seq": self.hub.seq,
+                "services": self.services_json(),
+            }
+        )
+
+    async def plan(self, request: web.Request) -> web.Response:
+        """What `start` with these services would wait for, starting nothing (`up -d` waits on it)."""
+        names = self.known(request.query.getall("service", [])) or None
+        deps = _flag(request.query.get("deps"), "deps", default=True)
+        return web.json_response({"waiting_for": self.wanted(names, deps), "services": self.services_json()})
+
+    async def start(self, request: web.Request) -> web.Response:
+        data = await self.body_of(request)
+        names = self.names_of(data)
+        deps = _flag(data.get("deps"), "deps", default=True)
+        wait = _flag(data.get("wait"), "wait", default=False)
+        timeout = _number(data.get("timeout"), "timeout", default=300.0)
+        requested_at = time.time()
+        wanted = self.wanted(names, deps)
+        named = set(names or ())
+        # SPEC §8: what is `stopped` starts; a failed task (oneshot) only when it is named, so a
+        # migration that is not idempotent never runs twice; a completed task never again.
+        to_start = []
+        for name in wanted:
+            status = self.supervisor.status(name)
+            if status.state is ServiceState.COMPLETED:
+                continue
+            if status.state is ServiceState.FAILED and self.config.service(name).oneshot and name not in named:
+                continue
+            to_start.append(name)
+        if to_start:
+            await self.supervisor.start(to_start, deps=False)  # the closure is ours already
+        answer: dict[str, Any] = {"waiting_for": wanted, "requested_at": requested_at}
+        if wait:
+            answer.update(await self.wait_ready(wanted, timeout, requested_at))
+        else:
+            answer["services"] = self.services_json()
+        return web.json_response(answer)
+
+    async def stop(self, request: web.Request) -> web.Response:
+        names = self.names_of(await self.body_of(request))
+        await self.supervisor.stop(names)
+        return web.json_response({"services": self.services_json()})
+
+    async def restart(self, request: web.Request) -> web.Response:
+        data = await self.body_of(request)
+        names = self.names_of(data)
+        if names is None:
+            raise _BadRequest("restart needs at least one service")
+        wait = _flag(data.get("wait"), "wait", default=True)
+        timeout = _number(data.get("timeout"), "timeout", default=60.0)
+        requested_at = time.time()
+        for name in names:
+            await self.supervisor.restart(name)
+        if not wait:
+            return web.json_response({"services": self.services_json()})
+        return web.json_response(await self.wait_ready(names, timeout, requested_at))
+
+    async def down(self, request: web.Request) -> web.Response:
+        self.on_down()
+        return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
+
+    async def tail(self, request: web.Request) -> web.Response:
+        # From the supervisor, which keeps every service's last lines from its first spawn
+        # (the log stream's history starts only when this API was attached).
+        name = self.known([request.query.get("service", "")], own=True)[0]
+        n = _count(request.query.get("n"), "n", default=20)
+        assert n is not None
+        return web.json_response({"service": name, "lines": self.supervisor.tail(name, n)})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        snapshot = self.supervisor.snapshot()
+        failures = {s.name: self.supervisor.health_failures(s.name) for s in snapshot}
+        return web.Response(
+            text=render_metrics(snapshot, failures, self.proxy_stats),
+            content_type="text/plain",
+            headers={"X-Content-Type-Options": "nosniff"},
+            charset="utf-8",
+        )
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        wanted = self.known(request.query.getall("service", []), own=True)
+        n = _count(request.query.get("n"), "n", default=None)
+        follow = _flag(request.query.get("follow"), "follow", default=False)
+        only = set(wanted) or None
+        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        # Subscribe before taking the history so no line falls between the two.
+        since = time.time()
+        if follow:
+            self.hub.followers.add(queue)
+        try:
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+            await response.write(json.dumps({"since": since}).encode() + b"\n")
+            for line in self.hub.history(only, n):
+                await response.write(json.dumps(log_dict(line)).encode() + b"\n")
+            while follow:
+                new = await queue.get()
+                if new is None:
+                    break
+                if only is None or new.service in only:
+                    await response.write(json.dumps(log_dict(new)).encode() + b"\n")
+            await response.write_eof()
+            return response
+        finally:
+            self.hub.followers.discard(queue)
+
+
+async def serve_control(
+    supervisor: SupervisorLike,
+    paths: runtime.RuntimePaths,
+    *,
+    proxy_stats: ProxyStats | None = None,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the control API on `paths.socket` until cancelled; then remove the socket.
+
+    The caller holds the supervisor lock (runtime.SupervisorLock). `down` calls
+    `supervisor.shutdown()`; the run ends this task once the supervisor has stopped.
+    """
+    hub = LogHub()
+    # LogBatch rather than LogLine: a service printing 500k lines costs a few calls, not 500k.
+    unsubscribe = supervisor.bus.subscribe(hub.on_event, (StateChanged, HealthChanged, LogBatch, LogLine))
+    async with anyio.create_task_group() as tg:
+
+        def on_down() -> None:
+            tg.start_soon(supervisor.shutdown)
+
+        app = ControlServer(supervisor, hub, on_down, proxy_stats).app()
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        sock = runtime.bind_control_socket(paths)
+        # A socket fd's own inode is sockfs's, so remember the file's to recognise it later.
+        bound_ino = os.stat(paths.socket).st_ino
+        try:
+            await web.SockSite(runner, sock).start()
+            task_status.started()
+            await anyio.sleep_forever()
+        finally:
+            unsubscribe()
+            with anyio.CancelScope(shield=True):
+                # Remove the socket first: from here on, clients see "not running".
+                with contextlib.suppress(OSError):
+                    if os.stat(paths.socket).st_ino == bound_ino:
+                        os.unlink(paths.socket)
+                hub.close()
+                await runner.cleanup()
+                sock.close()
+

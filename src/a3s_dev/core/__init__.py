@@ -1,0 +1,1 @@
+"""The supervisor and what it is made of: states, events, restart policy, processes, probes, logs."""

@@ -1,0 +1,526 @@
+"""The Supervisor: starts services as their dependencies become ready, probes, restarts, stops.
+
+Every service has one runner task in the supervisor's task group. The runner waits for
+the service's dependencies, spawns it, probes it until ready, watches it, and on exit
+asks the restart policy what to do. `stop()` ends the process from outside and then
+cancels the runner, so a runner never mistakes a requested stop for a crash.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from a3s_dev.config import graph
+from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.core import state as st
+from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
+from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
+from a3s_dev.core.logs import A3S, LogSink
+from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy
+from a3s_dev.core.process import ServiceProcess, check_port_free, service_env, spawn
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.errors import RuntimeFailure, unknown_service
+from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
+
+S = ServiceState
+TAIL_LINES = 200
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s.
+
+    With more than `share` services starting at once, each is polled `share / n` as often, so
+    the polls never exceed share / fast per second (2000/s) and leave the CPU to the services.
+    """
+
+    fast: float = 0.002
+    fast_for: float = 2.0
+    slow: float = 0.05
+    share: int = 4
+
+
+@dataclass(eq=False)
+class _Service:
+    defn: ServiceDef
+    state: ServiceState = S.STOPPED
+    reason: str | None = None
+    proc: ServiceProcess | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    health: str | None = None
+    health_failures: int = 0
+    wanted: bool = False
+    stopping: bool = False
+    scope: anyio.CancelScope | None = None
+    done: anyio.Event | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+
+class Supervisor:
+    """Owns every service of one DevConfig; see docs/architecture.md for the API contract."""
+
+    def __init__(
+        self,
+        config: DevConfig,
+        *,
+        sinks: Sequence[LogSink] = (),
+        policy: RestartPolicy | None = None,
+        bus: EventBus | None = None,
+        cadence: Cadence = Cadence(),
+        record_groups: bool = True,
+        prespawned: dict[str, ServiceProcess] | None = None,
+        proxy_port: int | None = None,
+    ) -> None:
+        """`proxy_port`: where the proxy listens for this stack, so status URLs point through it."""
+        self.config = config
+        self.bus = bus if bus is not None else EventBus()
+        self.sinks = list(sinks)
+        self.policy: RestartPolicy = policy if policy is not None else ExponentialBackoff()
+        self.cadence = cadence
+        self._svcs = {s.name: _Service(s) for s in config.services}
+        # The plan, decided once: launch order by topological generation (declaration order
+        # within one), and each service's dependents for stopping them first.
+        self._plan = [name for wave in graph.waves(config) for name in wave]
+        self._dependents = graph.direct_dependents(config)
+        self._tg: TaskGroup | None = None
+        self._changed = anyio.Event()
+        self._shutdown = anyio.Event()
+        self._resources = ProbeResources()
+        self._groups = (
+            GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
+        )
+        self._prespawned = dict(prespawned or {})
+        self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.proxy_port = proxy_port
+        self._probing = 0  # services in their start-up probe loop
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the service runners until shutdown(); stop every service when returning or cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started()
+                try:
+                    await self._shutdown.wait()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.stop()
+                        await self._resources.aclose()
+                    tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            for proc in self._prespawned.values():  # never adopted (shutdown before start)
+                proc.kill()
+            if self._groups is not None:
+                self._groups.flush()
+
+    async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
+        """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
+        chosen = self._names(names)
+        wanted = set(graph.dependency_closure(self.config, chosen) if deps else chosen)
+        if self._shutdown.is_set():
+            return  # a start racing with `down` must not spawn anything new
+        for name in self._plan:
+            if name in wanted:
+                self._launch(self._svcs[name])
+
+    async def wait_ready(
+        self, names: Iterable[str], timeout: float | None = None
+    ) -> dict[str, ServiceStatus]:
+        """Until each of `names` is running/completed, or something they need failed; statuses at return."""
+        targets = self._names(names)
+        watch = set(graph.dependency_closure(self.config, targets))
+
+        def settled() -> bool:
+            return all(self._is_ready(self._svcs[n]) for n in targets) or any(
+                self._svcs[n].state is S.FAILED for n in watch
+            )
+
+        await self.wait_until(settled, timeout)
+        return {n: self.status(n) for n in targets}
+
+    async def wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait until `done()` holds, looking again at every state change; False after `timeout` s."""
+        with anyio.move_on_after(timeout):
+            while not done():
+                await self._changed.wait()
+            return True
+        return done()
+
+    async def stop(self, names: Iterable[str] | None = None) -> None:
+        """Stop `names` (None: everything) and their running dependents, dependents first."""
+        if names is None:
+            targets = set(self._svcs)
+        else:
+            targets = set(graph.dependents_closure(self.config, self._names(names)))
+        for name in targets:
+            self._svcs[name].wanted = False
+        finished = {n: anyio.Event() for n in targets}
+
+        async def stop_after_dependents(name: str) -> None:
+            try:
+                for dep in self._dependents[name]:
+                    if dep in finished:
+                        await finished[dep].wait()
+                await self._stop_one(self._svcs[name])
+            finally:
+                finished[name].set()
+
+        async with anyio.create_task_group() as tg:
+            for name in targets:
+                tg.start_soon(stop_after_dependents, name)
+
+    async def restart(self, name: str) -> None:
+        """Graceful stop and start of `name` only; its dependents keep running."""
+        svc = self._svcs[self._names([name])[0]]
+        await self._stop_one(svc, reason="restarting")
+        self.policy.reset(name)
+        self._launch(svc)
+
+    async def shutdown(self) -> None:
+        """Stop everything in reverse dependency order; run() then returns."""
+        self._shutdown.set()
+
+    def status(self, name: str) -> ServiceStatus:
+        svc = self._svcs[name]
+        d = svc.defn
+        return ServiceStatus(
+            name=name,
+            state=svc.state,
+            pid=svc.proc.pid if svc.proc is not None and svc.proc.returncode is None else None,
+            port=d.port,
+            health=svc.health,
+            started_at=svc.started_at,
+            restarts=svc.restarts,
+            exit_code=svc.exit_code,
+            url=d.proxy_url(self.proxy_port) if self.proxy_port else d.url,
+            reason=svc.reason,
+        )
+
+    def snapshot(self) -> list[ServiceStatus]:
+        return [self.status(n) for n in self.config.names]
+
+    def tail(self, name: str, n: int = 20) -> list[str]:
+        lines = self._a3s_tail if name == A3S else self._svcs[name].tail
+        return list(lines)[-n:] if n > 0 else []
+
+    def announce(self, text: str) -> None:
+        """A message from a3s itself, shown under the name `a3s`."""
+        self._emit(A3S, [text], "a3s")
+
+    # Extras beyond the architecture's API (used by metrics and the second Ctrl-C).
+
+    def health_failures(self, name: str) -> int:
+        """Failed health checks of `name` since the supervisor started."""
+        return self._svcs[name].health_failures
+
+    def kill_all(self) -> None:
+        """SIGKILL every process group now, without waiting (the second Ctrl-C)."""
+        for svc in self._svcs.values():
+            # Only live leaders: an exited one's pgid may since belong to someone else
+            # (its leftovers were already killed when it exited).
+            if svc.proc is not None and svc.proc.returncode is None:
+                svc.proc.kill()
+        for proc in self._prespawned.values():
+            proc.kill()
+
+    # ------------------------------------------------------------------ graph helpers
+
+    def _names(self, names: Iterable[str] | None) -> list[str]:
+        if names is None:
+            return list(self.config.names)
+        result = list(names)
+        error = unknown_service(result, self.config.names)
+        if error is not None:
+            raise error
+        return result
+
+    def _is_ready(self, svc: _Service) -> bool:
+        if svc.defn.oneshot:
+            return svc.state is S.COMPLETED
+        return svc.state in st.READY_STATES
+
+    # ------------------------------------------------------------------ state & output
+
+    def _set(
+        self,
+        svc: _Service,
+        new: ServiceState,
+        reason: str | None = None,
+        *,
+        exit_code: int | None = None,
+    ) -> None:
+        old = svc.state
+        if old is new and svc.reason == reason:
+            return
+        st.check_transition(old, new)
+        svc.state = new
+        svc.reason = reason
+        if exit_code is not None:
+            svc.exit_code = exit_code
+        proc = svc.proc
+        pid = proc.pid if proc is not None and proc.returncode is None else None
+        self.bus.publish(StateChanged(svc.defn.name, old, new, reason, time.time(), pid, exit_code))
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake every task waiting for a change (dependency gates, wait_ready)."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _set_health(self, svc: _Service, healthy: bool, error: str | None) -> None:
+        value = "healthy" if healthy else "unhealthy"
+        if svc.health == value:
+            return
+        svc.health = value
+        self.bus.publish(HealthChanged(svc.defn.name, healthy, error, time.time()))
+
+    def _emit(self, name: str, lines: list[str], stream: str = "stdout") -> None:
+        at = time.time()
+        (self._a3s_tail if name == A3S else self._svcs[name].tail).extend(lines)
+        for sink in self.sinks:
+            sink.write(name, lines, at, stream)
+        if self.bus.wants_lines():
+            self.bus.publish(LogBatch(name, tuple(lines), at, stream))
+
+    # ------------------------------------------------------------------ runners
+
+    def _launch(self, svc: _Service) -> None:
+        svc.wanted = True
+        if svc.done is not None and not svc.done.is_set():
+            return  # already has a runner
+        if self._tg is None:
+            raise RuntimeError("Supervisor.start() called before run() started")
+        svc.done = anyio.Event()
+        svc.stopping = False
+        self._tg.start_soon(self._runner, svc, name=f"a3s:{svc.defn.name}")
+
+    async def _runner(self, svc: _Service) -> None:
+        name = svc.defn.name
+        assert svc.done is not None
+        done = svc.done
+        try:
+            with anyio.CancelScope() as scope:
+                svc.scope = scope
+                while True:
+                    proc = self._prespawned.pop(name, None)
+                    if proc is None:
+                        await self._wait_for_dependencies(svc)
+                        try:
+                            proc = self._spawn(svc)
+                        except RuntimeFailure as exc:
+                            self._set(svc, S.FAILED, exc.message)
+                            self.announce(f"{name} failed: {exc.message}")
+                            return
+                    code = await self._supervise(svc, proc)
+                    if svc.stopping or not svc.wanted:
+                        return  # a requested stop (or the second Ctrl-C), not a crash
+                    if svc.defn.oneshot and code == 0:
+                        self._set(svc, S.COMPLETED, st.exited(0), exit_code=0)
+                        self.announce(f"{name} completed")
+                        return
+                    delay = self.policy.decide(svc.defn, code)
+                    if delay is None:
+                        if code == 0:
+                            self._set(svc, S.STOPPED, st.exited(0), exit_code=0)
+                            self.announce(f"{name} exited ({st.exited(code)})")
+                        else:
+                            self._set(svc, S.FAILED, st.exited(code), exit_code=code)
+                            self.announce(f"{name} failed ({st.exited(code)})")
+                        return
+                    self._set(svc, S.BACKOFF, st.restarting_in(code, delay), exit_code=code)
+                    self.announce(
+                        f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}"
+                    )
+                    await anyio.sleep(delay)
+                    svc.restarts += 1
+        except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
+            message = _describe(exc)
+            old = svc.state
+            # Forced rather than through _set: the error may have come mid-transition.
+            svc.state, svc.reason = S.FAILED, message
+            self.bus.publish(StateChanged(name, old, S.FAILED, message, time.time()))
+            self._wake()
+            self.announce(f"{name} failed: {message}")
+        finally:
+            svc.scope = None
+            done.set()
+            self._wake()  # waiters that look at whether a runner is over
+
+    async def _wait_for_dependencies(self, svc: _Service) -> None:
+        while True:
+            # Only dependencies that were asked to run gate us (`up --no-deps` starts alone).
+            deps = [self._svcs[d] for d in svc.defn.depends_on if d in self._svcs]
+            waiting = [d for d in deps if not self._is_ready(d) and d.wanted]
+            if not waiting:
+                return
+            failed = [d.defn.name for d in waiting if d.state is S.FAILED]
+            # A dependency that exited 0 and will not be restarted (restart = "never") is
+            # as final as a failed one: say so rather than "waiting" forever.
+            exited = [
+                d.defn.name
+                for d in waiting
+                if d.state is S.STOPPED and d.done is not None and d.done.is_set()
+            ]
+            if failed:
+                reason = st.dependency_failed(failed[0])
+            elif exited:
+                reason = st.dependency_exited(exited[0])
+            else:
+                reason = st.waiting_for([d.defn.name for d in waiting])
+            self._set(svc, S.PENDING, reason)
+            await self._changed.wait()
+
+    def _spawn(self, svc: _Service) -> ServiceProcess:
+        check_port_free(svc.defn)
+        proc = spawn(svc.defn, service_env(svc.defn, self.config))
+        return proc
+
+    async def _supervise(self, svc: _Service, proc: ServiceProcess) -> int:
+        """From spawn to exit: relay output, probe, record the group. Returns the exit code."""
+        name = svc.defn.name
+        svc.proc = proc
+        svc.started_at = proc.started
+        svc.exit_code = None
+        svc.health = None
+        proc.attach(lambda lines: self._emit(name, lines))
+        if self._groups is not None:
+            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started))
+        self._set(svc, S.STARTING, None)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._probe_loop, svc, proc)
+                code = await proc.wait()
+                tg.cancel_scope.cancel()
+            # Leftovers of a crashed service would hold its port and its pipe.
+            with anyio.CancelScope(shield=True):
+                await proc.end_group(0.0)
+                await proc.drain()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if proc.returncode is None:
+                    await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
+                await proc.drain(0.2)
+            raise
+        finally:
+            svc.health = None  # health describes a live process only
+            if self._groups is not None:
+                self._groups.remove(name)
+        return code
+
+    async def _probe_loop(self, svc: _Service, proc: ServiceProcess) -> None:
+        name = svc.defn.name
+        probe = None if svc.defn.oneshot else make_probe(svc.defn, self._resources)
+        if probe is not None:
+            await self._probe_until_ready(probe)
+        ready_in = time.monotonic() - proc.started_mono
+        self._set(svc, S.RUNNING, None)
+        if probe is None:
+            if not svc.defn.oneshot:
+                self.policy.healthy(
+                    name
+                )  # running is all we can know: its uptime resets the backoff
+                self.announce(f"{name} started (no health check)")
+            return
+        self._set_health(svc, True, None)
+        self.policy.healthy(name)
+        self.announce(f"{name} is healthy ({ready_in:.2f}s)")
+        cfg = svc.defn.probe
+        assert cfg is not None
+        failures = 0
+        while True:
+            await anyio.sleep(cfg.interval)
+            result = await probe.check()
+            if result.ok:
+                failures = 0
+                if svc.state is S.UNHEALTHY:
+                    self._set_health(svc, True, None)
+                    self._set(svc, S.RUNNING, None)
+                    self.policy.healthy(name)
+                    self.announce(f"{name} is healthy again")
+                continue
+            failures += 1
+            svc.health_failures += 1
+            if failures >= cfg.retries and svc.state is S.RUNNING:
+                self._set_health(svc, False, result.detail)
+                self._set(svc, S.UNHEALTHY, result.detail)
+                self.announce(f"{name} is unhealthy: {result.detail}")
+
+    async def _probe_until_ready(self, probe: HealthProbe) -> None:
+        # The start-up cadence is much faster than `interval`, so a service is seen
+        # ready a few ms after its port answers.
+        # With many services starting at once, the polls themselves would eat the CPU the
+        # services need to start, so the fast cadence stretches with their number.
+        began = time.monotonic()
+        c = self.cadence
+        self._probing += 1
+        try:
+            while not (await probe.check()).ok:
+                fast = c.fast * max(1.0, self._probing / c.share)
+                await anyio.sleep(
+                    fast if time.monotonic() - began < c.fast_for else max(c.slow, fast)
+                )
+        finally:
+            self._probing -= 1
+
+    async def _stop_one(self, svc: _Service, reason: str | None = None) -> None:
+        name = svc.defn.name
+        svc.wanted = False
+        runner_done = svc.done
+        proc = svc.proc
+        if runner_done is None or runner_done.is_set():
+            # No process left; a restart still passes through `stopped`.
+            if svc.state is not S.STOPPED and (
+                reason is not None or svc.state not in (S.COMPLETED, S.FAILED)
+            ):
+                self._set(svc, S.STOPPED, reason)
+            return
+        svc.stopping = True
+        if proc is not None and proc.returncode is None:
+            self._set(svc, S.STOPPING, reason)
+            code = await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
+            svc.exit_code = code
+            if proc.killed:
+                timeout = st.format_delay(svc.defn.stop_timeout)
+                self.announce(
+                    f"{name} did not stop within {timeout} of {svc.defn.stop_signal}: killed"
+                )
+        if svc.scope is not None:
+            svc.scope.cancel()
+        await runner_done.wait()
+        self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error in a runner (the innermost error of an exception group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, RuntimeFailure) else text
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    """Run `callback` on the next turn of the running event loop (coalesces groups.json writes)."""
+    import asyncio
+
+    asyncio.get_running_loop().call_soon(callback)
+
+
+def _signal(name: str) -> signal.Signals:
+    try:
+        return signal.Signals[
+            name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+        ]
+    except KeyError:
+        return signal.SIGTERM

@@ -1,0 +1,285 @@
+"""`a3s up -d`: fork the background supervisor, then wait until what was asked for is ready.
+
+The parent never parses the A3sfile: the child does (`run.run_background`), and a bad config
+shows up as the child's exit with its one-line error in `.a3s/supervisor.log`, which the
+parent prints. The parent talks to the child only through the control socket. The same
+waiting serves `a3s up` while a supervisor already runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Protocol
+
+from a3s_dev import procfs, runtime
+from a3s_dev.control.api import readiness
+from a3s_dev.control.client import ControlClient, ControlError, NotRunning
+from a3s_dev.errors import A3sError
+from a3s_dev.run import BANNER, EXIT_ALREADY_RUNNING, ORPHANS, UpOptions, run_background
+from a3s_dev.runtime import RuntimePaths
+
+POLL = 0.01  # seconds between looks at the socket while a supervisor boots
+TAIL = 20
+SUPERVISOR_LOG_BYTES = 1024 * 1024
+
+
+class Reporter(Protocol):
+    """How the waiting is shown (cli.render.Progress: a live line on a terminal, plain lines otherwise)."""
+
+    def waiting(self, waiting: Sequence[tuple[str, str]]) -> None: ...
+    def done(self) -> None: ...
+    def say(self, text: str) -> None: ...
+
+
+# ---------------------------------------------------------------------------- the child
+
+
+class Forked:
+    """A forked background supervisor, watched like a Popen (poll, wait, returncode)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0.0)
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def rotate_supervisor_log(paths: RuntimePaths) -> int:
+    """Move `.a3s/supervisor.log` to `supervisor.log.1` once it passed 1 MB (no supervisor
+    writes to it now: none runs); return its size, where the new supervisor's lines start."""
+    try:
+        size = paths.supervisor_log.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size < SUPERVISOR_LOG_BYTES:
+        return size
+    os.replace(paths.supervisor_log, paths.supervisor_log.with_name(paths.supervisor_log.name + ".1"))
+    return 0
+
+
+def fork(paths: RuntimePaths, opts: UpOptions) -> Forked:
+    """Start the background supervisor by forking this (single-threaded) process.
+
+    Cheaper than a new interpreter by its start-up and imports (~70 ms, more on a busy
+    machine), which is most of what `up -d` adds to the foreground's time to healthy.
+    The child gets its own session and `.a3s/supervisor.log` as stdout and stderr, and
+    runs `run.run_background` with the very same options.
+    """
+    runtime.ensure_state_dir(paths)
+    log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # or the child would write the parent's buffered output again
+    pid = os.fork()
+    if pid:
+        os.close(log)
+        return Forked(pid)
+    code = 1
+    try:
+        os.setsid()  # the terminal's Ctrl-C and hang-up must not reach it
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        os.chdir(paths.a3sfile.parent)
+        code = run_background(paths.a3sfile, opts)
+    except BaseException:  # noqa: BLE001 -- the parent's stack is below us: never return into it
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _new_output(paths: RuntimePaths, offset: int) -> str:
+    """What the background supervisor wrote since `offset`, without its start banner."""
+    try:
+        with open(paths.supervisor_log, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(ln for ln in text.splitlines() if not ln.startswith(BANNER)).strip()
+
+
+# ---------------------------------------------------------------------------- waiting
+
+
+def wait_ready(
+    client: ControlClient,
+    names: Sequence[str],
+    since: float,
+    progress: Reporter,
+    err: IO[str],
+    *,
+    timeout: float | None = None,
+) -> int:
+    """Follow the supervisor until `names` are ready (0) or one failed (1, naming it with its
+    last log lines), or `timeout` passed (1, naming what is not ready)."""
+    began = time.monotonic()
+    seq: int | None = None
+    while True:
+        # Long-polled: the answer comes as soon as a state changes (NotRunning: the caller explains).
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        answer = client.status(after=seq, wait=1.0 if remaining is None else min(1.0, remaining))
+        seq, services = answer.get("seq"), answer["services"]
+        state = readiness(services, names, since=since)
+        if state.done:
+            # From the command's own start: what the user waited, imports and fork included.
+            took = time.monotonic() - procfs.started_monotonic()
+            progress.say(f"a3s: ready: {', '.join(names)} ({took:.2f}s)")
+            return 0
+        if state.failed:
+            progress.done()
+            print(f"a3s: {state.failed} failed: {state.reason}", file=err)
+            try:
+                lines = client.tail(state.failed, TAIL)
+            except A3sError:
+                lines = []
+            if lines:
+                count = f"{len(lines)} log line{'s' if len(lines) != 1 else ''}"
+                print(f"a3s: last {count} of {state.failed}:", file=err)
+                for line in lines:
+                    print(f"  {line}", file=err)
+            return 1
+        if remaining is not None and remaining <= 0:
+            progress.done()
+            waiting = ", ".join(f"{name} ({st})" for name, st in state.waiting)
+            print(f"a3s: not ready after {timeout:g}s: {waiting}; the supervisor keeps running", file=err)
+            return 1
+        progress.waiting(state.waiting)
+
+
+def _plan(client: ControlClient, opts: UpOptions) -> list[str]:
+    """What a start of `opts.services` waits for, asking the supervisor (which knows the graph)."""
+    from urllib.parse import urlencode
+
+    query = urlencode([("service", s) for s in opts.services] + [("deps", "1" if opts.deps else "0")])
+    return list(client.request("GET", f"/v1/plan?{query}")["waiting_for"])
+
+
+def start_and_wait(client: ControlClient, opts: UpOptions, progress: Reporter, err: IO[str]) -> int:
+    """Ask a running supervisor to start `opts.services` (and deps) and wait until they are ready."""
+    answer = client.start(list(opts.services) or None, deps=opts.deps)
+    names = answer["waiting_for"]
+    since = float(answer.get("requested_at", 0.0))
+    return wait_ready(client, names, since, progress, err, timeout=opts.timeout)
+
+
+def running(paths: RuntimePaths) -> bool:
+    """A supervisor serves this A3sfile, or holds its lock while it starts."""
+    return runtime.lock_held(paths) or ControlClient(paths.socket).healthz()
+
+
+def up(
+    a3sfile: Path,
+    opts: UpOptions,
+    progress: Reporter,
+    *,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+    boot_timeout: float = 60.0,
+) -> int:
+    """`a3s up -d`, or `a3s up` with a supervisor already running: start, wait until ready, and
+    return the exit code. Ctrl-C stops the waiting, not the supervisor."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    paths = runtime.paths_for(a3sfile)
+    client = ControlClient(paths.socket)
+    try:
+        for _ in range(3):  # a lost lock race sends us back to talk to the winner
+            if client.healthz():
+                return _ask_running(client, opts, progress, err)
+            if runtime.lock_held(paths):
+                # A supervisor is starting (it takes the lock before it serves): wait for its socket.
+                deadline = time.monotonic() + boot_timeout
+                while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
+                    time.sleep(POLL)
+                continue
+            offset = rotate_supervisor_log(paths)
+            spawned_at = time.time()
+            child = fork(paths, opts)
+            code = _wait_spawned(child, client, paths, opts, progress, out, err, offset, spawned_at, boot_timeout)
+            if code is not None:
+                return code
+        print("a3s: could not reach the running supervisor", file=err)
+        return 1
+    finally:
+        progress.done()  # a live line left running would leave the cursor hidden
+
+
+def _ask_running(client: ControlClient, opts: UpOptions, progress: Reporter, err: IO[str]) -> int:
+    try:
+        return start_and_wait(client, opts, progress, err)
+    except NotRunning:
+        progress.done()
+        print("a3s: the supervisor stopped (see `a3s logs a3s`)", file=err)
+        return 1
+
+
+def _wait_spawned(
+    child: Forked,
+    client: ControlClient,
+    paths: RuntimePaths,
+    opts: UpOptions,
+    progress: Reporter,
+    out: IO[str],
+    err: IO[str],
+    offset: int,
+    spawned_at: float,
+    boot_timeout: float,
+) -> int | None:
+    """Wait for the new supervisor to serve, then for readiness; None when it lost the lock race."""
+    deadline = time.monotonic() + boot_timeout
+    while child.poll() is None and not client.healthz():
+        if time.monotonic() > deadline:
+            print(f"a3s: the supervisor did not start in {boot_timeout:g}s; see {paths.supervisor_log}", file=err)
+            return 1
+        time.sleep(POLL / 2)
+    if child.returncode is None:
+        for line in _new_output(paths, offset).splitlines():
+            if line.startswith(ORPHANS):  # it ended what a SIGKILLed predecessor left: say so
+                print(line, file=out, flush=True)
+        try:
+            # The child started the services itself; ask only what to wait for, never to start
+            # again (a failed task must not run a second time).
+            names = _plan(client, opts)
+            return wait_ready(client, names, spawned_at, progress, err, timeout=opts.timeout)
+        except (NotRunning, ControlError) as exc:
+            # It went away while starting (e.g. the proxy port is taken): its own words say why.
+            progress.done()
+            try:
+                child.wait(timeout=boot_timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
+            return 1
+    if child.returncode == EXIT_ALREADY_RUNNING:
+        return None
+    output = _new_output(paths, offset)
+    print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
+    return child.returncode if child.returncode in (1, 2) else 1

@@ -1,0 +1,90 @@
+"""What Linux's /proc says about processes: the one reader of `/proc/<pid>/stat`. Stdlib only.
+
+`a3s status` and `a3s down` read it on their fast paths, the supervisor to know when a
+process group is really empty (zombies waiting for PID 1 do not count).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of `/proc/<pid>/stat` after the command name, from the state on
+    (index 0 is the state, 2 the process group, 19 the start time in clock ticks); None when
+    the process is gone or /proc is unreadable. The name is skipped by its last ")", since a
+    name may hold spaces and parentheses itself."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    fields = stat_fields(pid)
+    return fields is not None and bool(fields) and fields[0] != b"Z"
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+
+
+def start_time(pid: int) -> float | None:
+    """When `pid` started, in epoch seconds; None when it is gone or /proc is unreadable."""
+    fields = stat_fields(pid)
+    boot = _boot_time()
+    if not fields or len(fields) < 20 or boot is None:
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def started_monotonic() -> float:
+    """When this process started, on the time.monotonic() clock (so "ready in" counts a3s's own start-up)."""
+    fields = stat_fields("self")
+    try:
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        ticks = int(fields[19]) if fields else None
+    except (OSError, ValueError, IndexError):
+        ticks = None
+    if ticks is None:
+        return time.monotonic()
+    # CLOCK_BOOTTIME (uptime) and monotonic differ by the time suspended, zero for a fresh process.
+    return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in group `pgid` (empty when /proc is unreadable)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    found: list[int] = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fields = stat_fields(entry)
+        if fields is not None and len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            found.append(int(entry))
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    """True while some process of the group is alive (zombies do not count).
+
+    killpg(0) alone also counts zombies, and an orphaned grandchild stays a zombie until
+    PID 1 reaps it, which in containers can take seconds; so when killpg says yes, /proc
+    decides.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return bool(live_members(pgid))

@@ -1,0 +1,216 @@
+"""Header rules of the proxy: what is hop-by-hop, how a request head is rewritten for the
+upstream and a response head for the client, and which requests the direct path may take.
+
+Pure: bytes and strings in, bytes and strings out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from multidict import CIMultiDict
+
+# RFC 9110 §7.6.1 hop-by-hop headers, never forwarded. Upgrade is handled by the WebSocket path.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+REQUEST_DROP = HOP_BY_HOP | {"expect"}  # we answer 100-continue ourselves
+WS_DROP = HOP_BY_HOP | {
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",  # passed as `protocols`, negotiated per side
+    "sec-websocket-accept",
+}
+RESPONSE_DROP = HOP_BY_HOP
+
+
+def header_tokens(value: str | None) -> set[str]:
+    """The comma-separated tokens of a header such as Connection, trimmed and lower-cased."""
+    if not value:
+        return set()
+    return {t.strip().lower() for t in value.split(",")} - {""}
+
+
+def forward_headers(
+    headers: Mapping[str, str] | Any, drop: frozenset[str], client_ip: str | None, host: str | None
+) -> CIMultiDict[str]:
+    """Copy request headers minus `drop` and those named in Connection; add X-Forwarded-*."""
+    out: CIMultiDict[str] = CIMultiDict()
+    extra = header_tokens(headers.get("Connection"))
+    for key, value in headers.items():
+        low = key.lower()
+        if low in drop or low in extra:
+            continue
+        out.add(key, value)
+    prior = out.get("X-Forwarded-For")
+    if client_ip:
+        out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+    if host is not None and "X-Forwarded-Host" not in out:
+        out["X-Forwarded-Host"] = host
+    out["X-Forwarded-Proto"] = "http"
+    return out
+
+
+def request_head(
+    method: str,
+    path: str,
+    headers: Iterable[tuple[str, str]],
+    client_ip: str | None,
+    *,
+    chunked: bool,
+    connection: str | None,
+) -> bytes:
+    """The upstream request head in one string: original headers (`(name, value)` pairs)
+    minus hop-by-hop ones and those `connection` (the Connection header) names, the original
+    Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
+    extra = header_tokens(connection)
+    parts = [f"{method} {path} HTTP/1.1\r\n"]
+    prior: str | None = None
+    has_forwarded_host = False
+    host: str | None = None
+    for key, value in headers:
+        low = key.lower()
+        if low in REQUEST_DROP or low in extra or (chunked and low == "content-length"):
+            continue
+        if low == "x-forwarded-for":
+            prior = f"{prior}, {value}" if prior else value
+            continue
+        if low == "x-forwarded-proto":
+            continue  # we know the scheme: plain http on loopback
+        if low == "host":
+            host = value
+        elif low == "x-forwarded-host":
+            has_forwarded_host = True
+        parts.append(f"{key}: {value}\r\n")
+    if client_ip:
+        parts.append(f"X-Forwarded-For: {prior}, {client_ip}\r\n" if prior else f"X-Forwarded-For: {client_ip}\r\n")
+    elif prior:
+        parts.append(f"X-Forwarded-For: {prior}\r\n")
+    if host is not None and not has_forwarded_host:
+        parts.append(f"X-Forwarded-Host: {host}\r\n")
+    parts.append("X-Forwarded-Proto: http\r\n")
+    if chunked:
+        parts.append("Transfer-Encoding: chunked\r\n")
+    parts.append("\r\n")
+    # surrogateescape: aiohttp decoded the request that way, so odd bytes go out unchanged
+    return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def response_headers(
+    pairs: Iterable[tuple[str, str]], *, keep_length: bool, connection: str | None = None
+) -> CIMultiDict[str]:
+    """Upstream response headers minus hop-by-hop ones, those the Connection header (in `pairs`
+    or given as `connection`) names, and Content-Length when we re-frame the body."""
+    out: CIMultiDict[str] = CIMultiDict()
+    extra = header_tokens(connection)
+    for key, value in pairs:
+        low = key.lower()
+        if low == "connection":
+            extra |= header_tokens(value)
+            continue
+        if low in RESPONSE_DROP or (not keep_length and low == "content-length"):
+            continue
+        out.add(key, value)
+    extra -= {"keep-alive", "close"}
+    for name in extra:  # rare: headers the upstream marked hop-by-hop in Connection
+        out.popall(name, None)
+    return out
+
+def response_head(
+    status: int, reason: str, lines: bytes, *, connection: str | None, chunked: bool, close: bool
+) -> bytes:
+    """A response head for the client in one block, for the direct path: the upstream's header
+    `lines` (each led by CRLF, hop-by-hop ones already cut by the pool) minus any header the
+    upstream's `connection` names, then our own framing and connection headers."""
+    if connection and connection.lower() not in ("keep-alive", "close"):
+        named = header_tokens(connection) - {"keep-alive", "close"}
+        if named:  # rare: headers the upstream marked hop-by-hop in Connection
+            names = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(named))
+            lines = re.sub(rb"\r\n(?:" + names + rb")[ \t]*:[^\r\n]*", b"", lines, flags=re.IGNORECASE)
+    return b"HTTP/1.1 %d %s%s%s%s\r\n\r\n" % (
+        status,
+        reason.encode("utf-8"),
+        lines,
+        b"\r\nTransfer-Encoding: chunked" if chunked else b"",
+        b"\r\nConnection: close" if close else b"",
+    )
+
+
+class PlainRequest(NamedTuple):
+    """A request head the direct path forwards itself (see `plain_request`)."""
+
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    host: str | None
+    connection: str | None  # the Connection header, whose tokens name more hop-by-hop headers
+    close: bool  # the client asked to close the connection after this exchange
+
+
+# Requests with these methods and no body may be sent upstream again when the upstream closed
+# the connection without answering (RFC 9110 §9.2.2); no other request is ever sent twice.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "PUT", "TRACE"})
+
+# One pass over the whole head: an origin-form HTTP/1.1 request line with an idempotent method
+# (RFC 9110 §9.2.2: one the direct path may hand to aiohttp's path to send again when the
+# upstream dropped it unanswered), then header lines whose names are tokens and whose values
+# hold no control characters (no obs-fold, no bare CR/LF). Anything else is for aiohttp's
+# parser, which accepts or rejects it by the book.
+_PLAIN_HEAD = re.compile(
+    r"(?:GET|HEAD|OPTIONS|DELETE) /[!-~]* HTTP/1\.1"
+    r"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*)*"
+)
+# Headers that mean more than "forward me": a body to stream, an interim response to send,
+# a protocol switch. Requests carrying them take aiohttp's path.
+_NOT_PLAIN = frozenset({"transfer-encoding", "upgrade", "expect", "http2-settings"})
+
+
+def plain_request(raw: bytes) -> PlainRequest | None:
+    """Parse a request head (without its final blank line) for the proxy's direct path, or
+    return None to leave the request to aiohttp.
+
+    The direct path takes the common case only: HTTP/1.1, GET/HEAD/OPTIONS/DELETE, origin-form
+    target, no body (no Transfer-Encoding, Content-Length absent or 0), no Expect, no Upgrade,
+    exactly one Host.
+    Everything else, including every malformed head, is None: aiohttp's parser handles it."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if _PLAIN_HEAD.fullmatch(text) is None:
+        return None
+    lines = text.split("\r\n")
+    method, target, _ = lines[0].split(" ")
+    headers: list[tuple[str, str]] = []
+    host: str | None = None
+    hosts = 0
+    connection: str | None = None
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        value = value.strip(" \t")
+        low = key.lower()
+        if low == "host":
+            host = value
+            hosts += 1
+        elif low == "content-length":
+            if value != "0":
+                return None
+        elif low == "connection":
+            connection = f"{connection}, {value}" if connection else value
+        elif low in _NOT_PLAIN:
+            return None
+        headers.append((key, value))
+    if hosts != 1:
+        return None
+    close = "close" in header_tokens(connection)
+    return PlainRequest(method, target, headers, host, connection, close)

@@ -1,0 +1,498 @@
+"""The proxy's server: the full request handler (aiohttp), hold-until-ready, listening.
+
+The listening sockets belong to the direct path (`direct.py`), which forwards plain
+requests to ready services itself and hands every other connection to a low-level
+`aiohttp.web.Server` here (no Application router: one catch-all handler is all a proxy
+needs). Plain HTTP goes upstream through `upstream.py` (keep-alive connections of our own);
+WebSocket upgrades through one aiohttp `ClientSession`. Bodies stream both ways. Imported
+only when a proxy runs, so aiohttp stays out of every other command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+from yarl import URL
+
+from a3s_dev.config.model import DevConfig
+from a3s_dev.core.events import Event, EventBus, StateChanged
+from a3s_dev.core.process import LISTEN_BACKLOG, ListenFailure, listen_loopback
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.errors import RuntimeFailure
+from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
+from a3s_dev.proxy.headers import (
+    IDEMPOTENT,
+    WS_DROP,
+    forward_headers,
+    request_head,
+    response_headers,
+)
+from a3s_dev.proxy.pages import proxy_banner, render_index, render_not_found, render_unavailable
+from a3s_dev.proxy.router import FORWARD_STATES, RouteKind, Router, Verdict, verdict
+from a3s_dev.proxy.upstream import (
+    UpstreamConnectError,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPool,
+)
+
+# How long a request for a (re)starting service is held before the 503 page.
+HOLD_TIMEOUT = 30.0
+
+# A restart passes through `stopped` on its way to `starting`; a held request waits this long
+# for the next state before it gives up on a service that was stopping.
+RESTART_GRACE = 1.0
+# Connection refused while the supervisor still says running: the process just died or is
+# being replaced and the event has not arrived yet. Retry this long before answering 502.
+REFUSED_GRACE = 1.0
+# Upstream bodies up to this size are read whole and sent in one write (one syscall).
+SMALL_BODY = 64 * 1024
+
+
+class ProxyBackend(Protocol):
+    """The slice of the Supervisor the proxy uses (docs/architecture.md)."""
+
+    config: DevConfig
+    bus: EventBus
+
+    def status(self, name: str) -> ServiceStatus: ...
+
+    def tail(self, name: str, n: int = 20) -> list[str]: ...
+
+    def announce(self, text: str) -> None: ...
+
+
+def listen_error(exc: ListenFailure) -> RuntimeFailure:
+    """The one line for a proxy port that cannot be listened on."""
+    if exc.errno == errno.EADDRINUSE:
+        return port_in_use(exc.port)
+    host = f"[{exc.host}]" if ":" in exc.host else exc.host
+    return RuntimeFailure(f"proxy: cannot listen on {host}:{exc.port}: {exc.strerror}")
+
+
+def port_in_use(port: int) -> RuntimeFailure:
+    """The one-line error for a proxy port someone else holds."""
+    return RuntimeFailure(
+        f"proxy: port {port} is already in use; stop the other program, "
+        "or set dev.proxy_port / A3S_PROXY_PORT (0 turns the proxy off)"
+    )
+
+
+class _States:
+    """The services' states as the bus reports them, plus futures woken on each change."""
+
+    def __init__(self, backend: ProxyBackend) -> None:
+        self._backend = backend
+        self._states: dict[str, ServiceState] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    def get(self, name: str) -> ServiceState:
+        state = self._states.get(name)
+        return state if state is not None else self.refresh(name)
+
+    def remember(self, name: str, state: ServiceState) -> None:
+        self._states[name] = state
+
+    def refresh(self, name: str) -> ServiceState:
+        """Ask the backend; the bus may be late or a transition may have no event."""
+        try:
+            state = self._backend.status(name).state
+        except KeyError:
+            state = ServiceState.STOPPED
+        self._states[name] = state
+        return state
+
+    def on_event(self, event: Event) -> None:
+        if type(event) is StateChanged:
+            self._states[event.service] = event.new
+            for fut in self._waiters.pop(event.service, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def changed(self, name: str, timeout: float) -> None:
+        """Return at the next state change of `name` or after `timeout` seconds."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(name, []).append(fut)
+        try:
+            with anyio.move_on_after(max(timeout, 0.0)):
+                await fut
+        finally:
+            waiters = self._waiters.get(name)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+
+
+class _Unavailable(Exception):
+    """The request cannot be forwarded: answer with the service's error page."""
+
+    def __init__(self, status_code: int, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+class ProxyServer:
+    """The request handler and its shared state; `serve_proxy` runs it."""
+
+    def __init__(
+        self, backend: ProxyBackend, session: aiohttp.ClientSession, *, hold_timeout: float = HOLD_TIMEOUT
+    ) -> None:
+        self.backend = backend
+        self.router = Router.from_config(backend.config)
+        self.session = session  # WebSockets only; plain HTTP goes through `pool`
+        self.pool = UpstreamPool()
+        self.hold_timeout = hold_timeout
+        self.states = _States(backend)
+        self.port = 0
+        self._base: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        route = self.router.resolve(host)
+        if route.kind is RouteKind.UPSTREAM:
+            assert route.service is not None and route.port is not None
+            try:
+                return await self._proxy(request, route.service, route.port)
+            except _Unavailable as exc:
+                return self._unavailable(route.service, exc.status_code, exc.detail)
+        if route.kind is RouteKind.INDEX:
+            return self._html(200, render_index(self._statuses(), self.router.entries, self.port))
+        if route.kind is RouteKind.NOT_ROUTABLE:
+            assert route.service is not None
+            return self._unavailable(route.service, 502, f"{route.service} has no port, so the proxy cannot reach it")
+        return self._html(404, render_not_found(host, self.router.entries, self.port))
+
+    def _statuses(self) -> list[ServiceStatus]:
+        out = []
+        for name in self.backend.config.names:
+            try:
+                out.append(self.backend.status(name))
+            except KeyError:
+                out.append(ServiceStatus(name, ServiceState.STOPPED))
+        return out
+
+    @staticmethod
+    def _html(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+
+    def _unavailable(self, name: str, status_code: int, detail: str | None) -> web.Response:
+        try:
+            status = self.backend.status(name)
+        except KeyError:
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        try:
+            lines = self.backend.tail(name, 20)
+        except KeyError:
+            lines = []
+        headers = {"Retry-After": "1"} if status_code == 503 else None
+        return self._html(status_code, render_unavailable(status, lines[-20:], detail=detail), headers)
+
+    # ------------------------------------------------------------------ hold until ready
+
+    def _verdict(self, name: str) -> tuple[Verdict, ServiceStatus]:
+        """Ask the backend (the bus may be late, or a transition may have published nothing)."""
+        try:
+            status = self.backend.status(name)
+        except KeyError:
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        self.states.remember(name, status.state)
+        deps: list[ServiceState] = []
+        if status.state is ServiceState.PENDING:
+            for dep in self.backend.config.service(name).depends_on:
+                try:
+                    deps.append(self.backend.status(dep).state)
+                except KeyError:
+                    pass
+        return verdict(status.state, status.reason, deps), status
+
+    async def _ready(self, name: str, deadline: float) -> None:
+        """Wait until `name` can take requests; raise `_Unavailable` when it will not in time."""
+        loop = asyncio.get_running_loop()
+        held = False
+        stopped_at: float | None = None
+        while True:
+            now = loop.time()
+            decision, status = self._verdict(name)
+            if decision is Verdict.FORWARD:
+                return
+            if decision is Verdict.HOLD:
+                held = True
+                stopped_at = None
+                wait = deadline - now
+                if wait <= 0:
+                    raise _Unavailable(503, f"still {status.state.value} after {self.hold_timeout:g} s")
+            elif held and status.state is ServiceState.STOPPED:
+                # stopped after we started holding: a restart may spawn the new process any moment
+                if stopped_at is None:
+                    stopped_at = now
+                wait = min(deadline - now, stopped_at + RESTART_GRACE - now)
+                if wait <= 0:
+                    raise _Unavailable(502)
+            else:
+                raise _Unavailable(502)
+            # the poll interval guards against a transition that published no event
+            await self.states.changed(name, min(wait, 0.25))
+
+    # ------------------------------------------------------------------ forwarding
+
+    async def _proxy(self, request: web.BaseRequest, name: str, port: int) -> web.StreamResponse:
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        refused_since: float | None = None
+        while True:
+            if self.states.get(name) not in FORWARD_STATES:
+                if deadline is None:
+                    deadline = loop.time() + self.hold_timeout
+                await self._ready(name, deadline)
+            try:
+                if request.headers.get("Upgrade", "").lower() == "websocket":
+                    return await self._websocket(request, port)
+                return await self._forward(request, port)
+            except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
+                # Nothing was sent: retrying is safe for any method. The supervisor may not
+                # have noticed yet that the process died or is being replaced.
+                now = loop.time()
+                if deadline is None:
+                    deadline = now + self.hold_timeout
+                if refused_since is None:
+                    refused_since = now
+                state = self.states.refresh(name)
+                if state in FORWARD_STATES and now - refused_since > REFUSED_GRACE or now > deadline:
+                    why = exc.strerror if isinstance(exc, UpstreamConnectError) else exc.os_error.strerror
+                    raise _Unavailable(502, f"127.0.0.1:{port}: {why or exc}") from None
+                if state in FORWARD_STATES:
+                    await self.states.changed(name, 0.05)
+            except (TimeoutError, UpstreamError, aiohttp.ClientError) as exc:
+                raise _Unavailable(502, str(exc) or f"127.0.0.1:{port}: {type(exc).__name__}") from None
+
+    def _url(self, port: int, request: web.BaseRequest) -> URL:
+        base = self._base.get(port)
+        if base is None:
+            base = self._base[port] = f"http://127.0.0.1:{port}"
+        # encoded=True: forward the path and query byte for byte, no re-quoting
+        return URL(base + request.raw_path, encoded=True)
+
+    async def _forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+        method = request.method
+        req_headers = request.headers
+        has_body = request.body_exists
+        chunked = has_body and "Content-Length" not in req_headers
+        head = request_head(
+            method, request.raw_path, req_headers.items(), request.remote, chunked=chunked,
+            connection=req_headers.get("Connection"),
+        )
+        if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        conn = await self.pool.acquire(port)
+        released = False
+        try:
+            conn.begin(head, no_body=method == "HEAD")
+            if has_body:
+                await self._send_body(conn, request, chunked)
+            try:
+                up = await conn.response_head()
+            except UpstreamError:
+                if not conn.reused or has_body or method not in IDEMPOTENT:
+                    raise
+                # The upstream closed this idle connection just as we reused it (its keep-alive
+                # timeout), most likely before reading the request: an idempotent one without
+                # a body can go again, fresh (RFC 9110 §9.2.2).
+                conn.close()
+                conn = await self.pool.connect(port)
+                conn.begin(head, no_body=method == "HEAD")
+                up = await conn.response_head()
+            length = up.content_length
+            if method == "HEAD" or up.status in (204, 304) or length is not None and length <= SMALL_BODY:
+                body = conn.take_all()
+                if body is None:
+                    pieces = []
+                    while chunk := await conn.read_chunk():
+                        pieces.append(chunk)
+                    body = b"".join(pieces)
+                self.pool.release(conn)
+                released = True
+                keep_length = method == "HEAD" or up.status == 304
+                return web.Response(
+                    status=up.status,
+                    reason=up.reason,
+                    headers=response_headers(up.headers, keep_length=keep_length, connection=up.connection),
+                    body=body or None,
+                )
+            response = web.StreamResponse(
+                status=up.status,
+                reason=up.reason,
+                headers=response_headers(up.headers, keep_length=True, connection=up.connection),
+            )
+            await response.prepare(request)
+            try:
+                # each piece is forwarded as it arrives: server-sent events must not wait
+                while chunk := await conn.read_chunk():
+                    await response.write(chunk)
+            except UpstreamError:
+                # Too late for an error page: cut the client's connection so it sees a
+                # truncated body rather than a complete one.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            self.pool.release(conn)
+            released = True
+            await response.write_eof()
+            return response
+        finally:
+            if not released:  # an exchange cut short (error, client gone) leaves the connection unusable
+                conn.close()
+
+    @staticmethod
+    async def _send_body(conn: UpstreamConnection, request: web.BaseRequest, chunked: bool) -> None:
+        """Stream the request body upstream piece by piece (a 50 MB upload is never held whole)."""
+        async for chunk in request.content.iter_any():
+            if chunked:
+                conn.write(b"%x\r\n" % len(chunk))
+                conn.write(chunk)
+                conn.write(b"\r\n")
+            else:
+                conn.write(chunk)
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+        headers = forward_headers(request.headers, WS_DROP, request.remote, request.headers.get("Host"))
+        protocols = tuple(
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        )
+        upstream = await self.session.ws_connect(
+            self._url(port, request),
+            headers=headers,
+            protocols=protocols,
+            autoclose=False,
+            autoping=True,
+            max_msg_size=0,
+        )
+        try:
+            downstream = web.WebSocketResponse(
+                protocols=(upstream.protocol,) if upstream.protocol else (),
+                autoclose=False,
+                max_msg_size=0,
+            )
+            await downstream.prepare(request)
+            async with anyio.create_task_group() as tg:
+
+                async def pump(src: Any, dst: Any) -> None:
+                    async for msg in src:
+                        if msg.type is aiohttp.WSMsgType.TEXT:
+                            await dst.send_str(msg.data)
+                        elif msg.type is aiohttp.WSMsgType.BINARY:
+                            await dst.send_bytes(msg.data)
+                        elif msg.type is aiohttp.WSMsgType.CLOSE:
+                            await dst.close(code=msg.data, message=(msg.extra or "").encode())
+                            await src.close(code=msg.data)
+                            break
+                        else:  # ERROR / CLOSED
+                            break
+                    if not dst.closed:
+                        await dst.close(code=src.close_code or aiohttp.WSCloseCode.GOING_AWAY)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(pump, downstream, upstream)
+                tg.start_soon(pump, upstream, downstream)
+            return downstream
+        finally:
+            if not upstream.closed:
+                await upstream.close()
+
+
+def _not_a_client_mistake(record: logging.LogRecord) -> bool:
+    """aiohttp logs a traceback for every malformed request it answers with a 4xx; the client
+    got its answer, and the developer's log stream is no place for it. Real errors still log."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, aiohttp.http_exceptions.HttpProcessingError) and 400 <= (exc.code or 0) < 500)
+
+
+logging.getLogger("aiohttp.server").addFilter(_not_a_client_mistake)
+
+
+# --------------------------------------------------------------------------- listening
+
+
+async def _listen(
+    factory: Callable[[], asyncio.BaseProtocol], port: int, sockets: Sequence[socket.socket] | None
+) -> tuple[list[asyncio.Server], int]:
+    """Serve on `sockets` (those `a3s up` listened on before spawning anything), else on
+    127.0.0.1 and ::1 (when the host has it) `port`; return the servers and the port."""
+    if not sockets:
+        try:
+            sockets = listen_loopback(port)
+        except ListenFailure as exc:
+            raise listen_error(exc) from None
+    loop = asyncio.get_running_loop()
+    servers = [await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG) for sock in sockets]
+    return servers, int(sockets[0].getsockname()[1])
+
+
+async def serve_proxy(
+    backend: ProxyBackend,
+    port: int = 0,
+    *,
+    sockets: Sequence[socket.socket] | None = None,
+    counts: ProxyCounts | None = None,
+    hold_timeout: float = HOLD_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the proxy until cancelled, on `sockets` when given, else on 127.0.0.1 (and ::1)
+    `port`; `task_status.started(port)` reports the bound port (useful with port 0). A port in
+    use raises `RuntimeFailure`. `counts` receives what the proxy did (for /metrics)."""
+    connector = aiohttp.TCPConnector(
+        limit=0,  # no pool cap: a dev proxy must never queue requests behind its own limit
+        keepalive_timeout=30,
+        ttl_dns_cache=None,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,  # bytes pass through; Content-Encoding stays true
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        max_field_size=65536,
+        max_line_size=65536,
+    )
+    proxy = ProxyServer(backend, session, hold_timeout=hold_timeout)
+    # state changes only: a subscriber to every kind would make the supervisor build one
+    # LogLine event per output line for nobody
+    unsubscribe = backend.bus.subscribe(proxy.states.on_event, (StateChanged,))
+    server = web.Server(
+        proxy.handle,
+        handler_cancellation=True,  # a client that goes away cancels its upstream request
+        access_log=None,
+        max_field_size=65536,
+        max_line_size=65536,
+    )
+    direct = DirectPath(proxy, server, counts=counts, idle_timeout=idle_timeout)
+    listeners: list[asyncio.Server] = []
+    try:
+        listeners, proxy.port = await _listen(direct, port, sockets)
+        backend.announce(proxy_banner(proxy.router.entries, proxy.port))
+        task_status.started(proxy.port)
+        await anyio.sleep_forever()
+    finally:
+        unsubscribe()
+        with anyio.CancelScope(shield=True):
+            for listener in listeners:
+                listener.close()
+            direct.close()
+            await server.shutdown(0.5)  # the connections handed to aiohttp
+            proxy.pool.close()
+            await session.close()

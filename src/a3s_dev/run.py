@@ -1,0 +1,406 @@
+"""One run of a stack, in the foreground (`a3s up`) or in the background (the supervisor of `up -d`).
+
+Both go the same way: take the A3sfile's lock, end what a killed predecessor left, listen on
+the proxy's port, spawn the first wave (before asyncio, aiohttp or networkx are imported),
+then run the Supervisor and its attachments (control API, proxy, watcher) in one task group
+until `down` or a signal, with one exit handler: the first signal stops every service
+gracefully, the second kills them at once. Resources (the proxy's sockets, its counters, the
+state folder) are passed as arguments.
+
+Top-level imports stay light: `cli.argv` imports `UpOptions` from here on the fast path.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import socket
+
+    from a3s_dev.config.model import DevConfig
+    from a3s_dev.core.events import EventBus
+    from a3s_dev.core.logs import LogSink
+    from a3s_dev.core.policy import RestartPolicy
+    from a3s_dev.core.process import ServiceProcess
+    from a3s_dev.core.supervisor import Supervisor
+    from a3s_dev.errors import A3sError
+    from a3s_dev.runtime import RuntimePaths
+
+# An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
+# task_status.started() once it is serving (serve_proxy, watch_services, serve_control).
+Attachment = Callable[..., Coroutine[Any, Any, None]]
+
+EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: a closed terminal
+EXIT_ALREADY_RUNNING = 3  # the background supervisor lost the lock race to another one
+BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
+ORPHANS = "a3s: ended the process groups a killed supervisor left: "
+
+
+class UpOptions(NamedTuple):
+    """What `a3s up` was asked (a NamedTuple: dataclasses cost ~9 ms to import on the fast path)."""
+
+    services: tuple[str, ...] = ()
+    deps: bool = True
+    proxy: bool = True
+    watch: bool = True
+    detach: bool = False
+    timeout: float | None = None  # `--timeout`: how long `up -d` waits for readiness
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: bool) -> list[str]:
+    """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown names."""
+    if not services:
+        return list(config.names)
+    from a3s_dev.config import graph
+
+    chosen = set(graph.dependency_closure(config, services) if deps else graph.known(config, services))
+    return [n for n in config.names if n in chosen]
+
+
+def first_error(exc: BaseException) -> A3sError | None:
+    """The A3sError inside what a task group raised (an attachment's user error), or None."""
+    from a3s_dev.errors import A3sError
+
+    if isinstance(exc, A3sError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+# ---------------------------------------------------------------------------- before the loop
+
+
+def listen_proxy(port: int) -> list[socket.socket]:
+    """Listen on the proxy's port now (0: no proxy), before anything is spawned. A taken port
+    fails the command with the proxy's one-line error, nothing half-started; and a browser's
+    first requests wait in the backlog until the proxy attaches instead of being refused."""
+    if not port:
+        return []
+    from a3s_dev.core.process import ListenFailure, listen_loopback
+
+    try:
+        return listen_loopback(port)
+    except ListenFailure as exc:
+        from a3s_dev.proxy.server import listen_error  # its wording; loaded only on this error path
+
+        raise listen_error(exc) from None
+
+
+def prespawn(config: DevConfig, wanted: Sequence[str]) -> dict[str, ServiceProcess]:
+    """Spawn the wanted services that wait for nothing, now, before asyncio and the heavy imports.
+
+    A service that cannot be spawned (port taken, missing dir) is left to the supervisor,
+    which reports it the usual way.
+    """
+    from a3s_dev.config.graph import independent
+    from a3s_dev.core.process import check_port_free, service_env, spawn
+    from a3s_dev.errors import RuntimeFailure
+
+    spawned: dict[str, ServiceProcess] = {}
+    for name in independent(config, wanted):
+        svc = config.service(name)
+        try:
+            check_port_free(svc)
+            spawned[name] = spawn(svc, service_env(svc, config))
+        except RuntimeFailure:
+            continue
+    return spawned
+
+
+def attachments(
+    config: DevConfig, paths: RuntimePaths, opts: UpOptions, proxy_sockets: Sequence[socket.socket] = ()
+) -> list[Attachment]:
+    """The edge modules a supervisor runs beside its services: the control API always, the proxy
+    on `proxy_sockets` when there are some, the watcher unless `--no-watch` or nothing is watched."""
+    import functools
+
+    from a3s_dev.control.server import serve_control
+
+    found: list[Attachment] = []
+    counts = None
+    if proxy_sockets:
+        from a3s_dev.proxy.server import ProxyCounts, serve_proxy
+
+        counts = ProxyCounts()
+        found.append(functools.partial(serve_proxy, sockets=proxy_sockets, counts=counts))
+    found.insert(0, functools.partial(serve_control, paths=paths, proxy_stats=counts))
+    if opts.watch and any(s.watch is not None for s in config.services):
+        from a3s_dev.watch.service import watch_services
+
+        found.append(watch_services)
+    return found
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+async def serve(
+    config: DevConfig,
+    *,
+    services: Iterable[str] | None = None,
+    deps: bool = True,
+    attachments: Sequence[Attachment] = (),
+    sinks: Sequence[LogSink] = (),
+    policy: RestartPolicy | None = None,
+    bus: EventBus | None = None,
+    prespawned: dict[str, ServiceProcess] | None = None,
+    on_supervisor: Callable[[Supervisor], None] | None = None,
+    attach_after: float = 1.0,
+    **supervisor_options: Any,
+) -> None:
+    """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.
+
+    `on_supervisor` receives the Supervisor as soon as it exists (signal handlers and tests
+    use it). Attachments start once the requested services are ready (or one failed), at
+    most `attach_after` seconds in. When the supervisor has stopped every service, the
+    attachments are cancelled.
+    """
+    import anyio
+
+    from a3s_dev.core.supervisor import Supervisor
+
+    wanted = wanted_services(config, services, deps)
+    sup = Supervisor(config, sinks=sinks, policy=policy, bus=bus, prespawned=prespawned, **supervisor_options)
+    if on_supervisor is not None:
+        on_supervisor(sup)
+
+    async with anyio.create_task_group() as tg:
+
+        async def run_supervisor(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await sup.run(task_status=task_status)
+            finally:
+                tg.cancel_scope.cancel()  # the attachments have nothing left to serve
+
+        await tg.start(run_supervisor)
+        # Services first: the first wave is already running, the attachments can follow.
+        await sup.start(wanted, deps=False)
+        # Heavy imports run in a worker thread: in the loop's thread, aiohttp's ~0.4 s of
+        # CPU would freeze the start-up probes that long.
+        if uses_http_probes(config):
+            tg.start_soon(anyio.to_thread.run_sync, _import_all, ["httpx"])
+        if attachments:
+            # The proxy, watcher and control API matter once services are up, so they load
+            # while nothing is starting: once the requested services are ready and their
+            # start-up output has paused, or after `attach_after` at the latest.
+            with anyio.move_on_after(attach_after):
+                await sup.wait_ready(wanted)
+            await anyio.to_thread.run_sync(_import_all, ["aiohttp.web"])
+        for attachment in attachments:
+            await tg.start(attachment, sup)
+
+
+def uses_http_probes(config: DevConfig) -> bool:
+    """True when some service is probed over HTTP (then httpx is needed)."""
+    from a3s_dev.config.model import ProbeKind
+
+    return any(s.probe is not None and s.probe.type == ProbeKind.HTTP for s in config.services)
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    """Import `modules` (in a worker thread), handing the GIL back to the event loop often.
+
+    An import holds the GIL for its whole CPU time; with the default 5 ms switch interval
+    every wake-up of the loop (a pipe read, a probe) would wait up to 5 ms for it.
+    """
+    import importlib
+    import sys
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 0.0005))
+    try:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass  # the attachment that needs it will say so itself
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def deferred(factory: Callable[[], Sequence[Attachment]]) -> Attachment:
+    """One attachment that builds the real ones when it starts, so their modules load after the first wave."""
+
+    async def attach(supervisor: Supervisor, *, task_status: Any) -> None:
+        import anyio
+
+        found = factory()
+        async with anyio.create_task_group() as tg:
+            for attachment in found:
+                await tg.start(attachment, supervisor)
+            task_status.started()
+
+    return attach
+
+
+class ExitHandler:
+    """uvicorn's `handle_exit`: the first SIGINT, SIGTERM or SIGHUP stops every service in reverse
+    dependency order; the second kills them at once."""
+
+    def __init__(self, again: str = "") -> None:
+        self.again = again  # how to ask for the second one, said with the first
+        self.received = 0
+
+    async def watch(self, supervisor: Supervisor) -> None:
+        import anyio
+
+        with anyio.open_signal_receiver(*EXIT_SIGNALS) as signals:
+            async for signum in signals:
+                self.received += 1
+                if self.received == 1:
+                    supervisor.announce(f"{signal.Signals(signum).name}: stopping every service{self.again}")
+                    await supervisor.shutdown()
+                else:
+                    supervisor.announce("killing every service now")
+                    supervisor.kill_all()
+
+
+def _run(
+    config: DevConfig,
+    opts: UpOptions,
+    paths: RuntimePaths,
+    sinks: Sequence[LogSink],
+    *,
+    exit_handler: ExitHandler,
+    attach_after: float,
+    on_ready: Callable[[Supervisor], Coroutine[Any, Any, None]] | None = None,
+) -> int:
+    """Lock, clean up, listen, spawn the first wave, then serve until `down` or a signal."""
+    from a3s_dev import runtime
+
+    wanted = wanted_services(config, opts.services, opts.deps)
+    lock = runtime.SupervisorLock(paths)
+    lock.acquire()
+    prespawned: dict[str, ServiceProcess] = {}
+    proxy_sockets: list[socket.socket] = []
+    try:
+        # We hold the lock, so whatever groups.json still lists belongs to a dead supervisor.
+        orphans = runtime.recorded_orphans(paths)
+        if orphans:
+            runtime.end_groups(orphans)
+            print(f"{ORPHANS}{', '.join(o.service for o in orphans)}", flush=True)
+        proxy_port = config.settings.proxy_port if opts.proxy else 0
+        proxy_sockets = listen_proxy(proxy_port)
+        prespawned = prespawn(config, wanted)
+        import anyio
+
+        async def main() -> None:
+            holder: list[Supervisor] = []
+            async with anyio.create_task_group() as tg:
+
+                def on_supervisor(sup: Supervisor) -> None:
+                    holder.append(sup)
+                    tg.start_soon(exit_handler.watch, sup)
+                    if on_ready is not None:
+                        tg.start_soon(on_ready, sup)
+
+                await serve(
+                    config,
+                    services=wanted,
+                    deps=False,
+                    attachments=[deferred(lambda: attachments(config, paths, opts, proxy_sockets))],
+                    sinks=sinks,
+                    prespawned=prespawned,
+                    on_supervisor=on_supervisor,
+                    attach_after=attach_after,
+                    proxy_port=proxy_port or None,
+                )
+                holder[0].announce("every service stopped")
+                tg.cancel_scope.cancel()
+
+        try:
+            anyio.run(main)
+        except BaseException as exc:
+            error = first_error(exc)
+            if error is not None:
+                raise error from None
+            raise
+        return 0
+    except BaseException:
+        for proc in prespawned.values():
+            if proc.returncode is None:
+                proc.kill()
+        raise
+    finally:
+        for sock in proxy_sockets:
+            sock.close()
+        lock.release()
+
+
+def run_foreground(config: DevConfig, opts: UpOptions | None = None, *, color: bool | None = None) -> int:
+    """`a3s up` in the foreground: logs to the terminal and `.a3s/logs/`, until Ctrl-C or SIGTERM; returns 0.
+
+    A proxy port that is taken fails the command before any service is spawned.
+    """
+    opts = opts or UpOptions()
+    from a3s_dev import procfs, runtime
+    from a3s_dev.core.logs import A3S, FileSink, TerminalSink
+    from a3s_dev.core.state import READY_STATES
+
+    paths = runtime.paths_for(config.path)
+    wanted = wanted_services(config, opts.services, opts.deps)
+    terminal = TerminalSink([*config.names, A3S], color=color)
+    files = FileSink(paths.logs_dir)
+
+    async def report_ready(sup: Supervisor) -> None:
+        statuses = await sup.wait_ready(wanted)
+        if all(s.state in READY_STATES for s in statuses.values()):
+            took = time.monotonic() - procfs.started_monotonic()
+            count = f"{len(wanted)} service{'s' if len(wanted) != 1 else ''}"
+            sup.announce(f"all {count} ready in {took:.2f}s")
+
+    try:
+        return _run(
+            config,
+            opts,
+            paths,
+            [terminal, files],
+            exit_handler=ExitHandler(" (Ctrl-C again to kill them at once)"),
+            attach_after=1.0,
+            on_ready=report_ready,
+        )
+    finally:
+        terminal.close()
+        files.close()
+
+
+def run_background(a3sfile: Path, opts: UpOptions) -> int:
+    """The background supervisor of `a3s up -d` (in the forked child): load the A3sfile, run until
+    `down` or a signal; the exit code. Its stdout and stderr are `.a3s/supervisor.log`, where a
+    user error is one line; EXIT_ALREADY_RUNNING when another supervisor holds the lock."""
+    import os
+
+    from a3s_dev import runtime
+    from a3s_dev.config.load import load
+    from a3s_dev.core.logs import FileSink
+    from a3s_dev.errors import A3sError
+
+    paths = runtime.paths_for(a3sfile)
+    sink: FileSink | None = None
+    try:
+        config = load(a3sfile)
+        print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
+        sink = FileSink(paths.logs_dir)
+        # The control API is the only window `up -d` and `status` have on a background
+        # supervisor, so it loads at once (aiohttp in a thread) instead of after start-up.
+        return _run(config, opts, paths, [sink], exit_handler=ExitHandler(), attach_after=0.0)
+    except runtime.AlreadyRunning as exc:
+        print(f"a3s: {exc.message}", flush=True)
+        return EXIT_ALREADY_RUNNING
+    except A3sError as exc:
+        print(f"a3s: {exc.message}", flush=True)
+        return exc.exit_code
+    finally:
+        if sink is not None:
+            sink.close()

@@ -1,0 +1,63 @@
+"""What each command imports (the fast commands keep their budgets by never loading the heavy
+modules), and the probes against real sockets."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+
+from a3s_dev.core.health import TcpProbe
+
+
+def test_status_without_a_supervisor_imports_neither_typer_nor_the_servers_nor_networkx(tmp_path: Path) -> None:
+    code = (
+        "import sys, io; from a3s_dev.cli import commands\n"
+        "commands.status(None, as_json=True, color=False, out=io.StringIO())\n"
+        "print(sorted(m for m in ('typer', 'aiohttp', 'anyio', 'networkx', 'httpx') if m in sys.modules))"
+    )
+    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_first_wave_and_a_cycle_check_need_no_networkx() -> None:
+    """`a3s up` refuses a cycle and spawns what waits for nothing before networkx is imported."""
+    code = (
+        "import sys\n"
+        "from a3s_dev.config.model import DevConfig, ServiceDef\n"
+        "from a3s_dev.config import graph\n"
+        "from pathlib import Path\n"
+        "cfg = DevConfig(Path('/x'), services=(ServiceDef('a', 'x', Path('/')), ServiceDef('b', 'x', Path('/'), depends_on=('a',))))\n"
+        "assert graph.independent(cfg, cfg.names) == ['a']\n"
+        "assert graph.acyclic(graph.dependencies(cfg))\n"
+        "print('networkx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_no_httpx_until_an_http_probe_checks() -> None:
+    code = (
+        "import sys; from a3s_dev.core import supervisor; from a3s_dev import run;"
+        "print(sorted(m for m in ('httpx', 'aiohttp', 'watchfiles', 'networkx', 'rich.table', 'typer') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_tcp_probe_answers_for_a_listener_and_explains_a_refusal() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert anyio.run(TcpProbe(port, 1.0).check).ok
+    result = anyio.run(TcpProbe(port, 1.0).check)
+    assert not result.ok and "ECONNREFUSED" in result.detail
