@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test has its own cache folder (the parser already built stays in memory)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("A3S_NO_CACHE", raising=False)
+
+
+CACHE = Path("/nonexistent")  # the folder part of a tree cache path; only names are compared
 
 
 def _stamp(path: Path) -> tuple[int, int, bytes]:
@@ -66,9 +70,9 @@ def test_unwritable_cache_folder_costs_speed_not_correctness(tmp_path: Path, mon
 
 
 def test_an_upgrade_of_lark_is_a_tree_cache_miss(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = hcl._tree_cache_path(LARK_ONLY)
+    before = hcl._tree_cache_path(LARK_ONLY, CACHE)
     monkeypatch.setattr(hcl, "_lark_marker", lambda: '__version__ = "99.0"')
-    assert hcl._tree_cache_path(LARK_ONLY) != before
+    assert hcl._tree_cache_path(LARK_ONLY, CACHE) != before
 
 
 def test_the_tree_cache_is_plain_json(tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ def test_the_package_ships_and_uses_no_pickle_marshal_or_blob() -> None:
 
 def test_tree_cache_returns_the_same_tree_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     first = hcl.parse(LARK_ONLY)
-    assert hcl._tree_cache_path(LARK_ONLY).exists()
+    assert hcl._tree_cache_path(LARK_ONLY, hcl.private_cache_dir() or CACHE).exists()
     monkeypatch.setattr(hcl, "parse_lark", lambda text: pytest.fail("parsed again"))
     assert hcl.parse(LARK_ONLY) == first
 
@@ -99,19 +103,19 @@ def test_tree_cache_returns_the_same_tree_without_parsing(monkeypatch: pytest.Mo
 def test_tree_cache_is_keyed_by_the_text() -> None:
     other = LARK_ONLY.replace("hi", "ho")
     assert hcl.parse(other) != hcl.parse(LARK_ONLY)
-    assert hcl._tree_cache_path(LARK_ONLY) != hcl._tree_cache_path(other)
+    assert hcl._tree_cache_path(LARK_ONLY, CACHE) != hcl._tree_cache_path(other, CACHE)
 
 
 def test_corrupt_tree_cache_entry_is_reparsed() -> None:
     expected = hcl.parse(LARK_ONLY)
-    hcl._tree_cache_path(LARK_ONLY).write_bytes(b"garbage")
+    hcl._tree_cache_path(LARK_ONLY, hcl.private_cache_dir() or CACHE).write_bytes(b"garbage")
     assert hcl.parse(LARK_ONLY) == expected
 
 
 def test_no_cache_env_skips_the_tree_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("A3S_NO_CACHE", "1")
     hcl.parse(LARK_ONLY)
-    assert not hcl._tree_cache_path(LARK_ONLY).exists()
+    assert not hcl._tree_cache_path(LARK_ONLY, hcl.private_cache_dir() or CACHE).exists()
 
 
 def test_syntax_errors_are_not_cached() -> None:
@@ -135,3 +139,31 @@ def test_values_keep_their_lines_and_kinds() -> None:
 def test_unicode_escapes_beyond_range_or_malformed_are_kept_as_written() -> None:
     assert hcl.unescape(r"\u00e9\U0001F600") == "é😀"
     assert hcl.unescape(r"\UFFFFFFFF \u 12a \u12 \q") == r"\UFFFFFFFF \u 12a \u12 \q"
+
+
+def test_a_read_only_cache_folder_falls_back_to_a_private_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # let it read TMPDIR again
+    cached = hcl.private_cache_dir()
+    assert cached == tmp_path / "tmp" / f"a3s-{os.getuid()}"
+
+
+def test_a_cache_folder_others_can_write_to_is_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "cache" / "a3s"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp" / f"a3s-{os.getuid()}").mkdir(parents=True, mode=0o777)
+    (tmp_path / "tmp" / f"a3s-{os.getuid()}").chmod(0o777)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    assert hcl.private_cache_dir() is None  # lark's cache is a pickle: a planted one would run

@@ -97,8 +97,30 @@ def cache_dir() -> Path:
     return Path(base) / "a3s"
 
 
-def _caching() -> bool:
+def _tree_caching() -> bool:
     return not os.environ.get("A3S_NO_CACHE")
+
+
+def private_cache_dir() -> Path | None:
+    """The user's cache folder, else (read-only home) a private folder in the temp folder; None
+    when neither can be written.
+
+    lark's cache is a pickle, so a folder someone else could write to is never used: loading a
+    planted file would run its code.
+    """
+    import stat
+    import tempfile
+
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = folder.stat()
+        except OSError:
+            continue
+        private = info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if private and os.access(folder, os.W_OK):
+            return folder
+    return None
 
 
 _PARSER: Lark | None = None
@@ -109,22 +131,16 @@ def parser() -> Lark:
 
     Building it takes 1-2 s, so lark's own `cache=` keeps it in the user's cache folder: lark
     checks the grammar, the options and its own version against the file and rebuilds a stale
-    or broken one by itself. A cache folder that cannot be written only costs that time.
+    or broken one by itself. A cache that cannot be written only costs that time.
     """
     global _PARSER
     if _PARSER is None:
         from lark import Lark
 
         grammar = grammar_path().read_text(encoding="utf-8")
-        options = dict(PARSER_OPTIONS)
-        if _caching():
-            folder = cache_dir()
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                options["cache"] = str(folder / "hcl-parser.lark")
-            except OSError:
-                pass
-        _PARSER = Lark(grammar, **options)
+        folder = private_cache_dir()
+        cache = {"cache": str(folder / "hcl-parser.lark")} if folder is not None else {}
+        _PARSER = Lark(grammar, **PARSER_OPTIONS, **cache)
     return _PARSER
 
 
@@ -136,8 +152,8 @@ TREE_FORMAT = 2
 _TREE_CACHE_KEEP = 64  # entries kept; every edit of an A3sfile makes a new one
 
 
-def _tree_cache_path(text: str) -> Path:
-    """Where the tree of `text` is cached, as plain JSON keyed by everything that shapes it."""
+def _tree_cache_path(text: str, folder: Path) -> Path:
+    """Where the tree of `text` is cached in `folder`, as plain JSON keyed by everything that shapes it."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -150,7 +166,7 @@ def _tree_cache_path(text: str) -> Path:
     ):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
-    return cache_dir() / "trees" / f"{digest.hexdigest()[:32]}.json"
+    return folder / "trees" / f"{digest.hexdigest()[:32]}.json"
 
 
 def _lark_marker() -> str:
@@ -232,9 +248,10 @@ def parse(text: str, *, cache: bool = True) -> Body:
     With `cache`, a tree lark built before from the very same text is read back from the
     user's cache folder instead (~2 ms instead of ~120 ms of imports and parsing).
     """
-    if not cache or not _caching():
+    folder = private_cache_dir() if cache and _tree_caching() else None
+    if folder is None:
         return parse_lark(text)
-    path = _tree_cache_path(text)
+    path = _tree_cache_path(text, folder)
     body = _read_tree(path)
     if body is None:
         body = parse_lark(text)
