@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 
 class A3sError(Exception):
@@ -43,3 +43,30 @@ def unknown_service(names: Iterable[str], known: Sequence[str]) -> UsageError | 
             hint = f"did you mean '{close[0]}'?" if close else f"services: {', '.join(known)}"
             return UsageError(f"unknown service '{name}' ({hint})")
     return None
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside `exc`, looking through the groups task groups wrap errors in,
+    depth first (`exc` itself when it is no group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc
+
+
+def first_user_error(exc: BaseException) -> A3sError | None:
+    """The first A3sError inside `exc` (an attachment's user error in a task group), or None."""
+    return next((e for e in leaves(exc) if isinstance(e, A3sError)), None)
+
+
+def one_line(exc: BaseException, *, typed: bool = True) -> str:
+    """One line for an unexpected error: its innermost exception's message, led by its type
+    with `typed` (a user error's own message as it is)."""
+    inner = next(leaves(exc), exc)
+    if isinstance(inner, A3sError):
+        return inner.message
+    text = str(inner)
+    if not text:
+        return type(inner).__name__
+    return f"{type(inner).__name__}: {text}" if typed else text

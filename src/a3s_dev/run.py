@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from a3s_dev.core.policy import RestartPolicy
     from a3s_dev.core.process import ServiceProcess
     from a3s_dev.core.supervisor import Supervisor
-    from a3s_dev.errors import A3sError
     from a3s_dev.runtime import RuntimePaths
 
 # An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
@@ -62,20 +61,6 @@ def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: boo
 
     chosen = set(graph.dependency_closure(config, services) if deps else graph.known(config, services))
     return [n for n in config.names if n in chosen]
-
-
-def first_error(exc: BaseException) -> A3sError | None:
-    """The A3sError inside what a task group raised (an attachment's user error), or None."""
-    from a3s_dev.errors import A3sError
-
-    if isinstance(exc, A3sError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = first_error(inner)
-            if found is not None:
-                return found
-    return None
 
 
 # ---------------------------------------------------------------------------- before the loop
@@ -322,7 +307,9 @@ def _run(
         try:
             anyio.run(main)
         except BaseException as exc:
-            error = first_error(exc)
+            from a3s_dev.errors import first_user_error
+
+            error = first_user_error(exc)
             if error is not None:
                 raise error from None
             raise

@@ -18,9 +18,8 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 from a3s_dev import procfs
 from a3s_dev.errors import A3sError, ConfigError
@@ -45,9 +44,9 @@ class AlreadyRunning(A3sError):
 # ---------------------------------------------------------------------------- paths
 
 
-@dataclass(frozen=True)
-class RuntimePaths:
-    """Where a supervisor of one A3sfile keeps its runtime files."""
+class RuntimePaths(NamedTuple):
+    """Where a supervisor of one A3sfile keeps its runtime files (NamedTuples here: `a3s status`
+    loads this module, and dataclasses cost ~10 ms to import)."""
 
     a3sfile: Path
     state_dir: Path
@@ -142,31 +141,12 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
-def ensure_state_dir(where: RuntimePaths | Path) -> Path:
-    """Create `.a3s/` (0700) and return it. `where` is a RuntimePaths (then the socket's private
-    folder is made too when it lives elsewhere) or the A3sfile's folder."""
-    if isinstance(where, RuntimePaths):
-        _private_dir(where.state_dir)
-        if where.socket.parent != where.state_dir:
-            _private_dir(where.socket.parent)
-        return where.state_dir
-    folder = state_dir(where)
-    _private_dir(folder)
-    return folder
-
-
-def state_dir(root: Path) -> Path:
-    """The `.a3s/` folder for an A3sfile living in `root` (not created)."""
-    return root / STATE_DIR_NAME
-
-
-def logs_dir(root: Path) -> Path:
-    return state_dir(root) / "logs"
-
-
-def log_file(root: Path, service: str) -> Path:
-    """`.a3s/logs/<service>.log` (`a3s.log` for a3s's own messages)."""
-    return logs_dir(root) / f"{service}.log"
+def ensure_state_dir(paths: RuntimePaths) -> Path:
+    """Create `.a3s/` (0700) and the socket's private folder when it lives elsewhere; return `.a3s/`."""
+    _private_dir(paths.state_dir)
+    if paths.socket.parent != paths.state_dir:
+        _private_dir(paths.socket.parent)
+    return paths.state_dir
 
 
 # ---------------------------------------------------------------------------- lock and pid
@@ -304,8 +284,7 @@ def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
 # ---------------------------------------------------------------------------- recorded groups
 
 
-@dataclass(frozen=True)
-class GroupRecord:
+class GroupRecord(NamedTuple):
     pid: int
     pgid: int
     started: float  # time.time() at spawn
@@ -354,8 +333,7 @@ class GroupRegistry:
             pass  # best effort: losing the record only matters if we are SIGKILLed too
 
 
-@dataclass(frozen=True)
-class Orphan:
+class Orphan(NamedTuple):
     """A process group a dead supervisor recorded and that still has live members."""
 
     service: str

@@ -11,8 +11,8 @@ from support import free_port, write_http_service
 from support_supervisor import make_config, service
 
 from a3s_dev.core.state import ServiceState
-from a3s_dev.errors import A3sError
-from a3s_dev.run import deferred, first_error, serve
+from a3s_dev.errors import A3sError, first_user_error
+from a3s_dev.run import deferred, serve
 
 S = ServiceState
 
@@ -43,7 +43,7 @@ def test_attachments_start_once_services_are_ready_and_end_with_the_supervisor(
     assert seen == ["started with api running", "cancelled"]
 
 
-def test_an_attachment_error_stops_the_services_and_surfaces_as_onefirst_error(
+def test_an_attachment_error_stops_the_services_and_surfaces_as_one_a3s_error(
     tmp_path: Path,
 ) -> None:
     config = make_config(tmp_path, service("worker", "sleep 30", tmp_path))
@@ -60,6 +60,6 @@ def test_an_attachment_error_stops_the_services_and_surfaces_as_onefirst_error(
 
     with pytest.raises(BaseException) as info:
         anyio.run(body)
-    error = first_error(info.value)
+    error = first_user_error(info.value)
     assert error is not None and error.message == "proxy: port 1234 is already in use"
     assert holder[0].status("worker").state is S.STOPPED

@@ -13,7 +13,6 @@ import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from a3s_dev.errors import A3sError, UsageError
 
@@ -149,6 +148,8 @@ class ControlClient:
         changed since then or after `wait` seconds."""
         if after is None:
             return dict(self.request("GET", f"/{API_VERSION}/status", timeout=timeout))
+        from urllib.parse import urlencode
+
         query = urlencode({"after": after, "wait": wait})
         return dict(self.request("GET", f"/{API_VERSION}/status?{query}", timeout=wait + 10))
 
@@ -170,6 +171,8 @@ class ControlClient:
 
     def tail(self, service: str, n: int = 20) -> list[str]:
         """The last `n` lines of `service` the supervisor keeps (its last words when it failed)."""
+        from urllib.parse import urlencode
+
         query = urlencode({"service": service, "n": n})
         return list(self.request("GET", f"/{API_VERSION}/tail?{query}")["lines"])
 
@@ -185,6 +188,8 @@ class ControlClient:
 
         Ends when the supervisor stops (or after the history, without `follow`).
         """
+        from urllib.parse import urlencode
+
         query: list[tuple[str, str]] = [("service", s) for s in services]
         if n is not None:
             query.append(("n", str(n)))

@@ -65,7 +65,7 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Fan-out of events to subscribers, in subscription order.
 
-    A subscriber may name the event kinds it wants; the supervisor asks `wants(LogLine)`
+    A subscriber may name the event kinds it wants; the supervisor asks `wants_lines()`
     before building one event per output line, so that a chatty service costs nothing
     when only state changes are being watched.
     """
@@ -85,10 +85,6 @@ class EventBus:
                 self._subscribers.remove(entry)
 
         return unsubscribe
-
-    def wants(self, kind: type) -> bool:
-        """True when some subscriber would receive an event of `kind`."""
-        return any(kinds is None or kind in kinds for _, kinds in self._subscribers)
 
     def publish(self, event: Event) -> None:
         """Deliver `event`; a LogBatch goes whole to those who asked for LogBatch, line by line to the rest."""

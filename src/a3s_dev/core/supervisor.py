@@ -26,7 +26,7 @@ from a3s_dev.core.logs import A3S, LogSink
 from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy
 from a3s_dev.core.process import ServiceProcess, check_port_free, service_env, spawn
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.errors import RuntimeFailure, unknown_service
+from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
 from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
 
 S = ServiceState
@@ -346,7 +346,7 @@ class Supervisor:
                     await anyio.sleep(delay)
                     svc.restarts += 1
         except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
-            message = _describe(exc)
+            message = one_line(exc)
             old = svc.state
             # Forced rather than through _set: the error may have come mid-transition.
             svc.state, svc.reason = S.FAILED, message
@@ -500,14 +500,6 @@ class Supervisor:
             svc.scope.cancel()
         await runner_done.wait()
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an unexpected error in a runner (the innermost error of an exception group)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, RuntimeFailure) else text
 
 
 def _call_soon(callback: Callable[[], None]) -> None:

@@ -162,8 +162,8 @@ class WatchRule:
     service: str
     paths: tuple[str, ...]
     ignore: IgnoreRules
-    restart: bool = True
-    debounce: float = 0.5
+    restart: bool
+    debounce: float
 
     def concerns(self, path: str, root: str) -> bool:
         """True when `path` lies in one of the watch paths and is not ignored below it."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 from anyio.abc import TaskStatus
 
-from a3s_dev.errors import A3sError
+from a3s_dev.errors import A3sError, one_line
 from a3s_dev.watch.engine import Watcher, WatchfilesWatcher
 from a3s_dev.watch.rules import RESTARTABLE, PendingChanges, Routes, WatchRule, describe_change
 
@@ -126,16 +126,9 @@ async def watch_services(
                 # coroutine shares the session's task group): say so, and try again.
                 failures += 1
                 delay = min(30.0, retry_delay * 2 ** (failures - 1))
-                supervisor.announce(f"file watching failed: {_brief(exc)}; retrying in {delay:g}s")
+                supervisor.announce(f"file watching failed: {one_line(exc, typed=False)}; retrying in {delay:g}s")
                 if not started:
                     started = True
                     task_status.started()
                 await anyio.sleep(delay)
         tg.cancel_scope.cancel()
-
-
-def _brief(exc: BaseException) -> str:
-    """One line for an exception, looking inside the groups task groups wrap errors in."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return str(exc) or type(exc).__name__
