@@ -30,6 +30,39 @@ def wait_until(
         time.sleep(interval)
 
 
+def holds(predicate: Callable[[], object], seconds: float, *, message: str = "condition") -> None:
+    """Assert that `predicate` stays true for the whole of `seconds` (checked every 10 ms):
+    how a test says that something did not happen."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"{message} stopped holding"
+        time.sleep(0.01)
+
+
+async def until(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
+    """The async twin of wait_until: a bounded poll that fails saying what it waited for."""
+    import anyio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await anyio.sleep(0.01)
+
+
+async def stays(predicate: Callable[[], object], seconds: float, message: str = "condition") -> None:
+    """The async twin of holds: `predicate` stays true for the whole of `seconds`."""
+    import anyio
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert predicate(), f"{message} stopped holding"
+        await anyio.sleep(0.01)
+
+
 def free_port() -> int:
     """A TCP port the OS just handed out on 127.0.0.1 (bound to 0, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

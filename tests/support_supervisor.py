@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-from support import kill_group, pids_in_group
+from support import kill_group, pids_in_group, until
 
 from a3s_dev.config.model import DevConfig, HealthConfig, ProbeKind, RestartMode, ServiceDef
 from a3s_dev.core.events import StateChanged
@@ -109,16 +108,7 @@ async def running(
                 kill_group(pgid)
 
 
-async def poll(predicate: Any, *, timeout: float = 10.0, message: str = "condition") -> Any:
-    """The async twin of support.wait_until: a bounded poll that fails with `message`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await anyio.sleep(0.01)
+poll = until  # the name these tests grew up with
 
 
 def read_record(path: Path) -> dict[tuple[str, str], list[float]]:

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import anyio
-from support import free_port, write_http_service
+from support import free_port, stays, write_http_service
 from support_supervisor import http, make_config, poll, running, service
 
 from a3s_dev.core.health import HttpProbe, ProbeResources
@@ -40,8 +40,8 @@ def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
                 lambda: any(n == "bad" and "listening" in line for n, line in sink.lines),
                 message="bad up",
             )
-            await anyio.sleep(0.3)
-            assert sup.status("bad").state is S.STARTING  # answers, but with 500: not ready
+            # It answers, but with 500: not ready.
+            await stays(lambda: sup.status("bad").state is S.STARTING, 0.3, "bad still starting")
 
     anyio.run(body)
 

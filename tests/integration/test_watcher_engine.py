@@ -116,13 +116,17 @@ async def test_a_single_file_saved_by_rename_keeps_being_watched(tmp_path: Path)
         await seen(batches, settings)
 
 
-async def test_a_watch_path_that_never_exists_does_not_crash(tmp_path: Path) -> None:
-    async with WatchfilesWatcher(rescan=0.1).open(
-        [str(tmp_path / "nope" / "deeper")], lambda p: True
-    ) as batches:
+async def test_a_watch_path_that_does_not_exist_yet_is_quiet_then_seen_once_created(tmp_path: Path) -> None:
+    target = tmp_path / "nope" / "deeper"
+    got: list[frozenset[str]] = []
+    async with WatchfilesWatcher(rescan=0.1).open([str(target)], lambda p: True) as batches:
         with anyio.move_on_after(0.5):
             async for batch in batches:
-                pass  # nothing to see, and no exception either
+                got.append(batch)
+        assert got == [], "a path that does not exist sends no changes"
+        target.mkdir(parents=True)
+        # The watcher re-arms on its next rescan; the write repeats until a batch names it.
+        await seen(batches, target / "new.txt", poke=lambda: (target / "new.txt").write_text("x"))
 
 
 async def test_leaving_the_context_stops_the_notifier_threads_promptly(tmp_path: Path) -> None:

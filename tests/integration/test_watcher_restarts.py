@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 from anyio.abc import TaskStatus
-from support import free_port, kill_group, pid_alive, write_http_service
+from support import free_port, kill_group, pid_alive, stays, until, write_http_service
 
 from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
 from a3s_dev.core.events import LogLine
@@ -71,27 +71,6 @@ class Stack:
         return sum(
             1 for line in record.read_text().splitlines() if line.startswith(f"{name} spawned")
         )
-
-
-async def until(
-    predicate: Callable[[], object], timeout: float = 10.0, message: str = "condition"
-) -> None:
-    """Bounded async poll that says what it waited for."""
-    with anyio.move_on_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.02)
-        return
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-
-
-async def stays(
-    predicate: Callable[[], object], seconds: float, message: str = "condition"
-) -> None:
-    """Assert that `predicate` holds for the whole of `seconds`."""
-    with anyio.move_on_after(seconds):
-        while True:
-            assert predicate(), message
-            await anyio.sleep(0.02)
 
 
 @asynccontextmanager

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from support import stays, until
 
 from a3s_dev.config.model import DevConfig, ServiceDef, WatchConfig
 from a3s_dev.core.state import ServiceState, ServiceStatus
@@ -92,23 +93,6 @@ def svc(
 
 def config(*services: ServiceDef) -> DevConfig:
     return DevConfig(path=ROOT / "A3sfile.hcl", services=services)
-
-
-async def until(
-    predicate: Callable[[], object], timeout: float = 5.0, message: str = "condition"
-) -> None:
-    """Bounded async poll."""
-    with anyio.fail_after(timeout, shield=False):
-        while not predicate():
-            await anyio.sleep(0.01)
-
-
-async def stays(predicate: Callable[[], object], seconds: float) -> None:
-    """Assert `predicate` holds for the whole of `seconds` (checked every 10 ms)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert predicate()
-        await anyio.sleep(0.01)
 
 
 @asynccontextmanager

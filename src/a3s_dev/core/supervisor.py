@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -79,8 +79,10 @@ class Supervisor:
         record_groups: bool = True,
         prespawned: dict[str, ServiceProcess] | None = None,
         proxy_port: int | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
-        """`proxy_port`: where the proxy listens for this stack, so status URLs point through it."""
+        """`proxy_port`: where the proxy listens for this stack, so status URLs point through it.
+        `sleep` waits out a restart delay (tests pass one that records the delays)."""
         self.config = config
         self.bus = bus if bus is not None else EventBus()
         self.sinks = list(sinks)
@@ -101,6 +103,7 @@ class Supervisor:
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.proxy_port = proxy_port
+        self._sleep = sleep
         self._probing = 0  # services in their start-up probe loop
 
     # ------------------------------------------------------------------ public API
@@ -343,7 +346,7 @@ class Supervisor:
                     self.announce(
                         f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}"
                     )
-                    await anyio.sleep(delay)
+                    await self._sleep(delay)
                     svc.restarts += 1
         except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
             message = one_line(exc)
