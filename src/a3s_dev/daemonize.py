@@ -190,11 +190,6 @@ def start_and_wait(client: ControlClient, opts: UpOptions, progress: Reporter, e
     return wait_ready(client, names, since, progress, err, timeout=opts.timeout)
 
 
-def running(paths: RuntimePaths) -> bool:
-    """A supervisor serves this A3sfile, or holds its lock while it starts."""
-    return runtime.lock_held(paths) or ControlClient(paths.socket).healthz()
-
-
 def up(
     a3sfile: Path,
     opts: UpOptions,

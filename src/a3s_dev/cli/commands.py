@@ -74,11 +74,11 @@ def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str
 def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
     """`a3s up`: in the background with `-d`, through the running supervisor when there is
     one, else in the foreground until Ctrl-C."""
-    from a3s_dev import daemonize
-
     a3sfile = runtime.find_file(file)
     paths = runtime.paths_for(a3sfile)
-    if opts.detach or daemonize.running(paths):
+    # A supervisor serves this A3sfile, or holds its lock while it starts: ask it.
+    if opts.detach or runtime.lock_held(paths) or ControlClient(paths.socket).healthz():
+        from a3s_dev import daemonize
         from a3s_dev.cli.render import Progress
 
         return daemonize.up(a3sfile, opts, Progress(sys.stdout, use_color(color)))
