@@ -67,6 +67,12 @@ class Handler(socketserver.StreamRequestHandler):
             self.send(b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n"
                       b"X-Secret: s\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\nok")
             return True
+        if path == "/two-lengths":
+            self.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 20\r\n\r\nhello" + b"x" * 15)
+            return False
+        if path == "/bare-cr":
+            self.send(b"HTTP/1.1 200 OK\r\nX-Smuggle: a\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok")
+            return False
         if path == "/huge":
             self.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % HUGE)
             piece = bytes(range(256)) * 256
@@ -408,3 +414,27 @@ async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close
         assert lines.count("POST /once HTTP/1.1") == 1, lines
     finally:
         up.stop()
+
+
+@pytest.mark.parametrize("path", ["/two-lengths", "/bare-cr"])
+@pytest.mark.parametrize("method", ["GET", "POST"], ids=["direct", "aiohttp"])
+async def test_an_ambiguous_upstream_response_gets_the_502_page_on_both_paths(
+    raw_upstream: int, path: str, method: str
+) -> None:
+    """SPEC §8: conflicting Content-Lengths or a bare CR in a header are never relayed."""
+
+    def ask(port: int) -> tuple[int, bytes, list[tuple[str, str]]]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(method, path, body=b"x" if method == "POST" else None, headers={"Host": "api.localhost"})
+        response = conn.getresponse()
+        answer = response.status, response.read(), response.getheaders()
+        conn.close()
+        return answer
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        status, body, headers = await to_thread.run_sync(ask, port)
+    assert status == 502, body
+    assert b"malformed response" in body and b"api" in body
+    assert not any(name.lower() == "set-cookie" for name, _ in headers)
+    assert b"hello" not in body

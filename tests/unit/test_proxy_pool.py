@@ -1,4 +1,4 @@
-"""The proxy's upstream HTTP/1.1 client: response framing and reuse, fed bytes by hand (no sockets)."""
+"""The proxy's upstream HTTP/1.1 client on llhttp: response framing and reuse, fed bytes by hand (no sockets)."""
 
 from __future__ import annotations
 
@@ -185,8 +185,38 @@ def test_close_in_the_middle_of_a_body_is_an_error() -> None:
 
 
 def test_garbage_instead_of_a_response_is_an_error() -> None:
-    with pytest.raises(UpstreamError, match="not an HTTP/1.x response"):
+    with pytest.raises(UpstreamError, match="malformed response"):
         exchange([b"SSH-2.0-OpenSSH\r\n\r\n"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 20\r\n\r\nhello", "Duplicate Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 20\r\n\r\nhello", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 5\r\n\r\nhello", "LF"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 5\r\n\r\nhello", "header value char"),
+        (b"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\nContent-Length: 5\r\n\r\nhello", "whitespace"),
+        (b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", "CR"),
+    ],
+    ids=["conflicting-lengths", "length-list", "bare-cr", "nul", "obs-fold", "bare-lf"],
+)
+def test_an_ambiguous_or_malformed_response_head_is_an_error_never_forwarded(raw: bytes, why: str) -> None:
+    """SPEC §8: the proxy answers these with its 502 page; none of their bytes reach the client."""
+    with pytest.raises(UpstreamError, match=f"malformed response.*{why}"):
+        exchange([raw])
+
+
+def test_transfer_encoding_wins_over_content_length_which_is_not_forwarded() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    _, _, head, body = exchange([raw])
+    assert body == b"hello" and head.content_length is None and b"Content-Length" not in head.lines
+
+
+def test_a_head_split_across_reads_is_read_whole() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nX-Long: " + b"v" * 5000 + b"\r\nContent-Length: 2\r\n\r\nok"
+    _, _, head, body = exchange([raw[i : i + 7] for i in range(0, len(raw), 7)])
+    assert body == b"ok" and head.lines.startswith(b"\r\nX-Long: vvv")
 
 
 def test_a_slow_reader_pauses_the_upstream() -> None:

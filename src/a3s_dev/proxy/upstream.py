@@ -3,10 +3,12 @@
 Why not `aiohttp.ClientSession` for plain requests: profiling the proxy under wrk showed two
 thirds of the per-request time in the client's bookkeeping (URL building, `ClientRequest`
 header merging, timers, connector and response objects), none of which a loopback proxy
-needs. This client writes the request head in one call, parses the response head in one
-pass (cutting hop-by-hop lines as it goes) and hands the body on as it arrives
-(Content-Length, chunked, or until close), to an awaiting reader (server.py) or to a
-callback (direct.py). WebSocket upgrades still go through aiohttp (server.py).
+needs. This client writes the request head in one call and lets llhttp (through httptools,
+the parser uvicorn uses) read the response: the head, then the body as it arrives
+(Content-Length, chunked, or until close), handed on to an awaiting reader (server.py) or to
+a callback (direct.py). llhttp is strict: conflicting Content-Lengths, a bare CR or a control
+character in a header is an UpstreamError, which the proxy answers with its 502 page.
+WebSocket upgrades still go through aiohttp (server.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import httptools
+
 from a3s_dev.proxy.headers import HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is an upstream error
@@ -26,6 +30,13 @@ NO_BODY_STATUS = frozenset({204, 304})
 
 class UpstreamError(Exception):
     """The upstream broke the exchange (closed early, sent garbage)."""
+
+
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def _reason_of(exc: Exception) -> str:
+    return str(exc).split(":", 1)[-1].strip() or type(exc).__name__
 
 
 class UpstreamConnectError(UpstreamError):
@@ -62,7 +73,7 @@ class ResponseHead(NamedTuple):
 
 
 
-_HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
+_HEAD, _BODY, _UNTIL_CLOSE, _DONE = range(4)
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -79,10 +90,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reused = False
         self.idle_since = 0.0
-        self._buf = bytearray()
+        self._parser: httptools.HttpResponseParser | None = None
+        self._head_bytes = 0
         self._state = _DONE
         self._no_body = False
-        self._remaining = 0
+        self._reason = b""
+        self._pairs: list[tuple[bytes, bytes]] = []
         self._head: ResponseHead | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
@@ -103,8 +116,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self._keep_alive = False
         if self._state == _UNTIL_CLOSE:
-            self._state = _DONE
-        elif self._state != _DONE:
+            self._state = _DONE  # the body ends with the connection
+        elif self._state != _DONE and self._error is None:
             self._error = UpstreamError(
                 f"127.0.0.1:{self.port}: connection closed "
                 + ("before the response" if self._state == _HEAD else "in the middle of the response")
@@ -124,35 +137,22 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain = None
 
     def data_received(self, data: bytes) -> None:
-        if self._state == _DONE:
+        if self._state == _DONE or self._parser is None:
             # bytes nobody asked for: the connection can no longer be trusted
             self._keep_alive = False
             if self.transport is not None:
                 self.transport.close()
             return
-        if not self._buf and self._state == _HEAD:
-            end = data.find(b"\r\n\r\n")
-            if end != -1:
-                # the common case, a whole small response in one read: no buffer copies
-                try:
-                    self._on_head(data[:end])
-                except UpstreamError as exc:
-                    self._fail(exc)
-                    return
-                data = data[end + 4 :]
-                if self._state == _LENGTH and len(data) == self._remaining:
-                    if data:
-                        self._push(data)
-                    self._remaining = 0
-                    self._state = _DONE
-                    self._wake()
-                    return
-                if not data:
-                    self._wake()
-                    return
-        self._buf += data
+        if self._state == _HEAD:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD and b"\r\n\r\n" not in data:
+                self._fail(UpstreamError(f"127.0.0.1:{self.port}: response head larger than {MAX_HEAD} bytes"))
+                return
         try:
-            self._parse()
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"127.0.0.1:{self.port}: malformed response ({_reason_of(exc)})"))
+            return
         except UpstreamError as exc:
             self._fail(exc)
             return
@@ -165,138 +165,65 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
         self._wake()
 
-    # ------------------------------------------------------------------ parsing
+    # ------------------------------------------------------------------ llhttp's callbacks
 
-    def _parse(self) -> None:
-        buf = self._buf
-        while buf:
-            state = self._state
-            if state == _HEAD:
-                end = buf.find(b"\r\n\r\n")
-                if end == -1:
-                    if len(buf) > MAX_HEAD:
-                        raise UpstreamError(f"127.0.0.1:{self.port}: response head larger than {MAX_HEAD} bytes")
-                    return
-                head = bytes(buf[:end])
-                del buf[: end + 4]
-                self._on_head(head)
-            elif state == _LENGTH:
-                n = min(self._remaining, len(buf))
-                self._push(bytes(buf[:n]))
-                del buf[:n]
-                self._remaining -= n
-                if self._remaining == 0:
-                    self._state = _DONE
-            elif state == _UNTIL_CLOSE:
-                self._push(bytes(buf))
-                buf.clear()
-            elif state == _CHUNK_SIZE:
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    if len(buf) > 4096:
-                        raise UpstreamError(f"127.0.0.1:{self.port}: bad chunk size line")
-                    return
-                try:
-                    size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise UpstreamError(f"127.0.0.1:{self.port}: bad chunk size line") from None
-                del buf[: end + 2]
-                if size < 0:
-                    raise UpstreamError(f"127.0.0.1:{self.port}: bad chunk size line")
-                self._remaining = size
-                self._state = _CHUNK_DATA if size else _TRAILERS
-            elif state == _CHUNK_DATA:
-                n = min(self._remaining, len(buf))
-                self._push(bytes(buf[:n]))
-                del buf[:n]
-                self._remaining -= n
-                if self._remaining == 0:
-                    self._state = _CHUNK_CRLF
-            elif state == _CHUNK_CRLF:
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    raise UpstreamError(f"127.0.0.1:{self.port}: chunk not followed by CRLF")
-                del buf[:2]
-                self._state = _CHUNK_SIZE
-            elif state == _TRAILERS:
-                end = buf.find(b"\r\n")
-                if end == -1:
-                    if len(buf) > MAX_HEAD:
-                        raise UpstreamError(f"127.0.0.1:{self.port}: trailers too large")
-                    return
-                del buf[: end + 2]
-                if end == 0:  # the empty line that ends the message (trailers are dropped)
-                    self._state = _DONE
-            else:  # _DONE with bytes left over: the upstream sent more than one response
-                self._keep_alive = False
-                buf.clear()
-                return
+    def on_status(self, reason: bytes) -> None:
+        self._reason = reason
 
-    def _on_head(self, raw: bytes) -> None:
-        # One decode (latin-1: every byte maps to one character and back), one split, one loop:
-        # the framing headers read, hop-by-hop lines cut; str operations beat bytes ones here.
-        lines = raw.decode("latin-1").split("\r\n")
-        first = lines[0]
-        if not (first.startswith(("HTTP/1.1 ", "HTTP/1.0 ")) and first[9:12].isdigit() and first[12:13] in ("", " ")):
-            text = first[:80].encode("latin-1").decode("utf-8", "replace")
-            raise UpstreamError(f"127.0.0.1:{self.port}: not an HTTP/1.x response: {text!r}")
-        status = int(first[9:12])
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._pairs.append((name, value))
+        if len(self._pairs) > 1000:
+            raise UpstreamError(f"127.0.0.1:{self.port}: response head with more than 1000 headers")
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
         if 100 <= status < 200:
-            return  # 100 Continue and friends: the real response follows
+            self._pairs = []  # 100 Continue and friends: the real response follows
+            return
         length: int | None = None
         chunked = False
-        keep_alive = first[7] == "1"  # HTTP/1.1
         connection: str | None = None
-        kept = [""]
-        for line in lines[1:]:
-            key, sep, value = line.partition(":")
-            if not sep:
-                text = line[:80].encode("latin-1").decode("utf-8", "replace")
-                raise UpstreamError(f"127.0.0.1:{self.port}: bad header line {text!r}")
-            low = key.lower()
-            if low == "content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise UpstreamError(f"127.0.0.1:{self.port}: bad Content-Length {value.strip()!r}") from None
-                if length < 0:
-                    raise UpstreamError(f"127.0.0.1:{self.port}: bad Content-Length {length}")
-            elif low in HOP_BY_HOP:
-                value = value.strip(" \t")
-                if low == "transfer-encoding":
-                    chunked = "chunked" in value.lower()
-                elif low == "connection":
-                    connection = value if connection is None else f"{connection}, {value}"
-                    tokens = value.lower()
-                    if "close" in tokens:
-                        keep_alive = False
-                    elif "keep-alive" in tokens:
-                        keep_alive = True
+        kept = []
+        for name, value in self._pairs:
+            low = name.lower()
+            if low == b"content-length":
+                length = int(value)  # llhttp checked it: digits, only one
+            elif low in _HOP_BY_HOP:
+                if low == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+                elif low == b"connection":
+                    text = value.decode("latin-1")
+                    connection = text if connection is None else f"{connection}, {text}"
                 continue
-            kept.append(line)
+            kept.append(b"\r\n%s: %s" % (name, value))
+        self._pairs = []
         if chunked:
             # RFC 9112 §6.3: Transfer-Encoding wins over Content-Length, which then must not
-            # reach the client beside our own chunked framing
+            # reach the client beside the chunked framing
             if length is not None:
-                kept = [line for line in kept if line.partition(":")[0].strip().lower() != "content-length"]
+                kept = [line for line in kept if not line[2:].lower().startswith(b"content-length:")]
             length = None
-        self._keep_alive = keep_alive
+        self._keep_alive = self._parser.should_keep_alive()
         if self._no_body or status in NO_BODY_STATUS:
-            self._state = _DONE
-        elif chunked:
-            self._state = _CHUNK_SIZE
-        elif length is not None:
-            self._remaining = length
-            self._state = _LENGTH if length else _DONE
+            self._state = _DONE  # no body, whatever the headers say (llhttp is told so by a new parser next time)
+        elif chunked or length is not None:
+            self._state = _BODY if length != 0 else _DONE
         else:
             self._state = _UNTIL_CLOSE
             self._keep_alive = False
-        reason = first[13:]
+        reason = self._reason.decode("latin-1")
         if not reason.isascii():
-            reason = reason.encode("latin-1").decode("utf-8", "replace")
-        forward = "\r\n".join(kept).encode("latin-1") if len(kept) > 1 else b""
-        self._head = ResponseHead(status, reason, forward, length, self._keep_alive, connection)
+            reason = self._reason.decode("utf-8", "replace")
+        self._head = ResponseHead(status, reason, b"".join(kept), length, self._keep_alive, connection)
+
+    def on_body(self, body: bytes) -> None:
+        if self._state != _DONE:
+            self._push(body)
+
+    def on_message_complete(self) -> None:
+        if self._head is not None:
+            self._state = _DONE
 
     def _push(self, chunk: bytes) -> None:
         if not chunk:
@@ -329,8 +256,15 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, head: bytes, *, no_body: bool) -> None:
         """Send a request head; `no_body` for HEAD requests, whose response has no body."""
         assert self.transport is not None
+        # A parser per exchange: llhttp cannot be told that the answer to a HEAD has no body,
+        # so that answer ends at its head and the next exchange starts clean.
+        self._parser = httptools.HttpResponseParser(self)
+        self._parser.set_dangerous_leniencies(lenient_chunked_length=True)  # RFC 9112 §6.3, above
         self._state = _HEAD
+        self._head_bytes = 0
         self._no_body = no_body
+        self._reason = b""
+        self._pairs = []
         self._head = None
         self._error = None
         self._chunks.clear()
