@@ -438,3 +438,54 @@ async def test_an_ambiguous_upstream_response_gets_the_502_page_on_both_paths(
     assert b"malformed response" in body and b"api" in body
     assert not any(name.lower() == "set-cookie" for name, _ in headers)
     assert b"hello" not in body
+
+
+async def test_a_body_named_in_connection_can_never_smuggle_a_second_request(raw_upstream: int) -> None:
+    """SPEC §8. The attack: `Connection: content-length` used to strip the body's framing, so the
+    upstream read the body as a new request on the pooled connection and the next client got
+    the answer to /hijacked."""
+    smuggled = b"GET /hijacked HTTP/1.1\r\nHost: api.localhost\r\nX-Swallow: "
+
+    def attack(port: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as evil:
+            evil.sendall(
+                b"POST /innocent HTTP/1.1\r\nHost: api.localhost\r\nConnection: keep-alive, content-length, host\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled)
+            )
+            first = read_json_response(evil)
+        victim = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        victim.request("GET", "/next", headers={"Host": "api.localhost", "Cookie": "session=secret"})
+        second = json.loads(victim.getresponse().read())
+        victim.close()
+        return first, second
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        first, second = await to_thread.run_sync(attack, port)
+    assert first["path"] == "/innocent"
+    assert f"Content-Length: {len(smuggled)}" in first["head"]
+    assert second["path"] == "/next", "the next client got the smuggled request's answer"
+
+
+def read_json_response(sock: socket.socket) -> dict[str, Any]:
+    """One Content-Length-framed JSON response read off a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return dict(json.loads(body[:length]))
+
+
+async def test_an_absolute_form_target_reaches_the_upstream_in_origin_form(raw_upstream: int) -> None:
+    def ask(port: int) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET http://evil.example/x?q=1 HTTP/1.1\r\nHost: api.localhost\r\n\r\n")
+            return read_json_response(client)
+
+    b = backend_for(svc("api", raw_upstream))
+    async with running_proxy(b) as port:
+        answer = await to_thread.run_sync(ask, port)
+    assert answer["path"] == "/x?q=1"

@@ -13,6 +13,7 @@ from a3s_dev.proxy.headers import (
     REQUEST_DROP,
     forward_headers,
     header_tokens,
+    origin_form,
     plain_request,
     request_head,
     response_head,
@@ -258,3 +259,63 @@ def test_response_head_cuts_headers_named_in_connection_and_adds_our_framing() -
 def test_header_tokens_are_trimmed_lower_cased_and_never_empty() -> None:
     assert header_tokens(" Keep-Alive ,X-Private,, close") == {"keep-alive", "x-private", "close"}
     assert header_tokens(None) == header_tokens("") == set()
+
+
+# ---------------------------------------------------------------------------- SPEC §8: framing is never hop-by-hop
+
+
+def _head_lines(**kw: object) -> list[str]:
+    defaults: dict[str, object] = {"chunked": False, "connection": None}
+    defaults.update(kw)
+    headers = defaults.pop("headers")
+    head = request_head("POST", "/innocent", headers, "127.0.0.1", **defaults)  # type: ignore[arg-type]
+    return head.decode().split("\r\n")
+
+
+def test_connection_tokens_never_remove_the_framing_or_the_host() -> None:
+    """A client's `Connection: content-length` must not strip the body's framing: the upstream
+    would read the body as a second request on the pooled connection (request smuggling)."""
+    headers = [
+        ("Host", "api.localhost"),
+        ("Connection", "keep-alive, content-length, host, x-forwarded-for, X-Private"),
+        ("Content-Length", "42"),
+        ("X-Private", "p"),
+    ]
+    lines = _head_lines(headers=headers, connection="keep-alive, content-length, host, x-forwarded-for, X-Private")
+    assert "Content-Length: 42" in lines
+    assert "Host: api.localhost" in lines and "X-Forwarded-Host: api.localhost" in lines
+    assert "X-Forwarded-For: 127.0.0.1" in lines
+    assert "X-Private: p" not in lines  # a real hop-by-hop header named in Connection still goes
+
+
+def test_a_response_connection_token_never_removes_its_length() -> None:
+    out = response_headers([("Connection", "content-length, transfer-encoding"), ("Content-Length", "5")], keep_length=True)
+    assert out["Content-Length"] == "5"
+    head = response_head(200, "OK", b"\r\nContent-Length: 5", connection="content-length", chunked=False, close=False)
+    assert b"\r\nContent-Length: 5\r\n" in head
+
+
+def test_the_clients_x_forwarded_host_and_proto_are_replaced_never_passed_through() -> None:
+    headers = [("Host", "api.localhost:7080"), ("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Proto", "https")]
+    lines = _head_lines(headers=headers)
+    assert [line for line in lines if line.lower().startswith("x-forwarded-host")] == ["X-Forwarded-Host: api.localhost:7080"]
+    assert [line for line in lines if line.lower().startswith("x-forwarded-proto")] == ["X-Forwarded-Proto: http"]
+    ws = forward_headers(dict(headers), REQUEST_DROP, "127.0.0.1", "api.localhost:7080")
+    assert ws.getall("X-Forwarded-Host") == ["api.localhost:7080"] and ws.getall("X-Forwarded-Proto") == ["http"]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("http://evil.example/x?q=1", "/x?q=1"),
+        ("http://evil.example", "/"),
+        ("https://a.b:99/p/q", "/p/q"),
+        ("/already?fine", "/already?fine"),
+        ("*", "*"),
+    ],
+)
+def test_an_absolute_form_target_goes_upstream_in_origin_form(target: str, expected: str) -> None:
+    assert origin_form(target) == expected
+    assert request_head("GET", target, [("Host", "x")], None, chunked=False, connection=None).startswith(
+        f"GET {expected} HTTP/1.1\r\n".encode()
+    )

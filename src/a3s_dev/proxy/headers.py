@@ -35,6 +35,14 @@ WS_DROP = HOP_BY_HOP | {
     "sec-websocket-accept",
 }
 RESPONSE_DROP = HOP_BY_HOP
+# Headers a Connection token may never remove (SPEC §8): the message's framing and its Host.
+# Dropping Content-Length on a kept-alive upstream connection would let a body be read as the
+# next request (request smuggling); the X-Forwarded-* are the proxy's own to set.
+NEVER_HOP_BY_HOP = frozenset(
+    {"content-length", "transfer-encoding", "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+)
+# Always the proxy's own: whatever a client sends in these is dropped, never passed through.
+FORWARDED_OWN = frozenset({"x-forwarded-host", "x-forwarded-proto"})
 
 
 def header_tokens(value: str | None) -> set[str]:
@@ -44,23 +52,35 @@ def header_tokens(value: str | None) -> set[str]:
     return {t.strip().lower() for t in value.split(",")} - {""}
 
 
+def connection_named(value: str | None) -> set[str]:
+    """The extra hop-by-hop headers a Connection header names: its tokens minus `keep-alive`
+    and `close`, and minus the headers no token may remove (NEVER_HOP_BY_HOP)."""
+    return header_tokens(value) - NEVER_HOP_BY_HOP - {"keep-alive", "close"}
+
+
 def forward_headers(
-    headers: Mapping[str, str] | Any, drop: frozenset[str], client_ip: str | None, host: str | None
+    headers: Mapping[str, str] | Any,
+    drop: frozenset[str],
+    client_ip: str | None,
+    host: str | None,
+    proto: str = "http",
 ) -> CIMultiDict[str]:
-    """Copy request headers minus `drop` and those named in Connection; add X-Forwarded-*."""
+    """Copy request headers minus `drop` and those named in Connection; set X-Forwarded-*."""
     out: CIMultiDict[str] = CIMultiDict()
-    extra = header_tokens(headers.get("Connection"))
+    extra = connection_named(headers.get("Connection"))
     for key, value in headers.items():
         low = key.lower()
-        if low in drop or low in extra:
+        if low in drop or low in extra or low in FORWARDED_OWN:
             continue
         out.add(key, value)
-    prior = out.get("X-Forwarded-For")
+    prior = ", ".join(out.popall("X-Forwarded-For", []))
     if client_ip:
         out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-    if host is not None and "X-Forwarded-Host" not in out:
+    elif prior:
+        out["X-Forwarded-For"] = prior
+    if host is not None:
         out["X-Forwarded-Host"] = host
-    out["X-Forwarded-Proto"] = "http"
+    out["X-Forwarded-Proto"] = proto
     return out
 
 
@@ -72,41 +92,49 @@ def request_head(
     *,
     chunked: bool,
     connection: str | None,
+    proto: str = "http",
 ) -> bytes:
     """The upstream request head in one string: original headers (`(name, value)` pairs)
     minus hop-by-hop ones and those `connection` (the Connection header) names, the original
-    Host kept, X-Forwarded-For/-Host/-Proto added, and our own body framing."""
-    extra = header_tokens(connection)
-    parts = [f"{method} {path} HTTP/1.1\r\n"]
+    Host kept, X-Forwarded-For appended to, X-Forwarded-Host/-Proto set, and our own body
+    framing. `path` is sent in origin form (`origin_form`)."""
+    extra = connection_named(connection)
+    parts = [f"{method} {origin_form(path)} HTTP/1.1\r\n"]
     prior: str | None = None
-    has_forwarded_host = False
     host: str | None = None
     for key, value in headers:
         low = key.lower()
-        if low in REQUEST_DROP or low in extra or (chunked and low == "content-length"):
+        if low in REQUEST_DROP or low in extra or (chunked and low == "content-length") or low in FORWARDED_OWN:
             continue
         if low == "x-forwarded-for":
             prior = f"{prior}, {value}" if prior else value
             continue
-        if low == "x-forwarded-proto":
-            continue  # we know the scheme: plain http on loopback
         if low == "host":
             host = value
-        elif low == "x-forwarded-host":
-            has_forwarded_host = True
         parts.append(f"{key}: {value}\r\n")
     if client_ip:
         parts.append(f"X-Forwarded-For: {prior}, {client_ip}\r\n" if prior else f"X-Forwarded-For: {client_ip}\r\n")
     elif prior:
         parts.append(f"X-Forwarded-For: {prior}\r\n")
-    if host is not None and not has_forwarded_host:
+    if host is not None:
         parts.append(f"X-Forwarded-Host: {host}\r\n")
-    parts.append("X-Forwarded-Proto: http\r\n")
+    parts.append(f"X-Forwarded-Proto: {proto}\r\n")
     if chunked:
         parts.append("Transfer-Encoding: chunked\r\n")
     parts.append("\r\n")
     # surrogateescape: aiohttp decoded the request that way, so odd bytes go out unchanged
     return "".join(parts).encode("utf-8", "surrogateescape")
+
+
+def origin_form(target: str) -> str:
+    """A request target as an origin server expects it: an absolute-form target
+    (`http://host/x?q`) becomes `/x?q`; origin form and `*` are kept as they are."""
+    if target.startswith("/") or target == "*":
+        return target
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def response_headers(
@@ -115,19 +143,19 @@ def response_headers(
     """Upstream response headers minus hop-by-hop ones, those the Connection header (in `pairs`
     or given as `connection`) names, and Content-Length when we re-frame the body."""
     out: CIMultiDict[str] = CIMultiDict()
-    extra = header_tokens(connection)
+    extra = connection_named(connection)
     for key, value in pairs:
         low = key.lower()
         if low == "connection":
-            extra |= header_tokens(value)
+            extra |= connection_named(value)
             continue
         if low in RESPONSE_DROP or (not keep_length and low == "content-length"):
             continue
         out.add(key, value)
-    extra -= {"keep-alive", "close"}
     for name in extra:  # rare: headers the upstream marked hop-by-hop in Connection
         out.popall(name, None)
     return out
+
 
 def response_head(
     status: int, reason: str, lines: bytes, *, connection: str | None, chunked: bool, close: bool
@@ -136,7 +164,7 @@ def response_head(
     `lines` (each led by CRLF, hop-by-hop ones already cut by the pool) minus any header the
     upstream's `connection` names, then our own framing and connection headers."""
     if connection and connection.lower() not in ("keep-alive", "close"):
-        named = header_tokens(connection) - {"keep-alive", "close"}
+        named = connection_named(connection)
         if named:  # rare: headers the upstream marked hop-by-hop in Connection
             names = b"|".join(re.escape(n.encode("latin-1")) for n in sorted(named))
             lines = re.sub(rb"\r\n(?:" + names + rb")[ \t]*:[^\r\n]*", b"", lines, flags=re.IGNORECASE)

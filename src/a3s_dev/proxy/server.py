@@ -33,6 +33,7 @@ from a3s_dev.proxy.headers import (
     IDEMPOTENT,
     WS_DROP,
     forward_headers,
+    origin_form,
     request_head,
     response_headers,
 )
@@ -281,7 +282,7 @@ class ProxyServer:
         if base is None:
             base = self._base[port] = f"http://127.0.0.1:{port}"
         # encoded=True: forward the path and query byte for byte, no re-quoting
-        return URL(base + request.raw_path, encoded=True)
+        return URL(base + origin_form(request.raw_path), encoded=True)
 
     async def _forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
         method = request.method
