@@ -22,7 +22,8 @@ from a3s_dev.proxy.direct import ProxyCounts
 from a3s_dev.proxy.server import serve_proxy
 
 # Endpoints: /headers (JSON of the request), /hash (sha256 of a streamed body), /sse (a
-# never-ending event stream), /ws (echo; "close:<code>" closes with that code), /big (1 MB),
+# never-ending event stream), /ws (echo; "close:<code>" closes with that code and "bye"),
+# /ws-closes (the close frames /ws received), /big (1 MB),
 # anything else: "hello from NAME pid PID".
 UPSTREAM = textwrap.dedent(
     """
@@ -54,17 +55,30 @@ UPSTREAM = textwrap.dedent(
             i += 1
             await asyncio.sleep(30)
 
+    CLOSES = []  # (code, reason) of every close frame the proxy sent us
+
     async def ws(request):
-        sock = web.WebSocketResponse(protocols=("chat",))
+        sock = web.WebSocketResponse(protocols=("chat",), autoclose=False)
         await sock.prepare(request)
-        async for msg in sock:
+        while True:
+            msg = await sock.receive()
             if msg.type == WSMsgType.TEXT and msg.data.startswith("close:"):
                 await sock.close(code=int(msg.data[6:]), message=b"bye")
             elif msg.type == WSMsgType.TEXT:
                 await sock.send_str("echo " + msg.data)
             elif msg.type == WSMsgType.BINARY:
                 await sock.send_bytes(b"echo " + msg.data)
+            elif msg.type == WSMsgType.CLOSE:
+                CLOSES.append([msg.data, msg.extra])
+                await sock.close()
+                break
+            else:
+                CLOSES.append(["no close frame", str(msg.type)])
+                break
         return sock
+
+    async def closes(request):
+        return web.json_response(CLOSES)
 
     async def big(request):
         return web.Response(body=b"x" * (1024 * 1024))
@@ -77,6 +91,7 @@ UPSTREAM = textwrap.dedent(
     app.router.add_post("/hash", hashed)
     app.router.add_get("/sse", sse)
     app.router.add_get("/ws", ws)
+    app.router.add_get("/ws-closes", closes)
     app.router.add_get("/big", big)
     app.router.add_get("/nocontent", nocontent)
     app.router.add_route("*", "/{tail:.*}", hello)

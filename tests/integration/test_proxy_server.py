@@ -170,8 +170,51 @@ async def test_websocket_echoes_text_and_binary_and_passes_close_code(ups: dict[
             await ws.send_str("close:4001")
             msg = await ws.receive(timeout=5)
             assert msg.type is aiohttp.WSMsgType.CLOSE
-            assert msg.data == 4001
+            assert msg.data == 4001 and msg.extra == "bye", "the upstream's close code and reason"
         assert ws.close_code == 4001
+
+
+async def closes_seen(client: aiohttp.ClientSession, port: int, count: int) -> list[list[object]]:
+    with anyio.fail_after(5):
+        while True:
+            async with client.get(f"http://127.0.0.1:{port}/ws-closes", headers={"Host": "api.localhost"}) as r:
+                seen = await r.json()
+            if len(seen) >= count:
+                return list(seen)
+            await anyio.sleep(0.02)
+
+
+async def test_a_browsers_close_code_and_reason_reach_the_upstream(ups: dict[str, Upstream]) -> None:
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        before = len(await closes_seen(client, port, 0))
+        async with client.ws_connect(f"http://127.0.0.1:{port}/ws", headers={"Host": "api.localhost"}) as ws:
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo hi"
+            await ws.close(code=4002, message=b"see you")
+        assert (await closes_seen(client, port, before + 1))[before] == [4002, "see you"]
+
+
+async def test_a_vanished_browser_is_closed_upstream_with_1001_never_1006(ups: dict[str, Upstream]) -> None:
+    """SPEC §8: 1006 is reserved and must not be sent (Vite logs a RangeError for each one)."""
+    import base64
+    import os
+    import socket
+
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        before = len(await closes_seen(client, port, 0))
+
+        def vanish() -> None:
+            key = base64.b64encode(os.urandom(16)).decode()
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as tab:
+                tab.sendall(
+                    f"GET /ws HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+                )
+                assert tab.recv(4096).startswith(b"HTTP/1.1 101")
+            # closed here without a close frame, as a killed tab does
+
+        await anyio.to_thread.run_sync(vanish)
+        assert (await closes_seen(client, port, before + 1))[before] == [1001, ""]
 
 
 async def test_request_for_a_starting_service_is_held_then_forwarded(ups: dict[str, Upstream]) -> None:

@@ -392,19 +392,26 @@ class ProxyServer:
             async with anyio.create_task_group() as tg:
 
                 async def pump(src: Any, dst: Any) -> None:
-                    async for msg in src:
+                    # receive() rather than `async for`, which ends at a close frame unseen:
+                    # the close's code and reason must reach the other side.
+                    while True:
+                        msg = await src.receive()
                         if msg.type is aiohttp.WSMsgType.TEXT:
                             await dst.send_str(msg.data)
                         elif msg.type is aiohttp.WSMsgType.BINARY:
                             await dst.send_bytes(msg.data)
                         elif msg.type is aiohttp.WSMsgType.CLOSE:
-                            await dst.close(code=msg.data, message=(msg.extra or "").encode())
-                            await src.close(code=msg.data)
+                            code, reason = close_to_forward(msg.data), (msg.extra or "").encode()
+                            if not dst.closed:
+                                await dst.close(code=code, message=reason)
+                            await src.close(code=code, message=reason)
                             break
-                        else:  # ERROR / CLOSED
+                        elif msg.type in (aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG):
+                            continue
+                        else:  # the peer vanished without a close frame (a tab killed, a crash)
+                            if not dst.closed:
+                                await dst.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"")
                             break
-                    if not dst.closed:
-                        await dst.close(code=src.close_code or aiohttp.WSCloseCode.GOING_AWAY)
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(pump, downstream, upstream)
@@ -413,6 +420,16 @@ class ProxyServer:
         finally:
             if not upstream.closed:
                 await upstream.close()
+
+
+def close_to_forward(code: int | None) -> int:
+    """The close code to send on: the peer's own, except those RFC 6455 §7.4.1 reserves for
+    reporting (1005 no code: 1000; 1006 and 1015, a broken connection: 1001, going away)."""
+    if code is None or code == 1005:
+        return int(aiohttp.WSCloseCode.OK)
+    if code in (1006, 1015) or not 1000 <= code <= 4999:
+        return int(aiohttp.WSCloseCode.GOING_AWAY)
+    return code
 
 
 def _not_a_client_mistake(record: logging.LogRecord) -> bool:
