@@ -371,12 +371,14 @@ def run_background(a3sfile: Path, opts: UpOptions) -> int:
     from a3s_dev import runtime
     from a3s_dev.config.load import load
     from a3s_dev.core.logs import FileSink
-    from a3s_dev.errors import A3sError
+    from a3s_dev.errors import A3sError, ConfigError
 
     paths = runtime.paths_for(a3sfile)
     sink: FileSink | None = None
     try:
         config = load(a3sfile)
+        if not config.services:
+            raise ConfigError(f'{a3sfile}: no services to start (add a service "name" {{ cmd = "..." }} block)')
         print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         sink = FileSink(paths.logs_dir)
         # The control API is the only window `up -d` and `status` have on a background

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port, pid_alive, pids_in_group, port_open, wait_until
+from support import free_port, holds, pid_alive, pids_in_group, port_open, wait_until
 from support_control import Stack, chain_a3sfile, no_process_left, service_block, stack_in
 
 from a3s_dev import runtime
@@ -364,3 +364,35 @@ def test_every_command_without_a_supervisor(stack: Stack) -> None:
     assert (logs.code, logs.out) == (0, "")
     unknown = stack.a3s("logs", "apx")
     assert unknown.code == 2 and "did you mean 'api'" in unknown.err
+
+
+def test_up_d_never_runs_a_failed_task_a_second_time(stack: Stack) -> None:
+    """SPEC §8: the waiting `up -d` only asks what to wait for; it must not start the failed
+    migration again (one that is not idempotent would run twice)."""
+    chain_a3sfile(stack.folder, ("db",))
+    runs = stack.folder / "runs.txt"
+    with open(stack.a3sfile, "a") as f:
+        f.write(service_block("migrate", f"echo run >> {runs}; exit 5", extra='oneshot = true\n  restart = "never"'))
+    result = stack.a3s("up", "-d")
+    assert result.code == 1 and "migrate failed: exit code 5" in result.err
+    holds(lambda: runs.read_text().count("run") == 1, 1.0, message="one run of the failed task")
+    assert stack.a3s("up", "-d").code == 1  # a plain `up` again does not retry it either
+    holds(lambda: runs.read_text().count("run") == 1, 0.5, message="still one run")
+    stack.a3s("up", "-d", "migrate")  # named: the user asks for it
+    wait_until(lambda: runs.read_text().count("run") == 2, message="the named task run again")
+
+
+def test_up_d_with_a_string_no_process_can_take_is_one_line_and_starts_nothing(stack: Stack) -> None:
+    """SPEC §8: a NUL byte in a command used to crash the supervisor and orphan the good service
+    declared before it."""
+    stack.a3sfile.write_text(
+        service_block("good", "exec sleep 30") + 'service "bad" {\n  cmd = "echo a\\u0000b"\n}\n'
+    )
+    bad_line = stack.a3sfile.read_text().splitlines().index('  cmd = "echo a\\u0000b"') + 1
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    expected = f'a3s: A3sfile.hcl:{bad_line}: error: service "bad": cmd holds a NUL byte, which no command, path'
+    assert result.err.strip().splitlines() == [expected + " or environment can carry"]
+    assert "Traceback" not in result.err + result.out
+    assert stack.supervisor_pid() is None
+    assert [name for name, event in stack.record() if event == "spawned"] == []

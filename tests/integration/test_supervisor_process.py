@@ -94,3 +94,13 @@ def test_a_service_whose_parent_changed_before_setpriv_took_effect_exits_at_once
         proc.popen.wait()
         if proc.popen.stdout is not None:
             proc.popen.stdout.close()
+
+
+def test_a_command_no_process_can_take_is_a_runtime_failure_not_a_crash(tmp_path: Path) -> None:
+    from a3s_dev.core.process import spawn
+    from a3s_dev.errors import RuntimeFailure
+
+    for cmd, env in (("echo a\0b", {}), ("true", {"K": "v\0w"}), ("echo \ud800", {})):
+        svc = ServiceDef("bad", cmd, tmp_path)
+        with pytest.raises(RuntimeFailure, match="service bad: cannot start: "):
+            spawn(svc, env)

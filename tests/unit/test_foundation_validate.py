@@ -324,3 +324,59 @@ def test_missing_equals_points_at_the_attribute_not_the_next_line(tmp_path: Path
     report = check('service "api" {\n  cmd "x"\n  port = 3\n}\n', tmp_path)
     line, text = only_error(report)
     assert line == 2 and '"cmd" needs "="' in text
+
+
+# ---------------------------------------------------------------------------- SPEC §8: bad input, one line each
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ('service "a" {\n  cmd = "echo a\\u0000b"\n}\n', 2, 'service "a": cmd holds a NUL byte'),
+        ('service "a" {\n  cmd = "x"\n  dir = "\\uD800"\n}\n', 3, 'service "a": dir holds a lone surrogate (\\uD800)'),
+        ('service "a" {\n  cmd = "x"\n  env = {\n    K = "v\\u0000"\n  }\n}\n', 4, 'service "a": env: K holds a NUL byte'),
+        ('service "a" {\n  cmd = "x"\n  watch {\n    paths = ["ok", "b\\u0000d"]\n  }\n}\n', 4, 'service "a" watch: paths holds a NUL'),
+    ],
+)
+def test_a_string_no_process_can_take_is_an_error_with_its_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    got_line, got = only_error(check(text, tmp_path))
+    assert got_line == line and got.startswith(message), got
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["x = " + "[" * 5000 + "]" * 5000 + "\n", "".join(f"b{i} {{\n" for i in range(500)) + "}\n" * 500],
+    ids=["5000-lists", "500-blocks"],
+)
+def test_nesting_hundreds_deep_is_one_error_never_a_recursion_error(tmp_path: Path, text: str) -> None:
+    line, message = only_error(check(text, tmp_path))
+    assert "nest more than 64 levels deep" in message and line is not None
+
+
+def test_brackets_inside_strings_and_comments_do_not_count_as_nesting(tmp_path: Path) -> None:
+    text = 'service "a" {\n  cmd = "echo ' + "{[(" * 100 + '"\n  # ' + "{" * 100 + "\n}\n"
+    assert check(text, tmp_path).ok
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    from a3s_dev.config.load import load_with_report
+
+    path = tmp_path / "A3sfile.hcl"
+    path.write_bytes(b'service "a" {\n  cmd = "caf\xe9"\n}\n')
+    line, message = only_error(load_with_report(path))
+    assert line == 2 and message == "not UTF-8 text: byte 0xe9 at column 13 (save the file as UTF-8)"
+
+
+def test_a_dir_that_is_a_file_is_an_error_not_a_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("")
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  dir = "notes.txt"\n}\n', tmp_path))
+    assert line == 3 and 'dir "notes.txt" is a file, not a folder' in message
+
+
+def test_an_env_file_that_is_a_folder_or_holds_a_nul_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "envs").mkdir()
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  env_file = "envs"\n}\n', tmp_path))
+    assert line == 3 and 'env_file "envs" is a folder, not a file' in message
+    (tmp_path / ".env").write_bytes(b"A=1\nB=x\x00y\n")
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  env_file = ".env"\n}\n', tmp_path))
+    assert line == 3 and 'env_file ".env" line 2 holds a NUL byte' in message

@@ -428,7 +428,9 @@ class _Checker:
             self.error(attrs["cmd"].line, f"{owner}: cmd is empty")
         dir_text = get("dir")
         service_dir = Path(os.path.normpath(self.root / (dir_text or ".")))
-        if dir_text is not None and not service_dir.is_dir():
+        if dir_text is not None and service_dir.exists() and not service_dir.is_dir():
+            self.error(attrs["dir"].line, f'{owner}: dir "{dir_text}" is a file, not a folder ({service_dir})')
+        elif dir_text is not None and not service_dir.is_dir():
             self.warn(attrs["dir"].line, f'{owner}: dir "{dir_text}" does not exist ({service_dir})')
         port = get("port")
         subdomain = get("subdomain")
@@ -451,7 +453,11 @@ class _Checker:
         env = get("env") or {}
         env_file_text = get("env_file")
         env_file = Path(os.path.normpath(service_dir / env_file_text)) if env_file_text else None
-        if env_file is not None and not env_file.is_file() and service_dir.is_dir():
+        if env_file is not None and env_file.is_dir():
+            self.error(attrs["env_file"].line, f'{owner}: env_file "{env_file_text}" is a folder, not a file ({env_file})')
+        elif env_file is not None and env_file.is_file():
+            self.env_file_text(env_file, env_file_text or "", attrs["env_file"].line, owner)
+        elif env_file is not None and service_dir.is_dir():
             self.warn(attrs["env_file"].line, f'{owner}: env_file "{env_file_text}" does not exist ({env_file})')
         depends = get("depends_on") or []
         seen: set[str] = set()
@@ -502,6 +508,18 @@ class _Checker:
             health=health,
             line=block.line,
         )
+
+    def env_file_text(self, path: Path, shown: str, line: int, owner: str) -> None:
+        """An env_file a process environment cannot hold: a NUL byte, or bytes that are not UTF-8."""
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.error(line, f'{owner}: env_file "{shown}" cannot be read ({exc.strerror or exc})')
+            return
+        at = data.find(b"\0")
+        if at != -1:
+            where = data[:at].count(b"\n") + 1
+            self.error(line, f'{owner}: env_file "{shown}" line {where} holds a NUL byte, which no environment can carry')
 
     def watch(self, block: Block, owner: str, service_dir: Path) -> WatchConfig:
         """A watch block; no `paths` means the service's dir."""
@@ -649,6 +667,87 @@ def check_services(
     return out
 
 
+# ---------------------------------------------------------------------------- text no process can take
+
+MAX_NESTING = 64  # blocks, lists and maps inside each other; an A3sfile needs four
+
+
+def nesting_error(text: str) -> Diagnostic | None:
+    """The line where brackets nest deeper than MAX_NESTING (outside strings and comments), or
+    None. Checked before parsing: the parser and the walk over its tree recurse per level."""
+    depth = 0
+    line = 1
+    quoted = escaped = comment = False
+    for char in text:
+        if char == "\n":
+            line += 1
+            comment = False
+        elif comment:
+            continue
+        elif quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char == "#":
+            comment = True
+        elif char in "{[(":
+            depth += 1
+            if depth > MAX_NESTING:
+                return Diagnostic(
+                    Severity.ERROR, f"blocks, lists or maps nest more than {MAX_NESTING} levels deep", line
+                )
+        elif char in "}])":
+            depth = max(0, depth - 1)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if "\0" in text:
+        return "holds a NUL byte, which no command, path or environment can carry"
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return f"holds a lone surrogate (\\u{ord(char):04X}), which is not text"
+    return None
+
+
+def text_errors(body: Body, owner: str = "the file") -> list[Diagnostic]:
+    """Every string of the file (values, map keys, block labels) that no process can take,
+    one line each: a NUL byte or a lone surrogate (`"\\u0000"`, `"\\uD800"`)."""
+    found: list[Diagnostic] = []
+
+    def value(v: Value, label: str) -> None:
+        if v.kind == "string":
+            problem = _text_problem(v.data)
+            if problem:
+                found.append(Diagnostic(Severity.ERROR, f"{label} {problem}", v.line or None))
+        elif v.kind == "list":
+            for item in v.data:
+                value(item, label)
+        elif v.kind == "map":
+            for key, key_line, item in v.data:
+                problem = _text_problem(key)
+                if problem:
+                    found.append(Diagnostic(Severity.ERROR, f"{label}: a key {problem}", key_line or None))
+                value(item, f"{label}: {key.encode('unicode_escape').decode()}")
+
+    for item in body:
+        if isinstance(item, Attribute):
+            value(item.value, f"{owner}: {item.name}")
+            continue
+        for name in item.labels:
+            problem = _text_problem(name)
+            if problem:
+                found.append(Diagnostic(Severity.ERROR, f"the name of a {item.type} block {problem}", item.line))
+        inner = f'{item.type} "{item.labels[0]}"' if item.labels and not _text_problem(item.labels[0]) else item.type
+        found += text_errors(item.body, inner if owner == "the file" else f"{owner} {item.type}")
+    return found
+
+
 # ---------------------------------------------------------------------------- entry points
 
 
@@ -660,10 +759,16 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None, 
     """
     path = Path(path).absolute()
     env = os.environ if environ is None else environ
+    too_deep = nesting_error(text)
+    if too_deep is not None:
+        return Report(path, (too_deep,))
     try:
         body = parse(text)
     except HclSyntaxError as exc:
         return Report(path, (Diagnostic(Severity.ERROR, exc.message, exc.line),))
+    bad_text = text_errors(body)
+    if bad_text:
+        return Report(path, tuple(bad_text))
     checker = _Checker(path, env)
     _, blocks = checker.members(body, "", "the file")
     settings, proxy_line = checker.settings(blocks)

@@ -479,6 +479,10 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
         raise RuntimeFailure(
             f"service {service.name}: cannot start: {exc.strerror or exc}"
         ) from None
+    except (ValueError, UnicodeError) as exc:
+        # A NUL byte or a lone surrogate in the command, its folder or its environment (an
+        # env_file validation did not see, or a variable a3s inherited): one line, not a crash.
+        raise RuntimeFailure(f"service {service.name}: cannot start: {exc}") from None
     _grow_pipe(popen)
     return ServiceProcess(service.name, popen, time.time(), time.monotonic())
 
