@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from a3s_dev.core.policy import RestartPolicy
     from a3s_dev.core.process import ServiceProcess
     from a3s_dev.core.supervisor import Supervisor
-    from a3s_dev.runtime import RuntimePaths
+    from a3s_dev.runtime import GroupRegistry, RuntimePaths
 
 # An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
 # task_status.started() once it is serving (serve_proxy, watch_services, serve_control).
@@ -82,24 +82,29 @@ def listen_proxy(port: int) -> list[socket.socket]:
         raise listen_error(exc) from None
 
 
-def prespawn(config: DevConfig, wanted: Sequence[str]) -> dict[str, ServiceProcess]:
-    """Spawn the wanted services that wait for nothing, now, before asyncio and the heavy imports.
+def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | None = None) -> dict[str, ServiceProcess]:
+    """Spawn the wanted services that wait for nothing, now, before asyncio and the heavy imports;
+    each one's group is in `groups` (on disk) before the next spawn, so a supervisor killed
+    in between leaves nothing the next `up` or `down` cannot find.
 
-    A service that cannot be spawned (port taken, missing dir) is left to the supervisor,
-    which reports it the usual way.
+    A service that cannot be spawned (port taken, missing dir, a command no process can take)
+    is left to the supervisor, which reports it the usual way.
     """
     from a3s_dev.config.graph import independent
     from a3s_dev.core.process import check_port_free, service_env, spawn
     from a3s_dev.errors import RuntimeFailure
+    from a3s_dev.runtime import GroupRecord
 
     spawned: dict[str, ServiceProcess] = {}
     for name in independent(config, wanted):
         svc = config.service(name)
         try:
             check_port_free(svc)
-            spawned[name] = spawn(svc, service_env(svc, config))
+            proc = spawned[name] = spawn(svc, service_env(svc, config))
         except RuntimeFailure:
             continue
+        if groups is not None:
+            groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, svc.stop_signal, svc.stop_timeout))
     return spawned
 
 
@@ -277,7 +282,8 @@ def _run(
             print(f"{ORPHANS}{', '.join(o.service for o in orphans)}", flush=True)
         proxy_port = config.settings.proxy_port if opts.proxy else 0
         proxy_sockets = listen_proxy(proxy_port)
-        prespawned = prespawn(config, wanted)
+        groups = runtime.GroupRegistry(paths.state_dir)
+        prespawned = prespawn(config, wanted, groups)
         import anyio
 
         async def main() -> None:
@@ -300,6 +306,7 @@ def _run(
                     on_supervisor=on_supervisor,
                     attach_after=attach_after,
                     proxy_port=proxy_port or None,
+                    groups=groups,
                 )
                 holder[0].announce("every service stopped")
                 tg.cancel_scope.cancel()

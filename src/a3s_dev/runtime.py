@@ -85,8 +85,11 @@ def find_file(explicit: Path | str | None, cwd: Path | None = None, environ: Map
 
 
 def state_dir_for(a3sfile: Path) -> Path:
-    """`.a3s/` beside the A3sfile."""
-    return Path(os.path.abspath(a3sfile)).parent / STATE_DIR_NAME
+    """The A3sfile's own state folder beside it: `.a3s/` for `A3sfile.hcl`, `.a3s-<stem>/` for
+    any other name, so that `-f other.hcl` never sees or stops A3sfile.hcl's supervisor."""
+    path = Path(os.path.abspath(a3sfile))
+    name = STATE_DIR_NAME if path.name == A3SFILE_NAME else f"{STATE_DIR_NAME}-{path.stem}"
+    return path.parent / name
 
 
 def file_key(a3sfile: Path) -> str:
@@ -142,8 +145,14 @@ def _private_dir(path: Path) -> None:
 
 
 def ensure_state_dir(paths: RuntimePaths) -> Path:
-    """Create `.a3s/` (0700) and the socket's private folder when it lives elsewhere; return `.a3s/`."""
+    """Create the state folder (0700, with a `.gitignore` of `*` so it never shows in `git
+    status`, as pytest's and ruff's caches do) and the socket's private folder when it lives
+    elsewhere; return the state folder."""
     _private_dir(paths.state_dir)
+    ignore = paths.state_dir / ".gitignore"
+    if not ignore.exists():
+        with contextlib.suppress(OSError):
+            ignore.write_text("# Created by a3s: its runtime state, never committed.\n*\n")
     if paths.socket.parent != paths.state_dir:
         _private_dir(paths.socket.parent)
     return paths.state_dir
@@ -288,16 +297,20 @@ class GroupRecord(NamedTuple):
     pid: int
     pgid: int
     started: float  # time.time() at spawn
+    stop_signal: str = "SIGTERM"  # how a later `up` or `down` ends it if we are killed
+    stop_timeout: float = 5.0
 
 
 class GroupRegistry:
     """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
 
     def __init__(self, folder: Path, schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
-        """With `schedule` (e.g. the event loop's call_soon), changes made together are written once."""
+        """Without `schedule` every change is written at once (the first wave, spawned before the
+        event loop: each group is on disk before the next spawn); with one (the loop's call_soon,
+        once it runs), changes made together are written once."""
         self._path = folder / GROUPS_FILE
         self._groups: dict[str, GroupRecord] = {}
-        self._schedule = schedule
+        self.schedule = schedule
         self._pending = False
 
     @property
@@ -313,12 +326,12 @@ class GroupRegistry:
             self._save()
 
     def _save(self) -> None:
-        if self._schedule is None:
+        if self.schedule is None:
             self.flush()
         elif not self._pending:
             # 100 services starting at once would otherwise rewrite the file 100 times.
             self._pending = True
-            self._schedule(self.flush)
+            self.schedule(self.flush)
 
     def flush(self) -> None:
         """Write the file now (write-then-rename, so a supervisor killed mid-write never leaves half a file)."""
@@ -326,7 +339,7 @@ class GroupRegistry:
         try:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self._path.with_name(self._path.name + ".tmp")
-            data = {n: {"pid": r.pid, "pgid": r.pgid, "started": r.started} for n, r in self._groups.items()}
+            data = {n: r._asdict() for n, r in self._groups.items()}
             tmp.write_text(json.dumps(data))
             os.replace(tmp, self._path)
         except OSError:
@@ -338,6 +351,8 @@ class Orphan(NamedTuple):
 
     service: str
     pgid: int
+    stop_signal: str = "SIGTERM"
+    stop_timeout: float = 5.0
 
 
 def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
@@ -367,26 +382,39 @@ def recorded_orphans(paths: RuntimePaths) -> list[Orphan]:
         leader_start = procfs.start_time(pgid)
         if leader_start is not None and isinstance(started, (int, float)) and abs(leader_start - started) > 5.0:
             continue  # the leader's pid was reused by an unrelated process group
-        found.append(Orphan(service, pgid))
+        stop_signal = rec.get("stop_signal")
+        stop_timeout = rec.get("stop_timeout")
+        found.append(
+            Orphan(
+                service,
+                pgid,
+                stop_signal if isinstance(stop_signal, str) and stop_signal in signal.Signals.__members__ else "SIGTERM",
+                float(stop_timeout) if isinstance(stop_timeout, (int, float)) and stop_timeout >= 0 else 5.0,
+            )
+        )
     return found
 
 
-def end_groups(orphans: list[Orphan], grace: float = 5.0) -> None:
-    """SIGTERM each group, wait up to `grace` seconds for it to empty, then SIGKILL what is left."""
+def end_groups(orphans: list[Orphan], grace: float | None = None) -> None:
+    """Send each group its service's stop signal, wait up to its stop_timeout (or `grace`, when
+    given) for it to empty, then SIGKILL what is left. The groups stop together."""
+    began = time.monotonic()
     for orphan in orphans:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(orphan.pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
+            os.killpg(orphan.pgid, signal.Signals[orphan.stop_signal])
     alive = list(orphans)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-        alive = [o for o in alive if procfs.group_alive(o.pgid)]
-    for orphan in alive:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(orphan.pgid, signal.SIGKILL)
+    while alive:
+        now = time.monotonic() - began
+        overdue = [o for o in alive if now >= (o.stop_timeout if grace is None else grace)]
+        for orphan in overdue:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(orphan.pgid, signal.SIGKILL)
+        alive = [o for o in alive if o not in overdue and procfs.group_alive(o.pgid)]
+        if alive:
+            time.sleep(0.02)
 
 
-def clean_stale(paths: RuntimePaths, grace: float = 5.0) -> list[Orphan]:
+def clean_stale(paths: RuntimePaths, grace: float | None = None) -> list[Orphan]:
     """After a supervisor died without cleaning up: end its recorded groups, remove its socket,
     pid file and groups record. Does nothing while a live supervisor holds the lock."""
     if lock_held(paths) or _supervisor_pid_alive(paths):

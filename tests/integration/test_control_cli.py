@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -396,3 +397,78 @@ def test_up_d_with_a_string_no_process_can_take_is_one_line_and_starts_nothing(s
     assert "Traceback" not in result.err + result.out
     assert stack.supervisor_pid() is None
     assert [name for name, event in stack.record() if event == "spawned"] == []
+
+
+def test_each_a3sfile_has_its_own_state_folder_ignored_by_git(stack: Stack) -> None:
+    """SPEC §8: `-f other.hcl` never sees or stops A3sfile.hcl's supervisor."""
+    chain_a3sfile(stack.folder, ("db",))
+    other = stack.folder / "other.hcl"
+    other.write_text(service_block("solo", "exec sleep 30"))
+    assert stack.a3s("-f", str(other), "up", "-d").code == 0
+    assert (stack.folder / ".a3s-other" / "supervisor.pid").exists()
+    plain = json.loads(stack.a3s("status", "--json").out)
+    assert [(r["name"], r["state"]) for r in plain] == [("db", "stopped")]
+    assert stack.a3s("down").out.strip() == "nothing is running"
+    mine = json.loads(stack.a3s("-f", str(other), "status", "--json").out)
+    assert [(r["name"], r["state"]) for r in mine] == [("solo", "running")]
+    assert stack.a3s("-f", str(other), "down").code == 0
+    assert (stack.folder / ".a3s-other" / ".gitignore").read_text().splitlines()[-1] == "*"
+    import subprocess
+
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "-q", str(stack.folder)], check=True)
+        shown = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=stack.folder,
+                               capture_output=True, text=True, check=True).stdout
+        assert ".a3s" not in shown, shown
+
+
+def test_after_a_killed_supervisor_status_says_orphaned_and_down_uses_each_stop_signal(stack: Stack) -> None:
+    """SPEC §8: never `stopped` for a service that still listens; the cleanup sends each
+    service's own stop_signal and waits its stop_timeout."""
+    signals = stack.folder / "signals.txt"
+    trap = (
+        f"{sys.executable} -c \"import signal, sys, time\n"
+        f"def on(n, f):\n    open('{signals}', 'a').write(signal.Signals(n).name + chr(10)); sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, on); signal.signal(signal.SIGTERM, on)\ntime.sleep(600)\""
+    )
+    # Each command keeps its program as a grandchild: the parent-death signal ends only the
+    # shell when the supervisor is SIGKILLed, so the program is left behind, as a real one is.
+    stack.a3sfile.write_text(
+        service_block("pg", f"{trap} & wait", extra='stop_signal = "SIGINT"\n  stop_timeout = "9s"')
+        + service_block("idle", "sleep 600 & wait")
+    )
+    assert stack.a3s("up", "-d").code == 0
+    before = stack.status()
+    supervisor = stack.supervisor_pid()
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(supervisor), message="the supervisor to die")
+
+    result = stack.a3s("status", "--json")
+    rows = {r["name"]: r for r in json.loads(result.out)}
+    assert rows["pg"]["state"] == rows["idle"]["state"] == "orphaned"
+    assert rows["pg"]["pid"] in pids_in_group(before["pg"]["pid"]) and rows["pg"]["health"] is None
+    assert "run `a3s down`" in result.err
+    table = stack.a3s("status").out
+    assert "orphaned" in table and "stopped" not in table
+
+    assert stack.a3s("down").code == 0
+    assert signals.read_text().split() == ["SIGINT"], "pg was ended with its own stop_signal"
+    assert {r["state"] for r in json.loads(stack.a3s("status", "--json").out)} == {"stopped"}
+
+
+def test_status_of_a_frozen_supervisor_answers_within_2s_saying_so(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    assert stack.a3s("up", "-d").code == 0
+    supervisor = stack.supervisor_pid()
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        result = stack.a3s("status")
+        took = time.monotonic() - began
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    assert result.code == 1 and took < 2.5, (took, result.err)
+    assert f"the supervisor (pid {supervisor}) is not answering" in result.err
+    assert "Traceback" not in result.err

@@ -94,28 +94,42 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
 # ---------------------------------------------------------------------------- status
 
 
-def _stopped_rows(a3sfile: Path) -> list[dict[str, Any]]:
-    """Every service of the A3sfile as `stopped` (no supervisor runs): this one parses the file."""
+def _rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
+    """Every service of the A3sfile when no supervisor runs: `stopped`, or `orphaned` (with its
+    pid) when the groups a killed supervisor recorded still have live processes. Parses the file."""
+    from a3s_dev import procfs
     from a3s_dev.config.load import load
 
-    return [
-        {
-            "name": s.name,
-            "state": "stopped",
-            "pid": None,
-            "port": s.port,
-            "health": None,
-            "uptime_s": None,
-            "restarts": 0,
-            "exit_code": None,
-            "url": s.url,
-        }
-        for s in load(a3sfile).services
-    ]
+    orphans = {o.service: o for o in runtime.recorded_orphans(runtime.paths_for(a3sfile))}
+    rows = []
+    for s in load(a3sfile).services:
+        orphan = orphans.get(s.name)
+        pid = None
+        if orphan is not None:
+            members = procfs.live_members(orphan.pgid)
+            pid = orphan.pgid if orphan.pgid in members else (members[0] if members else orphan.pgid)
+        rows.append(
+            {
+                "name": s.name,
+                "state": "orphaned" if orphan is not None else "stopped",
+                "pid": pid,
+                "port": s.port,
+                "health": None,
+                "uptime_s": None,
+                "restarts": 0,
+                "exit_code": None,
+                "url": s.url,
+            }
+        )
+    return rows
 
 
-def status_rows(a3sfile: Path) -> list[dict[str, Any]]:
-    """The status of every service: from the supervisor when one answers, else all `stopped`."""
+def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
+    """The status of every service: from the supervisor when one answers, else `stopped` or
+    `orphaned`. A supervisor that takes the connection but does not answer within `timeout`
+    (stopped with SIGSTOP, hung) is an A3sError saying so."""
+    from a3s_dev.control.client import ControlError
+
     paths = runtime.paths_for(a3sfile)
     client = ControlClient(paths.socket)
     # A supervisor holding the lock attaches its control API once its first services
@@ -123,18 +137,33 @@ def status_rows(a3sfile: Path) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 5.0
     while True:
         try:
-            return list(client.status()["services"])
+            return list(client.status(timeout=timeout)["services"])
+        except ControlError:
+            pid = runtime.read_pid(paths)
+            who = f"the supervisor (pid {pid})" if pid else "the supervisor"
+            raise ControlError(
+                f"{who} is not answering (stopped or hung?); `kill -CONT {pid or '<pid>'}` resumes a stopped one, "
+                "`a3s down` ends it"
+            ) from None
         except NotRunning:
             if not runtime.lock_held(paths) or time.monotonic() > deadline:
-                return _stopped_rows(a3sfile)
+                return _rows_without_supervisor(a3sfile)
             time.sleep(0.05)
 
 
 def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
-    """`a3s status [--json]`."""
+    """`a3s status [--json]`; the orphans of a killed supervisor are named with what to do."""
     from a3s_dev.cli.render import render_status
 
-    render_status(status_rows(runtime.find_file(file)), as_json=as_json, out=out or sys.stdout, color=use_color(color))
+    rows = status_rows(runtime.find_file(file))
+    render_status(rows, as_json=as_json, out=out or sys.stdout, color=use_color(color))
+    orphaned = [r["name"] for r in rows if r["state"] == "orphaned"]
+    if orphaned:
+        print(
+            f"a3s: no supervisor runs, but {', '.join(orphaned)} still run{'s' if len(orphaned) == 1 else ''}"
+            " (orphaned by a killed supervisor): run `a3s down` to end them",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -78,6 +78,7 @@ class Supervisor:
         cadence: Cadence = Cadence(),
         record_groups: bool = True,
         prespawned: dict[str, ServiceProcess] | None = None,
+        groups: GroupRegistry | None = None,
         proxy_port: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -97,9 +98,9 @@ class Supervisor:
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources()
-        self._groups = (
-            GroupRegistry(paths_for(config.path).state_dir, _call_soon) if record_groups else None
-        )
+        if groups is None and record_groups:
+            groups = GroupRegistry(paths_for(config.path).state_dir)
+        self._groups = groups  # the first wave's groups already in it (run.prespawn)
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.proxy_port = proxy_port
@@ -111,6 +112,8 @@ class Supervisor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Own the service runners until shutdown(); stop every service when returning or cancelled."""
         try:
+            if self._groups is not None:
+                self._groups.schedule = _call_soon  # from here on, changes made together are written once
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 task_status.started()
@@ -399,7 +402,8 @@ class Supervisor:
         svc.health = None
         proc.attach(lambda lines: self._emit(name, lines))
         if self._groups is not None:
-            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started))
+            d = svc.defn
+            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, d.stop_signal, d.stop_timeout))
         self._set(svc, S.STARTING, None)
         try:
             async with anyio.create_task_group() as tg:

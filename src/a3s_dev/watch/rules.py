@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 DEFAULT_IGNORES: tuple[str, ...] = (
     ".git",
     ".a3s",
+    ".a3s-*",  # the state folders of A3sfiles with other names
     "node_modules",
     "__pycache__",
     ".venv",
