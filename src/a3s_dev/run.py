@@ -249,8 +249,9 @@ class ExitHandler:
             async for signum in signals:
                 self.received += 1
                 if self.received == 1:
-                    supervisor.announce(f"{signal.Signals(signum).name}: stopping every service{self.again}")
-                    await supervisor.shutdown()
+                    name = signal.Signals(signum).name
+                    supervisor.announce(f"{name}: stopping every service{self.again}")
+                    await supervisor.shutdown("Ctrl-C" if signum == signal.SIGINT else name)
                 else:
                     supervisor.announce("killing every service now")
                     supervisor.kill_all()

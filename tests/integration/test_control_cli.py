@@ -472,3 +472,31 @@ def test_status_of_a_frozen_supervisor_answers_within_2s_saying_so(stack: Stack)
     assert result.code == 1 and took < 2.5, (took, result.err)
     assert f"the supervisor (pid {supervisor}) is not answering" in result.err
     assert "Traceback" not in result.err
+
+
+def test_every_stop_is_logged_with_its_cause_in_stop_order(stack: Stack) -> None:
+    """SPEC §8: `a3s down api` used to write nothing; a full stop said only "every service stopped"."""
+    chain_a3sfile(stack.folder)  # db <- api <- web
+    assert stack.a3s("up", "-d").code == 0
+    a3s_log = stack.paths.logs_dir / "a3s.log"
+    assert stack.a3s("down", "api").code == 0  # api and its dependent web
+    wait_until(lambda: "api stopped (a3s down api)" in a3s_log.read_text(), message="the stop of api logged")
+    text = a3s_log.read_text()
+    assert text.index("web stopped (a3s down api)") < text.index("api stopped (a3s down api)")
+    assert stack.a3s("restart", "db").code == 0
+    wait_until(lambda: "db stopped (a3s restart)" in a3s_log.read_text(), message="the restart's stop logged")
+    assert stack.a3s("down").code == 0
+    text = a3s_log.read_text()
+    assert "db stopped (a3s down)" in text
+    assert text.index("db stopped (a3s down)") < text.index("every service stopped")
+
+
+def test_a_dependent_left_pending_by_a_failed_dependency_says_so_once(stack: Stack) -> None:
+    stack.a3sfile.write_text(
+        service_block("migrate", "exit 3", extra='oneshot = true\n  restart = "never"')
+        + service_block("api", "exec sleep 30", depends_on=["migrate"])
+    )
+    assert stack.a3s("up", "-d").code == 1
+    a3s_log = stack.paths.logs_dir / "a3s.log"
+    wait_until(lambda: "api stays pending: dependency migrate failed" in a3s_log.read_text(), message="the line")
+    holds(lambda: a3s_log.read_text().count("api stays pending") == 1, 0.5, message="said once")

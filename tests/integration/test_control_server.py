@@ -64,13 +64,13 @@ class FakeSupervisor:
             self.pid += 1
             self._set(n, S.RUNNING, pid=self.pid, started_at=time.time())
 
-    async def stop(self, names: Iterable[str] | None = None) -> None:
+    async def stop(self, names: Iterable[str] | None = None, *, cause: str | None = None) -> None:
         names = list(names) if names is not None else None
         self.calls.append(("stop", names))
         for n in names or self.config.names:
             self._set(n, S.STOPPED, pid=None)
 
-    async def restart(self, name: str) -> None:
+    async def restart(self, name: str, *, cause: str = "a3s restart") -> None:
         self.calls.append(("restart", name))
         self._set(name, S.STARTING)
 
@@ -86,7 +86,7 @@ class FakeSupervisor:
 
         asyncio.get_running_loop().create_task(later())
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, cause: str | None = None) -> None:
         self.calls.append(("shutdown", None))
         assert self.shutdown_requested is not None
         self.shutdown_requested.set()

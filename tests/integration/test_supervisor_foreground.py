@@ -98,6 +98,8 @@ def test_sigint_stops_everything_in_reverse_order_and_exits_zero(tmp_path: Path,
         line.startswith(("0", "1", "2")) and " db  | db listening on" in line for line in lines
     ), text
     assert "every service stopped" in lines[-1]
+    stops = [line.split("| ", 1)[1] for line in lines if line.endswith("stopped (Ctrl-C)")]
+    assert stops == ["api stopped (Ctrl-C)", "db stopped (Ctrl-C)"], "each stop, with its cause, dependents first"
     assert any("a3s | all 2 services ready in " in line for line in lines)
     # One healthy line per service, with the time to ready.
     assert [line.split("| ", 1)[1].split(" (")[0] for line in lines if "is healthy" in line] == [

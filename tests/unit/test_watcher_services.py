@@ -59,7 +59,7 @@ class FakeSupervisor:
         self.in_restart = 0
         self.fail_with: Exception | None = None
 
-    async def restart(self, name: str) -> None:
+    async def restart(self, name: str, *, cause: str = "a3s restart") -> None:
         self.restarts.append((name, time.monotonic()))
         if self.fail_with is not None:
             raise self.fail_with

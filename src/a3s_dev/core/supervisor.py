@@ -106,6 +106,7 @@ class Supervisor:
         self.proxy_port = proxy_port
         self._sleep = sleep
         self._probing = 0  # services in their start-up probe loop
+        self._shutdown_cause: str | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -121,7 +122,7 @@ class Supervisor:
                     await self._shutdown.wait()
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await self.stop()
+                        await self.stop(cause=self._shutdown_cause)
                         await self._resources.aclose()
                     tg.cancel_scope.cancel()
         finally:
@@ -164,8 +165,9 @@ class Supervisor:
             return True
         return done()
 
-    async def stop(self, names: Iterable[str] | None = None) -> None:
-        """Stop `names` (None: everything) and their running dependents, dependents first."""
+    async def stop(self, names: Iterable[str] | None = None, *, cause: str | None = None) -> None:
+        """Stop `names` (None: everything) and their running dependents, dependents first; each
+        stop is logged with its `cause` (`api stopped (a3s down api)`), in stop order."""
         if names is None:
             targets = set(self._svcs)
         else:
@@ -179,7 +181,7 @@ class Supervisor:
                 for dep in self._dependents[name]:
                     if dep in finished:
                         await finished[dep].wait()
-                await self._stop_one(self._svcs[name])
+                await self._stop_one(self._svcs[name], cause=cause)
             finally:
                 finished[name].set()
 
@@ -187,15 +189,17 @@ class Supervisor:
             for name in targets:
                 tg.start_soon(stop_after_dependents, name)
 
-    async def restart(self, name: str) -> None:
+    async def restart(self, name: str, *, cause: str = "a3s restart") -> None:
         """Graceful stop and start of `name` only; its dependents keep running."""
         svc = self._svcs[self._names([name])[0]]
-        await self._stop_one(svc, reason="restarting")
+        await self._stop_one(svc, reason="restarting", cause=cause)
         self.policy.reset(name)
         self._launch(svc)
 
-    async def shutdown(self) -> None:
-        """Stop everything in reverse dependency order; run() then returns."""
+    async def shutdown(self, cause: str | None = None) -> None:
+        """Stop everything in reverse dependency order, logging `cause` with each stop; run() then returns."""
+        if not self._shutdown.is_set():
+            self._shutdown_cause = cause
         self._shutdown.set()
 
     def status(self, name: str) -> ServiceStatus:
@@ -385,6 +389,8 @@ class Supervisor:
                 reason = st.dependency_exited(exited[0])
             else:
                 reason = st.waiting_for([d.defn.name for d in waiting])
+            if (failed or exited) and svc.reason != reason:
+                self.announce(f"{svc.defn.name} stays pending: {reason}")  # once per cause, not per wake-up
             self._set(svc, S.PENDING, reason)
             await self._changed.wait()
 
@@ -481,7 +487,7 @@ class Supervisor:
         finally:
             self._probing -= 1
 
-    async def _stop_one(self, svc: _Service, reason: str | None = None) -> None:
+    async def _stop_one(self, svc: _Service, reason: str | None = None, *, cause: str | None = None) -> None:
         name = svc.defn.name
         svc.wanted = False
         runner_done = svc.done
@@ -491,7 +497,10 @@ class Supervisor:
             if svc.state is not S.STOPPED and (
                 reason is not None or svc.state not in (S.COMPLETED, S.FAILED)
             ):
+                was = svc.state
                 self._set(svc, S.STOPPED, reason)
+                if cause and was in (S.PENDING, S.BACKOFF):
+                    self.announce(f"{name} stopped ({cause})")
             return
         svc.stopping = True
         if proc is not None and proc.returncode is None:
@@ -507,6 +516,8 @@ class Supervisor:
             svc.scope.cancel()
         await runner_done.wait()
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
+        if cause:
+            self.announce(f"{name} stopped ({cause})")
 
 
 def _call_soon(callback: Callable[[], None]) -> None:

@@ -26,7 +26,7 @@ class WatchTarget(Protocol):
     @property
     def config(self) -> DevConfig: ...
 
-    async def restart(self, name: str) -> None: ...
+    async def restart(self, name: str, *, cause: str = "a3s restart") -> None: ...
 
     def status(self, name: str) -> ServiceStatus: ...
 
@@ -57,7 +57,7 @@ async def _debounce_loop(
             supervisor.announce(describe_change(rule.service, changed, root, restarting=restarting))
         if restarting:
             try:
-                await supervisor.restart(rule.service)
+                await supervisor.restart(rule.service, cause="file change")
             except A3sError as exc:
                 supervisor.announce(f"{rule.service}: restart failed: {exc.message}")
             except Exception as exc:  # noqa: BLE001 - a dead watcher would silently end the dev loop
