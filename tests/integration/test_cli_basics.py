@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,18 @@ def test_unknown_command_is_a_usage_error_with_exit_2() -> None:
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_help_shows_flags_without_type_placeholders() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "a3s_dev", "up", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "<bool>" not in out
+    assert "-d, --detach" in out and "[SERVICE]..." in out and "--timeout DURATION" in out
+
+
+def test_no_color_is_accepted_after_any_command(tmp_path: Path) -> None:
+    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
+    for args in (["validate", "--no-color"], ["status", "--no-color"], ["logs", "--no-color"], ["down", "--no-color"]):
+        proc = subprocess.run([sys.executable, "-m", "a3s_dev", *args], cwd=tmp_path, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (args, proc.stderr)

@@ -104,3 +104,14 @@ def test_a_command_no_process_can_take_is_a_runtime_failure_not_a_crash(tmp_path
         svc = ServiceDef("bad", cmd, tmp_path)
         with pytest.raises(RuntimeFailure, match="service bad: cannot start: "):
             spawn(svc, env)
+
+
+def test_the_shells_messages_count_the_users_lines_not_the_wrappers(tmp_path: Path) -> None:
+    """SPEC §8: `/bin/sh: 2: uvicron: not found` leaked the parent-death guard's line."""
+    from a3s_dev.core.process import spawn
+
+    proc = spawn(ServiceDef("api", "uvicron-not-installed --reload", tmp_path), dict(os.environ))
+    assert proc.popen.stdout is not None
+    out = proc.popen.stdout.read().decode()
+    assert proc.popen.wait(timeout=10) == 127
+    assert "uvicron-not-installed" in out and ": 2:" not in out and "line 2" not in out, out

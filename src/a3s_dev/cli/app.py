@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -103,7 +104,7 @@ def validate(
 
 @app.command()
 def up(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).", metavar="SERVICE", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background.")] = False,
     timeout: Annotated[
         str | None,
@@ -137,7 +138,7 @@ def up(
 
 @app.command()
 def down(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).", metavar="SERVICE", show_default=False)] = None,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -149,7 +150,7 @@ def down(
 
 @app.command()
 def restart(
-    services: Annotated[list[str], typer.Argument(help="Services to restart.")],
+    services: Annotated[list[str], typer.Argument(help="Services to restart.", metavar="SERVICE", show_default=False)],
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -173,7 +174,7 @@ def status(
 
 @app.command()
 def logs(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).", metavar="SERVICE", show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new lines.")] = False,
     lines: Annotated[int | None, typer.Option("-n", "--lines", help="Last N lines per service.")] = None,
     since: Annotated[

@@ -458,7 +458,9 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
         # preexec_fn and can use vfork: 8 spawns take ~9 ms instead of ~36 ms.
         # The shell then checks that its parent is still us: had we died between the spawn
         # and setpriv's prctl, no signal would ever come and the service would be orphaned.
-        guard = f'[ "$PPID" = {os.getpid()} ] || exit 129\n'
+        # On the command's own first line: the shell's messages (`/bin/sh: 1: x: not found`)
+        # then count the user's lines, not ours.
+        guard = f'[ "$PPID" = {os.getpid()} ] || exit 129; '
         argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard + service.cmd]
         preexec = None
     else:
