@@ -257,25 +257,54 @@ class ExitHandler:
                     supervisor.kill_all()
 
 
+class _Announcer:
+    """a3s's own words from before the supervisor exists (the log files' trouble): on stderr
+    until it exists, then through it, so they reach the terminal and the stream."""
+
+    def __init__(self) -> None:
+        self.supervisor: Supervisor | None = None
+
+    def __call__(self, text: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.announce(text)
+        else:
+            import sys
+
+            print(f"a3s: {text}", file=sys.stderr, flush=True)
+
+
 def _run(
     config: DevConfig,
     opts: UpOptions,
     paths: RuntimePaths,
-    sinks: Sequence[LogSink],
+    terminal: LogSink | None,
     *,
     exit_handler: ExitHandler,
     attach_after: float,
     on_ready: Callable[[Supervisor], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
-    """Lock, clean up, listen, spawn the first wave, then serve until `down` or a signal."""
+    """Lock, clean up, listen, mark the run in the history, spawn the first wave, then serve
+    until `down` or a signal. The services' output goes to `.a3s/logs/` and to `terminal`."""
     from a3s_dev import runtime
+    from a3s_dev.core.logs import A3S, FileSink, run_marker
 
     wanted = wanted_services(config, opts.services, opts.deps)
     lock = runtime.SupervisorLock(paths)
     lock.acquire()
+    announcer = _Announcer()
+    files = FileSink(
+        paths.logs_dir,
+        rotate_bytes=config.settings.log_max_size,
+        keep=config.settings.log_keep,
+        on_trouble=announcer,
+    )
+    sinks: list[LogSink] = [files] if terminal is None else [terminal, files]
     prespawned: dict[str, ServiceProcess] = {}
     proxy_sockets: list[socket.socket] = []
     try:
+        now = time.time()
+        for sink in sinks:
+            sink.write(A3S, [run_marker(now)], now, "a3s")
         # We hold the lock, so whatever groups.json still lists belongs to a dead supervisor.
         orphans = runtime.recorded_orphans(paths)
         if orphans:
@@ -293,6 +322,7 @@ def _run(
 
                 def on_supervisor(sup: Supervisor) -> None:
                     holder.append(sup)
+                    announcer.supervisor = sup
                     tg.start_soon(exit_handler.watch, sup)
                     if on_ready is not None:
                         tg.start_soon(on_ready, sup)
@@ -330,6 +360,7 @@ def _run(
     finally:
         for sock in proxy_sockets:
             sock.close()
+        files.close()
         lock.release()
 
 
@@ -340,13 +371,12 @@ def run_foreground(config: DevConfig, opts: UpOptions | None = None, *, color: b
     """
     opts = opts or UpOptions()
     from a3s_dev import procfs, runtime
-    from a3s_dev.core.logs import A3S, FileSink, TerminalSink
+    from a3s_dev.core.logs import A3S, TerminalSink
     from a3s_dev.core.state import READY_STATES
 
     paths = runtime.paths_for(config.path)
     wanted = wanted_services(config, opts.services, opts.deps)
     terminal = TerminalSink([*config.names, A3S], color=color)
-    files = FileSink(paths.logs_dir)
 
     async def report_ready(sup: Supervisor) -> None:
         statuses = await sup.wait_ready(wanted)
@@ -360,14 +390,13 @@ def run_foreground(config: DevConfig, opts: UpOptions | None = None, *, color: b
             config,
             opts,
             paths,
-            [terminal, files],
+            terminal,
             exit_handler=ExitHandler(" (Ctrl-C again to kill them at once)"),
             attach_after=1.0,
             on_ready=report_ready,
         )
     finally:
         terminal.close()
-        files.close()
 
 
 def run_background(a3sfile: Path, opts: UpOptions) -> int:
@@ -378,26 +407,20 @@ def run_background(a3sfile: Path, opts: UpOptions) -> int:
 
     from a3s_dev import runtime
     from a3s_dev.config.load import load
-    from a3s_dev.core.logs import FileSink
     from a3s_dev.errors import A3sError, ConfigError
 
     paths = runtime.paths_for(a3sfile)
-    sink: FileSink | None = None
     try:
         config = load(a3sfile)
         if not config.services:
             raise ConfigError(f'{a3sfile}: no services to start (add a service "name" {{ cmd = "..." }} block)')
         print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
-        sink = FileSink(paths.logs_dir)
         # The control API is the only window `up -d` and `status` have on a background
         # supervisor, so it loads at once (aiohttp in a thread) instead of after start-up.
-        return _run(config, opts, paths, [sink], exit_handler=ExitHandler(), attach_after=0.0)
+        return _run(config, opts, paths, None, exit_handler=ExitHandler(), attach_after=0.0)
     except runtime.AlreadyRunning as exc:
         print(f"a3s: {exc.message}", flush=True)
         return EXIT_ALREADY_RUNNING
     except A3sError as exc:
-        print(f"a3s: {exc.message}", flush=True)
+        print(exc.printed(), flush=True)
         return exc.exit_code
-    finally:
-        if sink is not None:
-            sink.close()

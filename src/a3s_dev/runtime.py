@@ -209,8 +209,16 @@ class SupervisorLock:
             os.close(fd)
         self._fd = fd
         tmp = self.paths.pid.with_suffix(".pid.tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, self.paths.pid)
+        try:
+            tmp.write_text(f"{os.getpid()}\n")
+            os.replace(tmp, self.paths.pid)
+        except OSError as exc:  # a full disk: one line, and nothing left behind
+            tmp.unlink(missing_ok=True)
+            self.release()
+            raise A3sError(
+                f"{self.paths.state_dir}: cannot write the supervisor's pid file ({exc.strerror or exc}); "
+                "free some disk space and try again"
+            ) from None
 
     def release(self) -> None:
         """Remove the pid file, the socket and the lock file, then drop the lock (in that order,

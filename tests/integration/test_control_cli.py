@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -500,3 +501,13 @@ def test_a_dependent_left_pending_by_a_failed_dependency_says_so_once(stack: Sta
     a3s_log = stack.paths.logs_dir / "a3s.log"
     wait_until(lambda: "api stays pending: dependency migrate failed" in a3s_log.read_text(), message="the line")
     holds(lambda: a3s_log.read_text().count("api stays pending") == 1, 0.5, message="said once")
+
+
+def test_each_up_marks_its_run_in_the_history_and_logs_shows_it(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    for _ in range(2):
+        assert stack.a3s("up", "-d").code == 0
+        assert stack.a3s("down").code == 0
+    markers = [line for line in stack.a3s("logs", "a3s").out.splitlines() if "── a3s up " in line]
+    assert len(markers) == 2, markers
+    assert re.search(r"a3s +\| ── a3s up \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──$", markers[0])

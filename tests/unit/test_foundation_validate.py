@@ -380,3 +380,15 @@ def test_an_env_file_that_is_a_folder_or_holds_a_nul_is_an_error(tmp_path: Path)
     (tmp_path / ".env").write_bytes(b"A=1\nB=x\x00y\n")
     line, message = only_error(check('service "a" {\n  cmd = "x"\n  env_file = ".env"\n}\n', tmp_path))
     assert line == 3 and 'env_file ".env" line 2 holds a NUL byte' in message
+
+
+def test_log_rotation_settings_are_read_and_checked(tmp_path: Path) -> None:
+    report = check('dev {\n  log_max_size = "512KB"\n  log_keep = 5\n}\nservice "a" {\n  cmd = "x"\n}\n', tmp_path)
+    assert report.ok and report.config is not None
+    assert (report.config.settings.log_max_size, report.config.settings.log_keep) == (512 * 1024, 5)
+    defaults = check('service "a" {\n  cmd = "x"\n}\n', tmp_path).config
+    assert defaults is not None and (defaults.settings.log_max_size, defaults.settings.log_keep) == (10 * 1024**2, 3)
+    line, message = only_error(check('dev {\n  log_max_size = "ten"\n}\n', tmp_path))
+    assert line == 2 and 'dev: log_max_size: "ten" is not a size' in message
+    line, message = only_error(check("dev {\n  log_keep = -1\n}\n", tmp_path))
+    assert line == 2 and "log_keep -1 is out of range" in message

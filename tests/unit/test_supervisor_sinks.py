@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from a3s_dev.core.history import read_history
 from a3s_dev.core.logs import (
     FileSink,
     LineSplitter,
@@ -144,3 +145,51 @@ def test_file_sink_writes_millisecond_stamps_and_rotates(tmp_path: Path) -> None
         tmp_path / "logs" / "api.log"
     ).read_text()
     assert "line 9" in both
+
+
+def test_rotation_keeps_the_configured_number_of_older_files_and_logs_reads_them_all(tmp_path: Path) -> None:
+    """SPEC §8: rotation used to keep one older file: after 1M lines the first 668k were gone."""
+    folder = tmp_path / "logs"
+    sink = FileSink(folder, rotate_bytes=2048, keep=3)
+    at = 1_700_000_000.0
+    for i in range(400):
+        sink.write("api", [f"line {i:04d}"], at + i * 0.001, "stdout")
+    sink.close()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["api.log", "api.log.1", "api.log.2", "api.log.3"]
+    texts = [e.text for e in read_history(folder)]
+    assert texts == sorted(texts) and texts[-1] == "line 0399"  # oldest first, across every file
+    kept = sum(len(p.read_text().splitlines()) for p in folder.iterdir())
+    assert len(texts) == kept and kept < 400  # what is older than the third rotated file is gone
+
+
+def test_keep_zero_keeps_no_older_file(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path, rotate_bytes=1024, keep=0)
+    for i in range(200):
+        sink.write("api", [f"line {i}"], 1_700_000_000.0, "stdout")
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["api.log"]
+
+
+def test_a_full_disk_drops_lines_and_says_so_once_then_once_when_writing_resumes(tmp_path: Path) -> None:
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    said: list[str] = []
+    sink = FileSink(tmp_path, on_trouble=said.append)
+    (tmp_path / "api.log").symlink_to("/dev/full")  # every write: ENOSPC
+    for i in range(50):
+        sink.write("api", [f"line {i}"], 1_700_000_000.0, "stdout")  # never raises
+    assert len(said) == 1 and "cannot write the log files" in said[0] and "No space left" in said[0]
+    (tmp_path / "api.log").unlink()
+    sink.write("api", ["back"], 1_700_000_001.0, "stdout")
+    sink.close()
+    assert said[1] == "writing the log files again (50 lines not kept)"
+    assert (tmp_path / "api.log").read_text().endswith(" back\n")
+
+
+def test_the_run_marker_reads_as_the_spec_writes_it() -> None:
+    from a3s_dev.core.logs import run_marker
+
+    assert re.fullmatch(r"── a3s up \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──", run_marker(1_700_000_000.0))

@@ -27,6 +27,8 @@ class GlobalSettings:
     proxy_port: int = 7080  # 0 turns the proxy off; A3S_PROXY_PORT already applied
     log_level: str = "info"
     stop_timeout: float = 5.0  # seconds
+    log_max_size: int = 10 * 1024 * 1024  # bytes: a service's log file rotates past this
+    log_keep: int = 3  # rotated files kept per service
 
 
 @dataclass(frozen=True)
@@ -151,3 +153,24 @@ def parse_duration(text: str | float) -> float:
     if not raw or pos != len(raw):
         raise ValueError(f'"{text}" is not a duration (examples: "250ms", "2s", "1m30s")')
     return total
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?B?)", re.IGNORECASE)
+
+
+def parse_size(text: str | float) -> int:
+    """Bytes in "10MB", "512KB", "1GB" (binary multiples) or a bare number of bytes.
+
+    Raises ValueError with a readable message for anything else.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a size")  # noqa: TRY004 - callers catch ValueError
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"{text!r} is not a size (must be zero or more)")
+        return int(text)
+    m = _SIZE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f'"{text}" is not a size (examples: "10MB", "512KB", "1GB")')
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])

@@ -24,6 +24,7 @@ from a3s_dev.config.model import (
     ServiceDef,
     WatchConfig,
     parse_duration,
+    parse_size,
 )
 
 
@@ -112,6 +113,8 @@ class Kind(enum.Enum):
     POSITIVE_INT = "a whole number of at least 1"
     BOOL = "true or false"
     DURATION = 'a duration like "500ms", "2s" or "1m30s"'
+    SIZE = 'a size like "10MB" or "512KB"'
+    COUNT = "a whole number of 0 or more"
     STRING_LIST = 'a list of strings, like ["a", "b"]'
     ENV_MAP = 'a map of strings, like { KEY = "value" }'
     CHOICE = "one of"
@@ -131,6 +134,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "proxy_port": Field(Kind.PROXY_PORT),
         "log_level": Field(Kind.CHOICE, LOG_LEVELS),
         "stop_timeout": Field(Kind.DURATION),
+        "log_max_size": Field(Kind.SIZE),
+        "log_keep": Field(Kind.COUNT),
     },
     "service": {
         "cmd": Field(Kind.STRING),
@@ -277,8 +282,25 @@ class _Checker:
             if v.kind != "string":
                 return self._wrong(line, label, spec, v)
             return v.data
-        if kind in (Kind.PORT, Kind.PROXY_PORT, Kind.POSITIVE_INT):
-            low, high = {Kind.PORT: (1, 65535), Kind.PROXY_PORT: (0, 65535), Kind.POSITIVE_INT: (1, None)}[kind]
+        if kind is Kind.SIZE:
+            if v.kind not in ("string", "number"):
+                return self._wrong(line, label, spec, v)
+            try:
+                size = parse_size(v.data)
+            except ValueError as exc:
+                self.error(line, f"{label}: {exc}")
+                return None
+            if size < 1024:
+                self.error(line, f"{label}: {size} bytes is too small (at least 1KB)")
+                return None
+            return size
+        if kind in (Kind.PORT, Kind.PROXY_PORT, Kind.POSITIVE_INT, Kind.COUNT):
+            low, high = {
+                Kind.PORT: (1, 65535),
+                Kind.PROXY_PORT: (0, 65535),
+                Kind.POSITIVE_INT: (1, None),
+                Kind.COUNT: (0, 1000),
+            }[kind]
             number = v.data
             if v.kind == "string" and v.data.strip().isdigit():
                 return self._wrong(line, label, spec, v, hint=f"write {v.data.strip()} without quotes")
@@ -373,6 +395,7 @@ class _Checker:
         for extra in dev_blocks[1:]:
             self.error(extra.line, f"duplicate dev block (first on line {dev_blocks[0].line})", "merge them into one")
         defaults = GlobalSettings()
+        log_max_size, log_keep = defaults.log_max_size, defaults.log_keep
         if not dev_blocks:
             proxy_port, log_level, stop_timeout, port_line = defaults.proxy_port, defaults.log_level, defaults.stop_timeout, None
         else:
@@ -388,6 +411,10 @@ class _Checker:
             proxy_port = defaults.proxy_port if proxy_port is None else proxy_port
             log_level = log_level or defaults.log_level
             stop_timeout = defaults.stop_timeout if stop_timeout is None else stop_timeout
+            size = self.value(attrs.get("log_max_size"), spec["log_max_size"], "dev")
+            keep = self.value(attrs.get("log_keep"), spec["log_keep"], "dev")
+            log_max_size = log_max_size if size is None else size
+            log_keep = log_keep if keep is None else keep
         override = self.environ.get("A3S_PROXY_PORT")
         if override is not None and override.strip() != "":
             raw = override.strip()
@@ -395,7 +422,14 @@ class _Checker:
                 proxy_port, port_line = int(raw), None
             else:
                 self.error(None, f'A3S_PROXY_PORT="{override}" is not a port number (0-65535; 0 turns the proxy off)')
-        return GlobalSettings(proxy_port=proxy_port, log_level=log_level, stop_timeout=stop_timeout), port_line
+        settings = GlobalSettings(
+            proxy_port=proxy_port,
+            log_level=log_level,
+            stop_timeout=stop_timeout,
+            log_max_size=log_max_size,
+            log_keep=log_keep,
+        )
+        return settings, port_line
 
     def service(self, block: Block, settings: GlobalSettings, lines: dict[tuple[str, str], int]) -> ServiceDef | None:
         """One service block -> ServiceDef with every default applied (None when it has no usable name)."""

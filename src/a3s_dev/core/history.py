@@ -76,17 +76,17 @@ def parse_lines(
 
 
 def service_files(logs_dir: Path) -> dict[str, list[Path]]:
-    """Each service's log files, oldest first (`x.log.1` before `x.log`)."""
-    found: dict[str, list[Path]] = {}
+    """Each service's log files, oldest first (`x.log.3`, `x.log.2`, `x.log.1`, `x.log`)."""
+    ranked: dict[str, list[tuple[int, Path]]] = {}
     if not logs_dir.is_dir():
-        return found
-    for entry in sorted(logs_dir.iterdir()):
-        name = entry.name
-        if name.endswith(".log.1"):
-            found.setdefault(name[: -len(".log.1")], []).insert(0, entry)
-        elif name.endswith(".log"):
-            found.setdefault(name[: -len(".log")], []).append(entry)
-    return found
+        return {}
+    for entry in logs_dir.iterdir():
+        stem, dot, number = entry.name.rpartition(".")
+        if entry.name.endswith(".log"):
+            ranked.setdefault(entry.name[: -len(".log")], []).append((0, entry))
+        elif dot and number.isdigit() and stem.endswith(".log"):
+            ranked.setdefault(stem[: -len(".log")], []).append((int(number), entry))
+    return {name: [p for _, p in sorted(files, key=lambda f: -f[0])] for name, files in sorted(ranked.items())}
 
 
 def read_service(

@@ -6,12 +6,13 @@ read) so that a chatty service costs a few joins per read, not Python work per l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -196,6 +197,7 @@ class TerminalSink:
 # ----------------------------------------------------------------------------- files
 
 ROTATE_BYTES = 10 * 1024 * 1024
+KEEP_FILES = 3
 
 
 def format_stamp(at: float) -> str:
@@ -203,14 +205,35 @@ def format_stamp(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
 
 
-class FileSink:
-    """One `<name>.log` per service under `folder`, each line timestamped, rotated to `.1` past `rotate_bytes`."""
+def run_marker(at: float) -> str:
+    """The line each `a3s up` writes into the history, so that runs can be told apart."""
+    return time.strftime("── a3s up %Y-%m-%d %H:%M:%S ──", time.localtime(at))
 
-    def __init__(self, folder: Path, *, rotate_bytes: int = ROTATE_BYTES) -> None:
+
+class FileSink:
+    """One `<name>.log` per service under `folder`, each line timestamped; past `rotate_bytes`
+    a file becomes `<name>.log.1` (older ones shift to .2, .3 …), `keep` of them kept.
+
+    Writing never blocks or stops a service: when the disk is full the lines are dropped, and
+    `on_trouble` is told once when that starts and once when writing works again.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        rotate_bytes: int = ROTATE_BYTES,
+        keep: int = KEEP_FILES,
+        on_trouble: Callable[[str], None] | None = None,
+    ) -> None:
         self._folder = folder
         self._rotate = rotate_bytes
+        self._keep = keep
         self._files: dict[str, tuple[IO[bytes], list[int]]] = {}
         self._made = False
+        self._on_trouble = on_trouble
+        self._failing: str | None = None  # why writing fails, while it does
+        self._dropped = 0
 
     def _open(self, service: str) -> tuple[IO[bytes], list[int]]:
         entry = self._files.get(service)
@@ -224,28 +247,62 @@ class FileSink:
         return entry
 
     def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
-        f, size = self._open(service)
         stamp = format_stamp(at) + " "
         data = (stamp + ("\n" + stamp).join(lines) + "\n").encode("utf-8", "replace")
         try:
+            f, size = self._open(service)
             f.write(data)
             f.flush()  # so that `a3s logs -f` in another terminal sees it now
-        except OSError:
+        except OSError as exc:
+            self._trouble(service, exc, len(lines))
             return  # a full disk must not take the stack down; the terminal still shows it
+        if self._failing is not None:
+            self._recovered()
         size[0] += len(data)
         if size[0] >= self._rotate:
             self._rotate_file(service)
+
+    def _trouble(self, service: str, exc: OSError, count: int) -> None:
+        self._dropped += count
+        entry = self._files.pop(service, None)
+        if entry is not None:
+            with contextlib.suppress(OSError):
+                entry[0].close()  # its buffer holds a half-written line; start clean next time
+        if self._failing is None:
+            self._failing = exc.strerror or str(exc)
+            if self._on_trouble is not None:
+                self._on_trouble(
+                    f"cannot write the log files in {self._folder} ({self._failing}): lines are shown but not kept"
+                )
+
+    def _recovered(self) -> None:
+        dropped, self._dropped, self._failing = self._dropped, 0, None
+        if self._on_trouble is not None:
+            self._on_trouble(f"writing the log files again ({dropped} line{'s' if dropped != 1 else ''} not kept)")
 
     def _rotate_file(self, service: str) -> None:
         f, _ = self._files.pop(service)
         f.close()
         path = self._folder / f"{service}.log"
-        os.replace(path, path.with_name(path.name + ".1"))
+        rotate(path, self._keep)
 
     def close(self) -> None:
         for f, _ in self._files.values():
-            f.close()
+            with contextlib.suppress(OSError):
+                f.close()
         self._files.clear()
+
+
+def rotate(path: Path, keep: int) -> None:
+    """`x.log` -> `x.log.1`, `x.log.1` -> `x.log.2` … keeping `keep` older files (0: none)."""
+    with contextlib.suppress(FileNotFoundError):
+        (path.with_name(f"{path.name}.{keep}") if keep else path).unlink()
+    for n in range(keep - 1, 0, -1):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path.with_name(f"{path.name}.{n}"), path.with_name(f"{path.name}.{n + 1}"))
+    if keep:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 class MemorySink:
