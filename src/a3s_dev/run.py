@@ -125,11 +125,17 @@ def attachments(
         counts = ProxyCounts()
         found.append(functools.partial(serve_proxy, sockets=proxy_sockets, counts=counts))
     found.insert(0, functools.partial(serve_control, paths=paths, proxy_stats=counts))
-    if opts.watch and any(s.watch is not None for s in config.services):
-        from a3s_dev.watch.service import watch_services
-
-        found.append(watch_services)
     return found
+
+
+def watching(config: DevConfig, opts: UpOptions) -> list[Attachment]:
+    """The watcher, unless `--no-watch` or nothing is watched. It attaches with the first wave,
+    not after it: an edit made right after the ready line must not go unseen."""
+    if not opts.watch or not any(s.watch is not None for s in config.services):
+        return []
+    from a3s_dev.watch.service import watch_services
+
+    return [watch_services]
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -141,6 +147,8 @@ async def serve(
     services: Iterable[str] | None = None,
     deps: bool = True,
     attachments: Sequence[Attachment] = (),
+    early: Sequence[Attachment] = (),
+    on_early: Callable[[], None] | None = None,
     sinks: Sequence[LogSink] = (),
     policy: RestartPolicy | None = None,
     bus: EventBus | None = None,
@@ -152,8 +160,9 @@ async def serve(
     """Run the stack until `supervisor.shutdown()`: the Supervisor and each attachment in one task group.
 
     `on_supervisor` receives the Supervisor as soon as it exists (signal handlers and tests
-    use it). Attachments start once the requested services are ready (or one failed), at
-    most `attach_after` seconds in. When the supervisor has stopped every service, the
+    use it). `early` attachments start with the services (`on_early` is called once they
+    serve); the others once the requested services are ready (or one failed), at most
+    `attach_after` seconds in. When the supervisor has stopped every service, the
     attachments are cancelled.
     """
     import anyio
@@ -176,6 +185,10 @@ async def serve(
         await tg.start(run_supervisor)
         # Services first: the first wave is already running, the attachments can follow.
         await sup.start(wanted, deps=False)
+        for attachment in early:
+            await tg.start(attachment, sup)
+        if on_early is not None:
+            on_early()
         # Heavy imports run in a worker thread: in the loop's thread, aiohttp's ~0.4 s of
         # CPU would freeze the start-up probes that long.
         if uses_http_probes(config):
@@ -318,20 +331,28 @@ def _run(
 
         async def main() -> None:
             holder: list[Supervisor] = []
+            watched = anyio.Event()  # the watcher is armed: the ready line may be said
             async with anyio.create_task_group() as tg:
+
+                async def ready_once_watched(sup: Supervisor) -> None:
+                    await watched.wait()
+                    assert on_ready is not None
+                    await on_ready(sup)
 
                 def on_supervisor(sup: Supervisor) -> None:
                     holder.append(sup)
                     announcer.supervisor = sup
                     tg.start_soon(exit_handler.watch, sup)
                     if on_ready is not None:
-                        tg.start_soon(on_ready, sup)
+                        tg.start_soon(ready_once_watched, sup)
 
                 await serve(
                     config,
                     services=wanted,
                     deps=False,
                     attachments=[deferred(lambda: attachments(config, paths, opts, proxy_sockets))],
+                    early=watching(config, opts),
+                    on_early=watched.set,
                     sinks=sinks,
                     prespawned=prespawned,
                     on_supervisor=on_supervisor,
