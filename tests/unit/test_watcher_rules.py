@@ -257,3 +257,29 @@ def test_files_created_and_gone_within_a_batch_are_no_change(tmp_path: Path) -> 
         (3, str(tmp_path / "old.py")),  # only deleted: a real change
     }
     assert _transient(raw) == {str(tmp_path / "app.py.tmp")}
+
+
+def test_a_service_restarting_on_its_own_files_is_warned_once_then_slowed_like_a_crash_loop() -> None:
+    from a3s_dev.watch.rules import RestartLoop
+
+    loop = RestartLoop("api", "/r")
+    decisions = [loop.decide(float(t), ["/r/data/app.db", "/r/data/app.db-journal"]) for t in range(9)]
+    assert [d for d in decisions[:5]] == [(None, 0.0)] * 5  # five in a minute are a busy developer
+    warning, delay = decisions[5]
+    assert warning is not None and delay == 1.0
+    assert warning.startswith("api restarted 6 times in a minute on file changes (data/app.db, data/app.db-journal)")
+    assert 'add `ignore = ["data"]` to its watch block' in warning
+    assert [d for d in decisions[6:]] == [(None, 2.0), (None, 4.0), (None, 8.0)]  # said once, then backoff
+
+
+def test_a_quiet_minute_resets_the_restart_loop() -> None:
+    from a3s_dev.watch.rules import RestartLoop
+
+    loop = RestartLoop("api", "/r")
+    for t in range(6):
+        loop.decide(float(t), ["/r/out.txt"])
+    assert loop.decide(200.0, ["/r/src/app.py"]) == (None, 0.0)
+    for t in range(201, 205):
+        assert loop.decide(float(t), ["/r/out.txt"]) == (None, 0.0)
+    warning, _ = loop.decide(205.0, ["/r/out.txt"])
+    assert warning is not None and 'ignore = ["out.txt"]' in warning  # warned again: a new loop

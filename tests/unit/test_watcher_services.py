@@ -268,3 +268,18 @@ async def test_a_stream_of_changes_that_never_pauses_still_restarts() -> None:
             await anyio.sleep(0.02)
         assert sup.restarts, "no restart during an endless stream of changes"
         assert sup.restarts[0][1] - began < 1.0  # 10 x 50 ms, plus slack
+
+
+async def test_a_service_that_keeps_changing_its_own_files_gets_one_warning_and_slows_down() -> None:
+    """SPEC §8: 20 restarts in 15 s, RESTARTS 0, no word; now one warning naming the file."""
+    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.01))), FakeWatcher()
+    async with watching(sup, watcher):
+        for n in range(1, 7):
+            await watcher.change("src/state.json")
+            await until(lambda n=n: sup.count("api") >= min(n, 5), message=f"restart {n}")
+        await until(lambda: any("restarted 6 times in a minute" in line for line in sup.lines), message="the warning")
+        warning = next(line for line in sup.lines if "restarted 6 times" in line)
+        assert 'ignore = ["src"]' in warning and "src/state.json" in warning
+        await stays(lambda: sup.count("api") == 5, 0.5, "the sixth restart waits its backoff (1 s)")
+        await until(lambda: sup.count("api") == 6, timeout=3, message="the delayed sixth restart")
+        assert sum("restarted 6 times" in line for line in sup.lines) == 1

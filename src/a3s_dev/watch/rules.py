@@ -367,6 +367,60 @@ class PendingChanges:
         return paths
 
 
+# More file-change restarts than this within LOOP_WINDOW seconds look like a service that
+# writes into its own watch path: warn once, then back off like a crash loop.
+LOOP_RESTARTS = 5
+LOOP_WINDOW = 60.0
+
+
+class RestartLoop:
+    """Notices a service restarting on changes it makes itself. Pure: the clock is passed in.
+
+    `decide(now, paths)` before each file-change restart gives (warning or None, delay): the
+    warning once when the restarts pass LOOP_RESTARTS within LOOP_WINDOW, then a delay that
+    doubles with each further restart (1, 2, 4 … 30 s), back to none after a quiet window.
+    """
+
+    def __init__(self, service: str, root: str, *, first: float = 1.0, cap: float = 30.0) -> None:
+        self.service = service
+        self.root = root
+        self.first = first
+        self.cap = cap
+        self._times: list[float] = []
+        self._paths: dict[str, int] = {}
+        self._warned = False
+        self._over = 0
+
+    def decide(self, now: float, paths: Sequence[str]) -> tuple[str | None, float]:
+        self._times = [t for t in self._times if now - t < LOOP_WINDOW] + [now]
+        if len(self._times) <= LOOP_RESTARTS:
+            if len(self._times) == 1:  # a quiet window: a fresh start
+                self._paths.clear()
+                self._warned = False
+                self._over = 0
+            for p in paths:
+                self._paths[p] = self._paths.get(p, 0) + 1
+            return None, 0.0
+        for p in paths:
+            self._paths[p] = self._paths.get(p, 0) + 1
+        delay = min(self.cap, self.first * 2**self._over)
+        self._over += 1
+        warning = None if self._warned else self._warning(len(self._times))
+        self._warned = True
+        return warning, delay
+
+    def _warning(self, count: int) -> str:
+        # The files that changed most often are the likeliest to be written by the service itself.
+        often = sorted(self._paths, key=lambda p: (-self._paths[p], p))[:SHOWN_PATHS]
+        rel = [_rel(p, self.root) for p in often]
+        folders = {os.path.dirname(r) for r in rel}
+        glob = f"{folders.pop()}" if len(folders) == 1 and "" not in folders else rel[0]
+        return (
+            f"{self.service} restarted {count} times in a minute on file changes ({', '.join(rel)}); if it writes "
+            f'these itself, add `ignore = ["{glob}"]` to its watch block. Restarting with a delay from now on.'
+        )
+
+
 def describe_change(service: str, paths: Sequence[str], root: str, *, restarting: bool) -> str:
     """`api: 3 files changed (src/app.py, src/db.py, src/x.py) → restarting` (relative paths, sorted)."""
     rel = sorted(_rel(p, root) for p in paths)

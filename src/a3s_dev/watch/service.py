@@ -13,7 +13,14 @@ from anyio.abc import TaskStatus
 
 from a3s_dev.errors import A3sError, one_line
 from a3s_dev.watch.engine import Watcher, WatchfilesWatcher
-from a3s_dev.watch.rules import RESTARTABLE, PendingChanges, Routes, WatchRule, describe_change
+from a3s_dev.watch.rules import (
+    RESTARTABLE,
+    PendingChanges,
+    RestartLoop,
+    Routes,
+    WatchRule,
+    describe_change,
+)
 
 if TYPE_CHECKING:
     from a3s_dev.config.model import DevConfig
@@ -43,16 +50,26 @@ async def _debounce_loop(
     root: str,
     pending: PendingChanges,
     wake: Callable[[], anyio.Event],
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Wait for a burst to end, then act once; changes during the restart make one more round."""
+    """Wait for a burst to end, then act once; changes during the restart make one more round.
+    A service restarting on files it writes itself is told about once, then slowed down."""
+    loop = RestartLoop(rule.service, root)
     while True:
         if not pending:
             await wake().wait()
             continue
-        while (delay := pending.remaining(time.monotonic())) > 0:
+        while (delay := pending.remaining(clock())) > 0:
             await anyio.sleep(delay)
         changed = pending.take()
         restarting = rule.restart and supervisor.status(rule.service).state in RESTARTABLE
+        if restarting:
+            warning, backoff = loop.decide(clock(), changed)
+            if warning is not None:
+                supervisor.announce(warning)
+            if backoff:
+                await anyio.sleep(backoff)
+                changed = tuple(dict.fromkeys([*changed, *pending.take()]))  # what came meanwhile
         if not rule.restart or restarting:
             supervisor.announce(describe_change(rule.service, changed, root, restarting=restarting))
         if restarting:
