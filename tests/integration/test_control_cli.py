@@ -511,3 +511,37 @@ def test_each_up_marks_its_run_in_the_history_and_logs_shows_it(stack: Stack) ->
     markers = [line for line in stack.a3s("logs", "a3s").out.splitlines() if "── a3s up " in line]
     assert len(markers) == 2, markers
     assert re.search(r"a3s +\| ── a3s up \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──$", markers[0])
+
+
+def test_up_d_on_a_full_disk_is_one_line_and_leaves_nothing_behind(stack: Stack) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    chain_a3sfile(stack.folder, ("db",))
+    runtime.ensure_state_dir(stack.paths)
+    tmp = stack.paths.pid.with_suffix(".pid.tmp")
+    tmp.symlink_to("/dev/full")  # writing the pid file: ENOSPC, as on a full disk
+    result = stack.a3s("up", "-d")
+    assert result.code == 1
+    assert "cannot write the supervisor's pid file (No space left on device)" in result.err
+    assert "Traceback" not in result.err + result.out
+    assert not tmp.exists() and not stack.paths.pid.exists()
+    assert [name for name, event in stack.record() if event == "spawned"] == []
+
+
+def test_up_on_an_empty_a3sfile_is_one_line(stack: Stack) -> None:
+    stack.a3sfile.write_text("")
+    for args in (("up", "-d"), ("up",)):
+        result = stack.a3s(*args)
+        assert result.code == 1
+        assert result.err.strip().endswith('no services to start (add a service "name" { cmd = "..." } block)')
+        assert len(result.err.strip().splitlines()) == 1
+
+
+def test_up_d_reports_the_time_to_ready_from_its_own_start(stack: Stack) -> None:
+    chain_a3sfile(stack.folder, ("db",))
+    began = time.monotonic()
+    result = stack.a3s("up", "-d")
+    took = time.monotonic() - began
+    assert result.code == 0
+    shown = float(re.search(r"ready: db \((\d+\.\d\d)s\)", result.out).group(1))  # type: ignore[union-attr]
+    assert 0.05 < shown <= took + 0.05, (shown, took)
