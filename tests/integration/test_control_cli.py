@@ -545,3 +545,12 @@ def test_up_d_reports_the_time_to_ready_from_its_own_start(stack: Stack) -> None
     assert result.code == 0
     shown = float(re.search(r"ready: db \((\d+\.\d\d)s\)", result.out).group(1))  # type: ignore[union-attr]
     assert 0.05 < shown <= took + 0.05, (shown, took)
+
+
+def test_up_d_timeout_bounds_the_wait_and_leaves_the_supervisor_running(stack: Stack) -> None:
+    stack.a3sfile.write_text(service_block("never", "exec sleep 60", port=free_port()))  # never listens
+    began = time.monotonic()
+    result = stack.a3s("up", "-d", "--timeout", "1s")
+    assert result.code == 1 and time.monotonic() - began < 8
+    assert "not ready after 1s: never (starting); the supervisor keeps running" in result.err
+    assert stack.status()["never"]["state"] == "starting"
