@@ -155,16 +155,11 @@ def wait_ready(
             return 0
         if state.failed:
             progress.done()
-            print(f"a3s: {state.failed} failed: {state.reason}", file=err)
             try:
                 lines = client.tail(state.failed, TAIL)
             except A3sError:
                 lines = []
-            if lines:
-                count = f"{len(lines)} log line{'s' if len(lines) != 1 else ''}"
-                print(f"a3s: last {count} of {state.failed}:", file=err)
-                for line in lines:
-                    print(f"  {line}", file=err)
+            print_failure(f"{state.failed} failed: {state.reason}", state.failed, lines, err)
             return 1
         if remaining is not None and remaining <= 0:
             progress.done()
@@ -172,6 +167,16 @@ def wait_ready(
             print(f"a3s: not ready after {timeout:g}s: {waiting}; the supervisor keeps running", file=err)
             return 1
         progress.waiting(state.waiting)
+
+
+def print_failure(headline: str, name: str, lines: Sequence[str], err: IO[str]) -> None:
+    """`a3s: api failed: exit code 3`, then the service's last log lines, indented."""
+    print(f"a3s: {headline}", file=err)
+    if lines:
+        count = f"{len(lines)} log line{'s' if len(lines) != 1 else ''}"
+        print(f"a3s: last {count} of {name}:", file=err)
+        for line in lines:
+            print(f"  {line}", file=err)
 
 
 def _plan(client: ControlClient, opts: UpOptions) -> list[str]:

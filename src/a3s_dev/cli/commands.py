@@ -299,13 +299,10 @@ def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str
         done = ", ".join(f"{n} (pid {pids.get(n)})" if pids.get(n) else n for n in services)
         print(f"a3s: restarted {done}", file=out)
         return 0
-    print(f"a3s: {answer.get('failed')} did not get healthy: {answer.get('reason')}", file=err)
-    tail = answer.get("tail") or []
-    if tail:
-        count = f"{len(tail)} log line{'s' if len(tail) != 1 else ''}"
-        print(f"a3s: last {count} of {answer.get('failed')}:", file=err)
-        for line in tail:
-            print(f"  {line}", file=err)
+    from a3s_dev.daemonize import print_failure
+
+    failed = str(answer.get("failed"))
+    print_failure(f"{failed} did not get healthy: {answer.get('reason')}", failed, answer.get("tail") or [], err)
     return 1
 
 

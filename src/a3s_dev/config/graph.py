@@ -9,7 +9,7 @@ engine, and `a3s up` spawns the services that wait for nothing before it does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from a3s_dev.errors import UsageError, unknown_service
@@ -135,22 +135,24 @@ def dependency_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
     """`names` and everything they depend on, transitively, in start order (for `up SVC`)."""
     import networkx as nx
 
-    graph = build(config)
-    keep: set[str] = set()
-    for name in known(config, names):
-        keep |= nx.ancestors(graph, name) | {name}
-    return [n for n in start_order(config) if n in keep]
+    return _closure(config, names, nx.ancestors, start_order(config))
 
 
 def dependents_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
     """`names` and everything that depends on them, transitively, in stop order (for `down SVC`)."""
     import networkx as nx
 
+    return _closure(config, names, nx.descendants, stop_order(config))
+
+
+def _closure(
+    config: DevConfig, names: Iterable[str], reach: Callable[[nx.DiGraph, str], set[str]], order: list[str]
+) -> list[str]:
     graph = build(config)
     keep: set[str] = set()
     for name in known(config, names):
-        keep |= nx.descendants(graph, name) | {name}
-    return [n for n in stop_order(config) if n in keep]
+        keep |= reach(graph, name) | {name}
+    return [n for n in order if n in keep]
 
 
 def direct_dependents(config: DevConfig) -> dict[str, list[str]]:
