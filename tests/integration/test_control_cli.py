@@ -332,7 +332,9 @@ def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
     rows = json.loads(result.out)
     assert [r["name"] for r in rows] == ["db", "api"]
     for row in rows:
-        assert list(row) == ["name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url"]
+        assert list(row) == [
+            "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+        ]
         assert row["state"] in STATES
         assert isinstance(row["pid"], int) and isinstance(row["uptime_s"], float)
         assert row["restarts"] == 0 and row["exit_code"] is None
@@ -552,5 +554,6 @@ def test_up_d_timeout_bounds_the_wait_and_leaves_the_supervisor_running(stack: S
     began = time.monotonic()
     result = stack.a3s("up", "-d", "--timeout", "1s")
     assert result.code == 1 and time.monotonic() - began < 8
-    assert "not ready after 1s: never (starting); the supervisor keeps running" in result.err
+    assert "not ready after 1s: never (starting: connection refused); the supervisor keeps running" in result.err
+    assert "waiting for never (starting: connection refused)" in result.out
     assert stack.status()["never"]["state"] == "starting"

@@ -144,7 +144,9 @@ def test_uptime_format() -> None:
 
 
 # SPEC §2, written out here rather than taken from the implementation.
-SPEC_STATUS_KEYS = ["name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url"]
+SPEC_STATUS_KEYS = [
+    "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+]
 
 
 def test_json_output_has_exactly_the_spec_keys_in_order() -> None:

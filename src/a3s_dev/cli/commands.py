@@ -102,7 +102,8 @@ def _rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
 
     orphans = {o.service: o for o in runtime.recorded_orphans(runtime.paths_for(a3sfile))}
     rows = []
-    for s in load(a3sfile).services:
+    config = load(a3sfile)
+    for s in config.services:
         orphan = orphans.get(s.name)
         pid = None
         if orphan is not None:
@@ -119,6 +120,8 @@ def _rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
                 "restarts": 0,
                 "exit_code": None,
                 "url": s.url,
+                "probe": None,
+                "project": config.project,
             }
         )
     return rows

@@ -48,7 +48,8 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         str(row["state"]),
         text(row.get("pid")),
         text(row.get("port")),
-        text(row.get("health")),
+        # The last probe result says why a service is not ready yet, or not healthy.
+        text(row.get("probe") if row.get("state") in ("starting", "unhealthy") and row.get("probe") else row.get("health")),
         format_uptime(row.get("uptime_s")),
         str(row.get("restarts", 0)),
         text(row.get("url")),

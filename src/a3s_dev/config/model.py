@@ -18,6 +18,13 @@ class RestartMode(str, enum.Enum):
 class ProbeKind(str, enum.Enum):
     HTTP = "http"
     TCP = "tcp"
+    CMD = "cmd"
+    LOG = "log"
+
+
+class OnFailure(str, enum.Enum):
+    REPORT = "report"  # failed probes of a running service only mark it unhealthy
+    RESTART = "restart"  # `retries` of them restart it through the restart policy
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class GlobalSettings:
     stop_timeout: float = 5.0  # seconds
     log_max_size: int = 10 * 1024 * 1024  # bytes: a service's log file rotates past this
     log_keep: int = 3  # rotated files kept per service
+    name: str | None = None  # the project's name: dev.name, else A3S_PROJECT (validate resolves it)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,10 @@ class HealthConfig:
     interval: float = 2.0
     timeout: float = 1.0
     retries: int = 3
+    command: str | None = None  # cmd probes: run by /bin/sh -c in the service's dir
+    pattern: str | None = None  # log probes: a Python regex on each output line
+    start_timeout: float = 300.0  # not ready this long after its spawn: failed
+    on_failure: OnFailure = OnFailure.REPORT
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class ServiceDef:
     oneshot: bool = False
     watch: WatchConfig | None = None
     health: HealthConfig | None = None  # the explicit block, if any
+    proxy: bool = True  # false: not an HTTP service (a database): never routed, no http:// URL
     line: int | None = None  # where the block starts in the A3sfile
 
     @property
@@ -83,11 +96,14 @@ class ServiceDef:
 
     @property
     def url(self) -> str | None:
-        return f"http://127.0.0.1:{self.port}" if self.port is not None else None
+        """`http://127.0.0.1:PORT`; `127.0.0.1:PORT` for a service that does not speak HTTP."""
+        if self.port is None:
+            return None
+        return f"http://127.0.0.1:{self.port}" if self.proxy else f"127.0.0.1:{self.port}"
 
     def proxy_url(self, proxy_port: int) -> str | None:
         """The address through the proxy: `http://<subdomain>.localhost:<proxy_port>`."""
-        if self.port is None or self.subdomain is None:
+        if self.port is None or self.subdomain is None or not self.proxy:
             return None
         return f"http://{self.subdomain}.localhost:{proxy_port}"
 
@@ -108,6 +124,12 @@ class DevConfig:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.services)
+
+    @property
+    def project(self) -> str:
+        """The project's name (SPEC §6): dev.name, else A3S_PROJECT, else the A3sfile's folder
+        name made a DNS label."""
+        return self.settings.name or dns_label(self.root.name) or "a3s-project"
 
     def service(self, name: str) -> ServiceDef:
         for svc in self.services:
@@ -157,6 +179,25 @@ def parse_duration(text: str | float) -> float:
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?B?)", re.IGNORECASE)
+
+
+def dns_label(text: str) -> str:
+    """`My_Shop.v2` -> `my-shop-v2`: lower case, runs of anything else than letters and digits
+    as one `-`, at most 63 characters, no `-` at either end."""
+    label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return label[:63].rstrip("-")
+
+
+def format_duration(seconds: float) -> str:
+    """`2m0s`, `30s`, `1h5m0s`, `250ms`: the way a user writes durations."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
 def parse_size(text: str | float) -> int:

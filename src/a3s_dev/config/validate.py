@@ -19,10 +19,12 @@ from a3s_dev.config.model import (
     DevConfig,
     GlobalSettings,
     HealthConfig,
+    OnFailure,
     ProbeKind,
     RestartMode,
     ServiceDef,
     WatchConfig,
+    dns_label,
     parse_duration,
     parse_size,
 )
@@ -136,6 +138,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "stop_timeout": Field(Kind.DURATION),
         "log_max_size": Field(Kind.SIZE),
         "log_keep": Field(Kind.COUNT),
+        "name": Field(Kind.STRING),
     },
     "service": {
         "cmd": Field(Kind.STRING),
@@ -149,6 +152,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "stop_timeout": Field(Kind.DURATION),
         "stop_signal": Field(Kind.CHOICE, SIGNALS),
         "oneshot": Field(Kind.BOOL),
+        "proxy": Field(Kind.BOOL),
     },
     "watch": {
         "paths": Field(Kind.STRING_LIST),
@@ -162,6 +166,10 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "interval": Field(Kind.DURATION),
         "timeout": Field(Kind.DURATION),
         "retries": Field(Kind.POSITIVE_INT),
+        "command": Field(Kind.STRING),
+        "pattern": Field(Kind.STRING),
+        "start_timeout": Field(Kind.DURATION),
+        "on_failure": Field(Kind.CHOICE, tuple(m.value for m in OnFailure)),
     },
 }
 # Which blocks may appear inside which ("" is the top level of the file).
@@ -396,6 +404,7 @@ class _Checker:
             self.error(extra.line, f"duplicate dev block (first on line {dev_blocks[0].line})", "merge them into one")
         defaults = GlobalSettings()
         log_max_size, log_keep = defaults.log_max_size, defaults.log_keep
+        name = None
         if not dev_blocks:
             proxy_port, log_level, stop_timeout, port_line = defaults.proxy_port, defaults.log_level, defaults.stop_timeout, None
         else:
@@ -413,6 +422,14 @@ class _Checker:
             stop_timeout = defaults.stop_timeout if stop_timeout is None else stop_timeout
             size = self.value(attrs.get("log_max_size"), spec["log_max_size"], "dev")
             keep = self.value(attrs.get("log_keep"), spec["log_keep"], "dev")
+            name = self.value(attrs.get("name"), spec["name"], "dev")
+            if name is not None and not DNS_LABEL.match(name):
+                self.error(
+                    attrs["name"].line,
+                    f'dev: name "{name}" is not a DNS label',
+                    f'use lower-case letters, digits and "-", e.g. "{dns_label(name) or "shop"}"',
+                )
+                name = None
             log_max_size = log_max_size if size is None else size
             log_keep = log_keep if keep is None else keep
         override = self.environ.get("A3S_PROXY_PORT")
@@ -422,7 +439,10 @@ class _Checker:
                 proxy_port, port_line = int(raw), None
             else:
                 self.error(None, f'A3S_PROXY_PORT="{override}" is not a port number (0-65535; 0 turns the proxy off)')
+        if name is None and self.environ.get("A3S_PROJECT", "").strip():
+            name = dns_label(self.environ["A3S_PROJECT"]) or None
         settings = GlobalSettings(
+            name=name,
             proxy_port=proxy_port,
             log_level=log_level,
             stop_timeout=stop_timeout,
@@ -504,6 +524,7 @@ class _Checker:
             depends_on.append(dep)
             lines[(name, f"depends_on:{dep}")] = dep_line
         oneshot = bool(get("oneshot"))
+        proxy = get("proxy")
         restart_text = get("restart")
         restart = RestartMode(restart_text) if restart_text else (RestartMode.NEVER if oneshot else RestartMode.ON_FAILURE)
         stop_timeout = get("stop_timeout")
@@ -523,8 +544,14 @@ class _Checker:
                 watch = self.watch(sub, owner, service_dir)
             else:
                 health = self.health(sub, owner)
-                if health is not None and port is None and "port" not in attrs:
-                    self.error(sub.line, f"{owner}: a health probe needs a port", "set port = ... on the service")
+                needs_port = health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP)
+                if needs_port and port is None and "port" not in attrs:
+                    assert health is not None
+                    self.error(
+                        sub.line,
+                        f"{owner}: a {health.type.value} probe needs a port",
+                        'set port = ... on the service, or probe with type = "cmd" or "log"',
+                    )
         return ServiceDef(
             name=name,
             cmd=cmd or "",
@@ -540,6 +567,7 @@ class _Checker:
             oneshot=oneshot,
             watch=watch,
             health=health,
+            proxy=True if proxy is None else proxy,
             line=block.line,
         )
 
@@ -580,23 +608,42 @@ class _Checker:
         )
 
     def health(self, block: Block, owner: str) -> HealthConfig | None:
-        """A health block; without `type`, a `path` means http and no path means tcp."""
+        """A health block; without `type`: `command` means cmd, `pattern` log, `path` http, else tcp."""
         label = f"{owner} health"
         attrs, _ = self.members(block.body, "health", label)
         spec = SCHEMA["health"]
-        type_text = self.value(attrs.get("type"), spec["type"], label)
-        path = self.value(attrs.get("path"), spec["path"], label)
-        interval = self.value(attrs.get("interval"), spec["interval"], label)
-        timeout = self.value(attrs.get("timeout"), spec["timeout"], label)
-        retries = self.value(attrs.get("retries"), spec["retries"], label)
+
+        def get(key: str) -> Any:
+            return self.value(attrs.get(key), spec[key], label)
+
+        type_text, path, command, pattern = get("type"), get("path"), get("command"), get("pattern")
+        interval, timeout, retries = get("interval"), get("timeout"), get("retries")
+        start_timeout, on_failure = get("start_timeout"), get("on_failure")
         if type_text is None and "type" not in attrs:
-            type_text = "http" if path is not None else "tcp"
+            type_text = "cmd" if "command" in attrs else "log" if "pattern" in attrs else "http" if path is not None else "tcp"
         kind = ProbeKind(type_text) if type_text else ProbeKind.TCP
-        if kind is ProbeKind.TCP and "path" in attrs and "type" in attrs and type_text is not None:
-            self.error(attrs["path"].line, f"{label}: path applies to http probes only", 'remove it, or set type = "http"')
+        if "type" in attrs and type_text is not None:
+            if kind is not ProbeKind.HTTP and "path" in attrs:
+                self.error(attrs["path"].line, f"{label}: path applies to http probes only", 'remove it, or set type = "http"')
+            for key, wanted in (("command", ProbeKind.CMD), ("pattern", ProbeKind.LOG)):
+                if key in attrs and kind is not wanted:
+                    self.error(attrs[key].line, f"{label}: {key} applies to {wanted.value} probes only", f'set type = "{wanted.value}"')
+        if kind is ProbeKind.CMD and "command" not in attrs and type_text is not None:
+            self.error(block.line, f"{label}: a cmd probe needs a command", 'add command = "pg_isready -q -p $PORT"')
+        if command is not None and not command.strip():
+            self.error(attrs["command"].line, f"{label}: command is empty")
+        if kind is ProbeKind.LOG and "pattern" not in attrs and type_text is not None:
+            self.error(block.line, f"{label}: a log probe needs a pattern", 'add pattern = "listening on"')
+        if pattern is not None:
+            import re
+
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                self.error(attrs["pattern"].line, f'{label}: pattern "{pattern}" is not a regular expression ({exc})')
         if path is not None and not path.startswith("/"):
             self.error(attrs["path"].line, f'{label}: path "{path}" must start with "/"', f'write "/{path}"')
-        for key, seconds in (("interval", interval), ("timeout", timeout)):
+        for key, seconds in (("interval", interval), ("timeout", timeout), ("start_timeout", start_timeout)):
             if seconds is not None and seconds <= 0:
                 self.error(attrs[key].line, f"{label}: {key} must be more than zero")
         defaults = HealthConfig()
@@ -606,6 +653,10 @@ class _Checker:
             interval=interval or defaults.interval,
             timeout=timeout or defaults.timeout,
             retries=retries or defaults.retries,
+            command=command,
+            pattern=pattern,
+            start_timeout=start_timeout or defaults.start_timeout,
+            on_failure=OnFailure(on_failure) if on_failure else defaults.on_failure,
         )
 
 

@@ -22,8 +22,9 @@ class ProxyStats(Protocol):
     handed_over: int
 
 
-def status_dict(st: ServiceStatus, now: float) -> dict[str, Any]:
-    """One service as the API and `status --json` show it (SPEC §2 keys, plus `reason`)."""
+def status_dict(st: ServiceStatus, now: float, project: str | None = None) -> dict[str, Any]:
+    """One service as the API and `status --json` show it (SPEC §2 keys, plus `reason` and
+    `started_at`)."""
     live = st.state in ACTIVE_STATES and st.started_at is not None
     return {
         "name": st.name,
@@ -38,6 +39,8 @@ def status_dict(st: ServiceStatus, now: float) -> dict[str, Any]:
         "restarts": st.restarts,
         "exit_code": st.exit_code,
         "url": st.url,
+        "probe": st.probe if st.state in ACTIVE_STATES else None,
+        "project": project,
         "reason": st.reason,
         "started_at": st.started_at,
     }
@@ -80,7 +83,8 @@ def readiness(
             )
             return Readiness(False, name, reason)
         if svc["state"] not in _READY or svc.get("health") == "unhealthy":
-            waiting.append((name, svc["state"]))
+            probe = svc.get("probe")
+            waiting.append((name, f"{svc['state']}: {probe}" if probe else svc["state"]))
     return Readiness(not waiting, waiting=tuple(waiting))
 
 

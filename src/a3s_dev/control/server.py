@@ -193,7 +193,8 @@ class ControlServer:
 
     def services_json(self) -> list[dict[str, Any]]:
         now = time.time()
-        return [status_dict(s, now) for s in self.supervisor.snapshot()]
+        project = self.config.project
+        return [status_dict(s, now, project) for s in self.supervisor.snapshot()]
 
     @staticmethod
     async def body_of(request: web.Request) -> dict[str, Any]:
@@ -266,6 +267,7 @@ class ControlServer:
             {
                 "pid": os.getpid(),
                 "file": str(self.config.path),
+                "project": self.config.project,
                 "started_at": self.started_at,
                 "seq": self.hub.seq,
                 "services": self.services_json(),

@@ -7,6 +7,7 @@ Adding a kind is one class plus one `register_probe` call; the supervisor only e
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
     ok: bool
-    detail: str = ""  # why it failed ("connection refused", "HTTP 500")
+    detail: str = ""  # what it saw, for status and the error page: "GET /health → 500", "connection refused"
+    # The service itself answered (an HTTP status, a command that ran): probing it again at
+    # once would only fill its log, so the start-up cadence slows down (supervisor.Cadence).
+    reached: bool = False
 
 
 class HealthProbe(Protocol):
@@ -36,8 +40,9 @@ class ProbeResources:
     httpx is imported only here, so a stack with only TCP probes never pays for it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, env_for: Callable[[ServiceDef], dict[str, str]] | None = None) -> None:
         self._http: httpx.AsyncClient | None = None
+        self.env_for = env_for  # a service's environment (cmd probes run with it)
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -104,14 +109,12 @@ class TcpProbe:
                     await anyio.wait_writable(sock)
                     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                     if err == 0:
-                        return ProbeResult(True)
+                        return ProbeResult(True, "connected")
                 if err in (errno.EINPROGRESS, errno.EAGAIN):
-                    return ProbeResult(False, f"tcp connect timed out after {self.timeout:g}s")
+                    return ProbeResult(False, f"connect timed out after {self.timeout:g}s")
             if err == 0:
-                return ProbeResult(True)
-            return ProbeResult(
-                False, f"tcp port {self.port}: {errno.errorcode.get(err, err)} ({_strerror(err)})"
-            )
+                return ProbeResult(True, "connected")
+            return ProbeResult(False, _strerror(err))
         finally:
             sock.close()
 
@@ -122,13 +125,24 @@ def _strerror(err: int) -> str:
     return os.strerror(err).lower()
 
 
+def _user_agent() -> str:
+    from a3s_dev import __version__
+
+    return f"a3s-health/{__version__}"
+
+
+# Sent by every HTTP probe, so that a service's access log can leave its probes out.
+USER_AGENT = _user_agent()
+
+
 class HttpProbe:
     """Healthy on a 2xx or 3xx answer to GET http://127.0.0.1:port/path within `timeout`."""
 
     def __init__(
-        self, url: str, timeout: float, resources: ProbeResources, port: int | None = None
+        self, url: str, timeout: float, resources: ProbeResources, port: int | None = None, path: str = "/"
     ) -> None:
         self.url = url
+        self.path = path
         self.timeout = timeout
         self._resources = resources
         # A raw connect first: while the service starts it is polled every few ms, and a
@@ -140,26 +154,127 @@ class HttpProbe:
         if service.port is None:
             raise ValueError(f"service {service.name}: an http probe needs a port")
         path = cfg.path if cfg.path.startswith("/") else "/" + cfg.path
-        return cls(f"http://127.0.0.1:{service.port}{path}", cfg.timeout, resources, service.port)
+        return cls(f"http://127.0.0.1:{service.port}{path}", cfg.timeout, resources, service.port, path)
 
     async def check(self) -> ProbeResult:
         if self._gate is not None:
             gate = await self._gate.check()
             if not gate.ok:
-                return ProbeResult(False, f"GET {self.url}: {gate.detail}")
+                return gate  # "connection refused": nothing listens yet
         import httpx
 
         client = self._resources.http_client()
         try:
-            response = await client.get(self.url, timeout=self.timeout)
+            response = await client.get(self.url, timeout=self.timeout, headers={"User-Agent": USER_AGENT})
         except httpx.TimeoutException:
-            return ProbeResult(False, f"GET {self.url} timed out after {self.timeout:g}s")
+            return ProbeResult(False, f"GET {self.path} timed out after {self.timeout:g}s")
         except httpx.HTTPError as exc:
-            return ProbeResult(False, f"GET {self.url}: {type(exc).__name__} {exc}".rstrip())
-        if 200 <= response.status_code < 400:
-            return ProbeResult(True)
-        return ProbeResult(False, f"GET {self.url}: HTTP {response.status_code}")
+            return ProbeResult(False, f"GET {self.path}: {type(exc).__name__} {exc}".rstrip())
+        return ProbeResult(200 <= response.status_code < 400, f"GET {self.path} → {response.status_code}", True)
+
+
+class CmdProbe:
+    """Healthy when `command` (run by /bin/sh -c in the service's dir, with its environment)
+    exits 0 within `timeout`. Its output is the probe result, never the service's log; its
+    process group is killed once it is done or over time."""
+
+    def __init__(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float) -> None:
+        self.command = command
+        self.cwd = cwd
+        self.env = env
+        self.timeout = timeout
+        self.name = command.split()[0] if command.split() else command
+
+    @classmethod
+    def create(cls, service: ServiceDef, cfg: HealthConfig, resources: ProbeResources) -> CmdProbe:
+        assert cfg.command is not None  # validation requires it
+        env = resources.env_for(service) if resources.env_for is not None else None
+        return cls(cfg.command, str(service.dir), env, cfg.timeout)
+
+    async def check(self) -> ProbeResult:
+        import signal
+        import subprocess
+
+        import anyio
+
+        try:
+            proc = await anyio.open_process(
+                ["/bin/sh", "-c", self.command],
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: killed whole, grandchildren included
+            )
+        except OSError as exc:
+            return ProbeResult(False, f"{self.name} could not start ({exc.strerror or exc})")
+        output = b""
+        try:
+            with anyio.move_on_after(self.timeout) as scope:
+                assert proc.stdout is not None
+                async for chunk in proc.stdout:
+                    output = (output + chunk)[-4096:]
+                await proc.wait()
+            if scope.cancelled_caught:
+                return ProbeResult(False, f"{self.name} did not finish within {self.timeout:g}s", True)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                await proc.wait()
+                await proc.aclose()
+        last = output.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        said = f": {last[0][:200]}" if last[0] else ""
+        code = proc.returncode
+        if code == 0:
+            return ProbeResult(True, f"{self.name} exited 0{said}", True)
+        return ProbeResult(False, f"{self.name} exited {code}{said}", True)
+
+
+class LogProbe:
+    """Healthy from the first output line of the current run that matches `pattern`; it says
+    nothing after that (no liveness). The supervisor feeds it every line (`feed`)."""
+
+    WAIT = 0.25  # one check waits this long for the line, so readiness is seen when it comes
+
+    def __init__(self, pattern: str) -> None:
+        import re
+
+        self.pattern = pattern
+        self._regex = re.compile(pattern)
+        self._seen: Any = None  # anyio.Event, made in the loop's thread on first use
+        self.matched = False
+
+    @classmethod
+    def create(cls, service: ServiceDef, cfg: HealthConfig, resources: ProbeResources) -> LogProbe:
+        assert cfg.pattern is not None  # validation requires it
+        return cls(cfg.pattern)
+
+    def feed(self, lines: list[str]) -> None:
+        if self.matched:
+            return
+        if any(self._regex.search(line) for line in lines):
+            self.matched = True
+            if self._seen is not None:
+                self._seen.set()
+
+    async def check(self) -> ProbeResult:
+        import anyio
+
+        if not self.matched:
+            if self._seen is None:
+                self._seen = anyio.Event()
+            with anyio.move_on_after(self.WAIT):
+                await self._seen.wait()
+        if self.matched:
+            return ProbeResult(True, f"saw /{self.pattern}/", True)
+        return ProbeResult(False, f"waiting for /{self.pattern}/")
 
 
 register_probe(ProbeKind.TCP, TcpProbe.create)
 register_probe(ProbeKind.HTTP, HttpProbe.create)
+register_probe(ProbeKind.CMD, CmdProbe.create)
+register_probe(ProbeKind.LOG, LogProbe.create)

@@ -33,6 +33,7 @@ class ServiceStatus:
     exit_code: int | None = None
     url: str | None = None
     reason: str | None = None  # why it is in this state ("waiting for db", "exit code 3")
+    probe: str | None = None  # the last probe result ("GET /health → 500", "connection refused")
 
 
 # The allowed transitions. Re-entering the same state is always allowed (the reason may

@@ -8,6 +8,7 @@ cancels the runner, so a runner never mistakes a requested stop for a crash.
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import deque
@@ -18,7 +19,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from a3s_dev.config import graph
-from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.config.model import DevConfig, HealthConfig, OnFailure, ServiceDef, format_duration
 from a3s_dev.core import state as st
 from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
@@ -35,16 +36,31 @@ TAIL_LINES = 200
 
 @dataclass(frozen=True)
 class Cadence:
-    """How often a starting service is probed: every `fast` s, slowing to `slow` after `fast_for` s.
+    """How often a starting service is probed (SPEC §5). Pure: elapsed time is passed in.
 
-    With more than `share` services starting at once, each is polled `share / n` as often, so
-    the polls never exceed share / fast per second (2000/s) and leave the CPU to the services.
+    While nothing answers (a refused connect costs microseconds) every `fast` s for
+    `fast_for` s, then every `slow` s; once the service itself answers (an HTTP status, a
+    command that ran) never faster than `answered`, so a sick service is not flooded with
+    requests that each leave a line in its log; after `patient` s not ready, once per
+    `interval` and never faster than `floor`. With more than `share` services starting at
+    once, each is polled `share / n` as often, so polling leaves the CPU to the services.
     """
 
     fast: float = 0.002
     fast_for: float = 2.0
     slow: float = 0.05
+    answered: float = 0.1
+    patient: float = 10.0
+    floor: float = 0.25
     share: int = 4
+
+    def delay(self, elapsed: float, *, reached: bool, interval: float, starting: int = 1) -> float:
+        """Seconds until the next probe of a service not ready `elapsed` s after its spawn."""
+        if elapsed >= self.patient:
+            return max(interval, self.floor)
+        crowd = max(1.0, starting / self.share)
+        base = self.fast if elapsed < self.fast_for else self.slow
+        return max(base * crowd, self.answered if reached else 0.0)
 
 
 @dataclass(eq=False)
@@ -57,6 +73,8 @@ class _Service:
     restarts: int = 0
     exit_code: int | None = None
     health: str | None = None
+    probe: str | None = None  # the last probe result, while a process lives
+    failure: str | None = None  # why the supervisor ended the process: not ready in time, unhealthy
     health_failures: int = 0
     wanted: bool = False
     stopping: bool = False
@@ -97,7 +115,7 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
-        self._resources = ProbeResources()
+        self._resources = ProbeResources(env_for=lambda svc: service_env(svc, self.config))
         if groups is None and record_groups:
             groups = GroupRegistry(paths_for(config.path).state_dir)
         self._groups = groups  # the first wave's groups already in it (run.prespawn)
@@ -211,10 +229,11 @@ class Supervisor:
             pid=svc.proc.pid if svc.proc is not None and svc.proc.returncode is None else None,
             port=d.port,
             health=svc.health,
+            probe=svc.probe,
             started_at=svc.started_at,
             restarts=svc.restarts,
             exit_code=svc.exit_code,
-            url=d.proxy_url(self.proxy_port) if self.proxy_port else d.url,
+            url=(d.proxy_url(self.proxy_port) if self.proxy_port else None) or d.url,
             reason=svc.reason,
         )
 
@@ -336,6 +355,24 @@ class Supervisor:
                     code = await self._supervise(svc, proc)
                     if svc.stopping or not svc.wanted:
                         return  # a requested stop (or the second Ctrl-C), not a crash
+                    cannot_run = _cannot_run(svc.defn, code, time.monotonic() - proc.started_mono, svc.tail)
+                    if cannot_run is not None:
+                        self._set(svc, S.FAILED, cannot_run, exit_code=code)
+                        self.announce(f"{name} failed: {cannot_run}")
+                        return  # retrying a command that is not there only repeats the error
+                    failure, svc.failure = svc.failure, None
+                    if failure is not None:
+                        code = code or 1  # the supervisor ended it: a failure whatever it exited with
+                        delay = self.policy.decide(svc.defn, code)
+                        if delay is None:
+                            self._set(svc, S.FAILED, failure, exit_code=code)
+                            self.announce(f"{name} failed: {failure}")
+                            return
+                        self._set(svc, S.BACKOFF, f"{failure}, restarting in {st.format_delay(delay)}", exit_code=code)
+                        self.announce(f"{name} {failure}, restarting in {st.format_delay(delay)}")
+                        await self._sleep(delay)
+                        svc.restarts += 1
+                        continue
                     if svc.defn.oneshot and code == 0:
                         self._set(svc, S.COMPLETED, st.exited(0), exit_code=0)
                         self.announce(f"{name} completed")
@@ -406,14 +443,23 @@ class Supervisor:
         svc.started_at = proc.started
         svc.exit_code = None
         svc.health = None
-        proc.attach(lambda lines: self._emit(name, lines))
+        svc.probe = None
+        probe = None if svc.defn.oneshot else make_probe(svc.defn, self._resources)
+        feed = getattr(probe, "feed", None)  # a log probe reads the output of this run
+
+        def on_lines(lines: list[str]) -> None:
+            self._emit(name, lines)
+            if feed is not None:
+                feed(lines)
+
+        proc.attach(on_lines)
         if self._groups is not None:
             d = svc.defn
             self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, d.stop_signal, d.stop_timeout))
         self._set(svc, S.STARTING, None)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._probe_loop, svc, proc)
+                tg.start_soon(self._probe_loop, svc, proc, probe)
                 code = await proc.wait()
                 tg.cancel_scope.cancel()
             # Leftovers of a crashed service would hold its port and its pipe.
@@ -427,34 +473,36 @@ class Supervisor:
                 await proc.drain(0.2)
             raise
         finally:
-            svc.health = None  # health describes a live process only
+            svc.health = svc.probe = None  # they describe a live process only
             if self._groups is not None:
                 self._groups.remove(name)
         return code
 
-    async def _probe_loop(self, svc: _Service, proc: ServiceProcess) -> None:
+    async def _probe_loop(self, svc: _Service, proc: ServiceProcess, probe: HealthProbe | None) -> None:
         name = svc.defn.name
-        probe = None if svc.defn.oneshot else make_probe(svc.defn, self._resources)
+        cfg = svc.defn.probe
         if probe is not None:
-            await self._probe_until_ready(probe)
+            assert cfg is not None
+            if not await self._probe_until_ready(svc, proc, probe, cfg):
+                svc.failure = f"not ready after {format_duration(cfg.start_timeout)}: {svc.probe or 'no answer'}"
+                await self._end(svc, proc)
+                return
         ready_in = time.monotonic() - proc.started_mono
         self._set(svc, S.RUNNING, None)
         if probe is None:
             if not svc.defn.oneshot:
-                self.policy.healthy(
-                    name
-                )  # running is all we can know: its uptime resets the backoff
+                self.policy.healthy(name)  # running is all we can know: its uptime resets the backoff
                 self.announce(f"{name} started (no health check)")
             return
+        assert cfg is not None
         self._set_health(svc, True, None)
         self.policy.healthy(name)
         self.announce(f"{name} is healthy ({ready_in:.2f}s)")
-        cfg = svc.defn.probe
-        assert cfg is not None
         failures = 0
         while True:
             await anyio.sleep(cfg.interval)
             result = await probe.check()
+            svc.probe = result.detail
             if result.ok:
                 failures = 0
                 if svc.state is S.UNHEALTHY:
@@ -465,27 +513,40 @@ class Supervisor:
                 continue
             failures += 1
             svc.health_failures += 1
-            if failures >= cfg.retries and svc.state is S.RUNNING:
-                self._set_health(svc, False, result.detail)
-                self._set(svc, S.UNHEALTHY, result.detail)
-                self.announce(f"{name} is unhealthy: {result.detail}")
+            if failures >= cfg.retries and svc.state in (S.RUNNING, S.UNHEALTHY):
+                if cfg.on_failure is OnFailure.RESTART:
+                    svc.failure = f"unhealthy ({failures} failed probes: {result.detail})"
+                    await self._end(svc, proc)
+                    return
+                if svc.state is S.RUNNING:
+                    self._set_health(svc, False, result.detail)
+                    self._set(svc, S.UNHEALTHY, result.detail)
+                    self.announce(f"{name} is unhealthy: {result.detail}")
 
-    async def _probe_until_ready(self, probe: HealthProbe) -> None:
-        # The start-up cadence is much faster than `interval`, so a service is seen
-        # ready a few ms after its port answers.
-        # With many services starting at once, the polls themselves would eat the CPU the
-        # services need to start, so the fast cadence stretches with their number.
-        began = time.monotonic()
+    async def _probe_until_ready(
+        self, svc: _Service, proc: ServiceProcess, probe: HealthProbe, cfg: HealthConfig
+    ) -> bool:
+        """Probe at the start-up cadence until ready (True) or `start_timeout` passed (False)."""
         c = self.cadence
         self._probing += 1
         try:
-            while not (await probe.check()).ok:
-                fast = c.fast * max(1.0, self._probing / c.share)
-                await anyio.sleep(
-                    fast if time.monotonic() - began < c.fast_for else max(c.slow, fast)
-                )
+            while True:
+                result = await probe.check()
+                svc.probe = result.detail
+                if result.ok:
+                    return True
+                elapsed = time.monotonic() - proc.started_mono
+                if elapsed >= cfg.start_timeout:
+                    return False
+                delay = c.delay(elapsed, reached=result.reached, interval=cfg.interval, starting=self._probing)
+                await anyio.sleep(min(delay, max(0.0, cfg.start_timeout - elapsed)))
         finally:
             self._probing -= 1
+
+    async def _end(self, svc: _Service, proc: ServiceProcess) -> None:
+        """End a process the supervisor gave up on (its runner then applies the restart policy)."""
+        if proc.returncode is None:
+            await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
 
     async def _stop_one(self, svc: _Service, reason: str | None = None, *, cause: str | None = None) -> None:
         name = svc.defn.name
@@ -518,6 +579,26 @@ class Supervisor:
         self._set(svc, S.STOPPED, reason, exit_code=svc.exit_code)
         if cause:
             self.announce(f"{name} stopped ({cause})")
+
+
+_NOT_FOUND = re.compile(r"(?:^|: )(?:line )?(?:\d+: )?([^:\s]+): (?:command )?not found")
+
+
+def _cannot_run(defn: ServiceDef, code: int, lived: float, tail: Iterable[str]) -> str | None:
+    """`command not found: uvicron (is it installed and on PATH?)` or `permission denied: ./x`
+    for a service whose shell said so (exit 127 or 126) within its first second; else None."""
+    if code not in (126, 127) or lived >= 1.0:
+        return None
+    lines = list(tail)[-5:]
+    if code == 127:
+        for line in reversed(lines):
+            m = _NOT_FOUND.search(line)
+            if m:
+                return f"command not found: {m.group(1)} (is it installed and on PATH?)"
+        words = [w for w in defn.cmd.split() if w != "exec"]
+        return f"command not found: {words[0] if words else defn.cmd} (is it installed and on PATH?)"
+    words = [w for w in defn.cmd.split() if w != "exec"]
+    return f"permission denied: {words[0] if words else defn.cmd} (is it executable?)"
 
 
 def _call_soon(callback: Callable[[], None]) -> None:

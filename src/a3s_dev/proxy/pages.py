@@ -51,6 +51,16 @@ def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port
     )
 
 
+def render_not_http(service: str, port: int | None) -> str:
+    """404 page for a service that says `proxy = false`: it is not spoken to over HTTP."""
+    where = f" It listens on <code>127.0.0.1:{port}</code>; connect to it there." if port else ""
+    return _page(
+        f"a3s: {service} is not an HTTP service",
+        f"<h1>{html.escape(service)} is not an HTTP service</h1>"
+        f"<p>Its A3sfile says <code>proxy = false</code>, so the proxy never sends it a request.{where}</p>",
+    )
+
+
 def render_unavailable(
     status: ServiceStatus, lines: Iterable[str], *, detail: str | None = None, refresh: int | None = 3
 ) -> str:
@@ -59,7 +69,8 @@ def render_unavailable(
     crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
     exit_text = exited(status.exit_code) if crashed and status.exit_code is not None else None
     exit_code = f" ({exit_text})" if exit_text else ""
-    reasons = [r for r in (status.reason, detail) if r and r != exit_text]  # the heading has said it
+    probe = f"last probe: {status.probe}" if status.probe else None
+    reasons = [r for r in (status.reason, detail, probe) if r and r != exit_text]  # the heading has said it
     reason = "".join(f"<p>{html.escape(r)}</p>" for r in reasons)
     log = "\n".join(lines)
     log_html = (
@@ -91,7 +102,8 @@ def render_index(statuses: Iterable[ServiceStatus], entries: Iterable[RouteEntry
     rows = []
     for st in statuses:
         url = links.get(st.name)
-        link = f'<a href="{html.escape(url)}">{html.escape(url)}</a>' if url else ""
+        # A service that is not HTTP (`proxy = false`) gets its address, never a link.
+        link = f'<a href="{html.escape(url)}">{html.escape(url)}</a>' if url else html.escape(st.url or "")
         rows.append(
             f"<tr><td>{html.escape(st.name)}</td><td>{html.escape(st.state.value)}</td>"
             f"<td>{html.escape(st.health or '')}</td><td>{link}</td></tr>"

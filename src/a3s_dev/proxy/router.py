@@ -21,6 +21,7 @@ class RouteKind(str, enum.Enum):
     INDEX = "index"  # localhost / a3s.localhost: the list of services
     UNKNOWN = "unknown"  # no service answers to this host: 404 with the routes
     NOT_ROUTABLE = "not-routable"  # the service exists but has no port to forward to
+    NOT_HTTP = "not-http"  # the service says `proxy = false` (a database): never sent HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,9 @@ class Router:
         by_name: dict[str, ServiceDef] = {}
         for svc in services:
             by_name[svc.name.lower()] = svc
-            if svc.port is None:
+            if svc.proxy is False and svc.subdomain:
+                by_name[svc.subdomain.lower()] = svc
+            if svc.port is None or svc.proxy is False:
                 continue
             sub = (svc.subdomain or svc.name).lower()
             table[sub] = RouteEntry(sub, svc.name, svc.port)
@@ -102,6 +105,8 @@ class Router:
         if entry is not None:
             return Route(RouteKind.UPSTREAM, entry.service, entry.port, entry.subdomain)
         svc = self._by_name.get(sub)
+        if svc is not None and svc.proxy is False:
+            return Route(RouteKind.NOT_HTTP, svc.name, svc.port, sub)
         if svc is not None and svc.port is None:
             return Route(RouteKind.NOT_ROUTABLE, svc.name, None, sub)
         return Route(RouteKind.UNKNOWN)

@@ -37,7 +37,13 @@ from a3s_dev.proxy.headers import (
     request_head,
     response_headers,
 )
-from a3s_dev.proxy.pages import proxy_banner, render_index, render_not_found, render_unavailable
+from a3s_dev.proxy.pages import (
+    proxy_banner,
+    render_index,
+    render_not_found,
+    render_not_http,
+    render_unavailable,
+)
 from a3s_dev.proxy.router import FORWARD_STATES, RouteKind, Router, Verdict, verdict
 from a3s_dev.proxy.upstream import (
     UpstreamConnectError,
@@ -169,6 +175,9 @@ class ProxyServer:
                 return self._unavailable(route.service, exc.status_code, exc.detail)
         if route.kind is RouteKind.INDEX:
             return self._html(200, render_index(self._statuses(), self.router.entries, self.port))
+        if route.kind is RouteKind.NOT_HTTP:
+            assert route.service is not None
+            return self._html(404, render_not_http(route.service, route.port))
         if route.kind is RouteKind.NOT_ROUTABLE:
             assert route.service is not None
             return self._unavailable(route.service, 502, f"{route.service} has no port, so the proxy cannot reach it")
