@@ -177,10 +177,16 @@ HTTP_SERVICE = textwrap.dedent(
     note("spawned")
     time.sleep(float(os.environ.get("DELAY", "0")))
 
+    agents = []  # the User-Agent of every /health request, shown at /seen-agents
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             status = int(os.environ.get("HEALTH_STATUS", "200")) if self.path == "/health" else 200
+            if self.path == "/health":
+                agents.append(self.headers.get("User-Agent", ""))
             body = f"hello from {name} pid {os.getpid()} path {self.path}\\n".encode()
+            if self.path == "/seen-agents":
+                body = "\\n".join(agents).encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))

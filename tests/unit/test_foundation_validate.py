@@ -392,3 +392,54 @@ def test_log_rotation_settings_are_read_and_checked(tmp_path: Path) -> None:
     assert line == 2 and 'dev: log_max_size: "ten" is not a size' in message
     line, message = only_error(check("dev {\n  log_keep = -1\n}\n", tmp_path))
     assert line == 2 and "log_keep -1 is out of range" in message
+
+
+# ---------------------------------------------------------------------------- SPEC §5: readiness
+
+
+@pytest.mark.parametrize(
+    ("block", "line", "message"),
+    [
+        ('health {\n    type = "cmd"\n  }', 3, 'service "db" health: a cmd probe needs a command'),
+        ('health {\n    type = "log"\n  }', 3, 'service "db" health: a log probe needs a pattern'),
+        ('health {\n    pattern = "(unclosed"\n  }', 4, 'service "db" health: pattern "(unclosed" is not a regular expression'),
+        ('health {\n    type = "cmd"\n    command = "x"\n    path = "/h"\n  }', 6, "path applies to http probes only"),
+        ('health {\n    type = "tcp"\n    pattern = "x"\n  }', 5, 'pattern applies to log probes only'),
+        ('health {\n    type = "cdm"\n  }', 4, 'must be one of "http", "tcp", "cmd", "log", got "cdm" (did you mean "cmd"?)'),
+        ('health {\n    command = "x"\n    on_failure = "restrat"\n  }', 5, '(did you mean "restart"?)'),
+        ('health {\n    command = "x"\n    start_timeout = "soon"\n  }', 5, 'start_timeout: "soon" is not a duration'),
+        ('proxy = "no"', 3, 'proxy must be true or false, got the string "no"'),
+    ],
+)
+def test_readiness_attributes_are_checked_one_line_each(tmp_path: Path, block: str, line: int, message: str) -> None:
+    text = f'service "db" {{\n  cmd = "x"\n  {block}\n  port = 5432\n}}\n'
+    got_line, got = only_error(check(text, tmp_path))
+    assert message in got and got_line == line, (got_line, got)
+
+
+def test_cmd_and_log_probes_need_no_port_and_are_inferred_from_their_attribute(tmp_path: Path) -> None:
+    text = (
+        'service "db" {\n  cmd = "x"\n  proxy = false\n  health {\n    command = "pg_isready -q"\n'
+        '    start_timeout = "2m"\n    on_failure = "restart"\n  }\n}\n'
+        'service "search" {\n  cmd = "x"\n  health {\n    pattern = "listening on .*:\\\\d+"\n  }\n}\n'
+    )
+    report = check(text, tmp_path)
+    assert report.ok, report.lines()
+    assert report.config is not None
+    db, search = report.config.services
+    assert db.health is not None and db.health.type.value == "cmd" and db.health.command == "pg_isready -q"
+    assert db.health.start_timeout == 120.0 and db.health.on_failure.value == "restart" and db.proxy is False
+    assert search.health is not None and search.health.type.value == "log" and search.health.pattern == "listening on .*:\\d+"
+    assert search.health.start_timeout == 300.0  # the default, 5m
+
+
+def test_an_http_probe_still_needs_a_port(tmp_path: Path) -> None:
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  health {\n    path = "/h"\n  }\n}\n', tmp_path))
+    assert line == 3 and "an http probe needs a port" in message
+
+
+def test_a_service_that_is_not_http_shows_no_http_url(tmp_path: Path) -> None:
+    report = check('service "db" {\n  cmd = "x"\n  port = 5432\n  proxy = false\n}\n', tmp_path)
+    assert report.config is not None
+    db = report.config.services[0]
+    assert db.url == "127.0.0.1:5432" and db.proxy_url(7080) is None

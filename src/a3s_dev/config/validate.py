@@ -549,7 +549,7 @@ class _Checker:
                     assert health is not None
                     self.error(
                         sub.line,
-                        f"{owner}: a {health.type.value} probe needs a port",
+                        f"{owner}: {'an' if health.type is ProbeKind.HTTP else 'a'} {health.type.value} probe needs a port",
                         'set port = ... on the service, or probe with type = "cmd" or "log"',
                     )
         return ServiceDef(
@@ -621,7 +621,9 @@ class _Checker:
         start_timeout, on_failure = get("start_timeout"), get("on_failure")
         if type_text is None and "type" not in attrs:
             type_text = "cmd" if "command" in attrs else "log" if "pattern" in attrs else "http" if path is not None else "tcp"
-        kind = ProbeKind(type_text) if type_text else ProbeKind.TCP
+        if type_text is None:
+            return None  # a type that is not one: said already, and nothing else depends on it
+        kind = ProbeKind(type_text)
         if "type" in attrs and type_text is not None:
             if kind is not ProbeKind.HTTP and "path" in attrs:
                 self.error(attrs["path"].line, f"{label}: path applies to http probes only", 'remove it, or set type = "http"')
