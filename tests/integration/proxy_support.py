@@ -155,7 +155,7 @@ class FakeBackend:
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
-        return ServiceStatus(name, self.states.get(name, ServiceState.RUNNING), port=svc.port)
+        return ServiceStatus(name, self.states.get(name, ServiceState.RUNNING), port=svc.port, url=svc.url)
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.logs.get(name, [])[-n:]

@@ -501,3 +501,28 @@ async def test_concurrent_mixed_requests_never_cross_talk(ups: dict[str, Upstrea
             async with anyio.create_task_group() as tg:
                 for i in range(120):
                     tg.start_soon(one, i)
+
+
+async def test_a_service_that_is_not_http_is_never_sent_a_request(tmp_path: Path) -> None:
+    """SPEC §5: `proxy = false` (Postgres, Redis): its host answers 404 saying so, and not one
+    byte reaches it (Postgres logged "invalid length of startup packet" twice)."""
+    import dataclasses
+    import socket
+
+    from proxy_support import backend_for, running_proxy, svc
+
+    with socket.socket() as db:
+        db.bind(("127.0.0.1", 0))
+        db.listen()
+        db.setblocking(False)
+        port = db.getsockname()[1]
+        b = backend_for(dataclasses.replace(svc("db", port), proxy=False), svc("api", free_port()))
+        async with running_proxy(b) as proxy_port, aiohttp.ClientSession() as client:
+            async with client.get(f"http://127.0.0.1:{proxy_port}/", headers={"Host": "db.localhost"}) as r:
+                text = await r.text()
+                assert r.status == 404 and "db is not an HTTP service" in text and f"127.0.0.1:{port}" in text
+            async with client.get(f"http://127.0.0.1:{proxy_port}/", headers={"Host": "localhost"}) as r:
+                index = await r.text()
+            assert f"127.0.0.1:{port}" in index and "http://db.localhost" not in index
+        with pytest.raises(BlockingIOError):
+            db.accept()  # nothing ever connected
