@@ -163,3 +163,38 @@ def test_an_http_probe_result_names_the_status_and_sends_its_user_agent(tmp_path
             assert f"a3s-health/{__version__}" in await anyio.to_thread.run_sync(seen)
 
     anyio.run(body)
+
+
+def test_conditions_started_and_completed_gate_on_what_they_say(tmp_path: Path) -> None:
+    """`cache = "started"` does not wait for its probe; `migrate = "completed"` waits for exit 0."""
+    from a3s_dev.config.model import Condition
+
+    gate = tmp_path / "cache-ready"
+    never_ready = HealthConfig(type=ProbeKind.CMD, command=f"test -f {gate}")
+    migrate_done = tmp_path / "migrated"
+    config = make_config(
+        tmp_path,
+        service("cache", "exec sleep 60", tmp_path, health=never_ready),
+        service("migrate", f"sleep 0.3; touch {migrate_done}", tmp_path, oneshot=True),
+        service("api", "exec sleep 60", tmp_path, depends_on=("cache", "migrate")),
+    )
+    api = config.service("api")
+    import dataclasses
+
+    config = dataclasses.replace(
+        config,
+        services=(
+            config.service("cache"),
+            config.service("migrate"),
+            dataclasses.replace(api, conditions={"cache": Condition.STARTED, "migrate": Condition.COMPLETED}),
+        ),
+    )
+
+    async def body() -> None:
+        async with running(config) as (sup, _, _):
+            await sup.start()
+            await poll(lambda: sup.status("api").state is S.RUNNING, message="api started")
+            assert migrate_done.exists(), "api started before the task completed"
+            assert sup.status("cache").state is S.STARTING, "cache was started, never ready: that was enough"
+
+    anyio.run(body)

@@ -443,3 +443,32 @@ def test_a_service_that_is_not_http_shows_no_http_url(tmp_path: Path) -> None:
     assert report.config is not None
     db = report.config.services[0]
     assert db.url == "127.0.0.1:5432" and db.proxy_url(7080) is None
+
+
+def test_depends_on_as_a_map_of_conditions(tmp_path: Path) -> None:
+    text = (
+        'service "db" {\n  cmd = "x"\n}\nservice "migrate" {\n  cmd = "x"\n  oneshot = true\n}\n'
+        'service "cache" {\n  cmd = "x"\n}\n'
+        'service "api" {\n  cmd = "x"\n  depends_on = { db = "healthy", migrate = "completed", cache = "started" }\n}\n'
+    )
+    report = check(text, tmp_path)
+    assert report.ok, report.lines()
+    assert report.config is not None
+    api = report.config.service("api")
+    assert api.depends_on == ("db", "migrate", "cache")
+    assert {k: v.value for k, v in api.conditions.items()} == {"db": "healthy", "migrate": "completed", "cache": "started"}
+    assert report.start_order[-1] == "api"
+
+
+@pytest.mark.parametrize(
+    ("deps", "message"),
+    [
+        ('{ db = "helthy" }', 'depends_on: db: "helthy" is not a condition (one of started, healthy, completed) (did you mean "healthy"?)'),
+        ('{ db = "completed" }', 'depends_on db = "completed", but db is not a task (oneshot) and never completes'),
+        ('{ dbb = "healthy" }', 'depends_on names unknown service "dbb" (did you mean "db"?)'),
+    ],
+)
+def test_a_bad_condition_is_one_line_with_a_suggestion(tmp_path: Path, deps: str, message: str) -> None:
+    text = f'service "db" {{\n  cmd = "x"\n}}\nservice "api" {{\n  cmd = "x"\n  depends_on = {deps}\n}}\n'
+    line, got = only_error(check(text, tmp_path))
+    assert line == 6 and message in got, got

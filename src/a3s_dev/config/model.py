@@ -22,6 +22,14 @@ class ProbeKind(str, enum.Enum):
     LOG = "log"
 
 
+class Condition(str, enum.Enum):
+    """What a dependency must have reached before a service starts (`depends_on` as a map)."""
+
+    STARTED = "started"  # spawned
+    HEALTHY = "healthy"  # ready: its probe passed (a oneshot: completed)
+    COMPLETED = "completed"  # a oneshot that exited 0
+
+
 class OnFailure(str, enum.Enum):
     REPORT = "report"  # failed probes of a running service only mark it unhealthy
     RESTART = "restart"  # `retries` of them restart it through the restart policy
@@ -76,6 +84,9 @@ class ServiceDef:
     env: Mapping[str, str] = field(default_factory=dict)
     env_file: Path | None = None
     depends_on: tuple[str, ...] = ()
+    # Per dependency, when `depends_on` was a map; a dependency not in it must be ready
+    # (healthy, or completed for a oneshot), as with the list form.
+    conditions: Mapping[str, Condition] = field(default_factory=dict)
     restart: RestartMode = RestartMode.ON_FAILURE  # oneshot default: NEVER
     stop_timeout: float = 5.0
     stop_signal: str = "SIGTERM"

@@ -16,6 +16,7 @@ from typing import Any
 
 from a3s_dev.config.hcl import Attribute, Block, Body, HclSyntaxError, Value, parse
 from a3s_dev.config.model import (
+    Condition,
     DevConfig,
     GlobalSettings,
     HealthConfig,
@@ -118,6 +119,7 @@ class Kind(enum.Enum):
     SIZE = 'a size like "10MB" or "512KB"'
     COUNT = "a whole number of 0 or more"
     STRING_LIST = 'a list of strings, like ["a", "b"]'
+    DEPENDENCIES = 'a list of services, like ["db"], or a map of conditions, like { db = "healthy" }'
     ENV_MAP = 'a map of strings, like { KEY = "value" }'
     CHOICE = "one of"
 
@@ -129,6 +131,7 @@ class Field:
 
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
+_CONDITIONS = tuple(c.value for c in Condition)
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
 
 SCHEMA: dict[str, dict[str, Field]] = {
@@ -147,7 +150,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "subdomain": Field(Kind.STRING),
         "env": Field(Kind.ENV_MAP),
         "env_file": Field(Kind.STRING),
-        "depends_on": Field(Kind.STRING_LIST),
+        "depends_on": Field(Kind.DEPENDENCIES),
         "restart": Field(Kind.CHOICE, tuple(m.value for m in RestartMode)),
         "stop_timeout": Field(Kind.DURATION),
         "stop_signal": Field(Kind.CHOICE, SIGNALS),
@@ -332,6 +335,24 @@ class _Checker:
             except ValueError as exc:
                 self.error(line, f"{label}: {exc}")
                 return None
+        if kind is Kind.DEPENDENCIES:
+            if v.kind == "map":
+                found: list[tuple[str, int, str | None]] = []
+                for key, key_line, item in v.data:
+                    if item.kind != "string":
+                        self._wrong(item.line or key_line or line, f"{label}: {key}", Field(Kind.CHOICE, _CONDITIONS), item)
+                        continue
+                    if item.data not in _CONDITIONS:
+                        self.error(
+                            item.line or key_line or line,
+                            f'{label}: {key}: "{item.data}" is not a condition (one of {", ".join(_CONDITIONS)})',
+                            suggest(item.data, _CONDITIONS),
+                        )
+                        continue
+                    found.append((key, key_line or line, item.data))
+                return found
+            spec = Field(Kind.STRING_LIST)
+            kind = Kind.STRING_LIST
         if kind is Kind.STRING_LIST:
             if v.kind == "string":
                 return self._wrong(line, label, spec, v, hint=f'write ["{v.data}"]')
@@ -516,12 +537,15 @@ class _Checker:
         depends = get("depends_on") or []
         seen: set[str] = set()
         depends_on: list[str] = []
-        for dep, dep_line in depends:
+        conditions: dict[str, Condition] = {}
+        for dep, dep_line, *condition in depends:
             if dep in seen:
                 self.warn(dep_line, f'{owner}: "{dep}" is listed twice in depends_on')
                 continue
             seen.add(dep)
             depends_on.append(dep)
+            if condition:
+                conditions[dep] = Condition(condition[0])
             lines[(name, f"depends_on:{dep}")] = dep_line
         oneshot = bool(get("oneshot"))
         proxy = get("proxy")
@@ -561,6 +585,7 @@ class _Checker:
             env=env,
             env_file=env_file,
             depends_on=tuple(depends_on),
+            conditions=conditions,
             restart=restart,
             stop_timeout=settings.stop_timeout if stop_timeout is None else stop_timeout,
             stop_signal=stop_signal,
@@ -732,6 +757,12 @@ def check_services(
             elif dep not in known:
                 hint = suggest(dep, [n for n in names if n != svc.name])
                 err(line, f'{owner}: depends_on names unknown service "{dep}"', hint)
+            elif svc.conditions.get(dep) is Condition.COMPLETED and not first_by_name[dep].oneshot:
+                err(
+                    line,
+                    f'{owner}: depends_on {dep} = "completed", but {dep} is not a task (oneshot) and never completes',
+                    'use "healthy", or set oneshot = true on it',
+                )
             elif dep not in mine:
                 mine.append(dep)
 

@@ -19,7 +19,14 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from a3s_dev.config import graph
-from a3s_dev.config.model import DevConfig, HealthConfig, OnFailure, ServiceDef, format_duration
+from a3s_dev.config.model import (
+    Condition,
+    DevConfig,
+    HealthConfig,
+    OnFailure,
+    ServiceDef,
+    format_duration,
+)
 from a3s_dev.core import state as st
 from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
@@ -275,6 +282,15 @@ class Supervisor:
             raise error
         return result
 
+    def _satisfies(self, svc: _Service, dep: _Service) -> bool:
+        """Whether `dep` has reached what `svc` waits for: its condition, else ready."""
+        condition = svc.defn.conditions.get(dep.defn.name)
+        if condition is Condition.STARTED:
+            return dep.state in (S.STARTING, S.RUNNING, S.UNHEALTHY, S.COMPLETED)
+        if condition is Condition.COMPLETED:
+            return dep.state is S.COMPLETED
+        return self._is_ready(dep)
+
     def _is_ready(self, svc: _Service) -> bool:
         if svc.defn.oneshot:
             return svc.state is S.COMPLETED
@@ -409,7 +425,7 @@ class Supervisor:
         while True:
             # Only dependencies that were asked to run gate us (`up --no-deps` starts alone).
             deps = [self._svcs[d] for d in svc.defn.depends_on if d in self._svcs]
-            waiting = [d for d in deps if not self._is_ready(d) and d.wanted]
+            waiting = [d for d in deps if not self._satisfies(svc, d) and d.wanted]
             if not waiting:
                 return
             failed = [d.defn.name for d in waiting if d.state is S.FAILED]
