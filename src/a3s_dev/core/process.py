@@ -78,11 +78,11 @@ def service_env(
     env["A3S_SERVICE"] = service.name
     for dep in service.depends_on:
         try:
-            url = config.service(dep).url
+            port = config.service(dep).port
         except KeyError:
             continue
-        if url is not None:
-            env[f"A3S_{env_var_name(dep)}_URL"] = url
+        if port is not None:  # SPEC §1: http:// even for a service that is not HTTP (parse its port)
+            env[f"A3S_{env_var_name(dep)}_URL"] = f"http://127.0.0.1:{port}"
     return env
 
 
