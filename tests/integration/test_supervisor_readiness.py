@@ -198,3 +198,63 @@ def test_conditions_started_and_completed_gate_on_what_they_say(tmp_path: Path) 
             assert sup.status("cache").state is S.STARTING, "cache was started, never ready: that was enough"
 
     anyio.run(body)
+
+
+V6_ONLY = """
+import http.server, os, socket
+
+class V6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello over ::1"
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    do_POST = do_GET
+    def log_message(self, *args):
+        pass
+
+print("listening on ::1 only", flush=True)
+V6(("::1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_service_listening_on_ipv6_loopback_only_is_seen_ready_taken_and_proxied(tmp_path: Path) -> None:
+    """SPEC §5: Vite binds `localhost`, ::1 first on macOS; it used to wait forever."""
+    import urllib.request
+
+    from support import free_port
+
+    from a3s_dev.core.process import port_in_use
+    from a3s_dev.proxy.server import serve_proxy
+
+    (tmp_path / "v6.py").write_text(V6_ONLY)
+    port = free_port()
+    config = make_config(
+        tmp_path,
+        service("vite", "exec python3 v6.py", tmp_path, port=port, health=HealthConfig(type=ProbeKind.HTTP, path="/")),
+    )
+
+    async def body() -> None:
+        async with running(config) as (sup, _, _):
+            await sup.start()
+            await poll(lambda: sup.status("vite").state is S.RUNNING, message="ready on ::1")
+            assert sup.status("vite").probe == "GET / → 200"
+            assert port_in_use(port), "the port-in-use check sees a ::1 listener"
+            async with anyio.create_task_group() as tg:
+                proxy_port = await tg.start(lambda task_status: serve_proxy(sup, 0, task_status=task_status))
+
+                def ask(method: str) -> str:
+                    data = b"x" if method == "POST" else None
+                    req = urllib.request.Request(
+                        f"http://127.0.0.1:{proxy_port}/", data=data, method=method, headers={"Host": "vite.localhost"}
+                    )
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        return str(r.read().decode())
+
+                assert await anyio.to_thread.run_sync(ask, "GET") == "hello over ::1"  # the direct path
+                assert await anyio.to_thread.run_sync(ask, "POST") == "hello over ::1"  # aiohttp's path
+                tg.cancel_scope.cancel()
+
+    anyio.run(body)

@@ -81,7 +81,9 @@ def make_probe(service: ServiceDef, resources: ProbeResources) -> HealthProbe | 
 
 
 class TcpProbe:
-    """Healthy when a TCP connection to 127.0.0.1:port is accepted within `timeout`.
+    """Healthy when a TCP connection to the service's port on the loopback is accepted within
+    `timeout`: 127.0.0.1, else ::1 (a Node dev server binds `localhost`, which is ::1 first on
+    macOS); the address that answered is remembered (`host`) and tried first next time.
 
     A raw non-blocking connect awaited with anyio: no resolver thread for an IP literal,
     so the fast start-up cadence (every few ms) stays cheap.
@@ -90,6 +92,7 @@ class TcpProbe:
     def __init__(self, port: int, timeout: float) -> None:
         self.port = port
         self.timeout = timeout
+        self.host = "127.0.0.1"
 
     @classmethod
     def create(cls, service: ServiceDef, cfg: HealthConfig, resources: ProbeResources) -> TcpProbe:
@@ -98,12 +101,27 @@ class TcpProbe:
         return cls(service.port, cfg.timeout)
 
     async def check(self) -> ProbeResult:
+        first = await self._connect(self.host)
+        if first.ok or first.detail != "connection refused":
+            return first
+        other = "::1" if self.host == "127.0.0.1" else "127.0.0.1"
+        second = await self._connect(other)
+        if second.ok:
+            self.host = other
+            return second
+        return first
+
+    async def _connect(self, host: str) -> ProbeResult:
         import anyio
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # no IPv6 on this host
+            return ProbeResult(False, _strerror(exc.errno or errno.EAFNOSUPPORT))
         try:
             sock.setblocking(False)
-            err = sock.connect_ex(("127.0.0.1", self.port))
+            err = sock.connect_ex((host, self.port))
             if err in (errno.EINPROGRESS, errno.EAGAIN):
                 with anyio.move_on_after(self.timeout):
                     await anyio.wait_writable(sock)
@@ -114,6 +132,8 @@ class TcpProbe:
                     return ProbeResult(False, f"connect timed out after {self.timeout:g}s")
             if err == 0:
                 return ProbeResult(True, "connected")
+            if err in (errno.EADDRNOTAVAIL, errno.ENETUNREACH, errno.EAFNOSUPPORT):
+                return ProbeResult(False, "connection refused")  # no ::1 here: as good as nobody
             return ProbeResult(False, _strerror(err))
         finally:
             sock.close()
@@ -157,15 +177,18 @@ class HttpProbe:
         return cls(f"http://127.0.0.1:{service.port}{path}", cfg.timeout, resources, service.port, path)
 
     async def check(self) -> ProbeResult:
+        url = self.url
         if self._gate is not None:
             gate = await self._gate.check()
             if not gate.ok:
                 return gate  # "connection refused": nothing listens yet
+            if self._gate.host != "127.0.0.1":  # it listens on ::1 only
+                url = url.replace("://127.0.0.1:", f"://[{self._gate.host}]:", 1)
         import httpx
 
         client = self._resources.http_client()
         try:
-            response = await client.get(self.url, timeout=self.timeout, headers={"User-Agent": USER_AGENT})
+            response = await client.get(url, timeout=self.timeout, headers={"User-Agent": USER_AGENT})
         except httpx.TimeoutException:
             return ProbeResult(False, f"GET {self.path} timed out after {self.timeout:g}s")
         except httpx.HTTPError as exc:

@@ -163,17 +163,26 @@ def take_reserved(port: int) -> list[socket.socket] | None:
 
 
 def port_in_use(port: int) -> bool:
-    """True when something listens on `port` of 127.0.0.1 (or of every address).
+    """True when something listens on `port` of 127.0.0.1, of ::1 (a server bound to
+    `localhost` may be on ::1 only), or of every address.
 
     A bind with SO_REUSEADDR fails only for a listener, not for sockets in TIME_WAIT
     left by the previous instance of the same service.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            return exc.errno == errno.EADDRINUSE
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this host
+        with s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
     return False
 
 

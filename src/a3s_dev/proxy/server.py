@@ -287,7 +287,8 @@ class ProxyServer:
                 raise _Unavailable(502, str(exc) or f"127.0.0.1:{port}: {type(exc).__name__}") from None
 
     def _url(self, port: int, request: web.BaseRequest) -> URL:
-        base = self._base.get(port)
+        host = self.pool.host(port)
+        base = self._base.get(port) if host == "127.0.0.1" else f"http://[{host}]:{port}"
         if base is None:
             base = self._base[port] = f"http://127.0.0.1:{port}"
         # encoded=True: forward the path and query byte for byte, no re-quoting

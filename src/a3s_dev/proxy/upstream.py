@@ -387,6 +387,7 @@ class UpstreamPool:
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         self._idle: dict[int, list[UpstreamConnection]] = {}
+        self._hosts: dict[int, str] = {}  # port -> the loopback address it answered on
 
     async def acquire(self, port: int) -> UpstreamConnection:
         """An idle connection to 127.0.0.1:port, or a new one."""
@@ -405,16 +406,30 @@ class UpstreamPool:
                 conn.close()
         return None
 
+    def host(self, port: int) -> str:
+        """The loopback address the service on `port` answered on last (127.0.0.1 until then)."""
+        return self._hosts.get(port, "127.0.0.1")
+
     async def connect(self, port: int) -> UpstreamConnection:
+        """A new connection to the service on `port`: on 127.0.0.1, else on ::1 (a dev server
+        bound to `localhost` may listen on ::1 only); the address that answered is kept."""
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, conn = await loop.create_connection(lambda: UpstreamConnection(loop, port), "127.0.0.1", port)
-        except TimeoutError:
-            raise UpstreamConnectError(port, f"no answer to connect within {self.connect_timeout:g} s") from None
-        except OSError as exc:
-            raise UpstreamConnectError(port, exc.strerror or str(exc)) from None
-        return conn
+        first = self.host(port)
+        refused: OSError | None = None
+        for host in (first, "::1" if first == "127.0.0.1" else "127.0.0.1"):
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, conn = await loop.create_connection(lambda: UpstreamConnection(loop, port), host, port)
+            except TimeoutError:
+                raise UpstreamConnectError(port, f"no answer to connect within {self.connect_timeout:g} s") from None
+            except OSError as exc:
+                if refused is None:
+                    refused = exc
+                continue
+            self._hosts[port] = host
+            return conn
+        assert refused is not None
+        raise UpstreamConnectError(port, refused.strerror or str(refused))
 
     def release(self, conn: UpstreamConnection) -> None:
         """Keep `conn` for the next request when its last exchange ended cleanly; close it otherwise."""
