@@ -66,6 +66,23 @@ def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: boo
 # ---------------------------------------------------------------------------- before the loop
 
 
+def choose_ports(config: DevConfig) -> DevConfig:
+    """`config` with a free loopback port for each `port = "auto"` service, chosen now and kept
+    for the supervisor's lifetime (its restarts included)."""
+    wanted = [s.name for s in config.services if s.auto_port and s.port is None]
+    if not wanted:
+        return config
+    from a3s_dev.config.model import with_ports
+    from a3s_dev.core.process import free_loopback_port
+
+    taken = {s.port for s in config.services if s.port is not None} | {config.settings.proxy_port}
+    chosen: dict[str, int] = {}
+    for name in wanted:
+        chosen[name] = free_loopback_port(frozenset(taken))
+        taken.add(chosen[name])
+    return with_ports(config, chosen)
+
+
 def listen_proxy(port: int) -> list[socket.socket]:
     """Listen on the proxy's port now (0: no proxy), before anything is spawned. A taken port
     fails the command with the proxy's one-line error, nothing half-started; and a browser's
@@ -301,6 +318,7 @@ def _run(
     from a3s_dev import runtime
     from a3s_dev.core.logs import A3S, FileSink, run_marker
 
+    config = choose_ports(config)
     wanted = wanted_services(config, opts.services, opts.deps)
     lock = runtime.SupervisorLock(paths)
     lock.acquire()

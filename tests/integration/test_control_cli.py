@@ -557,3 +557,34 @@ def test_up_d_timeout_bounds_the_wait_and_leaves_the_supervisor_running(stack: S
     assert "not ready after 1s: never (starting: connection refused); the supervisor keeps running" in result.err
     assert "waiting for never (starting: connection refused)" in result.out
     assert stack.status()["never"]["state"] == "starting"
+
+
+def test_two_checkouts_with_automatic_ports_run_side_by_side_and_keep_their_ports(tmp_path: Path) -> None:
+    """SPEC §6: `port = "auto"`: a free loopback port per service, kept across its restarts,
+    exported as PORT and to dependents, shown by status."""
+    text = (
+        service_block("api", f"exec {sys.executable} server.py", extra='port = "auto"')
+        + service_block("client", 'echo "api at $A3S_API_URL"; exec sleep 60', depends_on=["api"])
+    )
+    import contextlib
+
+    from support import write_http_service
+
+    with contextlib.ExitStack() as cleanup:
+        stacks = []
+        for name in ("one", "two"):
+            folder = tmp_path / name
+            folder.mkdir()
+            (folder / "A3sfile.hcl").write_text(text)
+            write_http_service(folder)
+            s = cleanup.enter_context(stack_in(folder, {"A3S_PROXY_PORT": "0"}))
+            stacks.append(s)
+            assert s.a3s("up", "-d").code == 0
+        ports = [s.status()["api"]["port"] for s in stacks]
+        assert all(isinstance(p, int) for p in ports) and ports[0] != ports[1]
+        for s, port in zip(stacks, ports, strict=True):
+            assert get(port).startswith("hello from api")  # it listens where status says
+            log = (s.paths.logs_dir / "client.log").read_text()
+            assert f"api at http://127.0.0.1:{port}" in log
+        assert stacks[0].a3s("restart", "api").code == 0
+        assert stacks[0].status()["api"]["port"] == ports[0], "kept across a restart"

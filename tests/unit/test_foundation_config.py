@@ -257,3 +257,9 @@ def test_empty_file_is_valid_with_a_warning(tmp_path: Path) -> None:
     report = load_with_report(write(tmp_path, ""), environ={})
     assert report.ok and report.config is not None and report.config.services == ()
     assert [w.text.split(" (")[0] for w in report.warnings] == ["no services declared"]
+
+
+def test_an_automatic_port_is_never_one_browsers_refuse() -> None:
+    from a3s_dev.config.model import BROWSER_BLOCKED_PORTS
+
+    assert {6000, 6665, 6666, 6667, 6668, 6669, 10080} <= BROWSER_BLOCKED_PORTS

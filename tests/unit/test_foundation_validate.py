@@ -472,3 +472,13 @@ def test_a_bad_condition_is_one_line_with_a_suggestion(tmp_path: Path, deps: str
     text = f'service "db" {{\n  cmd = "x"\n}}\nservice "api" {{\n  cmd = "x"\n  depends_on = {deps}\n}}\n'
     line, got = only_error(check(text, tmp_path))
     assert line == 6 and message in got, got
+
+
+def test_port_auto_is_read_and_checked(tmp_path: Path) -> None:
+    report = check('service "api" {\n  cmd = "x"\n  port = "auto"\n}\nservice "b" {\n  cmd = "x"\n  port = "auto"\n}\n', tmp_path)
+    assert report.ok, report.lines()  # two automatic ports are no conflict
+    assert report.config is not None
+    api = report.config.service("api")
+    assert api.auto_port and api.port is None and api.subdomain == "api" and api.probe is not None
+    line, message = only_error(check('service "api" {\n  cmd = "x"\n  port = "Auto"\n}\n', tmp_path))
+    assert line == 3 and 'write port = "auto"' in message

@@ -94,6 +94,7 @@ class ServiceDef:
     watch: WatchConfig | None = None
     health: HealthConfig | None = None  # the explicit block, if any
     proxy: bool = True  # false: not an HTTP service (a database): never routed, no http:// URL
+    auto_port: bool = False  # `port = "auto"`: `port` is chosen when the supervisor starts
     line: int | None = None  # where the block starts in the A3sfile
 
     @property
@@ -101,7 +102,7 @@ class ServiceDef:
         """The probe that gates readiness: the explicit block, else TCP on `port`, else none."""
         if self.health is not None:
             return self.health
-        if self.port is not None:
+        if self.port is not None or self.auto_port:
             return HealthConfig(type=ProbeKind.TCP)
         return None
 
@@ -190,6 +191,25 @@ def parse_duration(text: str | float) -> float:
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?B?)", re.IGNORECASE)
+
+
+# Ports browsers refuse to open (the Fetch standard's "bad ports"): an automatic port is never one.
+BROWSER_BLOCKED_PORTS = frozenset(
+    {1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103,
+     104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513,
+     514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720,
+     1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080}
+)
+
+
+def with_ports(config: DevConfig, chosen: Mapping[str, int]) -> DevConfig:
+    """`config` with the automatic ports filled in (`chosen`: service name -> port)."""
+    import dataclasses
+
+    services = tuple(
+        dataclasses.replace(s, port=chosen[s.name]) if s.name in chosen else s for s in config.services
+    )
+    return dataclasses.replace(config, services=services)
 
 
 def dns_label(text: str) -> str:

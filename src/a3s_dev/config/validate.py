@@ -112,6 +112,7 @@ def display_name(path: Path) -> str:
 class Kind(enum.Enum):
     STRING = "a string"
     PORT = "a whole number from 1 to 65535"
+    PORT_OR_AUTO = 'a whole number from 1 to 65535, or "auto"'
     PROXY_PORT = "a whole number from 0 to 65535"
     POSITIVE_INT = "a whole number of at least 1"
     BOOL = "true or false"
@@ -132,6 +133,7 @@ class Field:
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 _CONDITIONS = tuple(c.value for c in Condition)
+AUTO = object()  # `port = "auto"`, as read
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
 
 SCHEMA: dict[str, dict[str, Field]] = {
@@ -146,7 +148,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "service": {
         "cmd": Field(Kind.STRING),
         "dir": Field(Kind.STRING),
-        "port": Field(Kind.PORT),
+        "port": Field(Kind.PORT_OR_AUTO),
         "subdomain": Field(Kind.STRING),
         "env": Field(Kind.ENV_MAP),
         "env_file": Field(Kind.STRING),
@@ -293,6 +295,13 @@ class _Checker:
             if v.kind != "string":
                 return self._wrong(line, label, spec, v)
             return v.data
+        if kind is Kind.PORT_OR_AUTO:
+            if v.kind == "string" and v.data == "auto":
+                return AUTO
+            if v.kind == "string" and not v.data.strip().isdigit():
+                hint = 'write port = "auto"' if v.data.strip().lower() == "auto" else None
+                return self._wrong(line, label, spec, v, hint=hint)
+            kind = Kind.PORT
         if kind is Kind.SIZE:
             if v.kind not in ("string", "number"):
                 return self._wrong(line, label, spec, v)
@@ -307,6 +316,7 @@ class _Checker:
             return size
         if kind in (Kind.PORT, Kind.PROXY_PORT, Kind.POSITIVE_INT, Kind.COUNT):
             low, high = {
+                Kind.PORT_OR_AUTO: (1, 65535),
                 Kind.PORT: (1, 65535),
                 Kind.PROXY_PORT: (0, 65535),
                 Kind.POSITIVE_INT: (1, None),
@@ -508,6 +518,9 @@ class _Checker:
         elif dir_text is not None and not service_dir.is_dir():
             self.warn(attrs["dir"].line, f'{owner}: dir "{dir_text}" does not exist ({service_dir})')
         port = get("port")
+        auto_port = port is AUTO
+        if auto_port:
+            port = None  # chosen when the supervisor starts (run.choose_ports)
         subdomain = get("subdomain")
         if subdomain is not None:
             sub_line = attrs["subdomain"].line
@@ -522,7 +535,7 @@ class _Checker:
                 subdomain = subdomain.lower()
                 if port is None and "port" not in attrs:
                     self.warn(sub_line, f"{owner}: subdomain has no effect without a port")
-        elif port is not None:
+        elif port is not None or auto_port:
             # Host names are case-insensitive and may not hold "_" or ".": derive a valid label.
             subdomain = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63] or None
         env = get("env") or {}
@@ -568,7 +581,7 @@ class _Checker:
                 watch = self.watch(sub, owner, service_dir)
             else:
                 health = self.health(sub, owner)
-                needs_port = health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP)
+                needs_port = health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP) and not auto_port
                 if needs_port and port is None and "port" not in attrs:
                     assert health is not None
                     self.error(
@@ -593,6 +606,7 @@ class _Checker:
             watch=watch,
             health=health,
             proxy=True if proxy is None else proxy,
+            auto_port=auto_port,
             line=block.line,
         )
 

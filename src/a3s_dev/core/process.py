@@ -186,6 +186,19 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def free_loopback_port(avoid: frozenset[int] = frozenset()) -> int:
+    """A port free on 127.0.0.1 and ::1 that browsers will open, picked by the OS (`port = "auto"`)."""
+    from a3s_dev.config.model import BROWSER_BLOCKED_PORTS
+
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in BROWSER_BLOCKED_PORTS and port not in avoid and not port_in_use(port):
+            return port
+    raise RuntimeFailure("no free loopback port found for port = \"auto\"")
+
+
 def _listening_inodes(port: int) -> set[str]:
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
