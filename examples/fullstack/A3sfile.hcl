@@ -1,7 +1,7 @@
 # A real stack: Postgres, Redis, a migration, a web app reading and writing both, a worker.
 #
 #   pip install -r requirements.txt   # psycopg 3 and redis-py, this example's own
-#   a3s up                            # then open http://web.localhost:7080
+#   a3s up                            # then open http://web.fullstack.localhost:7080
 #
 # Needs Postgres and Redis installed (Debian: apt-get install postgresql redis-server;
 # macOS: brew install postgresql redis). Data lives in ./data; `rm -rf data` starts afresh.

@@ -319,3 +319,12 @@ def test_an_absolute_form_target_goes_upstream_in_origin_form(target: str, expec
     assert request_head("GET", target, [("Host", "x")], None, chunked=False, connection=None).startswith(
         f"GET {expected} HTTP/1.1\r\n".encode()
     )
+
+
+def test_a_service_is_also_at_its_subdomain_under_the_projects_name() -> None:
+    router = Router([ServiceDef("web", "x", Path("."), port=3000, subdomain="web")], project="shop")
+    assert router.resolve("web.shop.localhost:7080").service == "web"
+    assert router.resolve("WEB.Shop.localhost").service == "web"
+    assert router.resolve("web.localhost").service == "web"
+    assert router.resolve("web.other.localhost").kind is RouteKind.UNKNOWN
+    assert router.resolve("shop.localhost").kind is RouteKind.INDEX

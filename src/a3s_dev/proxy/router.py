@@ -61,7 +61,9 @@ class Router:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, services: Iterable[ServiceDef]) -> None:
+    def __init__(self, services: Iterable[ServiceDef], project: str | None = None) -> None:
+        """`project`: the project's name; then `<subdomain>.<project>.localhost` routes too."""
+        self.project = project
         table: dict[str, RouteEntry] = {}
         by_name: dict[str, ServiceDef] = {}
         for svc in services:
@@ -78,7 +80,7 @@ class Router:
 
     @classmethod
     def from_config(cls, config: DevConfig) -> Router:
-        return cls(config.services)
+        return cls(config.services, config.project)
 
     @property
     def entries(self) -> list[RouteEntry]:
@@ -101,6 +103,10 @@ class Router:
         if not host.endswith(LOCALHOST_SUFFIX):
             return Route(RouteKind.UNKNOWN)
         sub = host[: -len(LOCALHOST_SUFFIX)]
+        if self.project and sub.endswith(f".{self.project}"):
+            sub = sub[: -len(self.project) - 1]  # <subdomain>.<project>.localhost
+        elif self.project and sub == self.project:
+            return Route(RouteKind.INDEX)  # <project>.localhost: this project's page
         entry = self._table.get(sub)
         if entry is not None:
             return Route(RouteKind.UPSTREAM, entry.service, entry.port, entry.subdomain)
