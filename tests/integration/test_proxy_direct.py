@@ -489,3 +489,40 @@ async def test_an_absolute_form_target_reaches_the_upstream_in_origin_form(raw_u
     async with running_proxy(b) as port:
         answer = await to_thread.run_sync(ask, port)
     assert answer["path"] == "/x?q=1"
+
+
+async def test_a_request_is_never_sent_twice_to_a_service_that_never_answered_http() -> None:
+    """SPEC §5: Postgres routed as HTTP got every browser request twice ("invalid length of
+    startup packet" twice): a service that closes unanswered and never answered HTTP gets a
+    request once, and the browser the 502 page."""
+    import threading
+
+    seen: list[bytes] = []
+    with socket.socket() as db:
+        db.bind(("127.0.0.1", 0))
+        db.listen()
+        port = db.getsockname()[1]
+
+        def serve() -> None:
+            db.settimeout(5)
+            try:
+                while True:
+                    conn, _ = db.accept()
+                    with conn:
+                        seen.append(conn.recv(65536))  # reads the request, answers nothing, closes
+            except OSError:
+                return
+
+        threading.Thread(target=serve, daemon=True).start()
+
+        def ask(proxy_port: int) -> int:
+            c = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=10)
+            c.request("GET", "/", headers={"Host": "db.localhost"})
+            status = c.getresponse().status
+            c.close()
+            return status
+
+        b = backend_for(svc("db", port))
+        async with running_proxy(b) as proxy_port:
+            assert await to_thread.run_sync(ask, proxy_port) == 502
+        assert len(seen) == 1, f"the request reached the service {len(seen)} times"

@@ -69,6 +69,7 @@ class FullPath(Protocol):
     def states(self) -> States: ...
     @property
     def pool(self) -> UpstreamPool: ...
+    def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None: ...
 
 
 class DirectPath:
@@ -259,9 +260,15 @@ class ClientConnection(asyncio.Protocol):
             head = up.head
             if head is None:
                 if up.error is not None:  # nothing came back: aiohttp's path retries or explains
+                    error = up.error
                     self._let_go()
+                    if up.port not in self.proxy.pool.answered:
+                        # It has never answered HTTP (a database routed by mistake): the request
+                        # is not sent again, aiohttp's path answers it with the 502 page.
+                        self.proxy.refuse_resend(self.transport, str(error))
                     self._retry_in_full()
                 return
+            self.proxy.pool.answered.add(up.port)
             self._head_sent = True
             has_body = not (self._no_body or head.status in NO_BODY_STATUS)
             self._chunked = has_body and head.content_length is None

@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import socket
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -161,6 +162,13 @@ class ProxyServer:
         self.states = _States(backend)
         self.port = 0
         self._base: dict[int, str] = {}
+        # Client connections whose request in flight must not be sent again (the direct path
+        # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
+        self._no_resend: weakref.WeakKeyDictionary[asyncio.BaseTransport, str] = weakref.WeakKeyDictionary()
+
+    def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None:
+        if transport is not None:
+            self._no_resend[transport] = detail
 
     # ------------------------------------------------------------------ dispatch
 
@@ -257,6 +265,8 @@ class ProxyServer:
     # ------------------------------------------------------------------ forwarding
 
     async def _proxy(self, request: web.BaseRequest, name: str, port: int) -> web.StreamResponse:
+        if self._no_resend and request.transport is not None and request.transport in self._no_resend:
+            raise _Unavailable(502, self._no_resend.pop(request.transport))
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         refused_since: float | None = None
@@ -315,7 +325,7 @@ class ProxyServer:
             try:
                 up = await conn.response_head()
             except UpstreamError:
-                if not conn.reused or has_body or method not in IDEMPOTENT:
+                if not conn.reused or has_body or method not in IDEMPOTENT or port not in self.pool.answered:
                     raise
                 # The upstream closed this idle connection just as we reused it (its keep-alive
                 # timeout), most likely before reading the request: an idempotent one without
@@ -324,6 +334,7 @@ class ProxyServer:
                 conn = await self.pool.connect(port)
                 conn.begin(head, no_body=method == "HEAD")
                 up = await conn.response_head()
+            self.pool.answered.add(port)
             length = up.content_length
             if method == "HEAD" or up.status in (204, 304) or length is not None and length <= SMALL_BODY:
                 body = conn.take_all()

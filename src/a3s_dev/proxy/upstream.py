@@ -388,6 +388,9 @@ class UpstreamPool:
         self.max_idle = max_idle
         self._idle: dict[int, list[UpstreamConnection]] = {}
         self._hosts: dict[int, str] = {}  # port -> the loopback address it answered on
+        # Ports that have answered HTTP at least once: only a request to one of them may be
+        # sent again after the connection closed unanswered (SPEC §5).
+        self.answered: set[int] = set()
 
     async def acquire(self, port: int) -> UpstreamConnection:
         """An idle connection to 127.0.0.1:port, or a new one."""
