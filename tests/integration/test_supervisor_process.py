@@ -115,3 +115,34 @@ def test_the_shells_messages_count_the_users_lines_not_the_wrappers(tmp_path: Pa
     out = proc.popen.stdout.read().decode()
     assert proc.popen.wait(timeout=10) == 127
     assert "uvicron-not-installed" in out and ": 2:" not in out and "line 2" not in out, out
+
+
+def test_each_first_wave_group_is_on_disk_before_the_next_spawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §8: a supervisor killed between two spawns leaves nothing `a3s down` cannot find."""
+    import json
+
+    from a3s_dev import runtime
+    from a3s_dev.config.model import DevConfig
+    from a3s_dev.core import process
+    from a3s_dev.run import prespawn
+
+    groups_file = tmp_path / ".a3s" / "groups.json"
+    on_disk: list[list[str]] = []
+    real_spawn = process.spawn
+
+    def spying_spawn(service: ServiceDef, env: dict[str, str]) -> process.ServiceProcess:
+        on_disk.append(sorted(json.loads(groups_file.read_text())) if groups_file.exists() else [])
+        return real_spawn(service, env)
+
+    monkeypatch.setattr(process, "spawn", spying_spawn)
+    config = DevConfig(
+        path=tmp_path / "A3sfile.hcl", services=tuple(ServiceDef(n, "exec sleep 30", tmp_path) for n in ("a", "b", "c"))
+    )
+    procs = prespawn(config, config.names, runtime.GroupRegistry(tmp_path / ".a3s"))
+    try:
+        assert on_disk == [[], ["a"], ["a", "b"]]
+        recorded = json.loads(groups_file.read_text())
+        assert sorted(recorded) == ["a", "b", "c"] and recorded["a"]["stop_signal"] == "SIGTERM"
+    finally:
+        for proc in procs.values():
+            proc.kill()

@@ -328,3 +328,12 @@ def test_a_service_is_also_at_its_subdomain_under_the_projects_name() -> None:
     assert router.resolve("web.localhost").service == "web"
     assert router.resolve("web.other.localhost").kind is RouteKind.UNKNOWN
     assert router.resolve("shop.localhost").kind is RouteKind.INDEX
+
+
+def test_the_error_page_shows_the_last_probe_result_escaped() -> None:
+    from a3s_dev.core.state import ServiceState, ServiceStatus
+    from a3s_dev.proxy.pages import render_unavailable
+
+    status = ServiceStatus("api", ServiceState.STARTING, probe="GET /health → 500 <script>")
+    page = render_unavailable(status, [])
+    assert "last probe: GET /health → 500 &lt;script&gt;" in page and "<script>" not in page
