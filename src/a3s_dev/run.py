@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     import socket
 
+    from a3s_dev.config.graph import Plan
     from a3s_dev.config.model import DevConfig
     from a3s_dev.core.events import EventBus
     from a3s_dev.core.logs import LogSink
@@ -53,14 +54,66 @@ class UpOptions(NamedTuple):
 # ---------------------------------------------------------------------------- decisions
 
 
-def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: bool) -> list[str]:
-    """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown names."""
+def wanted_services(
+    config: DevConfig, services: Iterable[str] | None, deps: bool, plan: Plan | None = None
+) -> list[str]:
+    """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown
+    names. With `deps`, the closure comes from `plan` (computed here when not given)."""
     if not services:
         return list(config.names)
     from a3s_dev.config import graph
 
-    chosen = set(graph.dependency_closure(config, services) if deps else graph.known(config, services))
+    named = graph.known(config, services)
+    if not deps:
+        chosen = set(named)
+    else:
+        chosen = set((plan or graph.plan(config)).closure(named))
     return [n for n in config.names if n in chosen]
+
+
+class PlanHelper:
+    """The graph's plan, computed by `python -m a3s_dev.config.graph` in a short-lived helper
+    process beside the supervisor: networkx costs ~25 MB and ~150 ms of CPU to import, which a
+    supervisor running all day should neither keep nor make its first probes wait for."""
+
+    TIMEOUT = 60.0
+
+    def __init__(self, config: DevConfig) -> None:
+        import json
+        import subprocess
+        import sys
+
+        from a3s_dev.config.graph import dependencies
+
+        self._input = json.dumps({"deps": dependencies(config)}).encode()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "a3s_dev.config.graph"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._plan: Plan | None = None
+
+    def wait(self) -> Plan:
+        """The plan (blocking); raises when the helper failed, so the caller computes it itself."""
+        if self._plan is None:
+            from a3s_dev.config.graph import Plan
+
+            out, _ = self._proc.communicate(self._input, timeout=self.TIMEOUT)
+            if self._proc.returncode != 0:
+                raise RuntimeError(f"the plan helper exited with {self._proc.returncode}")
+            self._plan = Plan.from_json(out.decode())
+        return self._plan
+
+    async def get(self) -> Plan:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self.wait)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
 
 
 # ---------------------------------------------------------------------------- before the loop
@@ -311,7 +364,7 @@ def _run(
     *,
     exit_handler: ExitHandler,
     attach_after: float,
-    on_ready: Callable[[Supervisor], Coroutine[Any, Any, None]] | None = None,
+    on_ready: Callable[[Supervisor, list[str]], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     """Lock, clean up, listen, mark the run in the history, spawn the first wave, then serve
     until `down` or a signal. The services' output goes to `.a3s/logs/` and to `terminal`."""
@@ -319,9 +372,9 @@ def _run(
     from a3s_dev.core.logs import A3S, FileSink, run_marker
 
     config = choose_ports(config)
-    wanted = wanted_services(config, opts.services, opts.deps)
     lock = runtime.SupervisorLock(paths)
     lock.acquire()
+    helper = PlanHelper(config)
     announcer = _Announcer()
     files = FileSink(
         paths.logs_dir,
@@ -333,6 +386,12 @@ def _run(
     prespawned: dict[str, ServiceProcess] = {}
     proxy_sockets: list[socket.socket] = []
     try:
+        try:
+            # `up SVC` must know what SVC needs before it spawns anything: that waits for the plan.
+            plan = helper.wait() if opts.services and opts.deps else None
+        except Exception:  # noqa: BLE001 - the helper failed: the plan is computed here instead
+            plan = None
+        wanted = wanted_services(config, opts.services, opts.deps, plan)
         now = time.time()
         for sink in sinks:
             sink.write(A3S, [run_marker(now)], now, "a3s")
@@ -355,7 +414,7 @@ def _run(
                 async def ready_once_watched(sup: Supervisor) -> None:
                     await watched.wait()
                     assert on_ready is not None
-                    await on_ready(sup)
+                    await on_ready(sup, wanted)
 
                 def on_supervisor(sup: Supervisor) -> None:
                     holder.append(sup)
@@ -377,6 +436,7 @@ def _run(
                     attach_after=attach_after,
                     proxy_port=proxy_port or None,
                     groups=groups,
+                    plan=helper.get,
                 )
                 holder[0].announce("every service stopped")
                 tg.cancel_scope.cancel()
@@ -397,6 +457,7 @@ def _run(
                 proc.kill()
         raise
     finally:
+        helper.close()
         for sock in proxy_sockets:
             sock.close()
         files.close()
@@ -414,10 +475,9 @@ def run_foreground(config: DevConfig, opts: UpOptions | None = None, *, color: b
     from a3s_dev.core.state import READY_STATES
 
     paths = runtime.paths_for(config.path)
-    wanted = wanted_services(config, opts.services, opts.deps)
     terminal = TerminalSink([*config.names, A3S], color=color)
 
-    async def report_ready(sup: Supervisor) -> None:
+    async def report_ready(sup: Supervisor, wanted: list[str]) -> None:
         statuses = await sup.wait_ready(wanted)
         if all(s.state in READY_STATES for s in statuses.values()):
             took = time.monotonic() - procfs.started_monotonic()

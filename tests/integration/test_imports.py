@@ -61,3 +61,25 @@ def test_tcp_probe_answers_for_a_listener_and_explains_a_refusal() -> None:
         assert anyio.run(TcpProbe(port, 1.0).check).ok
     result = anyio.run(TcpProbe(port, 1.0).check)
     assert not result.ok and result.detail == "connection refused"
+
+
+def test_the_supervisor_never_imports_networkx_its_plan_comes_from_a_helper(tmp_path: Path) -> None:
+    """networkx costs ~25 MB and ~150 ms of CPU: a supervisor running all day gets its plan from a
+    short-lived helper process and never holds it (it still plans: b waits for a)."""
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from a3s_dev.config.model import DevConfig, ServiceDef\n"
+        "from a3s_dev.run import UpOptions, run_foreground\n"
+        "folder = Path(sys.argv[1])\n"
+        "a = ServiceDef('a', 'echo a up; exec sleep 30', folder)\n"
+        "b = ServiceDef('b', 'echo b up; sleep 0.3; kill -TERM $PPID; exec sleep 30', folder, depends_on=('a',))\n"
+        "code = run_foreground(DevConfig(path=folder / 'A3sfile.hcl', services=(a, b)), UpOptions(proxy=False), color=False)\n"
+        "print('NETWORKX', 'networkx' in sys.modules, 'EXIT', code, flush=True)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(launcher), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    assert "b up" in out, out
+    assert "NETWORKX False EXIT 0" in out, out

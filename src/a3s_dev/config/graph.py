@@ -9,8 +9,10 @@ engine, and `a3s up` spawns the services that wait for nothing before it does.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from a3s_dev.errors import UsageError, unknown_service
 
@@ -155,8 +157,93 @@ def _closure(
     return [n for n in order if n in keep]
 
 
+class Plan(NamedTuple):
+    """What the supervisor does with the graph, decided once as plain data (networkx computes it)."""
+
+    order: tuple[str, ...]  # start order: dependencies first, declaration order breaking ties
+    waves: tuple[tuple[str, ...], ...]  # topological generations: the launch plan
+    needs: Mapping[str, frozenset[str]]  # each service's transitive dependencies (ancestors)
+    needed_by: Mapping[str, frozenset[str]]  # its transitive dependents (descendants)
+    dependents: Mapping[str, tuple[str, ...]]  # its direct dependents, declaration order
+
+    def closure(self, names: Iterable[str]) -> list[str]:
+        """`names` and what they depend on, in start order."""
+        keep = set(names)
+        for name in list(keep):
+            keep |= self.needs.get(name, frozenset())
+        return [n for n in self.order if n in keep]
+
+    def dependents_closure(self, names: Iterable[str]) -> list[str]:
+        """`names` and what depends on them, in stop order."""
+        keep = set(names)
+        for name in list(keep):
+            keep |= self.needed_by.get(name, frozenset())
+        return [n for n in reversed(self.order) if n in keep]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "order": list(self.order),
+                "waves": [list(w) for w in self.waves],
+                "needs": {k: sorted(v) for k, v in self.needs.items()},
+                "needed_by": {k: sorted(v) for k, v in self.needed_by.items()},
+                "dependents": {k: list(v) for k, v in self.dependents.items()},
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        return cls(
+            tuple(data["order"]),
+            tuple(tuple(w) for w in data["waves"]),
+            {k: frozenset(v) for k, v in data["needs"].items()},
+            {k: frozenset(v) for k, v in data["needed_by"].items()},
+            {k: tuple(v) for k, v in data["dependents"].items()},
+        )
+
+
+def plan_of(deps: Mapping[str, Sequence[str]]) -> Plan:
+    """The plan of `deps` (name -> the names it depends on, in declaration order); a cycle is a
+    UsageError (a validated config has none)."""
+    import networkx as nx
+
+    graph = graph_of(deps)
+    index = {name: i for i, name in enumerate(deps)}
+    try:
+        order = tuple(nx.lexicographical_topological_sort(graph, key=index.__getitem__))
+        waves = tuple(tuple(sorted(gen, key=index.__getitem__)) for gen in nx.topological_generations(graph))
+    except nx.NetworkXUnfeasible:
+        raise UsageError(f"dependency cycle: {' -> '.join(cycle_in(deps) or [])}") from None
+    return Plan(
+        order,
+        waves,
+        {n: frozenset(nx.ancestors(graph, n)) for n in deps},
+        {n: frozenset(nx.descendants(graph, n)) for n in deps},
+        {n: tuple(sorted(graph.successors(n), key=index.__getitem__)) for n in deps},
+    )
+
+
+def plan(config: DevConfig) -> Plan:
+    """The config's plan, computed here (networkx imported in this process)."""
+    return plan_of(dependencies(config))
+
+
+def main() -> int:
+    """`python -m a3s_dev.config.graph`: read `{"deps": {name: [deps]}}` (declaration order) on
+    stdin, write its Plan as JSON. The supervisor runs this beside itself: networkx (~25 MB,
+    ~150 ms of CPU) is imported in a short-lived helper, never in the long-running supervisor."""
+    deps = json.loads(sys.stdin.read())["deps"]
+    sys.stdout.write(plan_of(deps).to_json())
+    return 0
+
+
 def direct_dependents(config: DevConfig) -> dict[str, list[str]]:
     """Each service's direct dependents, in declaration order."""
     graph = build(config)
     index = {name: i for i, name in enumerate(config.names)}
     return {name: sorted(graph.successors(name), key=index.__getitem__) for name in config.names}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,19 +106,23 @@ class Supervisor:
         groups: GroupRegistry | None = None,
         proxy_port: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        plan: Callable[[], Awaitable[graph.Plan]] | None = None,
     ) -> None:
         """`proxy_port`: where the proxy listens for this stack, so status URLs point through it.
-        `sleep` waits out a restart delay (tests pass one that records the delays)."""
+        `sleep` waits out a restart delay (tests pass one that records the delays). `plan`
+        gives the graph's plan (the run computes it in a helper process, so that networkx is
+        never imported here); without it, or when it fails, it is computed in a worker thread."""
         self.config = config
         self.bus = bus if bus is not None else EventBus()
         self.sinks = list(sinks)
         self.policy: RestartPolicy = policy if policy is not None else ExponentialBackoff()
         self.cadence = cadence
         self._svcs = {s.name: _Service(s) for s in config.services}
-        # The plan, decided once: launch order by topological generation (declaration order
-        # within one), and each service's dependents for stopping them first.
-        self._plan = [name for wave in graph.waves(config) for name in wave]
-        self._dependents = graph.direct_dependents(config)
+        # The plan, decided once (launch order by topological generation, closures, each
+        # service's dependents for stopping them first), fetched on first need.
+        self._plan_source = plan
+        self._plan: graph.Plan | None = None
+        self._plan_lock = anyio.Lock()
         self._tg: TaskGroup | None = None
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
@@ -157,22 +161,43 @@ class Supervisor:
             if self._groups is not None:
                 self._groups.flush()
 
+    async def plan(self) -> graph.Plan:
+        """The graph's plan, fetched once (from the run's helper, else computed in a thread)."""
+        if self._plan is None:
+            async with self._plan_lock:
+                if self._plan is None and self._plan_source is not None:
+                    try:
+                        self._plan = await self._plan_source()
+                    except Exception:  # noqa: BLE001 - the helper failed: compute it here instead
+                        self._plan = None
+                if self._plan is None:
+                    self._plan = await anyio.to_thread.run_sync(graph.plan, self.config)
+        return self._plan
+
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         """Schedule `names` (None: all) and, with `deps`, their dependencies; returns without waiting for health."""
         chosen = self._names(names)
-        wanted = set(graph.dependency_closure(self.config, chosen) if deps else chosen)
         if self._shutdown.is_set():
             return  # a start racing with `down` must not spawn anything new
-        for name in self._plan:
-            if name in wanted:
-                self._launch(self._svcs[name])
+        # The first wave already runs: its runners (probes, output) start before the plan is in.
+        early = [n for n in self.config.names if n in self._prespawned and n in chosen]
+        for name in early:
+            self._launch(self._svcs[name])
+        plan = await self.plan()
+        wanted = set(plan.closure(chosen) if deps else chosen) - set(early)  # a task may be done already
+        if self._shutdown.is_set():
+            return
+        for wave in plan.waves:
+            for name in wave:
+                if name in wanted:
+                    self._launch(self._svcs[name])
 
     async def wait_ready(
         self, names: Iterable[str], timeout: float | None = None
     ) -> dict[str, ServiceStatus]:
         """Until each of `names` is running/completed, or something they need failed; statuses at return."""
         targets = self._names(names)
-        watch = set(graph.dependency_closure(self.config, targets))
+        watch = set((await self.plan()).closure(targets))
 
         def settled() -> bool:
             return all(self._is_ready(self._svcs[n]) for n in targets) or any(
@@ -193,17 +218,18 @@ class Supervisor:
     async def stop(self, names: Iterable[str] | None = None, *, cause: str | None = None) -> None:
         """Stop `names` (None: everything) and their running dependents, dependents first; each
         stop is logged with its `cause` (`api stopped (a3s down api)`), in stop order."""
+        plan = await self.plan()
         if names is None:
             targets = set(self._svcs)
         else:
-            targets = set(graph.dependents_closure(self.config, self._names(names)))
+            targets = set(plan.dependents_closure(self._names(names)))
         for name in targets:
             self._svcs[name].wanted = False
         finished = {n: anyio.Event() for n in targets}
 
         async def stop_after_dependents(name: str) -> None:
             try:
-                for dep in self._dependents[name]:
+                for dep in plan.dependents.get(name, ()):
                     if dep in finished:
                         await finished[dep].wait()
                 await self._stop_one(self._svcs[name], cause=cause)
