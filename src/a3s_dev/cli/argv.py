@@ -10,9 +10,10 @@ app parses it and explains. Both paths call the same functions (cli/commands.py)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from a3s_dev.run import UpOptions
+if TYPE_CHECKING:  # imported when an `up` line is read: `status` never loads run.py
+    from a3s_dev.run import UpOptions
 
 
 class Status(NamedTuple):
@@ -99,6 +100,8 @@ def parse(argv: Sequence[str]) -> Command | None:
     if command == "validate":
         return Validate(file, color, "--json" in flags)
     if command == "up":
+        from a3s_dev.run import UpOptions
+
         timeout: float | None = None
         if "--timeout" in values:
             from a3s_dev.config.model import parse_duration

@@ -14,12 +14,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
 from a3s_dev.control.client import ControlClient, NotRunning
 from a3s_dev.errors import A3sError, ConfigError, unknown_service
-from a3s_dev.run import UpOptions
+
+if TYPE_CHECKING:
+    from a3s_dev.run import UpOptions
 
 
 class NothingRunning(A3sError):

@@ -179,15 +179,18 @@ class Supervisor:
         chosen = self._names(names)
         if self._shutdown.is_set():
             return  # a start racing with `down` must not spawn anything new
-        # The first wave already runs: its runners (probes, output) start before the plan is in.
-        early = [n for n in self.config.names if n in self._prespawned and n in chosen]
-        for name in early:
-            self._launch(self._svcs[name])
+        if not deps:
+            # Every runner at once, in declaration order: each waits for its own dependencies'
+            # conditions, so a service starts the moment they are met, plan or no plan yet.
+            for name in self.config.names:
+                if name in chosen:
+                    self._launch(self._svcs[name])
+            return
         plan = await self.plan()
-        wanted = set(plan.closure(chosen) if deps else chosen) - set(early)  # a task may be done already
+        wanted = set(plan.closure(chosen))
         if self._shutdown.is_set():
             return
-        for wave in plan.waves:
+        for wave in plan.waves:  # networkx's topological generations
             for name in wave:
                 if name in wanted:
                     self._launch(self._svcs[name])
@@ -197,11 +200,17 @@ class Supervisor:
     ) -> dict[str, ServiceStatus]:
         """Until each of `names` is running/completed, or something they need failed; statuses at return."""
         targets = self._names(names)
-        watch = set((await self.plan()).closure(targets))
+
+        def watched() -> set[str]:
+            # What they need: the plan's closure once it is in; until then (it comes from a
+            # helper process) their direct dependencies, whose own stay pending when one fails.
+            if self._plan is not None:
+                return set(self._plan.closure(targets))
+            return set(targets).union(*(self._svcs[n].defn.depends_on for n in targets))
 
         def settled() -> bool:
             return all(self._is_ready(self._svcs[n]) for n in targets) or any(
-                self._svcs[n].state is S.FAILED for n in watch
+                self._svcs[n].state is S.FAILED for n in watched() if n in self._svcs
             )
 
         await self.wait_until(settled, timeout)
