@@ -57,6 +57,11 @@ class FakeSupervisor:
     def health_failures(self, name: str) -> int:
         return self.failures.get(name, 0)
 
+    async def plan(self) -> Any:
+        from a3s_dev.config.graph import plan
+
+        return plan(self.config)
+
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
         names = list(names) if names is not None else None
         self.calls.append(("start", (names, deps)))

@@ -22,7 +22,7 @@ import anyio.abc
 from aiohttp import web
 
 from a3s_dev import runtime
-from a3s_dev.config.graph import dependency_closure
+from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
 from a3s_dev.control.api import ProxyStats, log_dict, readiness, render_metrics, status_dict
 from a3s_dev.control.client import API_VERSION
@@ -45,6 +45,7 @@ class SupervisorLike(Protocol):
     async def restart(self, name: str, *, cause: str = "a3s restart") -> None: ...
     async def shutdown(self, cause: str | None = None) -> None: ...
     async def wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool: ...
+    async def plan(self) -> Plan: ...
     def status(self, name: str) -> ServiceStatus: ...
     def snapshot(self) -> list[ServiceStatus]: ...
     def tail(self, name: str, n: int = 20) -> list[str]: ...
@@ -224,11 +225,11 @@ class ControlServer:
             raise _BadRequest("services must be a list of names")
         return self.known(names)
 
-    def wanted(self, names: list[str] | None, deps: bool) -> list[str]:
+    async def wanted(self, names: list[str] | None, deps: bool) -> list[str]:
         """What `start` with these names asks for: everything, the names, or them and their dependencies."""
         if names is None:
             return list(self.config.names)
-        return dependency_closure(self.config, names) if deps else names
+        return (await self.supervisor.plan()).closure(names) if deps else names
 
     async def wait_ready(self, names: list[str], timeout: float, since: float | None = None) -> dict[str, Any]:
         """Until `names` are all ready or one failed (woken by the supervisor's changes); the outcome."""
@@ -278,7 +279,7 @@ class ControlServer:
         """What `start` with these services would wait for, starting nothing (`up -d` waits on it)."""
         names = self.known(request.query.getall("service", [])) or None
         deps = _flag(request.query.get("deps"), "deps", default=True)
-        return web.json_response({"waiting_for": self.wanted(names, deps), "services": self.services_json()})
+        return web.json_response({"waiting_for": await self.wanted(names, deps), "services": self.services_json()})
 
     async def start(self, request: web.Request) -> web.Response:
         data = await self.body_of(request)
@@ -287,7 +288,7 @@ class ControlServer:
         wait = _flag(data.get("wait"), "wait", default=False)
         timeout = _number(data.get("timeout"), "timeout", default=300.0)
         requested_at = time.time()
-        wanted = self.wanted(names, deps)
+        wanted = await self.wanted(names, deps)
         named = set(names or ())
         # SPEC §8: what is `stopped` starts; a failed task (oneshot) only when it is named, so a
         # migration that is not idempotent never runs twice; a completed task never again.
