@@ -87,7 +87,9 @@ class PlanHelper:
 
         self._input = json.dumps({"deps": dependencies(config)}).encode()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "a3s_dev.config.graph"],
+            # -P: the project folder (its cwd) is not on sys.path, so no file of the project
+            # can shadow a module the helper imports.
+            [sys.executable, "-P", "-m", "a3s_dev.config.graph"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
