@@ -376,6 +376,12 @@ def _run(
     config = choose_ports(config)
     lock = runtime.SupervisorLock(paths)
     lock.acquire()
+    claim = runtime.ProjectClaim(config.project, config.path)
+    try:
+        claim.acquire()
+    except BaseException:
+        lock.release()
+        raise
     helper = PlanHelper(config)
     announcer = _Announcer()
     files = FileSink(
@@ -460,6 +466,7 @@ def _run(
         raise
     finally:
         helper.close()
+        claim.release()
         for sock in proxy_sockets:
             sock.close()
         files.close()

@@ -262,6 +262,43 @@ def read_pid(paths: RuntimePaths) -> int | None:
         return None
 
 
+class ProjectClaim:
+    """A project's name, held while its supervisor runs (SPEC §6): an `flock` on
+    `<runtime dir>/projects/<name>.lock`, which names the A3sfile holding it. A second running
+    project with the same name (another A3sfile) is refused before anything starts."""
+
+    def __init__(self, name: str, a3sfile: Path) -> None:
+        self.name = name
+        self.a3sfile = Path(os.path.abspath(a3sfile))
+        self.path = fallback_socket_dir() / "projects" / f"{name}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        _private_dir(self.path.parent.parent)
+        _private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            where = holder or "another A3sfile"
+            raise A3sError(
+                f'project "{self.name}" is already running from {where}; to run this one beside it, '
+                f'give it another name: dev {{ name = "{self.name}-2" }} or A3S_PROJECT={self.name}-2'
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{self.a3sfile}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the flock
+
+
 # ---------------------------------------------------------------------------- sockets
 
 

@@ -588,3 +588,25 @@ def test_two_checkouts_with_automatic_ports_run_side_by_side_and_keep_their_port
             assert f"api at http://127.0.0.1:{port}" in log
         assert stacks[0].a3s("restart", "api").code == 0
         assert stacks[0].status()["api"]["port"] == ports[0], "kept across a restart"
+
+
+def test_a_second_running_project_with_the_same_name_is_refused_naming_the_first(tmp_path: Path) -> None:
+    """SPEC §6: names are how the proxy tells projects apart; the second `up` says how to rename."""
+    import contextlib
+
+    with contextlib.ExitStack() as cleanup:
+        firsts = []
+        for where in ("a", "b"):
+            folder = tmp_path / where / "shop"
+            folder.mkdir(parents=True)
+            (folder / "A3sfile.hcl").write_text(service_block("web", "exec sleep 60"))
+            firsts.append(cleanup.enter_context(stack_in(folder, {"A3S_PROXY_PORT": "0"})))
+        one, two = firsts
+        assert one.a3s("up", "-d").code == 0
+        refused = two.a3s("up", "-d")
+        assert refused.code == 1
+        assert f'project "shop" is already running from {one.a3sfile}' in refused.err
+        assert 'dev { name = "shop-2" } or A3S_PROJECT=shop-2' in refused.err
+        assert two.supervisor_pid() is None and [n for n, e in two.record() if e == "spawned"] == []
+        assert one.a3s("down").code == 0
+        assert two.a3s("up", "-d").code == 0, "the name is free once the first project stopped"
