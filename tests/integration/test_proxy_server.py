@@ -526,3 +526,53 @@ async def test_a_service_that_is_not_http_is_never_sent_a_request(tmp_path: Path
             assert f"127.0.0.1:{port}" in index and "http://db.localhost" not in index
         with pytest.raises(BlockingIOError):
             db.accept()  # nothing ever connected
+
+
+async def test_a_websocket_reaches_a_service_listening_on_ipv6_loopback_only(tmp_path: Path) -> None:
+    """SPEC §5: Vite's hot reload is a WebSocket, and Vite may listen on ::1 only."""
+    from proxy_support import backend_for, running_proxy, svc
+
+    script = tmp_path / "ws6.py"
+    script.write_text(
+        "import os\nfrom aiohttp import web\n"
+        "async def ws(request):\n"
+        "    sock = web.WebSocketResponse()\n    await sock.prepare(request)\n"
+        "    async for msg in sock:\n        await sock.send_str('v6 ' + msg.data)\n    return sock\n"
+        "app = web.Application(); app.router.add_get('/ws', ws)\n"
+        "print('listening', flush=True)\n"
+        "web.run_app(app, host='::1', port=int(os.environ['PORT']), print=None)\n"
+    )
+    port = free_port()
+    import functools
+
+    proc = await anyio.to_thread.run_sync(
+        functools.partial(
+            subprocess.Popen, [sys.executable, str(script)], env={**os.environ, "PORT": str(port)},
+            stdout=subprocess.PIPE, start_new_session=True,
+        )
+    )
+    try:
+        assert proc.stdout is not None
+        assert (await anyio.to_thread.run_sync(proc.stdout.readline)).strip() == b"listening"
+        import socket
+
+        def up() -> bool:
+            try:
+                socket.create_connection(("::1", port), timeout=1).close()
+            except OSError:
+                return False
+            return True
+
+        with anyio.fail_after(10):
+            while not up():
+                await anyio.sleep(0.02)
+        async with (
+            running_proxy(backend_for(svc("vite", port))) as proxy_port,
+            aiohttp.ClientSession() as client,
+            client.ws_connect(f"http://127.0.0.1:{proxy_port}/ws", headers={"Host": "vite.localhost"}) as ws,
+        ):
+            await ws.send_str("hmr")
+            assert (await ws.receive(timeout=5)).data == "v6 hmr"
+    finally:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=10)

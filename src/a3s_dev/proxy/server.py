@@ -391,6 +391,7 @@ class ProxyServer:
             conn.write(b"0\r\n\r\n")
 
     async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+        await self.pool.locate(port)  # 127.0.0.1 or ::1: _url then names the one that answers
         headers = forward_headers(request.headers, WS_DROP, request.remote, request.headers.get("Host"))
         protocols = tuple(
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()

@@ -413,6 +413,13 @@ class UpstreamPool:
         """The loopback address the service on `port` answered on last (127.0.0.1 until then)."""
         return self._hosts.get(port, "127.0.0.1")
 
+    async def locate(self, port: int) -> str:
+        """The loopback address the service on `port` listens on, found by connecting once when
+        it is not known yet (a WebSocket goes through aiohttp's client, which tries one address)."""
+        if port not in self._hosts:
+            (await self.connect(port)).close()
+        return self.host(port)
+
     async def connect(self, port: int) -> UpstreamConnection:
         """A new connection to the service on `port`: on 127.0.0.1, else on ::1 (a dev server
         bound to `localhost` may listen on ::1 only); the address that answered is kept."""
