@@ -180,24 +180,22 @@ def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | N
     return spawned
 
 
-def attachments(
-    config: DevConfig, paths: RuntimePaths, opts: UpOptions, proxy_sockets: Sequence[socket.socket] = ()
-) -> list[Attachment]:
-    """The edge modules a supervisor runs beside its services: the control API always, the proxy
-    on `proxy_sockets` when there are some, the watcher unless `--no-watch` or nothing is watched."""
+def attachments(config: DevConfig, paths: RuntimePaths, proxy_sockets: Sequence[socket.socket] = ()) -> list[Attachment]:
+    """The edge modules that attach once the services are up: the control API always, the proxy
+    on `proxy_sockets` when there are some (the watcher attaches earlier: `watching`)."""
     import functools
 
     from a3s_dev.control.server import serve_control
 
-    found: list[Attachment] = []
-    counts = None
-    if proxy_sockets:
-        from a3s_dev.proxy.server import ProxyCounts, serve_proxy
+    if not proxy_sockets:
+        return [functools.partial(serve_control, paths=paths, proxy_stats=None)]
+    from a3s_dev.proxy.server import ProxyCounts, serve_proxy
 
-        counts = ProxyCounts()
-        found.append(functools.partial(serve_proxy, sockets=proxy_sockets, counts=counts))
-    found.insert(0, functools.partial(serve_control, paths=paths, proxy_stats=counts))
-    return found
+    counts = ProxyCounts()  # the proxy counts, the control API's /metrics shows
+    return [
+        functools.partial(serve_control, paths=paths, proxy_stats=counts),
+        functools.partial(serve_proxy, sockets=proxy_sockets, counts=counts),
+    ]
 
 
 def watching(config: DevConfig, opts: UpOptions) -> list[Attachment]:
@@ -370,30 +368,36 @@ def _run(
 ) -> int:
     """Lock, clean up, listen, mark the run in the history, spawn the first wave, then serve
     until `down` or a signal. The services' output goes to `.a3s/logs/` and to `terminal`."""
+    import contextlib
+
     from a3s_dev import runtime
     from a3s_dev.core.logs import A3S, FileSink, run_marker
+    from a3s_dev.errors import ConfigError
 
+    if not config.services:
+        raise ConfigError(f'{config.path}: no services to start (add a service "name" {{ cmd = "..." }} block)')
     config = choose_ports(config)
+    cleanup = contextlib.ExitStack()  # whatever was taken is given back, in reverse, on every way out
     lock = runtime.SupervisorLock(paths)
-    lock.acquire()
-    claim = runtime.ProjectClaim(config.project, config.path)
-    try:
-        claim.acquire()
-    except BaseException:
-        lock.release()
-        raise
-    helper = PlanHelper(config)
-    announcer = _Announcer()
-    files = FileSink(
-        paths.logs_dir,
-        rotate_bytes=config.settings.log_max_size,
-        keep=config.settings.log_keep,
-        on_trouble=announcer,
-    )
-    sinks: list[LogSink] = [files] if terminal is None else [terminal, files]
     prespawned: dict[str, ServiceProcess] = {}
     proxy_sockets: list[socket.socket] = []
     try:
+        lock.acquire()
+        cleanup.callback(lock.release)
+        claim = runtime.ProjectClaim(config.project, config.path)
+        claim.acquire()
+        cleanup.callback(claim.release)
+        helper = PlanHelper(config)
+        cleanup.callback(helper.close)
+        announcer = _Announcer()
+        files = FileSink(
+            paths.logs_dir,
+            rotate_bytes=config.settings.log_max_size,
+            keep=config.settings.log_keep,
+            on_trouble=announcer,
+        )
+        cleanup.callback(files.close)
+        sinks: list[LogSink] = [files] if terminal is None else [terminal, files]
         try:
             # `up SVC` must know what SVC needs before it spawns anything: that waits for the plan.
             plan = helper.wait() if opts.services and opts.deps else None
@@ -410,6 +414,8 @@ def _run(
             print(f"{ORPHANS}{', '.join(o.service for o in orphans)}", flush=True)
         proxy_port = config.settings.proxy_port if opts.proxy else 0
         proxy_sockets = listen_proxy(proxy_port)
+        for sock in proxy_sockets:
+            cleanup.callback(sock.close)
         groups = runtime.GroupRegistry(paths.state_dir)
         prespawned = prespawn(config, wanted, groups)
         import anyio
@@ -435,7 +441,7 @@ def _run(
                     config,
                     services=wanted,
                     deps=False,
-                    attachments=[deferred(lambda: attachments(config, paths, opts, proxy_sockets))],
+                    attachments=[deferred(lambda: attachments(config, paths, proxy_sockets))],
                     early=watching(config, opts),
                     on_early=watched.set,
                     sinks=sinks,
@@ -465,12 +471,7 @@ def _run(
                 proc.kill()
         raise
     finally:
-        helper.close()
-        claim.release()
-        for sock in proxy_sockets:
-            sock.close()
-        files.close()
-        lock.release()
+        cleanup.close()
 
 
 def run_foreground(config: DevConfig, opts: UpOptions | None = None, *, color: bool | None = None) -> int:
@@ -515,13 +516,11 @@ def run_background(a3sfile: Path, opts: UpOptions) -> int:
 
     from a3s_dev import runtime
     from a3s_dev.config.load import load
-    from a3s_dev.errors import A3sError, ConfigError
+    from a3s_dev.errors import A3sError
 
     paths = runtime.paths_for(a3sfile)
     try:
         config = load(a3sfile)
-        if not config.services:
-            raise ConfigError(f'{a3sfile}: no services to start (add a service "name" {{ cmd = "..." }} block)')
         print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
         # The control API is the only window `up -d` and `status` have on a background
         # supervisor, so it loads at once (aiohttp in a thread) instead of after start-up.

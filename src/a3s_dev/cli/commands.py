@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
 from a3s_dev.control.client import ControlClient, NotRunning
-from a3s_dev.errors import A3sError, ConfigError, unknown_service
+from a3s_dev.errors import A3sError, unknown_service
 
 if TYPE_CHECKING:
     from a3s_dev.run import UpOptions
@@ -87,10 +87,7 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
     from a3s_dev.config.load import load
     from a3s_dev.run import run_foreground
 
-    config = load(a3sfile)
-    if not config.services:
-        raise ConfigError(f"{a3sfile}: no services to start (add a service \"name\" {{ cmd = \"...\" }} block)")
-    return run_foreground(config, opts, color=None if use_color(color) else False)
+    return run_foreground(load(a3sfile), opts, color=None if use_color(color) else False)
 
 
 # ---------------------------------------------------------------------------- status
