@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from a3s_dev.config.model import HealthConfig, ProbeKind, ServiceDef
+from a3s_dev.core.process import signal_group
 
 if TYPE_CHECKING:
     import httpx
@@ -140,8 +141,6 @@ class TcpProbe:
 
 
 def _strerror(err: int) -> str:
-    import os
-
     return os.strerror(err).lower()
 
 
@@ -243,10 +242,7 @@ class CmdProbe:
                 return ProbeResult(False, f"{self.name} did not finish within {self.timeout:g}s", True)
         finally:
             with anyio.CancelScope(shield=True):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                signal_group(proc.pid, signal.SIGKILL)  # what it started, too
                 await proc.wait()
                 await proc.aclose()
         last = output.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]

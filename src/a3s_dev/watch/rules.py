@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState
 
 if TYPE_CHECKING:
@@ -381,11 +382,10 @@ class RestartLoop:
     doubles with each further restart (1, 2, 4 … 30 s), back to none after a quiet window.
     """
 
-    def __init__(self, service: str, root: str, *, first: float = 1.0, cap: float = 30.0) -> None:
+    def __init__(self, service: str, root: str) -> None:
         self.service = service
         self.root = root
-        self.first = first
-        self.cap = cap
+        self._backoff = ExponentialBackoff()  # "back off like crashes" (SPEC §8): the same delays
         self._times: list[float] = []
         self._paths: dict[str, int] = {}
         self._warned = False
@@ -403,7 +403,7 @@ class RestartLoop:
             return None, 0.0
         for p in paths:
             self._paths[p] = self._paths.get(p, 0) + 1
-        delay = min(self.cap, self.first * 2**self._over)
+        delay = self._backoff.delay(self._over)
         self._over += 1
         warning = None if self._warned else self._warning(len(self._times))
         self._warned = True
