@@ -640,16 +640,14 @@ def _cannot_run(defn: ServiceDef, code: int, lived: float, tail: Iterable[str]) 
     for a service whose shell said so (exit 127 or 126) within its first second; else None."""
     if code not in (126, 127) or lived >= 1.0:
         return None
-    lines = list(tail)[-5:]
-    if code == 127:
-        for line in reversed(lines):
-            m = _NOT_FOUND.search(line)
-            if m:
-                return f"command not found: {m.group(1)} (is it installed and on PATH?)"
-        words = [w for w in defn.cmd.split() if w != "exec"]
-        return f"command not found: {words[0] if words else defn.cmd} (is it installed and on PATH?)"
     words = [w for w in defn.cmd.split() if w != "exec"]
-    return f"permission denied: {words[0] if words else defn.cmd} (is it executable?)"
+    program = words[0] if words else defn.cmd
+    if code == 127:
+        # The shell names what it did not find (`/bin/sh: 1: uvicron: not found`); else the first word.
+        found = (_NOT_FOUND.search(line) for line in reversed(list(tail)[-5:]))
+        missing = next((m.group(1) for m in found if m), program)
+        return f"command not found: {missing} (is it installed and on PATH?)"
+    return f"permission denied: {program} (is it executable?)"
 
 
 def _call_soon(callback: Callable[[], None]) -> None:
