@@ -54,22 +54,22 @@ def test_stop_order_is_the_reverse() -> None:
 
 
 def test_waves_group_what_can_start_together() -> None:
-    assert graph.waves(STACK) == [["db", "cache", "queue"], ["api"], ["web", "worker"]]
+    assert [list(w) for w in graph.plan(STACK).waves] == [["db", "cache", "queue"], ["api"], ["web", "worker"]]
 
 
 def test_dependency_closure_for_up_svc() -> None:
-    assert graph.dependency_closure(STACK, ["web"]) == ["db", "cache", "api", "web"]
-    assert graph.dependency_closure(STACK, ["worker", "db"]) == ["db", "cache", "api", "queue", "worker"]
+    assert graph.plan(STACK).closure(["web"]) == ["db", "cache", "api", "web"]
+    assert graph.plan(STACK).closure(["worker", "db"]) == ["db", "cache", "api", "queue", "worker"]
 
 
 def test_dependents_closure_for_down_svc() -> None:
-    assert graph.dependents_closure(STACK, ["db"]) == ["worker", "web", "api", "db"]
-    assert graph.dependents_closure(STACK, ["queue"]) == ["worker", "queue"]
+    assert graph.plan(STACK).dependents_closure(["db"]) == ["worker", "web", "api", "db"]
+    assert graph.plan(STACK).dependents_closure(["queue"]) == ["worker", "queue"]
 
 
 def test_unknown_service_in_a_closure_is_a_usage_error_with_suggestion() -> None:
     with pytest.raises(UsageError, match=r"unknown service 'wbe' \(did you mean 'web'\?\)"):
-        graph.dependency_closure(STACK, ["wbe"])
+        graph.known(STACK, ["wbe"])
 
 
 def test_three_cycle_is_reported_as_a_path() -> None:
@@ -78,7 +78,7 @@ def test_three_cycle_is_reported_as_a_path() -> None:
     with pytest.raises(UsageError, match="dependency cycle: a -> b -> c -> a"):
         graph.start_order(cfg)
     with pytest.raises(UsageError, match="dependency cycle"):
-        graph.waves(cfg)
+        graph.plan(cfg)
 
 
 def test_acyclic_graph_has_no_cycle() -> None:
@@ -101,7 +101,8 @@ def test_200_service_random_dag_orders_waves_and_closures_hold(seed: int) -> Non
     for i, name in enumerate(order):
         ready_then = [n for n in order[i:] if deps[n] <= set(order[:i])]
         assert name == min(ready_then, key=declared.__getitem__)
-    waves = graph.waves(cfg)
+    plan = graph.plan(cfg)
+    waves = plan.waves
     assert sum(len(w) for w in waves) == 200
     wave_of = {n: i for i, w in enumerate(waves) for n in w}
     assert all(wave_of[d] < wave_of[s.name] for s in cfg.services for d in s.depends_on)
@@ -117,8 +118,8 @@ def test_200_service_random_dag_orders_waves_and_closures_hold(seed: int) -> Non
         return seen
 
     dependents = {n: {m for m in cfg.names if n in deps[m]} for n in cfg.names}
-    assert set(graph.dependency_closure(cfg, some)) == reach(deps, some)
-    assert set(graph.dependents_closure(cfg, some)) == reach(dependents, some)
+    assert set(plan.closure(some)) == reach(deps, some)
+    assert set(plan.dependents_closure(some)) == reach(dependents, some)
 
 
 @pytest.mark.parametrize("seed", range(20))

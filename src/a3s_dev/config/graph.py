@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from a3s_dev.errors import UsageError, unknown_service
@@ -103,17 +103,6 @@ def stop_order(config: DevConfig) -> list[str]:
     return start_order(config)[::-1]
 
 
-def waves(config: DevConfig) -> list[list[str]]:
-    """Groups of services that can start together: wave N depends only on waves before it."""
-    import networkx as nx
-
-    index = {name: i for i, name in enumerate(config.names)}
-    try:
-        return [sorted(gen, key=index.__getitem__) for gen in nx.topological_generations(build(config))]
-    except nx.NetworkXUnfeasible:
-        raise _cycle_error(config) from None
-
-
 def independent(config: DevConfig, wanted: Iterable[str]) -> list[str]:
     """The `wanted` services that wait for no other wanted one: they can be spawned at once.
 
@@ -131,30 +120,6 @@ def known(config: DevConfig, names: Iterable[str]) -> list[str]:
     if error is not None:
         raise error
     return wanted
-
-
-def dependency_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
-    """`names` and everything they depend on, transitively, in start order (for `up SVC`)."""
-    import networkx as nx
-
-    return _closure(config, names, nx.ancestors, start_order(config))
-
-
-def dependents_closure(config: DevConfig, names: Iterable[str]) -> list[str]:
-    """`names` and everything that depends on them, transitively, in stop order (for `down SVC`)."""
-    import networkx as nx
-
-    return _closure(config, names, nx.descendants, stop_order(config))
-
-
-def _closure(
-    config: DevConfig, names: Iterable[str], reach: Callable[[nx.DiGraph, str], set[str]], order: list[str]
-) -> list[str]:
-    graph = build(config)
-    keep: set[str] = set()
-    for name in known(config, names):
-        keep |= reach(graph, name) | {name}
-    return [n for n in order if n in keep]
 
 
 class Plan(NamedTuple):
@@ -236,13 +201,6 @@ def main() -> int:
     deps = json.loads(sys.stdin.read())["deps"]
     sys.stdout.write(plan_of(deps).to_json())
     return 0
-
-
-def direct_dependents(config: DevConfig) -> dict[str, list[str]]:
-    """Each service's direct dependents, in declaration order."""
-    graph = build(config)
-    index = {name: i for i, name in enumerate(config.names)}
-    return {name: sorted(graph.successors(name), key=index.__getitem__) for name in config.names}
 
 
 if __name__ == "__main__":
