@@ -1,11 +1,11 @@
 """One run of a stack, in the foreground (`a3s up`) or in the background (the supervisor of `up -d`).
 
-Both go the same way: take the A3sfile's lock, end what a killed predecessor left, listen on
-the proxy's port, spawn the first wave (before asyncio, aiohttp or networkx are imported),
+Both go the same way: take the A3sfile's lock, end what a killed predecessor left, reach the
+shared proxy (starting it when none runs), spawn the first wave (before asyncio, aiohttp or networkx are imported),
 then run the Supervisor and its attachments (control API, proxy, watcher) in one task group
 until `down` or a signal, with one exit handler: the first signal stops every service
-gracefully, the second kills them at once. Resources (the proxy's sockets, its counters, the
-state folder) are passed as arguments.
+gracefully, the second kills them at once. Resources (the connection to the proxy, the state
+folder) are passed as arguments.
 
 Top-level imports stay light: `cli.argv` imports `UpOptions` from here on the fast path.
 """
@@ -138,20 +138,22 @@ def choose_ports(config: DevConfig) -> DevConfig:
     return with_ports(config, chosen)
 
 
-def listen_proxy(port: int) -> list[socket.socket]:
-    """Listen on the proxy's port now (0: no proxy), before anything is spawned. A taken port
-    fails the command with the proxy's one-line error, nothing half-started; and a browser's
-    first requests wait in the backlog until the proxy attaches instead of being refused."""
+def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> socket.socket | None:
+    """Register with this user's shared proxy on `port` (0: no proxy), starting it when none
+    runs; the connection. Before anything is spawned: a port someone else holds fails the
+    command with one line, nothing half-started, and a browser's first request is held until
+    the services are ready instead of finding no route."""
     if not port:
-        return []
-    from a3s_dev.core.process import ListenFailure, listen_loopback
+        return None
+    from a3s_dev.proxy import join, shared
 
+    sock = shared.ensure(port)
     try:
-        return listen_loopback(port)
-    except ListenFailure as exc:
-        from a3s_dev.proxy.server import listen_error  # its wording; loaded only on this error path
-
-        raise listen_error(exc) from None
+        join.register_now(sock, config, paths.logs_dir)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | None = None) -> dict[str, ServiceProcess]:
@@ -180,22 +182,26 @@ def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | N
     return spawned
 
 
-def attachments(config: DevConfig, paths: RuntimePaths, proxy_sockets: Sequence[socket.socket] = ()) -> list[Attachment]:
-    """The edge modules that attach once the services are up: the control API always, the proxy
-    on `proxy_sockets` when there are some (the watcher attaches earlier: `watching`)."""
+def attachments(paths: RuntimePaths) -> list[Attachment]:
+    """The edge modules that attach once the services are up: the control API (the watcher
+    and the proxy's registration attach earlier: `watching`, `joining`)."""
     import functools
 
     from a3s_dev.control.server import serve_control
 
-    if not proxy_sockets:
-        return [functools.partial(serve_control, paths=paths, proxy_stats=None)]
-    from a3s_dev.proxy.server import ProxyCounts, serve_proxy
+    return [functools.partial(serve_control, paths=paths)]
 
-    counts = ProxyCounts()  # the proxy counts, the control API's /metrics shows
-    return [
-        functools.partial(serve_control, paths=paths, proxy_stats=counts),
-        functools.partial(serve_proxy, sockets=proxy_sockets, counts=counts),
-    ]
+
+def joining(config: DevConfig, paths: RuntimePaths, proxy: socket.socket | None) -> list[Attachment]:
+    """The registration with the shared proxy, on the connection `reach_proxy` opened; it
+    attaches with the first wave so that every state change reaches the proxy as it happens."""
+    if proxy is None:
+        return []
+    import functools
+
+    from a3s_dev.proxy.join import join_proxy
+
+    return [functools.partial(join_proxy, port=config.settings.proxy_port, logs=paths.logs_dir, connection=proxy)]
 
 
 def watching(config: DevConfig, opts: UpOptions) -> list[Attachment]:
@@ -366,7 +372,7 @@ def _run(
     attach_after: float,
     on_ready: Callable[[Supervisor, list[str]], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
-    """Lock, clean up, listen, mark the run in the history, spawn the first wave, then serve
+    """Lock, clean up, reach the proxy, mark the run in the history, spawn the first wave, then serve
     until `down` or a signal. The services' output goes to `.a3s/logs/` and to `terminal`."""
     import contextlib
 
@@ -380,7 +386,6 @@ def _run(
     cleanup = contextlib.ExitStack()  # whatever was taken is given back, in reverse, on every way out
     lock = runtime.SupervisorLock(paths)
     prespawned: dict[str, ServiceProcess] = {}
-    proxy_sockets: list[socket.socket] = []
     try:
         lock.acquire()
         cleanup.callback(lock.release)
@@ -413,9 +418,9 @@ def _run(
             runtime.end_groups(orphans)
             print(f"{ORPHANS}{', '.join(o.service for o in orphans)}", flush=True)
         proxy_port = config.settings.proxy_port if opts.proxy else 0
-        proxy_sockets = listen_proxy(proxy_port)
-        for sock in proxy_sockets:
-            cleanup.callback(sock.close)
+        proxy = reach_proxy(config, paths, proxy_port)
+        if proxy is not None:
+            cleanup.callback(proxy.close)
         groups = runtime.GroupRegistry(paths.state_dir)
         prespawned = prespawn(config, wanted, groups)
         import anyio
@@ -441,8 +446,8 @@ def _run(
                     config,
                     services=wanted,
                     deps=False,
-                    attachments=[deferred(lambda: attachments(config, paths, proxy_sockets))],
-                    early=watching(config, opts),
+                    attachments=[deferred(lambda: attachments(paths))],
+                    early=[*watching(config, opts), *joining(config, paths, proxy)],
                     on_early=watched.set,
                     sinks=sinks,
                     prespawned=prespawned,

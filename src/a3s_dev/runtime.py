@@ -134,7 +134,7 @@ def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
     )
 
 
-def _private_dir(path: Path) -> None:
+def private_dir(path: Path) -> None:
     """Create `path` as a 0700 folder of ours; refuse one that someone else owns."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = path.stat()
@@ -148,13 +148,13 @@ def ensure_state_dir(paths: RuntimePaths) -> Path:
     """Create the state folder (0700, with a `.gitignore` of `*` so it never shows in `git
     status`, as pytest's and ruff's caches do) and the socket's private folder when it lives
     elsewhere; return the state folder."""
-    _private_dir(paths.state_dir)
+    private_dir(paths.state_dir)
     ignore = paths.state_dir / ".gitignore"
     if not ignore.exists():
         with contextlib.suppress(OSError):
             ignore.write_text("# Created by a3s: its runtime state, never committed.\n*\n")
     if paths.socket.parent != paths.state_dir:
-        _private_dir(paths.socket.parent)
+        private_dir(paths.socket.parent)
     return paths.state_dir
 
 
@@ -208,12 +208,9 @@ class SupervisorLock:
                 pass
             os.close(fd)
         self._fd = fd
-        tmp = self.paths.pid.with_suffix(".pid.tmp")
         try:
-            tmp.write_text(f"{os.getpid()}\n")
-            os.replace(tmp, self.paths.pid)
+            write_private(self.paths.pid, f"{os.getpid()}\n")
         except OSError as exc:  # a full disk: one line, and nothing left behind
-            tmp.unlink(missing_ok=True)
             self.release()
             raise A3sError(
                 f"{self.paths.state_dir}: cannot write the supervisor's pid file ({exc.strerror or exc}); "
@@ -274,8 +271,8 @@ class ProjectClaim:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        _private_dir(self.path.parent.parent)
-        _private_dir(self.path.parent)
+        private_dir(self.path.parent.parent)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -308,19 +305,39 @@ def bind_control_socket(paths: RuntimePaths) -> socket.socket:
     Call with the lock held: an existing file there is then a stale socket and is removed.
     """
     ensure_state_dir(paths)
+    return bind_unix_socket(paths.socket)
+
+
+def bind_unix_socket(path: Path) -> socket.socket:
+    """A listening, non-blocking AF_UNIX socket at `path`, mode 0600, its folder made private.
+    An existing file there is replaced: call it only when nobody can be listening on it."""
+    private_dir(path.parent)
     with contextlib.suppress(FileNotFoundError):
-        paths.socket.unlink()
+        path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.bind(str(paths.socket))
+        sock.bind(str(path))
         # The folder is 0700 already, so the instant before chmod exposes nothing.
-        os.chmod(paths.socket, 0o600)
+        os.chmod(path, 0o600)
         sock.listen(128)
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` (mode 0600) in one replace, so readers see the old or the new."""
+    tmp = path.with_name(f"{path.name}.tmp")  # its writers hold a lock: one at a time
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves nothing half-written behind
+        raise
 
 
 def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
@@ -383,10 +400,7 @@ class GroupRegistry:
         self._pending = False
         try:
             self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self._path.with_name(self._path.name + ".tmp")
-            data = {n: r._asdict() for n, r in self._groups.items()}
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self._path)
+            write_private(self._path, json.dumps({n: r._asdict() for n, r in self._groups.items()}))
         except OSError:
             pass  # best effort: losing the record only matters if we are SIGKILLed too
 

@@ -170,7 +170,7 @@ class FakeBackend:
 
 
 def backend_for(*services: ServiceDef) -> FakeBackend:
-    return FakeBackend(DevConfig(path=Path("/tmp/A3sfile.hcl"), services=services))
+    return FakeBackend(DevConfig(path=Path("/tmp/shop/A3sfile.hcl"), services=services))
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ async def get(port: int, host: str, path: str = "/", **kw: object) -> tuple[int,
 async def test_routes_by_host_header_in_any_case(ups: dict[str, Upstream]) -> None:
     b = backend(ups)
     async with running_proxy(b) as port:
-        assert b.announced == [f"proxy on http://localhost:{port}: http://api.localhost:{port}, http://app.localhost:{port}"]
+        assert b.announced == [f"proxy on http://localhost:{port}: http://api.shop.localhost:{port}, http://app.shop.localhost:{port}"]
         status, text, _ = await get(port, f"API.Localhost:{port}")
         assert status == 200 and text.startswith("hello from api")
         status, text, _ = await get(port, "app.localhost")
@@ -85,7 +86,7 @@ async def test_unknown_host_gets_404_listing_routes(ups: dict[str, Upstream]) ->
     async with running_proxy(backend(ups)) as port:
         status, text, _ = await get(port, f"nope.localhost:{port}")
     assert status == 404
-    assert f'href="http://api.localhost:{port}/"' in text and f'href="http://app.localhost:{port}/"' in text
+    assert f'href="http://api.shop.localhost:{port}/"' in text and f'href="http://app.shop.localhost:{port}/"' in text
 
 
 @pytest.mark.parametrize("host", ["localhost", "a3s.localhost"])
@@ -95,7 +96,7 @@ async def test_index_page_lists_services_states_and_links(ups: dict[str, Upstrea
     async with running_proxy(b) as port:
         status, text, _ = await get(port, f"{host}:{port}")
     assert status == 200
-    assert f'href="http://api.localhost:{port}/"' in text
+    assert f'href="http://api.shop.localhost:{port}/"' in text
     assert "<td>worker</td><td>stopped</td>" in text
 
 
@@ -421,36 +422,39 @@ async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: d
     assert grown < 25, f"the proxy process grew by {grown:.0f} MB while streaming a 50 MB upload"
 
 
-def test_a_taken_proxy_port_is_refused_before_anything_starts() -> None:
+def test_a_taken_proxy_port_is_refused_naming_its_holder_before_anything_starts() -> None:
     import socket
 
-    from a3s_dev.run import listen_proxy
+    from a3s_dev.proxy import shared
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(RuntimeFailure, match=f"port {port} is already in use"):
-            listen_proxy(port)
-    sockets = listen_proxy(port)  # released: free again, and now ours
+        with pytest.raises(RuntimeFailure, match=f"port {port} is already in use by pid {os.getpid()} "):
+            shared.listen(port)
+        assert not shared.socket_path(port).exists()
+    tcp, unix = shared.listen(port)  # released: free again, and now ours
     try:
-        assert sockets and {s.getsockname()[1] for s in sockets} == {port}
-        assert {s.getsockname()[0] for s in sockets} <= {"127.0.0.1", "::1"}
+        assert tcp and {s.getsockname()[1] for s in tcp} == {port}
+        assert {s.getsockname()[0] for s in tcp} <= {"127.0.0.1", "::1"}
+        assert stat.S_IMODE(os.stat(shared.socket_path(port)).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(shared.folder()).st_mode) == 0o700
     finally:
-        for sock in sockets:
+        for sock in (*tcp, unix):
             sock.close()
-    assert listen_proxy(0) == []  # no proxy: nothing to listen on
 
 
 async def test_a_request_sent_before_the_proxy_runs_waits_for_it(ups: dict[str, Upstream]) -> None:
-    """`a3s up` reserves the proxy's port before spawning anything; the proxy attaches later.
-    A browser's request in between waits in the backlog and is answered, not refused."""
+    """`a3s up` listens on the proxy's port before spawning anything; the proxy serves it
+    later. A browser's request in between waits in the backlog and is answered, not refused."""
     import socket
 
-    from a3s_dev.run import listen_proxy
+    from a3s_dev.proxy import shared
 
     port = free_port()
-    sockets = listen_proxy(port)
+    sockets, unix = shared.listen(port)
+    unix.close()
     try:
         early = socket.create_connection(("127.0.0.1", port), timeout=10)
     except BaseException:

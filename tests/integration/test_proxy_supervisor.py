@@ -135,9 +135,9 @@ def test_crashed_service_in_backoff_is_held_until_it_is_back(tmp_path: Path) -> 
 @pytest.mark.parametrize("host", ["localhost", "a3s.localhost"])
 def test_index_page_shows_live_states(tmp_path: Path, host: str) -> None:
     async def body() -> None:
-        async with stack(api(tmp_path)) as (_sup, port):
+        async with stack(api(tmp_path)) as (sup, port):
             status, text = await get(port, host)
             assert status == 200 and "<td>api</td><td>running</td>" in text
-            assert f'href="http://api.localhost:{port}/"' in text
+            assert f'href="http://api.{sup.config.project}.localhost:{port}/"' in text
 
     anyio.run(body)

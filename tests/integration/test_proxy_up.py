@@ -9,6 +9,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from a3s_dev.config.model import dns_label
+
 from support import (
     a3s_command,
     free_port,
@@ -62,17 +64,19 @@ def test_up_serves_every_service_through_the_proxy_on_a3s_proxy_port(tmp_path: P
         assert status == 200 and text.startswith("hello from api")
         status, text = fetch(proxy, f"www.localhost:{proxy}")
         assert status == 200 and text.startswith("hello from web")
+        project = dns_label(tmp_path.name)
         status, text = fetch(proxy, "nope.localhost")
-        assert status == 404 and f"http://www.localhost:{proxy}/" in text
+        assert status == 404 and f"http://www.{project}.localhost:{proxy}/" in text
         # `a3s status` shows the address through the proxy while it listens.
         rows = json.loads(subprocess.run([*a3s_command(), "status", "--json"], cwd=tmp_path, env=env, check=True,
                                          capture_output=True, text=True, timeout=30).stdout)
         urls = {row["name"]: row["url"] for row in rows}
-        assert urls == {"api": f"http://api.localhost:{proxy}", "web": f"http://www.localhost:{proxy}"}
+        assert urls == {"api": f"http://api.{project}.localhost:{proxy}", "web": f"http://www.{project}.localhost:{proxy}"}
     finally:
         out = stop_a3s(proc)
-    assert f"proxy on http://localhost:{proxy}: http://api.localhost:{proxy}, http://www.localhost:{proxy}" in out
-    assert not port_open(proxy), "the proxy outlived `a3s up`"
+    assert f"proxy on http://localhost:{proxy}: http://api.{project}.localhost:{proxy}, http://www.{project}.localhost:{proxy}" in out
+    # the shared proxy outlives its last project by a few seconds, then exits
+    wait_until(lambda: not port_open(proxy), timeout=15, message="the proxy to exit after the last project left")
 
 
 def test_up_with_the_proxy_port_taken_says_so_in_one_line(tmp_path: Path) -> None:

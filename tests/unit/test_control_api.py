@@ -62,11 +62,13 @@ def test_status_dict_has_uptime_only_while_live() -> None:
     assert done["uptime_s"] is None and done["pid"] is None and done["exit_code"] == 0
 
 
-def test_metrics_count_the_proxys_two_paths_while_it_runs() -> None:
+def test_the_proxy_counts_its_two_paths_in_its_own_metrics() -> None:
     from a3s_dev.proxy.direct import ProxyCounts
+    from a3s_dev.proxy.pages import render_proxy_metrics
 
     assert "a3s_proxy" not in api.render_metrics([ServiceStatus("api", S.RUNNING)], {})
-    text = api.render_metrics([ServiceStatus("api", S.RUNNING)], {}, ProxyCounts(direct=7, handed_over=2))
+    text = render_proxy_metrics(ProxyCounts(direct=7, handed_over=2), 3)
+    assert "a3s_proxy_projects 3\n" in text
     assert "a3s_proxy_direct_requests_total 7\n" in text
     assert "a3s_proxy_handed_over_connections_total 2\n" in text
 

@@ -442,7 +442,7 @@ def test_a_service_that_is_not_http_shows_no_http_url(tmp_path: Path) -> None:
     report = check('service "db" {\n  cmd = "x"\n  port = 5432\n  proxy = false\n}\n', tmp_path)
     assert report.config is not None
     db = report.config.services[0]
-    assert db.url == "127.0.0.1:5432" and db.proxy_url(7080) is None
+    assert db.url == "127.0.0.1:5432" and db.proxy_url(7080, "shop") is None
 
 
 def test_depends_on_as_a_map_of_conditions(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ def svc(name: str, port: int | None = None, subdomain: str | None = None) -> Ser
 
 @pytest.fixture
 def router() -> Router:
-    return Router([svc("api", 8080), svc("web", 3000, subdomain="app"), svc("worker"), svc("db", 5432)])
+    return Router({"shop": [svc("api", 8080), svc("web", 3000, subdomain="app"), svc("worker"), svc("db", 5432)]})
 
 
 @pytest.mark.parametrize(
@@ -124,8 +124,8 @@ def test_response_headers_keep_repeated_set_cookie_and_drop_hop_by_hop() -> None
 
 
 def test_not_found_page_lists_routes_as_links() -> None:
-    page = render_not_found("nope.localhost:7080", [RouteEntry("api", "api", 8080)], 7080)
-    assert '<a href="http://api.localhost:7080/">' in page
+    page = render_not_found("nope.localhost:7080", [RouteEntry("api", "api", 8080, "shop")], 7080)
+    assert '<a href="http://api.shop.localhost:7080/">' in page
     assert "nope.localhost:7080" in page
 
 
@@ -151,12 +151,17 @@ def test_a_crash_page_names_the_exit() -> None:
 
 def test_index_lists_services_states_and_links() -> None:
     page = render_index(
-        [ServiceStatus("api", ServiceState.RUNNING, health="healthy"), ServiceStatus("worker", ServiceState.STOPPED)],
-        [RouteEntry("api", "api", 8080)],
+        [
+            ("shop", [ServiceStatus("api", ServiceState.RUNNING, health="healthy"), ServiceStatus("worker", ServiceState.STOPPED)]),
+            ("<blog>", [ServiceStatus("api", ServiceState.STARTING)]),
+        ],
+        [RouteEntry("api", "api", 8080, "shop"), RouteEntry("api", "api", 8081, "<blog>")],
         7080,
     )
-    assert '<a href="http://api.localhost:7080/">' in page
+    assert '<a href="http://api.shop.localhost:7080/">' in page
     assert "<td>worker</td><td>stopped</td>" in page
+    assert "<h2>&lt;blog&gt;</h2>" in page and "<blog>" not in page
+    assert "<td>api</td><td>starting</td>" in page
 
 
 S = ServiceState
@@ -322,12 +327,60 @@ def test_an_absolute_form_target_goes_upstream_in_origin_form(target: str, expec
 
 
 def test_a_service_is_also_at_its_subdomain_under_the_projects_name() -> None:
-    router = Router([ServiceDef("web", "x", Path("."), port=3000, subdomain="web")], project="shop")
+    router = Router({"shop": [ServiceDef("web", "x", Path("."), port=3000, subdomain="web")]})
     assert router.resolve("web.shop.localhost:7080").service == "web"
     assert router.resolve("WEB.Shop.localhost").service == "web"
+    assert router.resolve("web.shop.localhost").project == "shop"
     assert router.resolve("web.localhost").service == "web"
     assert router.resolve("web.other.localhost").kind is RouteKind.UNKNOWN
     assert router.resolve("shop.localhost").kind is RouteKind.INDEX
+
+
+def two_projects(departed: dict[str, list[str]] | None = None) -> Router:
+    return Router(
+        {
+            "shop": [svc("web", 3000), svc("api", 8000), svc("db", 5432)],
+            "blog": [svc("web", 3001), ServiceDef("pg", "x", Path("."), port=5433, proxy=False)],
+        },
+        departed,
+    )
+
+
+def test_each_project_has_its_own_hosts() -> None:
+    router = two_projects()
+    assert (router.resolve("web.shop.localhost").port, router.resolve("web.blog.localhost").port) == (3000, 3001)
+    assert router.resolve("api.blog.localhost").kind is RouteKind.UNKNOWN
+    assert router.resolve("pg.blog.localhost").kind is RouteKind.NOT_HTTP
+    assert [(e.project, e.subdomain) for e in router.entries] == [
+        ("shop", "web"), ("shop", "api"), ("shop", "db"), ("blog", "web"),
+    ]
+
+
+def test_a_subdomain_of_one_project_alone_works_without_the_project() -> None:
+    router = two_projects()
+    route = router.resolve("api.localhost:7080")
+    assert (route.kind, route.project, route.port) == (RouteKind.UPSTREAM, "shop", 8000)
+    assert router.resolve("pg.localhost").kind is RouteKind.NOT_HTTP
+
+
+def test_a_subdomain_of_several_projects_lists_the_choices() -> None:
+    route = two_projects().resolve("web.localhost")
+    assert route.kind is RouteKind.AMBIGUOUS
+    assert [(c.project, c.port) for c in route.choices] == [("shop", 3000), ("blog", 3001)]
+
+
+def test_the_hosts_of_a_project_that_left_say_so() -> None:
+    router = two_projects({"games": ["play", "admin"]})
+    for host in ("play.games.localhost", "play.localhost", "games.localhost", "nope.games.localhost"):
+        route = router.resolve(host)
+        assert (route.kind, route.project) == (RouteKind.PROJECT_GONE, "games"), host
+    assert router.resolve("nope.localhost").kind is RouteKind.UNKNOWN
+    assert router.resolve("x.never.localhost").kind is RouteKind.UNKNOWN
+
+
+def test_a_project_back_under_its_name_is_served_again() -> None:
+    router = Router({"games": [svc("play", 4000)]}, {"games": ["play"]})
+    assert router.resolve("play.games.localhost").kind is RouteKind.UPSTREAM
 
 
 def test_the_error_page_shows_the_last_probe_result_escaped() -> None:

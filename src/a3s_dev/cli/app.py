@@ -201,6 +201,18 @@ def logs(
     raise typer.Exit(code)
 
 
+@app.command()
+def proxy(
+    action: Annotated[str | None, typer.Argument(help="`stop`: stop the proxy that runs.", metavar="[stop]", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Its port (default: A3S_PROXY_PORT, else 7080).", show_default=False)] = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Run the shared proxy in the foreground (`a3s up` starts it by itself), or stop it."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.proxy(action, port, out=sys.stdout))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the app; a user mistake is one line on stderr, never a traceback."""
     # Standalone mode lets click print usage errors itself (exit 2); A3sError is ours.

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev import runtime
 from a3s_dev.control.client import ControlClient, NotRunning
-from a3s_dev.errors import A3sError, unknown_service
+from a3s_dev.errors import A3sError, UsageError, unknown_service
 
 if TYPE_CHECKING:
     from a3s_dev.run import UpOptions
@@ -311,3 +311,49 @@ def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str
 def stdout_bytes() -> IO[bytes]:
     """The binary stdout (log lines pass through as bytes, the children's ANSI colors included)."""
     return sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------- proxy
+
+
+def proxy_port(port: int | None) -> int:
+    """`--port`, else A3S_PROXY_PORT, else 7080 (the default `dev.proxy_port`)."""
+    if port is not None:
+        return port
+    raw = os.environ.get("A3S_PROXY_PORT", "").strip()
+    if not raw:
+        return 7080
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise UsageError(f"A3S_PROXY_PORT={raw!r} is not a port number (1-65535)")
+    return int(raw)
+
+
+def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:
+    """`a3s proxy`: this user's shared proxy in the foreground (until Ctrl-C; it does not exit
+    when projects leave); `a3s proxy stop`: stop the one that runs."""
+    from a3s_dev.proxy import shared
+
+    port = proxy_port(port)
+    if action == "stop":
+        pid = shared.stop(port)
+        if pid is None:
+            print(f"a3s: no proxy is running on port {port}", file=out)
+        else:
+            print(f"a3s: stopped the proxy on port {port}" + (f" (pid {pid})" if pid else ""), file=out)
+        return 0
+    if action is not None:
+        raise UsageError(f'a3s proxy: unknown action "{action}" (the one there is: stop)')
+    with shared.spawn_lock(port):
+        running = shared.connect(port)
+        if running is not None:
+            running.close()
+            pid = shared.running_pid(port)
+            raise A3sError(
+                f"a proxy already runs on port {port}" + (f" (pid {pid})" if pid else "")
+                + "; stop it with `a3s proxy stop`"
+            )
+        tcp, unix = shared.listen(port)
+    from a3s_dev.proxy.server import serve_shared
+
+    print(f"a3s: proxy on http://localhost:{port} (Ctrl-C stops it)", file=out, flush=True)
+    return serve_shared(port, [s.detach() for s in (*tcp, unix)], linger=None)

@@ -113,11 +113,12 @@ class ServiceDef:
             return None
         return f"http://127.0.0.1:{self.port}" if self.proxy else f"127.0.0.1:{self.port}"
 
-    def proxy_url(self, proxy_port: int) -> str | None:
-        """The address through the proxy: `http://<subdomain>.localhost:<proxy_port>`."""
+    def proxy_url(self, proxy_port: int, project: str) -> str | None:
+        """The address through the proxy, `http://<subdomain>.<project>.localhost:<proxy_port>`:
+        the one that names this service whatever other project runs (SPEC §6)."""
         if self.port is None or self.subdomain is None or not self.proxy:
             return None
-        return f"http://{self.subdomain}.localhost:{proxy_port}"
+        return f"http://{self.subdomain}.{project}.localhost:{proxy_port}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from a3s_dev.core.events import LogLine
 from a3s_dev.core.state import ACTIVE_STATES, READY_STATES, ServiceState, ServiceStatus
@@ -13,13 +13,6 @@ from a3s_dev.core.state import ACTIVE_STATES, READY_STATES, ServiceState, Servic
 _READY = frozenset(s.value for s in READY_STATES)
 # `backoff` means the service exited under a restart policy: for a waiting client that is a failure.
 _FAILED = frozenset({ServiceState.FAILED.value, ServiceState.BACKOFF.value})
-
-
-class ProxyStats(Protocol):
-    """What a running proxy counts (`a3s_proxy_*` in /metrics)."""
-
-    direct: int
-    handed_over: int
 
 
 def status_dict(st: ServiceStatus, now: float, project: str | None = None) -> dict[str, Any]:
@@ -92,11 +85,9 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(
-    statuses: Sequence[ServiceStatus], health_failures: dict[str, int], proxy: ProxyStats | None = None
-) -> str:
-    """The Prometheus text exposition (format 0.0.4) of the supervisor's services, and of its
-    proxy while one runs."""
+def render_metrics(statuses: Sequence[ServiceStatus], health_failures: dict[str, int]) -> str:
+    """The Prometheus text exposition (format 0.0.4) of the supervisor's services (the shared
+    proxy has its own: `proxy.pages.render_proxy_metrics`)."""
     out = [
         "# HELP a3s_service_up 1 when the service is running, else 0.",
         "# TYPE a3s_service_up gauge",
@@ -120,16 +111,6 @@ def render_metrics(
         f'a3s_health_check_failures_total{{service="{_label(s.name)}"}} {health_failures.get(s.name, 0)}'
         for s in statuses
     ]
-    if proxy is not None:
-        out += [
-            "# HELP a3s_proxy_direct_requests_total Requests the proxy forwarded on its direct path.",
-            "# TYPE a3s_proxy_direct_requests_total counter",
-            f"a3s_proxy_direct_requests_total {proxy.direct}",
-            "# HELP a3s_proxy_handed_over_connections_total Client connections the proxy handed to"
-            + " its full (aiohttp) path: bodies, WebSockets, held requests, pages.",
-            "# TYPE a3s_proxy_handed_over_connections_total counter",
-            f"a3s_proxy_handed_over_connections_total {proxy.handed_over}",
-        ]
     return "\n".join(out) + "\n"
 
 

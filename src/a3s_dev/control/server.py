@@ -24,7 +24,7 @@ from aiohttp import web
 from a3s_dev import runtime
 from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
-from a3s_dev.control.api import ProxyStats, log_dict, readiness, render_metrics, status_dict
+from a3s_dev.control.api import log_dict, readiness, render_metrics, status_dict
 from a3s_dev.control.client import API_VERSION
 from a3s_dev.core.events import Event, EventBus, HealthChanged, LogBatch, LogLine, StateChanged
 from a3s_dev.core.state import ServiceState, ServiceStatus
@@ -163,12 +163,10 @@ class ControlServer:
         supervisor: SupervisorLike,
         hub: LogHub,
         on_down: Callable[[], None],
-        proxy_stats: ProxyStats | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.hub = hub
         self.on_down = on_down
-        self.proxy_stats = proxy_stats
         self.started_at = time.time()
 
     @property
@@ -345,7 +343,7 @@ class ControlServer:
         snapshot = self.supervisor.snapshot()
         failures = {s.name: self.supervisor.health_failures(s.name) for s in snapshot}
         return web.Response(
-            text=render_metrics(snapshot, failures, self.proxy_stats),
+            text=render_metrics(snapshot, failures),
             content_type="text/plain",
             headers={"X-Content-Type-Options": "nosniff"},
             charset="utf-8",
@@ -383,7 +381,6 @@ async def serve_control(
     supervisor: SupervisorLike,
     paths: runtime.RuntimePaths,
     *,
-    proxy_stats: ProxyStats | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the control API on `paths.socket` until cancelled; then remove the socket.
@@ -399,7 +396,7 @@ async def serve_control(
         def on_down() -> None:
             tg.start_soon(supervisor.shutdown, "a3s down")
 
-        app = ControlServer(supervisor, hub, on_down, proxy_stats).app()
+        app = ControlServer(supervisor, hub, on_down).app()
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         sock = runtime.bind_control_socket(paths)

@@ -275,7 +275,7 @@ class Supervisor:
             started_at=svc.started_at,
             restarts=svc.restarts,
             exit_code=svc.exit_code,
-            url=(d.proxy_url(self.proxy_port) if self.proxy_port else None) or d.url,
+            url=(d.proxy_url(self.proxy_port, self.config.project) if self.proxy_port else None) or d.url,
             reason=svc.reason,
         )
 

@@ -56,7 +56,7 @@ class ProxyCounts:
 
 
 class States(Protocol):
-    def get(self, name: str) -> ServiceState: ...
+    def get(self, project: str, name: str) -> ServiceState: ...
 
 
 class FullPath(Protocol):
@@ -210,7 +210,7 @@ class ClientConnection(asyncio.Protocol):
             return
         proxy = self.proxy
         route = proxy.router.resolve(request.host)
-        if route.kind is not RouteKind.UPSTREAM or proxy.states.get(route.service) not in FORWARD_STATES:  # type: ignore[arg-type]
+        if route.kind is not RouteKind.UPSTREAM or proxy.states.get(route.project, route.service) not in FORWARD_STATES:  # type: ignore[arg-type]
             self._hand_over(buf)  # pages, and holding for a service not ready, are aiohttp's
             return
         self._raw = buf[: end + 4]

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from typing import Protocol
 
 from a3s_dev.core.state import ServiceState, ServiceStatus, exited
 from a3s_dev.proxy.router import RouteEntry
+
+
+class ProxyStats(Protocol):
+    """What a running proxy counts (`a3s_proxy_*` in its /metrics)."""
+
+    direct: int
+    handed_over: int
 
 _STYLE = (
     "body{font:15px/1.5 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}"
@@ -28,7 +36,10 @@ def _page(title: str, body: str, *, refresh: int | None = None) -> str:
 
 
 def route_url(entry: RouteEntry, proxy_port: int) -> str:
-    return f"http://{entry.subdomain}.localhost:{proxy_port}/"
+    """`http://<subdomain>.<project>.localhost:<port>/`: the address that names one service
+    whatever else runs (SPEC §6)."""
+    project = f".{entry.project}" if entry.project else ""
+    return f"http://{entry.subdomain}{project}.localhost:{proxy_port}/"
 
 
 def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int) -> str:
@@ -96,22 +107,68 @@ _HINTS = {
 }
 
 
-def render_index(statuses: Iterable[ServiceStatus], entries: Iterable[RouteEntry], proxy_port: int) -> str:
-    """The page at localhost / a3s.localhost: every service, its state, its link."""
-    links: dict[str, str] = {e.service: route_url(e, proxy_port) for e in entries}
-    rows = []
-    for st in statuses:
-        url = links.get(st.name)
-        # A service that is not HTTP (`proxy = false`) gets its address, never a link.
-        link = f'<a href="{html.escape(url)}">{html.escape(url)}</a>' if url else html.escape(st.url or "")
-        rows.append(
-            f"<tr><td>{html.escape(st.name)}</td><td>{html.escape(st.state.value)}</td>"
-            f"<td>{html.escape(st.health or '')}</td><td>{link}</td></tr>"
-        )
-    return _page(
-        "a3s services",
-        "<h1>a3s services</h1><table><tr><th>service</th><th>state</th><th>health</th><th>url</th></tr>"
-        + "".join(rows)
-        + "</table>",
-        refresh=5,
+def render_ambiguous(subdomain: str, choices: Iterable[RouteEntry], proxy_port: int) -> str:
+    """409 page: several running projects have this subdomain; link each one's own address."""
+    items = "".join(
+        f'<li><a href="{html.escape(route_url(e, proxy_port))}">{html.escape(route_url(e, proxy_port))}</a>'
+        f" &rarr; {html.escape(e.service)} of project {html.escape(e.project)}</li>"
+        for e in choices
     )
+    return _page(
+        f"a3s: {subdomain} is in several projects",
+        f"<h1>{html.escape(subdomain)}.localhost is in several projects</h1>"
+        f"<p>Pick one; its own address works whatever else runs:</p><ul>{items}</ul>",
+    )
+
+
+def render_project_gone(project: str, running: Iterable[str], proxy_port: int) -> str:
+    """The page for a host of a project whose supervisor is not running (any more)."""
+    others = "".join(
+        f'<li><a href="http://{html.escape(p)}.localhost:{proxy_port}/">{html.escape(p)}</a></li>' for p in running
+    )
+    listing = f"<p>Running projects:</p><ul>{others}</ul>" if others else "<p>No project is running.</p>"
+    return _page(
+        f"a3s: project {project} is not running",
+        f"<h1>project {html.escape(project)} is not running</h1>"
+        f"<p>Start it with <code>a3s up</code> in its folder.</p>{listing}",
+    )
+
+
+def render_index(
+    projects: Iterable[tuple[str, Iterable[ServiceStatus]]], entries: Iterable[RouteEntry], proxy_port: int
+) -> str:
+    """The page at localhost / a3s.localhost: every project, each service's state and link."""
+    links: dict[tuple[str, str], str] = {(e.project, e.service): route_url(e, proxy_port) for e in entries}
+    sections = []
+    for project, statuses in projects:
+        rows = []
+        for st in statuses:
+            url = links.get((project, st.name))
+            # A service that is not HTTP (`proxy = false`) gets its address, never a link.
+            link = f'<a href="{html.escape(url)}">{html.escape(url)}</a>' if url else html.escape(st.url or "")
+            rows.append(
+                f"<tr><td>{html.escape(st.name)}</td><td>{html.escape(st.state.value)}</td>"
+                f"<td>{html.escape(st.health or '')}</td><td>{link}</td></tr>"
+            )
+        sections.append(
+            f"<h2>{html.escape(project)}</h2><table><tr><th>service</th><th>state</th><th>health</th>"
+            f"<th>url</th></tr>{''.join(rows)}</table>"
+        )
+    body = "".join(sections) or "<p>No project is running. Run <code>a3s up</code> in a project's folder.</p>"
+    return _page("a3s services", "<h1>a3s services</h1>" + body, refresh=5)
+
+
+def render_proxy_metrics(counts: ProxyStats, projects: int) -> str:
+    """The shared proxy's own Prometheus text (`http://a3s.localhost:<port>/metrics`)."""
+    return "\n".join([
+        "# HELP a3s_proxy_projects Projects registered with the proxy.",
+        "# TYPE a3s_proxy_projects gauge",
+        f"a3s_proxy_projects {projects}",
+        "# HELP a3s_proxy_direct_requests_total Requests the proxy forwarded on its direct path.",
+        "# TYPE a3s_proxy_direct_requests_total counter",
+        f"a3s_proxy_direct_requests_total {counts.direct}",
+        "# HELP a3s_proxy_handed_over_connections_total Client connections the proxy handed to its full"
+        + " (aiohttp) path: bodies, WebSockets, held requests, pages.",
+        "# TYPE a3s_proxy_handed_over_connections_total counter",
+        f"a3s_proxy_handed_over_connections_total {counts.handed_over}",
+    ]) + "\n"

@@ -6,10 +6,10 @@ Pure: no sockets, no event loop; tested in microseconds.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.config.model import ServiceDef
 from a3s_dev.core.state import ServiceState
 
 INDEX_HOSTS = frozenset({"localhost", "a3s.localhost", "127.0.0.1", "::1"})
@@ -18,10 +18,22 @@ LOCALHOST_SUFFIX = ".localhost"
 
 class RouteKind(str, enum.Enum):
     UPSTREAM = "upstream"  # forward to 127.0.0.1:port
-    INDEX = "index"  # localhost / a3s.localhost: the list of services
+    INDEX = "index"  # localhost / a3s.localhost: every project and its services
     UNKNOWN = "unknown"  # no service answers to this host: 404 with the routes
     NOT_ROUTABLE = "not-routable"  # the service exists but has no port to forward to
     NOT_HTTP = "not-http"  # the service says `proxy = false` (a database): never sent HTTP
+    AMBIGUOUS = "ambiguous"  # <subdomain>.localhost while several projects have it: 409, choices
+    PROJECT_GONE = "project-gone"  # the host belongs to a project whose supervisor ended
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """One line of the routing table: `subdomain.project.localhost` -> service on port."""
+
+    subdomain: str
+    service: str
+    port: int
+    project: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +44,8 @@ class Route:
     service: str | None = None
     port: int | None = None
     subdomain: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RouteEntry:
-    """One line of the routing table: `subdomain.localhost` -> service on port."""
-
-    subdomain: str
-    service: str
-    port: int
+    project: str = ""
+    choices: tuple[RouteEntry, ...] = ()  # AMBIGUOUS: every project's entry for the subdomain
 
 
 def normalize_host(host: str | None) -> str:
@@ -56,36 +61,62 @@ def normalize_host(host: str | None) -> str:
     return host.rstrip(".")
 
 
-class Router:
-    """Host header -> `Route`. Built from the config; results are cached per raw header value."""
+class _Table:
+    """One project's routes: subdomain -> entry, and every name a host may use for a service."""
 
-    _CACHE_LIMIT = 4096
-
-    def __init__(self, services: Iterable[ServiceDef], project: str | None = None) -> None:
-        """`project`: the project's name; then `<subdomain>.<project>.localhost` routes too."""
-        self.project = project
-        table: dict[str, RouteEntry] = {}
-        by_name: dict[str, ServiceDef] = {}
+    def __init__(self, project: str, services: Iterable[ServiceDef]) -> None:
+        self.routes: dict[str, RouteEntry] = {}
+        self.by_name: dict[str, ServiceDef] = {}
         for svc in services:
-            by_name[svc.name.lower()] = svc
+            self.by_name[svc.name.lower()] = svc
             if svc.proxy is False and svc.subdomain:
-                by_name[svc.subdomain.lower()] = svc
+                self.by_name[svc.subdomain.lower()] = svc
             if svc.port is None or svc.proxy is False:
                 continue
             sub = (svc.subdomain or svc.name).lower()
-            table[sub] = RouteEntry(sub, svc.name, svc.port)
-        self._table = table
-        self._by_name = by_name
+            self.routes[sub] = RouteEntry(sub, svc.name, svc.port, project)
+
+    def route(self, sub: str, project: str) -> Route | None:
+        entry = self.routes.get(sub)
+        if entry is not None:
+            return Route(RouteKind.UPSTREAM, entry.service, entry.port, entry.subdomain, project)
+        svc = self.by_name.get(sub)
+        if svc is not None and svc.proxy is False:
+            return Route(RouteKind.NOT_HTTP, svc.name, svc.port, sub, project)
+        if svc is not None and svc.port is None:
+            return Route(RouteKind.NOT_ROUTABLE, svc.name, None, sub, project)
+        return None
+
+
+class Router:
+    """Host header -> `Route`, for every running project (SPEC §6). Built anew whenever a
+    project comes or goes; results are cached per raw header value.
+
+    `<subdomain>.<project>.localhost` always names one service; `<subdomain>.localhost` does
+    while exactly one project has that subdomain (else AMBIGUOUS, with the choices);
+    `departed` maps projects whose supervisor ended to their subdomains, so their hosts say
+    so instead of "unknown host".
+    """
+
+    _CACHE_LIMIT = 4096
+
+    def __init__(
+        self,
+        projects: Mapping[str, Iterable[ServiceDef]],
+        departed: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
+        self._tables = {name: _Table(name, services) for name, services in projects.items()}
+        self._departed = {name: frozenset(subs) for name, subs in (departed or {}).items() if name not in projects}
         self._cache: dict[str | None, Route] = {}
 
-    @classmethod
-    def from_config(cls, config: DevConfig) -> Router:
-        return cls(config.services, config.project)
+    @property
+    def projects(self) -> list[str]:
+        return list(self._tables)
 
     @property
     def entries(self) -> list[RouteEntry]:
-        """The routing table in declaration order."""
-        return list(self._table.values())
+        """The routing table: projects in registration order, services in declaration order."""
+        return [e for table in self._tables.values() for e in table.routes.values()]
 
     def resolve(self, host: str | None) -> Route:
         """Where a request with this Host header goes."""
@@ -102,19 +133,27 @@ class Router:
             return Route(RouteKind.INDEX)
         if not host.endswith(LOCALHOST_SUFFIX):
             return Route(RouteKind.UNKNOWN)
-        sub = host[: -len(LOCALHOST_SUFFIX)]
-        if self.project and sub.endswith(f".{self.project}"):
-            sub = sub[: -len(self.project) - 1]  # <subdomain>.<project>.localhost
-        elif self.project and sub == self.project:
-            return Route(RouteKind.INDEX)  # <project>.localhost: this project's page
-        entry = self._table.get(sub)
-        if entry is not None:
-            return Route(RouteKind.UPSTREAM, entry.service, entry.port, entry.subdomain)
-        svc = self._by_name.get(sub)
-        if svc is not None and svc.proxy is False:
-            return Route(RouteKind.NOT_HTTP, svc.name, svc.port, sub)
-        if svc is not None and svc.port is None:
-            return Route(RouteKind.NOT_ROUTABLE, svc.name, None, sub)
+        name = host[: -len(LOCALHOST_SUFFIX)]
+        sub, dot, project = name.rpartition(".")
+        if dot:  # <subdomain>.<project>.localhost
+            table = self._tables.get(project)
+            if table is not None:
+                return table.route(sub, project) or Route(RouteKind.UNKNOWN, project=project)
+            if project in self._departed:
+                return Route(RouteKind.PROJECT_GONE, subdomain=sub, project=project)
+            return Route(RouteKind.UNKNOWN)
+        found = [r for p, t in self._tables.items() if (r := t.route(name, p)) is not None]
+        upstream = [r for r in found if r.kind is RouteKind.UPSTREAM]
+        if len(upstream) > 1:
+            choices = tuple(RouteEntry(name, r.service or "", r.port or 0, r.project) for r in upstream)
+            return Route(RouteKind.AMBIGUOUS, subdomain=name, choices=choices)
+        if upstream or len(found) == 1:
+            return (upstream or found)[0]
+        if name in self._tables:
+            return Route(RouteKind.INDEX, project=name)  # <project>.localhost: its services
+        gone = [p for p, subs in self._departed.items() if name in subs or name == p]
+        if gone:
+            return Route(RouteKind.PROJECT_GONE, subdomain=name, project=gone[-1])
         return Route(RouteKind.UNKNOWN)
 
 

@@ -11,10 +11,14 @@ only when a proxy runs, so aiohttp stays out of every other command.
 from __future__ import annotations
 
 import asyncio
-import errno
+import functools
 import logging
+import os
+import signal
 import socket
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -28,7 +32,6 @@ from a3s_dev.config.model import DevConfig
 from a3s_dev.core.events import Event, EventBus, StateChanged
 from a3s_dev.core.process import LISTEN_BACKLOG, ListenFailure, listen_loopback
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.errors import RuntimeFailure
 from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
 from a3s_dev.proxy.headers import (
     IDEMPOTENT,
@@ -40,12 +43,18 @@ from a3s_dev.proxy.headers import (
 )
 from a3s_dev.proxy.pages import (
     proxy_banner,
+    render_ambiguous,
     render_index,
     render_not_found,
     render_not_http,
+    render_project_gone,
+    render_proxy_metrics,
     render_unavailable,
 )
-from a3s_dev.proxy.router import FORWARD_STATES, RouteKind, Router, Verdict, verdict
+from a3s_dev.proxy.registration import ProjectView
+from a3s_dev.proxy.registry import Registry
+from a3s_dev.proxy.router import FORWARD_STATES, Route, RouteKind, Router, Verdict, verdict
+from a3s_dev.proxy.shared import listen_error
 from a3s_dev.proxy.upstream import (
     UpstreamConnectError,
     UpstreamConnection,
@@ -64,10 +73,12 @@ RESTART_GRACE = 1.0
 REFUSED_GRACE = 1.0
 # Upstream bodies up to this size are read whole and sent in one write (one syscall).
 SMALL_BODY = 64 * 1024
+# The shared proxy exits this long after the last project left.
+LINGER = 3.0
 
 
 class ProxyBackend(Protocol):
-    """The slice of the Supervisor the proxy uses (docs/architecture.md)."""
+    """The slice of a Supervisor an in-process proxy uses (tests, benchmarks): one project."""
 
     config: DevConfig
     bus: EventBus
@@ -79,62 +90,75 @@ class ProxyBackend(Protocol):
     def announce(self, text: str) -> None: ...
 
 
-def listen_error(exc: ListenFailure) -> RuntimeFailure:
-    """The one line for a proxy port that cannot be listened on."""
-    if exc.errno == errno.EADDRINUSE:
-        return port_in_use(exc.port)
-    host = f"[{exc.host}]" if ":" in exc.host else exc.host
-    return RuntimeFailure(f"proxy: cannot listen on {host}:{exc.port}: {exc.strerror}")
+class LocalProject:
+    """A Supervisor in this process, as a `ProjectView`."""
+
+    def __init__(self, backend: ProxyBackend) -> None:
+        self.backend = backend
+        self.name = backend.config.project
+        self.services = backend.config.services
+
+    def status(self, name: str) -> ServiceStatus:
+        return self.backend.status(name)
+
+    def tail(self, name: str, n: int = 20) -> list[str]:
+        return self.backend.tail(name, n)
 
 
-def port_in_use(port: int) -> RuntimeFailure:
-    """The one-line error for a proxy port someone else holds."""
-    return RuntimeFailure(
-        f"proxy: port {port} is already in use; stop the other program, "
-        "or set dev.proxy_port / A3S_PROXY_PORT (0 turns the proxy off)"
-    )
+Key = tuple[str, str]  # (project, service)
 
 
 class _States:
-    """The services' states as the bus reports them, plus futures woken on each change."""
+    """Each service's state as its supervisor last reported it, plus futures woken on each change."""
 
-    def __init__(self, backend: ProxyBackend) -> None:
-        self._backend = backend
-        self._states: dict[str, ServiceState] = {}
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+    def __init__(self, projects: Mapping[str, ProjectView]) -> None:
+        self._projects = projects
+        self._states: dict[Key, ServiceState] = {}
+        self._waiters: dict[Key, list[asyncio.Future[None]]] = {}
 
-    def get(self, name: str) -> ServiceState:
-        state = self._states.get(name)
-        return state if state is not None else self.refresh(name)
+    def get(self, project: str, name: str) -> ServiceState:
+        state = self._states.get((project, name))
+        return state if state is not None else self.refresh(project, name)
 
-    def remember(self, name: str, state: ServiceState) -> None:
-        self._states[name] = state
-
-    def refresh(self, name: str) -> ServiceState:
-        """Ask the backend; the bus may be late or a transition may have no event."""
+    def status(self, project: str, name: str) -> ServiceStatus:
+        """Ask the project (the bus may be late or a transition may have no event)."""
+        view = self._projects.get(project)
         try:
-            state = self._backend.status(name).state
+            status = view.status(name) if view is not None else ServiceStatus(name, ServiceState.STOPPED)
         except KeyError:
-            state = ServiceState.STOPPED
-        self._states[name] = state
-        return state
+            status = ServiceStatus(name, ServiceState.STOPPED)
+        self._states[(project, name)] = status.state
+        return status
 
-    def on_event(self, event: Event) -> None:
-        if type(event) is StateChanged:
-            self._states[event.service] = event.new
-            for fut in self._waiters.pop(event.service, ()):
-                if not fut.done():
-                    fut.set_result(None)
+    def refresh(self, project: str, name: str) -> ServiceState:
+        return self.status(project, name).state
 
-    async def changed(self, name: str, timeout: float) -> None:
-        """Return at the next state change of `name` or after `timeout` seconds."""
+    def changed_to(self, project: str, name: str, state: ServiceState) -> None:
+        self._states[(project, name)] = state
+        self._wake((project, name))
+
+    def forget(self, project: str) -> None:
+        """The project left: drop its states and wake whoever waits for one of its services."""
+        for key in [k for k in self._states if k[0] == project]:
+            del self._states[key]
+        for key in [k for k in self._waiters if k[0] == project]:
+            self._wake(key)
+
+    def _wake(self, key: Key) -> None:
+        for fut in self._waiters.pop(key, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def changed(self, project: str, name: str, timeout: float) -> None:
+        """Return at the next state change of the service or after `timeout` seconds."""
+        key = (project, name)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(name, []).append(fut)
+        self._waiters.setdefault(key, []).append(fut)
         try:
             with anyio.move_on_after(max(timeout, 0.0)):
                 await fut
         finally:
-            waiters = self._waiters.get(name)
+            waiters = self._waiters.get(key)
             if waiters and fut in waiters:
                 waiters.remove(fut)
 
@@ -148,18 +172,26 @@ class _Unavailable(Exception):
         self.detail = detail
 
 
-class ProxyServer:
-    """The request handler and its shared state; `serve_proxy` runs it."""
+class _Gone(Exception):
+    """The project left while its request waited: answer with its "not running" page."""
 
-    def __init__(
-        self, backend: ProxyBackend, session: aiohttp.ClientSession, *, hold_timeout: float = HOLD_TIMEOUT
-    ) -> None:
-        self.backend = backend
-        self.router = Router.from_config(backend.config)
+
+DEPARTED_KEPT = 64  # projects that left whose hosts still say "not running" (not "unknown")
+
+
+class ProxyServer:
+    """The request handler and its shared state, for every registered project; `serve_proxy` runs it."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, hold_timeout: float = HOLD_TIMEOUT) -> None:
+        self.projects: dict[str, ProjectView] = {}
+        self.departed: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self.router = Router({})
         self.session = session  # WebSockets only; plain HTTP goes through `pool`
         self.pool = UpstreamPool()
         self.hold_timeout = hold_timeout
-        self.states = _States(backend)
+        self.states = _States(self.projects)
+        self.counts = ProxyCounts()
+        self.registry: Registry | None = None  # the shared proxy's: projects register there
         self.port = 0
         self._base: dict[int, str] = {}
         # Client connections whose request in flight must not be sent again (the direct path
@@ -170,47 +202,91 @@ class ProxyServer:
         if transport is not None:
             self._no_resend[transport] = detail
 
+    # ------------------------------------------------------------------ projects (Members)
+
+    def add(self, view: ProjectView) -> None:
+        self.projects[view.name] = view
+        self.departed.pop(view.name, None)
+        self._reroute()
+
+    def remove(self, view: ProjectView) -> None:
+        if self.projects.get(view.name) is not view:
+            return  # replaced meanwhile by a new registration under that name
+        del self.projects[view.name]
+        self.departed[view.name] = frozenset(e.subdomain for e in self.router.entries if e.project == view.name)
+        while len(self.departed) > DEPARTED_KEPT:
+            self.departed.popitem(last=False)
+        self.states.forget(view.name)
+        self._reroute()
+
+    def changed(self, project: str, name: str, state: ServiceState) -> None:
+        self.states.changed_to(project, name, state)
+
+    def _reroute(self) -> None:
+        self.router = Router({n: v.services for n, v in self.projects.items()}, self.departed)
+
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         host = request.headers.get("Host")
         route = self.router.resolve(host)
-        if route.kind is RouteKind.UPSTREAM:
+        if route.kind in (RouteKind.UNKNOWN, RouteKind.PROJECT_GONE) and self.registry is not None:
+            route = await self._arrival(host, route)
+        kind = route.kind
+        if kind is RouteKind.UPSTREAM:
             assert route.service is not None and route.port is not None
             try:
-                return await self._proxy(request, route.service, route.port)
+                return await self._proxy(request, route.project, route.service, route.port)
             except _Unavailable as exc:
-                return self._unavailable(route.service, exc.status_code, exc.detail)
-        if route.kind is RouteKind.INDEX:
-            return self._html(200, render_index(self._statuses(), self.router.entries, self.port))
-        if route.kind is RouteKind.NOT_HTTP:
+                return self._unavailable(route.project, route.service, exc.status_code, exc.detail)
+            except _Gone:
+                return self._gone(route.project)
+        if kind is RouteKind.INDEX:
+            if request.path == "/metrics" and not route.project:
+                return web.Response(text=render_proxy_metrics(self.counts, len(self.projects)),
+                                    content_type="text/plain", charset="utf-8")
+            shown = [route.project] if route.project else list(self.projects)
+            return self._html(200, render_index(self._statuses(shown), self.router.entries, self.port))
+        if kind is RouteKind.NOT_HTTP:
             assert route.service is not None
             return self._html(404, render_not_http(route.service, route.port))
-        if route.kind is RouteKind.NOT_ROUTABLE:
+        if kind is RouteKind.NOT_ROUTABLE:
             assert route.service is not None
-            return self._unavailable(route.service, 502, f"{route.service} has no port, so the proxy cannot reach it")
+            detail = f"{route.service} has no port, so the proxy cannot reach it"
+            return self._unavailable(route.project, route.service, 502, detail)
+        if kind is RouteKind.AMBIGUOUS:
+            return self._html(409, render_ambiguous(route.subdomain or "", route.choices, self.port))
+        if kind is RouteKind.PROJECT_GONE:
+            return self._gone(route.project)
         return self._html(404, render_not_found(host, self.router.entries, self.port))
 
-    def _statuses(self) -> list[ServiceStatus]:
-        out = []
-        for name in self.backend.config.names:
-            try:
-                out.append(self.backend.status(name))
-            except KeyError:
-                out.append(ServiceStatus(name, ServiceState.STOPPED))
-        return out
+    async def _arrival(self, host: str | None, route: Route) -> Route:
+        """The route once the registrations on their way have arrived (a proxy just started by
+        an `a3s up` may read a browser's request before that `up`'s registration)."""
+        assert self.registry is not None
+        while (wait := self.registry.expecting()) > 0:
+            await self.registry.news(wait)
+            route = self.router.resolve(host)
+            if route.kind not in (RouteKind.UNKNOWN, RouteKind.PROJECT_GONE):
+                break
+        return route
+
+    def _statuses(self, projects: Sequence[str]) -> list[tuple[str, list[ServiceStatus]]]:
+        return [(p, [self.states.status(p, s.name) for s in self.projects[p].services]) for p in projects
+                if p in self.projects]
 
     @staticmethod
     def _html(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
         return web.Response(status=status, text=text, content_type="text/html", headers=headers)
 
-    def _unavailable(self, name: str, status_code: int, detail: str | None) -> web.Response:
+    def _gone(self, project: str) -> web.Response:
+        return self._html(502, render_project_gone(project, list(self.projects), self.port), {"Retry-After": "1"})
+
+    def _unavailable(self, project: str, name: str, status_code: int, detail: str | None) -> web.Response:
+        status = self.states.status(project, name)
+        view = self.projects.get(project)
         try:
-            status = self.backend.status(name)
-        except KeyError:
-            status = ServiceStatus(name, ServiceState.STOPPED)
-        try:
-            lines = self.backend.tail(name, 20)
+            lines = view.tail(name, 20) if view is not None else []
         except KeyError:
             lines = []
         headers = {"Retry-After": "1"} if status_code == 503 else None
@@ -218,30 +294,27 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ hold until ready
 
-    def _verdict(self, name: str) -> tuple[Verdict, ServiceStatus]:
-        """Ask the backend (the bus may be late, or a transition may have published nothing)."""
-        try:
-            status = self.backend.status(name)
-        except KeyError:
-            status = ServiceStatus(name, ServiceState.STOPPED)
-        self.states.remember(name, status.state)
+    def _verdict(self, project: str, name: str) -> tuple[Verdict, ServiceStatus]:
+        """Ask the project (the bus may be late, or a transition may have published nothing)."""
+        view = self.projects.get(project)
+        if view is None:
+            raise _Gone
+        status = self.states.status(project, name)
         deps: list[ServiceState] = []
         if status.state is ServiceState.PENDING:
-            for dep in self.backend.config.service(name).depends_on:
-                try:
-                    deps.append(self.backend.status(dep).state)
-                except KeyError:
-                    pass
+            for svc in view.services:
+                if svc.name == name:
+                    deps = [self.states.status(project, dep).state for dep in svc.depends_on]
         return verdict(status.state, status.reason, deps), status
 
-    async def _ready(self, name: str, deadline: float) -> None:
-        """Wait until `name` can take requests; raise `_Unavailable` when it will not in time."""
+    async def _ready(self, project: str, name: str, deadline: float) -> None:
+        """Wait until the service can take requests; raise `_Unavailable` when it will not in time."""
         loop = asyncio.get_running_loop()
         held = False
         stopped_at: float | None = None
         while True:
             now = loop.time()
-            decision, status = self._verdict(name)
+            decision, status = self._verdict(project, name)
             if decision is Verdict.FORWARD:
                 return
             if decision is Verdict.HOLD:
@@ -260,21 +333,21 @@ class ProxyServer:
             else:
                 raise _Unavailable(502)
             # the poll interval guards against a transition that published no event
-            await self.states.changed(name, min(wait, 0.25))
+            await self.states.changed(project, name, min(wait, 0.25))
 
     # ------------------------------------------------------------------ forwarding
 
-    async def _proxy(self, request: web.BaseRequest, name: str, port: int) -> web.StreamResponse:
+    async def _proxy(self, request: web.BaseRequest, project: str, name: str, port: int) -> web.StreamResponse:
         if self._no_resend and request.transport is not None and request.transport in self._no_resend:
             raise _Unavailable(502, self._no_resend.pop(request.transport))
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         refused_since: float | None = None
         while True:
-            if self.states.get(name) not in FORWARD_STATES:
+            if self.states.get(project, name) not in FORWARD_STATES:
                 if deadline is None:
                     deadline = loop.time() + self.hold_timeout
-                await self._ready(name, deadline)
+                await self._ready(project, name, deadline)
             try:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
                     return await self._websocket(request, port)
@@ -287,12 +360,14 @@ class ProxyServer:
                     deadline = now + self.hold_timeout
                 if refused_since is None:
                     refused_since = now
-                state = self.states.refresh(name)
+                if project not in self.projects:
+                    raise _Gone from None
+                state = self.states.refresh(project, name)
                 if state in FORWARD_STATES and now - refused_since > REFUSED_GRACE or now > deadline:
                     why = exc.strerror if isinstance(exc, UpstreamConnectError) else exc.os_error.strerror
                     raise _Unavailable(502, f"127.0.0.1:{port}: {why or exc}") from None
                 if state in FORWARD_STATES:
-                    await self.states.changed(name, 0.05)
+                    await self.states.changed(project, name, 0.05)
             except (TimeoutError, UpstreamError, aiohttp.ClientError) as exc:
                 raise _Unavailable(502, str(exc) or f"127.0.0.1:{port}: {type(exc).__name__}") from None
 
@@ -483,10 +558,12 @@ async def _listen(
 
 
 async def serve_proxy(
-    backend: ProxyBackend,
+    backend: ProxyBackend | None = None,
     port: int = 0,
     *,
     sockets: Sequence[socket.socket] | None = None,
+    registration: Registry | None = None,
+    registration_socket: socket.socket | None = None,
     counts: ProxyCounts | None = None,
     hold_timeout: float = HOLD_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
@@ -494,7 +571,10 @@ async def serve_proxy(
 ) -> None:
     """Serve the proxy until cancelled, on `sockets` when given, else on 127.0.0.1 (and ::1)
     `port`; `task_status.started(port)` reports the bound port (useful with port 0). A port in
-    use raises `RuntimeFailure`. `counts` receives what the proxy did (for /metrics)."""
+    use raises `RuntimeFailure`. `counts` receives what the proxy did (for /metrics).
+
+    The projects it serves: `backend` (a supervisor in this process: tests, benchmarks), and
+    whoever registers on `registration_socket` when given (the shared proxy: `serve_shared`)."""
     connector = aiohttp.TCPConnector(
         limit=0,  # no pool cap: a dev proxy must never queue requests behind its own limit
         keepalive_timeout=30,
@@ -509,10 +589,21 @@ async def serve_proxy(
         max_field_size=65536,
         max_line_size=65536,
     )
-    proxy = ProxyServer(backend, session, hold_timeout=hold_timeout)
-    # state changes only: a subscriber to every kind would make the supervisor build one
-    # LogLine event per output line for nobody
-    unsubscribe = backend.bus.subscribe(proxy.states.on_event, (StateChanged,))
+    proxy = ProxyServer(session, hold_timeout=hold_timeout)
+    if counts is not None:
+        proxy.counts = counts
+    unsubscribe: Callable[[], None] = lambda: None
+    if backend is not None:
+        local = LocalProject(backend)
+        proxy.add(local)
+
+        def on_event(event: Event) -> None:
+            assert isinstance(event, StateChanged)
+            proxy.changed(local.name, event.service, event.new)
+
+        # state changes only: a subscriber to every kind would make the supervisor build one
+        # LogLine event per output line for nobody
+        unsubscribe = backend.bus.subscribe(on_event, (StateChanged,))
     server = web.Server(
         proxy.handle,
         handler_cancellation=True,  # a client that goes away cancels its upstream request
@@ -520,19 +611,66 @@ async def serve_proxy(
         max_field_size=65536,
         max_line_size=65536,
     )
-    direct = DirectPath(proxy, server, counts=counts, idle_timeout=idle_timeout)
+    direct = DirectPath(proxy, server, counts=proxy.counts, idle_timeout=idle_timeout)
     listeners: list[asyncio.Server] = []
     try:
         listeners, proxy.port = await _listen(direct, port, sockets)
-        backend.announce(proxy_banner(proxy.router.entries, proxy.port))
+        if registration is not None:
+            registration.members = proxy
+            proxy.registry = registration
+            assert registration_socket is not None
+            await registration.serve(registration_socket)
+        if backend is not None:
+            backend.announce(proxy_banner(proxy.router.entries, proxy.port))
         task_status.started(proxy.port)
         await anyio.sleep_forever()
     finally:
         unsubscribe()
         with anyio.CancelScope(shield=True):
+            if registration is not None:
+                registration.close()
             for listener in listeners:
                 listener.close()
             direct.close()
             await server.shutdown(0.5)  # the connections handed to aiohttp
             proxy.pool.close()
             await session.close()
+
+
+def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER) -> int:
+    """The shared proxy's process (`python -m a3s_dev.proxy`, `a3s proxy`): serve on the
+    listening sockets `fds` (TCP ones, then the Unix one) until `a3s proxy stop`, a signal, or
+    `linger` seconds without any project (None: never). Its exit code."""
+    from a3s_dev.proxy import shared
+
+    tcp = [socket.socket(fileno=fd) for fd in fds[:-1]]
+    unix = socket.socket(fileno=fds[-1])
+
+    def log(text: str) -> None:
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} a3s proxy: {text}", flush=True)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            registry = Registry(
+                None,  # type: ignore[arg-type] # the proxy, once serve_proxy has made it
+                log=log,
+                on_stop=tg.cancel_scope.cancel,
+                linger=linger,
+                socket_file=shared.socket_path(port),
+                exit_lock=lambda: shared.spawn_lock(port),
+            )
+
+            async def signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as received:
+                    async for signum in received:
+                        log(f"stopping: {signal.Signals(signum).name}")
+                        tg.cancel_scope.cancel()
+
+            tg.start_soon(signals)
+            await tg.start(functools.partial(serve_proxy, sockets=tcp, registration=registry,
+                                             registration_socket=unix))
+            shared.write_pid(port)
+            log(f"serving http://localhost:{port} (pid {os.getpid()})")
+
+    anyio.run(main)
+    return 0

@@ -1,0 +1,217 @@
+"""A supervisor's side of the shared proxy: register, push every state change, come back.
+
+The supervisor's attachment `join_proxy`: it registers the project on the connection `a3s up`
+opened before anything was spawned (`shared.ensure`), then sends the status of each service
+whose state or probe result changes, as it changes. When the proxy goes away (killed, or
+upgraded), it starts a new one and registers again at once: the services never notice.
+After `a3s proxy stop` it waits for the next state change before doing so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskStatus
+
+from a3s_dev.config.model import DevConfig
+from a3s_dev.core.events import Event, EventBus, HealthChanged, StateChanged
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.errors import RuntimeFailure
+from a3s_dev.proxy import shared
+from a3s_dev.proxy.pages import proxy_banner
+from a3s_dev.proxy.registration import BadMessage, decode, encode, register_message, status_message
+from a3s_dev.proxy.router import Router
+
+ANSWER_TIMEOUT = shared.START_TIMEOUT
+RETRY = (0.05, 0.2, 0.5, 1.0, 2.0)  # seconds between attempts to bring a lost proxy back
+
+
+class Member(Protocol):
+    """The slice of the Supervisor the registration uses."""
+
+    config: DevConfig
+    bus: EventBus
+
+    def status(self, name: str) -> ServiceStatus: ...
+    def snapshot(self) -> list[ServiceStatus]: ...
+    def announce(self, text: str) -> None: ...
+
+
+def register_now(sock: socket.socket, config: DevConfig, logs: Path) -> None:
+    """Send the registration on `sock` before the supervisor exists, every service `pending`,
+    so the proxy holds a browser's first requests instead of finding no route. The answer is
+    not awaited here (a proxy just started takes ~0.5 s to import itself; the first spawn must
+    not wait for it): `join_proxy` reads it when it takes the connection over."""
+    pending = [ServiceStatus(name, ServiceState.PENDING) for name in config.names]
+    sock.sendall(encode(register_message(config, pending, logs=logs, pid=os.getpid())))
+
+
+class _Lost(Exception):
+    """The proxy closed the connection (it was killed, or it exited)."""
+
+
+class _Stopped(Exception):
+    """The proxy said it stops (`a3s proxy stop`)."""
+
+
+class _Refused(Exception):
+    pass
+
+
+async def join_proxy(
+    supervisor: Member,
+    *,
+    port: int,
+    logs: Path,
+    connection: socket.socket | None = None,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Stay registered with this user's proxy on `port` until cancelled; `connection` is one
+    `register_now` registered on."""
+    changed: set[str] = set()
+    wake = asyncio.Event()
+
+    def on_event(event: Event) -> None:
+        changed.add(event.service)
+        wake.set()
+
+    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged))
+    started = False
+    registered = connection is not None
+    failures = 0
+    lost = False
+    try:
+        while True:
+            sock, connection = connection, None
+            try:
+                if sock is None:
+                    sock = await anyio.to_thread.run_sync(shared.ensure, port)
+                reader, writer = await asyncio.open_unix_connection(sock=sock)
+                sock = None  # the writer owns it now
+                try:
+                    if registered:
+                        registered = False  # by register_now: its answer, then bring the proxy up to date
+                        await _answered(reader)
+                        changed.update(supervisor.config.names)
+                        wake.set()
+                    else:
+                        await _register(supervisor, reader, writer, logs)
+                        changed.clear()
+                    if not started:
+                        started = True
+                        announce_routes(supervisor)
+                        task_status.started()
+                    elif failures or lost:
+                        supervisor.announce("registered with the proxy again; every route is back")
+                    failures, lost = 0, False
+                    await _pump(supervisor, reader, writer, changed, wake)
+                finally:
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+            except _Stopped:
+                supervisor.announce("the proxy was stopped (a3s proxy stop); it comes back at the next change of state")
+                wake.clear()
+                await wake.wait()
+            except _Refused as exc:
+                supervisor.announce(f"the proxy refused this project: {exc}")
+                if not started:
+                    started = True
+                    task_status.started()
+                wake.clear()
+                await wake.wait()
+            except (_Lost, OSError, RuntimeFailure) as exc:
+                if sock is not None:
+                    sock.close()
+                registered = False
+                if failures == 0 and started and not lost:
+                    lost = True
+                    supervisor.announce("the proxy went away; starting it again")
+                elif failures == len(RETRY) // 2 or not started:
+                    why = exc.message if isinstance(exc, RuntimeFailure) else "no answer"
+                    supervisor.announce(f"cannot reach the proxy: {why}; trying again")
+                if not started:
+                    started = True
+                    task_status.started()  # the services run whatever happens to the proxy
+                await anyio.sleep(RETRY[min(failures, len(RETRY) - 1)])
+                failures += 1
+    finally:
+        unsubscribe()
+
+
+async def _register(supervisor: Member, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, logs: Path) -> None:
+    message = register_message(supervisor.config, supervisor.snapshot(), logs=logs, pid=os.getpid())
+    writer.write(encode(message))
+    await writer.drain()
+    await _answered(reader)
+
+
+async def _answered(reader: asyncio.StreamReader) -> None:
+    """The proxy's answer to a registration: `registered`, else _Refused or _Lost."""
+    with anyio.fail_after(ANSWER_TIMEOUT):
+        answer = await _read(reader)
+    if answer.get("type") == "refused":
+        raise _Refused(str(answer.get("message")))
+    if answer.get("type") != "registered":
+        raise _Lost
+
+
+def announce_routes(supervisor: Member) -> None:
+    """The one line `a3s up` prints once registered: where each service can be reached."""
+    config = supervisor.config
+    supervisor.announce(proxy_banner(Router({config.project: config.services}).entries, config.settings.proxy_port))
+
+
+async def _pump(
+    supervisor: Member,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    changed: set[str],
+    wake: asyncio.Event,
+) -> None:
+    """Send each changed service's status until the proxy goes away or says it stops."""
+
+    async def until_stopping() -> None:
+        while True:
+            if (await _read(reader)).get("type") == "stopping":
+                raise _Stopped
+
+    listener = asyncio.ensure_future(until_stopping())
+    try:
+        while True:
+            waiter = asyncio.ensure_future(wake.wait())
+            done, _ = await asyncio.wait({listener, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if listener in done:
+                waiter.cancel()
+                listener.result()  # raises _Lost or _Stopped
+            wake.clear()
+            names = list(changed)
+            changed.clear()
+            for name in names:
+                with contextlib.suppress(KeyError):
+                    writer.write(encode(status_message(supervisor.status(name))))
+            try:
+                await writer.drain()
+            except (ConnectionError, RuntimeError):
+                raise _Lost from None
+    finally:
+        listener.cancel()
+
+
+async def _read(reader: asyncio.StreamReader) -> dict[str, Any]:
+    try:
+        line = await reader.readline()
+    except (ConnectionError, ValueError):
+        raise _Lost from None
+    if not line:
+        raise _Lost
+    try:
+        return decode(line)
+    except BadMessage:
+        raise _Lost from None

@@ -1,0 +1,191 @@
+"""The shared proxy's process, from the outside: where it is, starting it, stopping it.
+
+One proxy runs per user and port (SPEC §6). Its Unix socket `proxy-<port>.sock` (0600, in the
+per-user runtime folder) is where supervisors register. Finding a running proxy and
+starting a new one happen under an `flock` on `proxy-<port>.lock`, so two `a3s up` at once
+start one proxy, and a proxy that decides to exit never does so while someone is starting
+to use it.
+
+Whoever starts the proxy listens on its TCP port and its Unix socket first, then hands both
+to the new process: a taken port is an error before anything is spawned, and a browser's or
+a supervisor's first connection waits in the backlog instead of being refused.
+
+Stdlib only, and nothing heavy: `a3s up` calls this before it spawns the first service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from a3s_dev import runtime
+from a3s_dev.core.process import ListenFailure, listen_loopback, port_owner
+from a3s_dev.errors import RuntimeFailure
+
+START_TIMEOUT = 10.0  # seconds a new proxy has to answer its first registration
+
+
+def folder() -> Path:
+    return runtime.fallback_socket_dir()
+
+
+def socket_path(port: int) -> Path:
+    return folder() / f"proxy-{port}.sock"
+
+
+def log_path(port: int) -> Path:
+    return folder() / f"proxy-{port}.log"
+
+
+def pid_path(port: int) -> Path:
+    return folder() / f"proxy-{port}.pid"
+
+
+@contextlib.contextmanager
+def spawn_lock(port: int) -> Iterator[None]:
+    """Hold `proxy-<port>.lock`: finding, starting and ending a proxy are one at a time."""
+    runtime.private_dir(folder())
+    fd = os.open(folder() / f"proxy-{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def connect(port: int, timeout: float = 5.0) -> socket.socket | None:
+    """A connection to this user's proxy on `port`, or None when none runs."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(socket_path(port)))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def port_taken(port: int) -> RuntimeFailure:
+    """The one line for a proxy port that another program (or another user's proxy) holds."""
+    owner = port_owner(port)
+    who = f" by {owner}" if owner else ""
+    return RuntimeFailure(
+        f"proxy: port {port} is already in use{who}; stop it, or set dev.proxy_port / A3S_PROXY_PORT "
+        "(0 turns the proxy off)"
+    )
+
+
+def listen_error(exc: ListenFailure) -> RuntimeFailure:
+    """The one line for a proxy port that cannot be listened on."""
+    if exc.errno == errno.EADDRINUSE:
+        return port_taken(exc.port)
+    host = f"[{exc.host}]" if ":" in exc.host else exc.host
+    return RuntimeFailure(f"proxy: cannot listen on {host}:{exc.port}: {exc.strerror}")
+
+
+def listen(port: int) -> tuple[list[socket.socket], socket.socket]:
+    """The proxy's TCP sockets (127.0.0.1 and ::1) and its Unix socket; call under `spawn_lock`
+    with no proxy answering, so an existing socket file is a dead proxy's and is replaced."""
+    try:
+        tcp = listen_loopback(port)
+    except ListenFailure as exc:
+        raise listen_error(exc) from None
+    try:
+        unix = runtime.bind_unix_socket(socket_path(port))
+    except BaseException:
+        for sock in tcp:
+            sock.close()
+        raise
+    return tcp, unix
+
+
+def ensure(port: int) -> socket.socket:
+    """A connection to this user's proxy on `port`, starting the proxy first when none runs.
+    RuntimeFailure (one line) when the port is someone else's."""
+    with spawn_lock(port):
+        sock = connect(port)
+        if sock is not None:
+            return sock
+        tcp, unix = listen(port)
+        try:
+            start(port, [*tcp, unix])
+            sock = connect(port, timeout=START_TIMEOUT)
+        finally:
+            for s in (*tcp, unix):
+                s.close()
+    if sock is None:
+        raise RuntimeFailure(f"proxy: it did not start; see {log_path(port)}")
+    return sock
+
+
+def start(port: int, sockets: Sequence[socket.socket]) -> int:
+    """Start `python -m a3s_dev.proxy` in its own session on `sockets` (TCP ones first, the
+    Unix one last); its pid. Its output is `proxy-<port>.log`."""
+    fds = [s.fileno() for s in sockets]
+    with open(log_path(port), "ab") as log:
+        os.chmod(log_path(port), 0o600)
+        proc = subprocess.Popen(
+            # -P: no folder of the project on sys.path (it runs for every project)
+            [sys.executable, "-P", "-m", "a3s_dev.proxy", "--port", str(port), "--fds", ",".join(map(str, fds))],
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal of the `up` that started it is not for it
+            cwd="/",
+        )
+    # reaped when it exits, so it never lingers as a zombie of a long-running supervisor
+    threading.Thread(target=proc.wait, name="a3s-proxy-reaper", daemon=True).start()
+    return proc.pid
+
+
+def write_pid(port: int) -> None:
+    runtime.write_private(pid_path(port), f"{os.getpid()}\n")
+
+
+def running_pid(port: int) -> int | None:
+    """The pid of this user's proxy on `port`, when one answers."""
+    sock = connect(port, timeout=2.0)
+    if sock is None:
+        return None
+    sock.close()
+    try:
+        return int(pid_path(port).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def stop(port: int, timeout: float = 10.0) -> int | None:
+    """Ask this user's proxy on `port` to stop and wait until it has; its pid, None when none ran."""
+    pid = running_pid(port)
+    sock = connect(port, timeout=timeout)
+    if sock is None:
+        return None
+    with sock:
+        sock.sendall(json.dumps({"type": "stop"}).encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(OSError):
+            while time.monotonic() < deadline and sock.recv(65536):
+                pass  # the proxy closes every connection as it exits
+    while pid is not None and time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.02)
+    return pid if pid is not None else 0
+
+
+def _alive(pid: int) -> bool:
+    from a3s_dev import procfs
+
+    return procfs.alive(pid)
