@@ -48,33 +48,23 @@ http {{
 }}
 """
 
-# Runs a3s's proxy on LISTEN_PORT with one service "bench" on UPSTREAM_PORT, the supervisor
-# replaced by a fixed backend (running, no logs): the proxy's own cost is what we measure.
-OURS = """
-import sys, anyio
-from pathlib import Path
-from a3s_dev.config.model import DevConfig, ServiceDef
-from a3s_dev.core.events import EventBus
-from a3s_dev.proxy.server import serve_proxy
-from a3s_dev.core.state import ServiceState, ServiceStatus
+# Registers one project "bench" with one running service "bench" on UPSTREAM_PORT with the
+# shared proxy on PROXY_PORT (the real `a3s proxy` process), then holds the registration
+# until killed: the proxy's own cost is what we measure, exactly as `a3s up` uses it.
+REGISTER = """
+import sys, time
+from a3s_dev.proxy import shared
+from a3s_dev.proxy.registration import PROTOCOL, encode
 
-class Backend:
-    proxy_port = proxy_counts = None
-    def __init__(self, port):
-        self.config = DevConfig(path=Path("/tmp/A3sfile.hcl"),
-                                services=(ServiceDef("bench", "true", Path("."), port=port),))
-        self.bus = EventBus()
-    def status(self, name):
-        return ServiceStatus(name, ServiceState.RUNNING, port=self.config.service(name).port)
-    def tail(self, name, n=20):
-        return []
-    def announce(self, text):
-        print(text, flush=True)
-
-backend_options = {}
-if len(sys.argv) > 3 and sys.argv[3] == "uvloop":  # measured for the record; not a dependency
-    backend_options = {"use_uvloop": True}
-anyio.run(serve_proxy, Backend(int(sys.argv[2])), int(sys.argv[1]), backend_options=backend_options)
+port, upstream = int(sys.argv[1]), int(sys.argv[2])
+while (sock := shared.connect(port)) is None:
+    time.sleep(0.02)
+sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "bench", "a3sfile": "/bench/A3sfile.hcl",
+                     "logs": "/bench/.a3s/logs", "pid": 1, "services": [{"name": "bench", "port": upstream}],
+                     "statuses": [{"name": "bench", "state": "running", "port": upstream}]}))
+assert b"registered" in sock.recv(65536)
+print("registered", flush=True)
+time.sleep(1e9)
 """
 
 
@@ -169,7 +159,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per target (median reported)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--uvloop", action="store_true", help="run a3s's proxy on uvloop (if installed)")
     parser.add_argument("--verbose", action="store_true", help="print wrk output")
     parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
     parser.add_argument("--only", choices=["nginx", "reference", "a3s"], action="append")
@@ -194,15 +183,20 @@ def main() -> int:
             ref = subprocess.Popen([sys.executable, str(HERE / "ref_proxy.py"), str(ref_port), str(nginx_port)],
                                    start_new_session=True, stderr=subprocess.DEVNULL)
             procs.append(ref)
-            extra = ["uvloop"] if args.uvloop else []
-            ours = subprocess.Popen([sys.executable, "-c", OURS, str(ours_port), str(nginx_port), *extra],
-                                    start_new_session=True)
+            # the shared proxy, in its own process, in a runtime folder of this run's own
+            env = {**os.environ, "XDG_RUNTIME_DIR": tmp}
+            ours = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy", "--port", str(ours_port)],
+                                    start_new_session=True, env=env, stdout=subprocess.DEVNULL)
             procs.append(ours)
+            registrar = subprocess.Popen([sys.executable, "-c", REGISTER, str(ours_port), str(nginx_port)],
+                                         start_new_session=True, env=env, stdout=subprocess.PIPE)
+            procs.append(registrar)
             wait_port(ref_port, ref)
             wait_port(ours_port, ours)
+            assert registrar.stdout is not None and registrar.stdout.readline().strip() == b"registered"
 
             only = set(args.only or ["nginx", "reference", "a3s"])
-            ours_label = "a3s proxy" + (" (uvloop)" if args.uvloop else "")
+            ours_label = "a3s proxy"
             plan = [("nginx", "nginx direct", nginx_port, None), ("reference", "reference aiohttp proxy", ref_port, ref.pid),
                     ("a3s", ours_label, ours_port, ours.pid)]
             # Rounds alternate the targets, so that load from elsewhere on the machine hits them

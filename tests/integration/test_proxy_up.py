@@ -9,8 +9,6 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from a3s_dev.config.model import dns_label
-
 from support import (
     a3s_command,
     free_port,
@@ -21,6 +19,8 @@ from support import (
     wait_until,
     write_http_service,
 )
+
+from a3s_dev.config.model import dns_label
 
 A3SFILE = """
 dev {{

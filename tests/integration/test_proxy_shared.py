@@ -1,0 +1,343 @@
+"""One shared proxy for every project (SPEC §6): real `a3s up -d` supervisors, the real proxy
+process, real HTTP through it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from support import free_port, holds, pid_alive, port_open, wait_until
+from support_control import SERVICE, Stack, stack_in
+
+from a3s_dev.proxy import shared
+from a3s_dev.proxy.registration import PROTOCOL, encode
+
+pytestmark = pytest.mark.timeout(120)
+
+A3SFILE = """
+dev {{
+  {name}stop_timeout = "3s"
+}}
+service "web" {{
+  cmd  = "exec {python} server.py"
+  port = "auto"
+}}
+service "api" {{
+  cmd  = "exec {python} server.py"
+  port = "auto"
+}}
+"""
+
+
+def fetch(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, ""  # nothing listens (a proxy being replaced)
+
+
+def project(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "server.py").write_text(SERVICE)
+    (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, name=f'name = "{name}"\n  '))
+    return folder
+
+
+@contextmanager
+def projects(tmp_path: Path, *names: str) -> Iterator[tuple[int, dict[str, Stack]]]:
+    """`a3s up -d` in one folder per name, every one on the same (free) proxy port."""
+    proxy = free_port()
+    with ExitStack() as stack:
+        stacks = {
+            name: stack.enter_context(stack_in(project(tmp_path / name, name), {"A3S_PROXY_PORT": str(proxy)}))
+            for name in names
+        }
+        for name, st in stacks.items():
+            result = st.a3s("up", "-d")
+            assert result.code == 0, (name, result.out, result.err)
+        yield proxy, stacks
+
+
+def proxy_pid(port: int) -> int:
+    pid = shared.running_pid(port)
+    assert pid is not None, "no proxy answers"
+    return pid
+
+
+def test_two_projects_share_one_proxy_and_each_is_reached_by_name(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop", "blog") as (proxy, stacks):
+        rows = {name: st.status() for name, st in stacks.items()}
+        for name in stacks:
+            assert rows[name]["web"]["url"] == f"http://web.{name}.localhost:{proxy}"
+            assert rows[name]["web"]["project"] == name
+            status, text = fetch(proxy, f"web.{name}.localhost:{proxy}")
+            assert (status, text.split()[0]) == (200, "web")
+            assert text.split()[1] == str(rows[name]["web"]["pid"])  # that project's process
+        # automatic ports: distinct, and kept by the services
+        ports = {rows[n][s]["port"] for n in rows for s in ("web", "api")}
+        assert len(ports) == 4
+        # a subdomain in both projects: a page with both choices; in none: 404
+        status, text = fetch(proxy, "web.localhost")
+        assert status == 409
+        assert f"http://web.shop.localhost:{proxy}/" in text and f"http://web.blog.localhost:{proxy}/" in text
+        assert fetch(proxy, "nope.localhost")[0] == 404
+        # the index lists both projects
+        status, text = fetch(proxy, f"localhost:{proxy}")
+        assert status == 200 and "<h2>shop</h2>" in text and "<h2>blog</h2>" in text
+        # one proxy process for both
+        assert proxy_pid(proxy) > 0
+        out = (shared.log_path(proxy)).read_text()
+        assert out.count("serving http://localhost") == 1, out
+
+
+def test_down_or_sigkill_of_one_project_leaves_the_other_served(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop", "blog", "docs") as (proxy, stacks):
+        assert stacks["shop"].a3s("down").code == 0
+        status, text = fetch(proxy, f"web.shop.localhost:{proxy}")
+        assert status == 502 and "project shop is not running" in text
+        assert fetch(proxy, f"web.blog.localhost:{proxy}")[0] == 200
+
+        sup = stacks["blog"].supervisor_pid()
+        assert sup is not None
+        os.kill(sup, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_until(lambda: "project blog is not running" in fetch(proxy, f"api.blog.localhost:{proxy}")[1],
+                   timeout=5, message="blog's routes gone")
+        assert time.monotonic() - killed < 1.0
+        # docs is untouched, and now alone with a `web`: web.localhost is docs's
+        status, text = fetch(proxy, f"web.localhost:{proxy}")
+        assert status == 200 and text.startswith("web ")
+        assert stacks["docs"].status()["web"]["restarts"] == 0
+
+
+def test_a_killed_proxy_comes_back_and_every_project_registers_again(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop", "blog") as (proxy, stacks):
+        before = {name: {s: r["pid"] for s, r in st.status().items()} for name, st in stacks.items()}
+        old = proxy_pid(proxy)
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(old), timeout=5, message="the proxy to die")
+        for name in stacks:
+            wait_until(lambda name=name: fetch(proxy, f"api.{name}.localhost:{proxy}")[0] == 200, timeout=10,
+                       message=f"{name} served again")
+        assert proxy_pid(proxy) != old
+        after = {name: {s: r["pid"] for s, r in st.status().items()} for name, st in stacks.items()}
+        assert after == before  # no service restarted
+        log = (stacks["shop"].folder / ".a3s" / "logs" / "a3s.log").read_text()
+        assert "registered with the proxy again" in log
+
+
+def test_state_changes_reach_the_proxy_and_a_held_request_is_answered(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        st = stacks["shop"]
+        assert st.a3s("down", "web").code == 0
+        status, text = fetch(proxy, f"web.shop.localhost:{proxy}")
+        assert status == 502 and "web is stopped" in text
+        assert "web got /" in text or "listening" in text  # the log tail, read from the project's logs
+        # a request during a restart is held and answered by the new process
+        restart = st.popen("restart", "api")
+        try:
+            status, text = fetch(proxy, f"api.shop.localhost:{proxy}")
+        finally:
+            restart.communicate(timeout=60)
+        assert status == 200 and text.startswith("api ")
+
+
+def test_the_proxy_exits_a_few_seconds_after_the_last_project_left(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        pid = proxy_pid(proxy)
+        assert stacks["shop"].a3s("down").code == 0
+        holds(lambda: pid_alive(pid), 1.0, message="the proxy lingers a moment")
+        wait_until(lambda: not pid_alive(pid), timeout=15, message="the proxy to exit")
+        assert not port_open(proxy)
+        assert not shared.socket_path(proxy).exists()
+
+
+def test_two_worktrees_of_one_repository_run_side_by_side_with_auto_ports(tmp_path: Path) -> None:
+    """The same A3sfile in two checkouts, told apart by A3S_PROJECT (or their folder names)."""
+    repo = project(tmp_path / "repo", "ignored")
+    (repo / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, name=""))
+    proxy = free_port()
+    worktrees = {}
+    for name in ("feature-a", "feature-b"):
+        path = tmp_path / "worktrees" / name / "app"
+        shutil.copytree(repo, path)
+        worktrees[name] = path
+    with ExitStack() as stack:
+        stacks = {n: stack.enter_context(stack_in(p, {"A3S_PROXY_PORT": str(proxy), "A3S_PROJECT": n}))
+                  for n, p in worktrees.items()}
+        for st in stacks.values():
+            assert st.a3s("up", "-d").code == 0
+        pids = {n: st.status()["web"]["pid"] for n, st in stacks.items()}
+        for name in stacks:
+            status, text = fetch(proxy, f"web.{name}.localhost:{proxy}")
+            assert status == 200 and text.split()[1] == str(pids[name])
+        # the same name twice (no A3S_PROJECT: both folders are called "app") is refused
+        third = tmp_path / "other" / "app"
+        shutil.copytree(repo, third)
+        with stack_in(third, {"A3S_PROXY_PORT": str(proxy), "A3S_PROJECT": "feature-a"}) as st:
+            result = st.a3s("up", "-d")
+            assert result.code == 1
+            assert f'project "feature-a" is already running from {worktrees["feature-a"] / "A3sfile.hcl"}' in (
+                result.out + result.err
+            )
+            assert "A3S_PROJECT=feature-a-2" in result.out + result.err
+
+
+def test_a_proxy_port_of_another_program_is_an_error_naming_it_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with stack_in(project(tmp_path / "shop", "shop"), {"A3S_PROXY_PORT": str(port)}) as st:
+            result = st.a3s("up", "-d")
+            assert result.code == 1
+            assert f"proxy: port {port} is already in use by pid {os.getpid()}" in result.out + result.err
+            assert "Traceback" not in result.out + result.err
+            assert not list((st.folder / ".a3s" / "logs").glob("[!a]*.log"))  # nothing spawned
+
+
+def registry_connection(port: int) -> socket.socket:
+    sock = shared.connect(port)
+    assert sock is not None
+    return sock
+
+
+def read_answer(sock: socket.socket) -> dict[str, object]:
+    data = b""
+    while not data.endswith(b"\n"):
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionError:
+            return {}
+        if not chunk:
+            return {}
+        data += chunk
+    answer: dict[str, object] = json.loads(data)
+    return answer
+
+
+def test_a_malformed_registration_is_refused_and_logged_and_the_proxy_keeps_serving(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop") as (proxy, _):
+        hostile = [
+            b"not json\n",
+            b"[1, 2]\n",
+            b'{"type": "register", "protocol": 1}\n',
+            encode({"type": "register", "protocol": PROTOCOL, "project": "Bad Name!", "a3sfile": "/x/A3sfile.hcl",
+                    "logs": "/x/.a3s/logs", "pid": 1, "services": [], "statuses": []}),
+            encode({"type": "register", "protocol": PROTOCOL, "project": "evil", "a3sfile": "/x/A3sfile.hcl",
+                    "logs": "/x/.a3s/logs", "pid": 1, "services": [{"name": "web", "port": 99999}], "statuses": []}),
+            b"[" * 100000 + b"\n",
+            b"x" * (2 << 20) + b"\n",
+        ]
+        for message in hostile:
+            with registry_connection(proxy) as sock:
+                with contextlib.suppress(ConnectionError):  # refused before it was all sent
+                    sock.sendall(message)
+                answer = read_answer(sock)
+                assert answer.get("type") in ("refused", None), answer
+        # a registered project sending garbage later loses only its own registration
+        with registry_connection(proxy) as sock:
+            sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "evil",
+                                 "a3sfile": "/x/A3sfile.hcl", "logs": "/x/.a3s/logs", "pid": 1,
+                                 "services": [{"name": "web", "port": 1}], "statuses": []}))
+            assert read_answer(sock)["type"] == "registered"
+            sock.sendall(b'{"type": "status", "status": {"name": "web", "state": "exploded"}}\n')
+            assert read_answer(sock)["type"] == "refused"
+        wait_until(lambda: fetch(proxy, f"web.evil.localhost:{proxy}")[0] == 502, timeout=5, message="evil gone")
+        status, text = fetch(proxy, f"web.shop.localhost:{proxy}")
+        assert status == 200 and text.startswith("web ")
+        log = shared.log_path(proxy).read_text()
+        assert log.count("refused a registration message") >= len(hostile), log
+        assert "Traceback" not in log
+
+
+def test_another_user_cannot_reach_the_registration_socket(tmp_path: Path) -> None:
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    with projects(tmp_path, "shop") as (proxy, _):
+        path = shared.socket_path(proxy)
+        assert (os.stat(path).st_mode & 0o777) == 0o600
+        probe = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])"
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", probe, str(path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        assert result.returncode != 0 and "PermissionError" in result.stderr, result.stderr
+
+
+def test_twenty_projects_coming_and_going_leave_no_route_and_no_descriptor_behind(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop") as (proxy, _):
+        pid = proxy_pid(proxy)
+
+        def fds() -> int:
+            return len(os.listdir(f"/proc/{pid}/fd"))
+
+        fetch(proxy, f"web.shop.localhost:{proxy}")
+        baseline = fds()
+        for round_ in range(3):
+            socks = []
+            for i in range(20):
+                sock = registry_connection(proxy)
+                sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": f"p{i}",
+                                     "a3sfile": f"/x/p{i}/A3sfile.hcl", "logs": f"/x/p{i}/.a3s/logs", "pid": 1,
+                                     "services": [{"name": "web", "port": 1}],
+                                     "statuses": [{"name": "web", "state": "running"}]}))
+                assert read_answer(sock)["type"] == "registered"
+                socks.append(sock)
+            _, text = fetch(proxy, f"localhost:{proxy}")
+            assert all(f"<h2>p{i}</h2>" in text for i in range(20)), round_
+            for sock in socks:
+                sock.close()
+            wait_until(lambda: "<h2>p" not in fetch(proxy, f"localhost:{proxy}")[1], timeout=5,
+                       message="every route gone")
+        assert all(fetch(proxy, f"web.p{i}.localhost:{proxy}")[0] == 502 for i in range(20))
+        wait_until(lambda: fds() <= baseline, timeout=5, message=f"the proxy's descriptors back to {baseline}")
+
+
+def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "A3S_PROXY_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: port_open(port) and shared.running_pid(port) is not None, timeout=20,
+                   message="the proxy to serve")
+        assert fetch(port, "localhost")[0] == 200
+        again = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy"], env=env, capture_output=True,
+                               text=True, timeout=30, check=False)
+        assert again.returncode == 1 and f"a proxy already runs on port {port}" in again.stderr
+        # a project registers with it, and leaving does not end a foreground proxy
+        with stack_in(project(tmp_path / "shop", "shop"), {"A3S_PROXY_PORT": str(port)}) as st:
+            assert st.a3s("up", "-d").code == 0
+            assert fetch(port, f"web.shop.localhost:{port}")[0] == 200
+            assert st.a3s("down").code == 0
+        holds(lambda: proc.poll() is None, 4.0, message="a foreground proxy stays")
+        stopped = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy", "stop"], env=env, capture_output=True,
+                                 text=True, timeout=30, check=False)
+        assert stopped.returncode == 0 and f"stopped the proxy on port {port}" in stopped.stdout
+        assert proc.wait(timeout=10) == 0
+        assert not port_open(port)
+        none = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy", "stop"], env=env, capture_output=True,
+                              text=True, timeout=30, check=False)
+        assert none.returncode == 0 and f"no proxy is running on port {port}" in none.stdout
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)

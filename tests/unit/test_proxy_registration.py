@@ -1,0 +1,87 @@
+"""The registration protocol's pure half: what a supervisor sends, what the proxy accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from a3s_dev.config.model import DevConfig, GlobalSettings, ServiceDef
+from a3s_dev.core import history
+from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.proxy.registration import (
+    PROTOCOL,
+    BadMessage,
+    decode,
+    encode,
+    parse_registration,
+    parse_status,
+    register_message,
+    status_message,
+)
+
+CONFIG = DevConfig(
+    path=Path("/src/shop/A3sfile.hcl"),
+    settings=GlobalSettings(name="shop"),
+    services=(
+        ServiceDef("web", "x", Path("/src/shop"), port=3000, subdomain="www", depends_on=("db",)),
+        ServiceDef("db", "x", Path("/src/shop"), port=5432, proxy=False),
+        ServiceDef("worker", "x", Path("/src/shop")),
+    ),
+)
+
+
+def test_what_a_supervisor_sends_is_what_the_proxy_reads() -> None:
+    statuses = [ServiceStatus("web", ServiceState.RUNNING, pid=12, port=3000, probe="GET / → 200", restarts=2)]
+    message = decode(encode(register_message(CONFIG, statuses, logs=Path("/src/shop/.a3s/logs"), pid=99)))
+    reg = parse_registration(message)
+    assert (reg.project, reg.a3sfile, reg.pid) == ("shop", CONFIG.path, 99)
+    assert [(s.name, s.port, s.subdomain, s.proxy, s.depends_on) for s in reg.services] == [
+        ("web", 3000, "www", True, ("db",)), ("db", 5432, None, False, ()), ("worker", None, None, True, ()),
+    ]
+    assert reg.statuses == {"web": statuses[0]}
+    update = decode(encode(status_message(ServiceStatus("db", ServiceState.FAILED, reason="exit code 1"))))
+    assert parse_status(update["status"]) == ServiceStatus("db", ServiceState.FAILED, reason="exit code 1")
+
+
+def good() -> dict[str, object]:
+    return json.loads(encode(register_message(CONFIG, [], logs=Path("/src/shop/.a3s/logs"), pid=1)))
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"type": "hello"}, 'first message must be "register"'),
+        ({"protocol": PROTOCOL + 1}, "a3s versions differ"),
+        ({"project": "Not A Label"}, "not a DNS label"),
+        ({"project": 7}, '"project"'),
+        ({"a3sfile": "relative/A3sfile.hcl"}, "absolute"),
+        ({"pid": True}, '"pid"'),
+        ({"services": {"web": 1}}, '"services"'),
+        ({"services": [{"name": "../etc"}]}, "not a valid name"),
+        ({"services": [{"name": "web", "port": 70000}]}, "not a port"),
+        ({"services": [{"name": "web", "port": "80"}]}, '"port"'),
+        ({"services": [{"name": "web"}] * 1001}, "more than 1000"),
+        ({"statuses": [{"name": "ghost", "state": "running"}]}, "not one of the project's services"),
+        ({"statuses": [{"name": "web", "state": "exploded"}]}, "not a service state"),
+    ],
+)
+def test_every_field_is_checked_before_it_is_used(change: dict[str, object], why: str) -> None:
+    message = {**good(), **change}
+    with pytest.raises(BadMessage, match=why):
+        parse_registration(message)
+
+
+@pytest.mark.parametrize("line", [b"nope", b"[]", b'{"type": 1}', b"[" * 100000, b" " * (2 << 20)])
+def test_a_line_that_is_not_a_message_is_refused(line: bytes) -> None:
+    with pytest.raises(BadMessage):
+        decode(line)
+
+
+def test_the_log_tail_reads_only_the_end_of_a_big_file(tmp_path: Path) -> None:
+    lines = [f"2026-12-01T10:00:00.{i % 1000:03d} line {i}" for i in range(20000)]
+    (tmp_path / "web.log").write_text("\n".join(lines) + "\n")
+    assert history.tail(tmp_path, "web", 3) == ["line 19997", "line 19998", "line 19999"]
+    assert history.tail(tmp_path, "web", 0) == []
+    assert history.tail(tmp_path, "nope", 5) == []
