@@ -160,3 +160,13 @@ def test_json_output_has_exactly_the_spec_keys_in_order() -> None:
     }
     render.render_status([row], as_json=True, out=out, color=False)
     assert list(json.loads(out.getvalue())[0]) == SPEC_STATUS_KEYS
+
+
+def test_the_terminal_table_names_the_project_above_it() -> None:
+    import io
+
+    out = io.StringIO()
+    render.render_rich([{"name": "web", "state": "running", "restarts": 0, "project": "shop"}], out, color=False)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "project shop"
+    assert lines[1].split()[:2] == ["NAME", "STATE"]

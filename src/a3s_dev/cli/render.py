@@ -82,7 +82,11 @@ def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) ->
         cells: list[Any] = table_cells(row)
         cells[1] = Text(str(row["state"]), style=STATE_STYLE.get(str(row["state"]), ""))
         table.add_row(*cells)
-    Console(file=out, no_color=not color, highlight=False).print(table)
+    console = Console(file=out, no_color=not color, highlight=False)
+    project = next((r.get("project") for r in rows if r.get("project")), None)
+    if project:
+        console.print(Text.assemble(("project ", "dim"), (str(project), "bold")))
+    console.print(table)
 
 
 def render_status(
