@@ -147,6 +147,10 @@ def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> socket.soc
         return None
     from a3s_dev.proxy import join, shared
 
+    if config.settings.https:
+        from a3s_dev.proxy.ca import LocalCA
+
+        LocalCA().ensure()  # before any spawn: services are pointed at its files (ca_env)
     sock = shared.ensure(port)
     try:
         join.register_now(sock, config, paths.logs_dir)

@@ -109,6 +109,24 @@ def fallback_socket_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"
 
 
+def ca_folder() -> Path:
+    """`$XDG_DATA_HOME/a3s/ca` (default `~/.local/share/a3s/ca`): a3s's local CA (proxy/ca.py)."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "a3s" / "ca"
+
+
+def ca_env() -> dict[str, str]:
+    """The environment lines that make runtimes which ignore the system store trust a3s's CA:
+    Node adds NODE_EXTRA_CA_CERTS to its own; requests and OpenSSL replace theirs, so they get
+    the system bundle plus the CA (`bundle.pem`)."""
+    folder = ca_folder()
+    return {
+        "NODE_EXTRA_CA_CERTS": str(folder / "ca.pem"),
+        "REQUESTS_CA_BUNDLE": str(folder / "bundle.pem"),
+        "SSL_CERT_FILE": str(folder / "bundle.pem"),
+    }
+
+
 def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
     """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
     when that path is longer than an AF_UNIX address can hold."""

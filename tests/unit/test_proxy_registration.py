@@ -85,3 +85,52 @@ def test_the_log_tail_reads_only_the_end_of_a_big_file(tmp_path: Path) -> None:
     assert history.tail(tmp_path, "web", 3) == ["line 19997", "line 19998", "line 19999"]
     assert history.tail(tmp_path, "web", 0) == []
     assert history.tail(tmp_path, "nope", 5) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("localhost", "localhost"),
+        ("WEB.Shop.localhost", "web.shop.localhost"),
+        ("web.shop.localhost.", "web.shop.localhost"),
+        ("a-b.localhost", "a-b.localhost"),
+        ("example.com", None),
+        ("localhost.example.com", None),
+        ("a..b.localhost", None),
+        ("-a.localhost", None),
+        ("bad_label.localhost", None),
+        ("x" * 64 + ".localhost", None),
+        (".localhost", None),
+        ("", None),
+        (None, None),
+        ("a." * 130 + "localhost", None),
+    ],
+)
+def test_only_localhost_names_get_a_certificate(name: str | None, expected: str | None) -> None:
+    from a3s_dev.proxy.ca import certifiable
+
+    assert certifiable(name) == expected
+
+
+def test_the_system_store_is_found_by_what_the_os_has() -> None:
+    from a3s_dev.proxy.trust import system_store
+
+    debian = system_store("linux", lambda p: p == "/usr/sbin/update-ca-certificates")
+    assert debian is not None and debian.target == Path("/usr/local/share/ca-certificates/a3s-local-ca.crt")
+    fedora = system_store("linux", lambda p: p == "/usr/bin/update-ca-trust")
+    assert fedora is not None and fedora.add == ("update-ca-trust", "extract")
+    mac = system_store("darwin", lambda p: False)
+    assert mac is not None and not mac.copies and mac.add[:2] == ("security", "add-trusted-cert")
+    assert system_store("linux", lambda p: False) is None
+
+
+def test_nss_databases_are_the_profiles_that_hold_one(tmp_path: Path) -> None:
+    from a3s_dev.proxy.trust import nss_databases
+
+    for folder in (".pki/nssdb", ".mozilla/firefox/a.default", "snap/firefox/common/.mozilla/firefox/b.x"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "cert9.db").write_bytes(b"")
+    (tmp_path / ".mozilla/firefox/empty").mkdir()
+    assert [p.relative_to(tmp_path).as_posix() for p in nss_databases(tmp_path)] == [
+        ".pki/nssdb", ".mozilla/firefox/a.default", "snap/firefox/common/.mozilla/firefox/b.x",
+    ]

@@ -155,8 +155,7 @@ def test_index_lists_services_states_and_links() -> None:
             ("shop", [ServiceStatus("api", ServiceState.RUNNING, health="healthy"), ServiceStatus("worker", ServiceState.STOPPED)]),
             ("<blog>", [ServiceStatus("api", ServiceState.STARTING)]),
         ],
-        [RouteEntry("api", "api", 8080, "shop"), RouteEntry("api", "api", 8081, "<blog>")],
-        7080,
+        {("shop", "api"): "http://api.shop.localhost:7080/", ("<blog>", "api"): "https://api.<blog>.localhost:7443/"},
     )
     assert '<a href="http://api.shop.localhost:7080/">' in page
     assert "<td>worker</td><td>stopped</td>" in page

@@ -213,6 +213,18 @@ def proxy(
     raise typer.Exit(commands.proxy(action, port, out=sys.stdout))
 
 
+@app.command()
+def trust(
+    uninstall: Annotated[bool, typer.Option("--uninstall", help="Remove what `a3s trust` added, and only that.")] = False,
+    print_: Annotated[bool, typer.Option("--print", help="Print the CA certificate's path.")] = False,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Trust a3s's local CA (https = true) in the system store and the browsers' NSS databases."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.trust(uninstall=uninstall, print_path=print_, out=sys.stdout))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the app; a user mistake is one line on stderr, never a traceback."""
     # Standalone mode lets click print usage errors itself (exit 2); A3sError is ours.

@@ -357,3 +357,31 @@ def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:
 
     print(f"a3s: proxy on http://localhost:{port} (Ctrl-C stops it)", file=out, flush=True)
     return serve_shared(port, [s.detach() for s in (*tcp, unix)], linger=None)
+
+
+# ---------------------------------------------------------------------------- trust
+
+
+def trust(*, uninstall: bool, print_path: bool, out: IO[str]) -> int:
+    """`a3s trust [--uninstall] [--print]`: the local CA into the trust stores, out again, or its path."""
+    import shutil
+
+    from a3s_dev.proxy import trust as stores
+    from a3s_dev.proxy.ca import LocalCA
+
+    ca = LocalCA()
+    if print_path:
+        print(ca.ensure().cert_path, file=out)
+        return 0
+    certutil = shutil.which("certutil")
+    if uninstall:
+        outcome = stores.uninstall(ca, certutil=certutil)
+    else:
+        outcome = stores.install(
+            ca, store=stores.system_store(), nss=stores.nss_databases(Path.home()), certutil=certutil
+        )
+    for line in outcome.lines:
+        print(f"a3s: {line}" if not line.startswith("  ") else line, file=out)
+    if uninstall:
+        return 1 if outcome.failed else 0
+    return 0 if outcome.trusted_somewhere or not outcome.failed else 1

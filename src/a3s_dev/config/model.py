@@ -45,6 +45,8 @@ class GlobalSettings:
     log_max_size: int = 10 * 1024 * 1024  # bytes: a service's log file rotates past this
     log_keep: int = 3  # rotated files kept per service
     name: str | None = None  # the project's name: dev.name, else A3S_PROJECT (validate resolves it)
+    https: bool = False  # the proxy also serves TLS (dev.https, A3S_HTTPS applied)
+    https_port: int = 7443
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,12 @@ class ServiceDef:
             return None
         return f"http://127.0.0.1:{self.port}" if self.proxy else f"127.0.0.1:{self.port}"
 
-    def proxy_url(self, proxy_port: int, project: str) -> str | None:
+    def proxy_url(self, proxy_port: int, project: str, scheme: str = "http") -> str | None:
         """The address through the proxy, `http://<subdomain>.<project>.localhost:<proxy_port>`:
         the one that names this service whatever other project runs (SPEC §6)."""
         if self.port is None or self.subdomain is None or not self.proxy:
             return None
-        return f"http://{self.subdomain}.{project}.localhost:{proxy_port}"
+        return f"{scheme}://{self.subdomain}.{project}.localhost:{proxy_port}"
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "log_max_size": Field(Kind.SIZE),
         "log_keep": Field(Kind.COUNT),
         "name": Field(Kind.STRING),
+        "https": Field(Kind.BOOL),
+        "https_port": Field(Kind.PORT),
     },
     "service": {
         "cmd": Field(Kind.STRING),
@@ -435,6 +437,7 @@ class _Checker:
             self.error(extra.line, f"duplicate dev block (first on line {dev_blocks[0].line})", "merge them into one")
         defaults = GlobalSettings()
         log_max_size, log_keep = defaults.log_max_size, defaults.log_keep
+        https, https_port = defaults.https, defaults.https_port
         name = None
         if not dev_blocks:
             proxy_port, log_level, stop_timeout, port_line = defaults.proxy_port, defaults.log_level, defaults.stop_timeout, None
@@ -463,6 +466,15 @@ class _Checker:
                 name = None
             log_max_size = log_max_size if size is None else size
             log_keep = log_keep if keep is None else keep
+            https = self.value(attrs.get("https"), spec["https"], "dev") or https
+            https_port = self.value(attrs.get("https_port"), spec["https_port"], "dev") or https_port
+        flag = self.environ.get("A3S_HTTPS", "").strip().lower()
+        if flag in ("1", "true", "yes", "on"):
+            https = True
+        elif flag in ("0", "false", "no", "off"):
+            https = False
+        elif flag:
+            self.error(None, f'A3S_HTTPS="{self.environ["A3S_HTTPS"]}" is not 1 or 0')
         override = self.environ.get("A3S_PROXY_PORT")
         if override is not None and override.strip() != "":
             raw = override.strip()
@@ -479,6 +491,8 @@ class _Checker:
             stop_timeout=stop_timeout,
             log_max_size=log_max_size,
             log_keep=log_keep,
+            https=bool(https),
+            https_port=int(https_port),
         )
         return settings, port_line
 

@@ -68,8 +68,14 @@ def read_env_file(path: Path) -> dict[str, str]:
 def service_env(
     service: ServiceDef, config: DevConfig, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """SPEC §1: a3s's environment, then env_file, then env, then PORT, A3S_SERVICE and A3S_<DEP>_URL."""
+    """SPEC §1: a3s's environment, then env_file, then env, then PORT, A3S_SERVICE and A3S_<DEP>_URL.
+    With https on, the runtimes that ignore the system trust store are pointed at a3s's CA
+    (SPEC §6), so services calling each other through the proxy verify; a service's own env wins."""
     env = dict(os.environ if base is None else base)
+    if config.settings.https:
+        from a3s_dev.runtime import ca_env
+
+        env.update(ca_env())
     if service.env_file is not None:
         env.update(read_env_file(service.env_file))
     env.update(service.env)

@@ -275,9 +275,17 @@ class Supervisor:
             started_at=svc.started_at,
             restarts=svc.restarts,
             exit_code=svc.exit_code,
-            url=(d.proxy_url(self.proxy_port, self.config.project) if self.proxy_port else None) or d.url,
+            url=self._proxy_url(d) or d.url,
             reason=svc.reason,
         )
+
+    def _proxy_url(self, d: ServiceDef) -> str | None:
+        if not self.proxy_port:
+            return None
+        settings = self.config.settings
+        if settings.https:
+            return d.proxy_url(settings.https_port, self.config.project, "https")
+        return d.proxy_url(self.proxy_port, self.config.project)
 
     def snapshot(self) -> list[ServiceStatus]:
         return [self.status(n) for n in self.config.names]

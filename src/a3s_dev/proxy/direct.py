@@ -82,9 +82,11 @@ class DirectPath:
         *,
         counts: ProxyCounts | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
+        proto: str = "http",
     ) -> None:
         self.proxy = proxy
         self.full = full  # aiohttp's server: its RequestHandlers take handed-over connections
+        self.proto = proto  # X-Forwarded-Proto: "https" on the TLS listeners
         self.idle_timeout = idle_timeout
         self.counts = counts if counts is not None else ProxyCounts()
         self.connections: set[ClientConnection] = set()
@@ -219,7 +221,7 @@ class ClientConnection(asyncio.Protocol):
         self._close_after = request.close
         head = request_head(
             request.method, request.target, request.headers, self.client_ip, chunked=False,
-            connection=request.connection,
+            connection=request.connection, proto=self.direct.proto,
         )
         port: int = route.port  # type: ignore[assignment]
         up = proxy.pool.take_idle(port)

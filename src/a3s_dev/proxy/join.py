@@ -97,15 +97,17 @@ async def join_proxy(
                 try:
                     if registered:
                         registered = False  # by register_now: its answer, then bring the proxy up to date
-                        await _answered(reader)
+                        answer = await _answered(reader)
                         changed.update(supervisor.config.names)
                         wake.set()
                     else:
-                        await _register(supervisor, reader, writer, logs)
+                        answer = await _register(supervisor, reader, writer, logs)
                         changed.clear()
+                    if answer.get("https_error"):
+                        supervisor.announce(str(answer["https_error"]))
                     if not started:
                         started = True
-                        announce_routes(supervisor)
+                        announce_routes(supervisor, https=not answer.get("https_error"))
                         task_status.started()
                     elif failures or lost:
                         supervisor.announce("registered with the proxy again; every route is back")
@@ -145,14 +147,16 @@ async def join_proxy(
         unsubscribe()
 
 
-async def _register(supervisor: Member, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, logs: Path) -> None:
+async def _register(
+    supervisor: Member, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, logs: Path
+) -> dict[str, Any]:
     message = register_message(supervisor.config, supervisor.snapshot(), logs=logs, pid=os.getpid())
     writer.write(encode(message))
     await writer.drain()
-    await _answered(reader)
+    return await _answered(reader)
 
 
-async def _answered(reader: asyncio.StreamReader) -> None:
+async def _answered(reader: asyncio.StreamReader) -> dict[str, Any]:
     """The proxy's answer to a registration: `registered`, else _Refused or _Lost."""
     with anyio.fail_after(ANSWER_TIMEOUT):
         answer = await _read(reader)
@@ -160,12 +164,20 @@ async def _answered(reader: asyncio.StreamReader) -> None:
         raise _Refused(str(answer.get("message")))
     if answer.get("type") != "registered":
         raise _Lost
+    return answer
 
 
-def announce_routes(supervisor: Member) -> None:
+def announce_routes(supervisor: Member, *, https: bool) -> None:
     """The one line `a3s up` prints once registered: where each service can be reached."""
     config = supervisor.config
-    supervisor.announce(proxy_banner(Router({config.project: config.services}).entries, config.settings.proxy_port))
+    settings = config.settings
+    entries = Router({config.project: config.services}).entries
+    supervisor.announce(proxy_banner(entries, settings.proxy_port, settings.https_port if settings.https and https else None))
+    if settings.https and https:
+        from a3s_dev.proxy.ca import LocalCA
+
+        if not LocalCA().trusted():
+            supervisor.announce("https: browsers do not trust a3s's local CA yet; run `a3s trust` once")
 
 
 async def _pump(

@@ -6,7 +6,7 @@ Pure functions of what they show; everything shown is HTML-escaped.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from a3s_dev.core.state import ServiceState, ServiceStatus, exited
@@ -35,17 +35,22 @@ def _page(title: str, body: str, *, refresh: int | None = None) -> str:
     )
 
 
-def route_url(entry: RouteEntry, proxy_port: int) -> str:
+def route_url(entry: RouteEntry, proxy_port: int, scheme: str = "http") -> str:
     """`http://<subdomain>.<project>.localhost:<port>/`: the address that names one service
     whatever else runs (SPEC §6)."""
     project = f".{entry.project}" if entry.project else ""
-    return f"http://{entry.subdomain}{project}.localhost:{proxy_port}/"
+    return f"{scheme}://{entry.subdomain}{project}.localhost:{proxy_port}/"
 
 
-def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int) -> str:
-    """The one line `a3s up` prints once the proxy listens: where each service can be reached."""
-    urls = ", ".join(route_url(e, proxy_port).rstrip("/") for e in entries)
-    return f"proxy on http://localhost:{proxy_port}" + (f": {urls}" if urls else " (no service has a port)")
+def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int, https_port: int | None = None) -> str:
+    """The one line `a3s up` prints once registered with the proxy: where each service is."""
+    if https_port is not None:
+        urls = ", ".join(route_url(e, https_port, "https").rstrip("/") for e in entries)
+        where = f"proxy on http://localhost:{proxy_port} and https://localhost:{https_port}"
+    else:
+        urls = ", ".join(route_url(e, proxy_port).rstrip("/") for e in entries)
+        where = f"proxy on http://localhost:{proxy_port}"
+    return where + (f": {urls}" if urls else " (no service has a port)")
 
 
 def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port: int) -> str:
@@ -134,11 +139,9 @@ def render_project_gone(project: str, running: Iterable[str], proxy_port: int) -
     )
 
 
-def render_index(
-    projects: Iterable[tuple[str, Iterable[ServiceStatus]]], entries: Iterable[RouteEntry], proxy_port: int
-) -> str:
-    """The page at localhost / a3s.localhost: every project, each service's state and link."""
-    links: dict[tuple[str, str], str] = {(e.project, e.service): route_url(e, proxy_port) for e in entries}
+def render_index(projects: Iterable[tuple[str, Iterable[ServiceStatus]]], links: Mapping[tuple[str, str], str]) -> str:
+    """The page at localhost / a3s.localhost: every project, each service's state and its link
+    (`links`: (project, service) -> URL)."""
     sections = []
     for project, statuses in projects:
         rows = []

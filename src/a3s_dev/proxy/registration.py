@@ -41,6 +41,7 @@ class Registration:
     pid: int
     services: tuple[ServiceDef, ...]
     statuses: dict[str, ServiceStatus]
+    https_port: int | None = None  # the project wants TLS served on this port too
 
 
 # ---------------------------------------------------------------------------- building
@@ -76,6 +77,7 @@ def register_message(
         "a3sfile": str(config.path),
         "logs": str(logs),
         "pid": pid,
+        "https_port": config.settings.https_port if config.settings.https else None,
         "services": [
             {
                 "name": s.name,
@@ -170,6 +172,7 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
     if not a3sfile.is_absolute() or not logs.is_absolute():
         raise BadMessage('"a3sfile" and "logs" must be absolute paths')
     pid = _field(obj, "pid", int)
+    https_port = _port(obj, "https_port")
     raw = _field(obj, "services", list)
     if len(raw) > MAX_SERVICES:
         raise BadMessage(f"more than {MAX_SERVICES} services")
@@ -196,7 +199,7 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
         if st.name not in names:
             raise BadMessage(f"status of {st.name}, which is not one of the project's services")
         statuses[st.name] = st
-    return Registration(project, a3sfile, logs, pid, tuple(services), statuses)
+    return Registration(project, a3sfile, logs, pid, tuple(services), statuses, https_port)
 
 
 class ProjectView(Protocol):
@@ -207,5 +210,7 @@ class ProjectView(Protocol):
     def name(self) -> str: ...
     @property
     def services(self) -> Sequence[ServiceDef]: ...
+    @property
+    def https_port(self) -> int | None: ...
     def status(self, name: str) -> ServiceStatus: ...
     def tail(self, name: str, n: int = 20) -> list[str]: ...

@@ -48,6 +48,7 @@ class RemoteProject:
         self.a3sfile = reg.a3sfile
         self.services: tuple[ServiceDef, ...] = reg.services
         self.pid = reg.pid
+        self.https_port = reg.https_port
         self._logs = reg.logs
         self._statuses = dict(reg.statuses)
         self._names = {s.name for s in reg.services}
@@ -79,6 +80,7 @@ class Members(Protocol):
     def add(self, view: ProjectView) -> None: ...
     def remove(self, view: ProjectView) -> None: ...
     def changed(self, project: str, name: str, state: ServiceState) -> None: ...
+    async def serve_https(self, port: int) -> str | None: ...
 
 
 class Registry:
@@ -194,7 +196,12 @@ class Registry:
             view = RemoteProject(reg)
             self.members.add(view)
             self._announce_news()
-            writer.write(encode({"type": "registered", "port": self.members.port, "pid": os.getpid()}))
+            https_error = None if reg.https_port is None else await self.members.serve_https(reg.https_port)
+            if https_error:
+                self.log(f"{reg.project}: {https_error}")
+            writer.write(
+                encode({"type": "registered", "port": self.members.port, "pid": os.getpid(), "https_error": https_error})
+            )
             self.log(f"{view.name} registered: {reg.a3sfile} (supervisor pid {reg.pid}, {len(reg.services)} services)")
             while line := await reader.readline():
                 msg = decode(line)

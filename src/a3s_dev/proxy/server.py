@@ -32,6 +32,8 @@ from a3s_dev.config.model import DevConfig
 from a3s_dev.core.events import Event, EventBus, StateChanged
 from a3s_dev.core.process import LISTEN_BACKLOG, ListenFailure, listen_loopback
 from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.errors import A3sError
+from a3s_dev.proxy.ca import LocalCA, ServerContexts
 from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
 from a3s_dev.proxy.headers import (
     IDEMPOTENT,
@@ -50,6 +52,7 @@ from a3s_dev.proxy.pages import (
     render_project_gone,
     render_proxy_metrics,
     render_unavailable,
+    route_url,
 )
 from a3s_dev.proxy.registration import ProjectView
 from a3s_dev.proxy.registry import Registry
@@ -61,6 +64,7 @@ from a3s_dev.proxy.upstream import (
     UpstreamError,
     UpstreamPool,
 )
+from a3s_dev.runtime import ca_folder
 
 # How long a request for a (re)starting service is held before the 503 page.
 HOLD_TIMEOUT = 30.0
@@ -97,6 +101,8 @@ class LocalProject:
         self.backend = backend
         self.name = backend.config.project
         self.services = backend.config.services
+        settings = backend.config.settings
+        self.https_port = settings.https_port if settings.https else None
 
     def status(self, name: str) -> ServiceStatus:
         return self.backend.status(name)
@@ -193,6 +199,10 @@ class ProxyServer:
         self.counts = ProxyCounts()
         self.registry: Registry | None = None  # the shared proxy's: projects register there
         self.port = 0
+        self.full: web.Server | None = None  # aiohttp's server, set by serve_proxy
+        self.idle_timeout = IDLE_TIMEOUT
+        self.tls: dict[int, tuple[DirectPath, list[asyncio.Server]]] = {}  # https port -> its listeners
+        self._tls_contexts: ServerContexts | None = None
         self._base: dict[int, str] = {}
         # Client connections whose request in flight must not be sent again (the direct path
         # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
@@ -222,6 +232,38 @@ class ProxyServer:
     def changed(self, project: str, name: str, state: ServiceState) -> None:
         self.states.changed_to(project, name, state)
 
+    async def serve_https(self, port: int) -> str | None:
+        """Serve TLS on 127.0.0.1 (and ::1) `port` too, once, with certificates from the local
+        CA; None, or the one line saying why it cannot. Port 0: one the OS picks."""
+        if port in self.tls or (port == 0 and self.tls):
+            return None
+        assert self.full is not None
+        try:
+            if self._tls_contexts is None:
+                self._tls_contexts = ServerContexts(LocalCA())
+            sockets = listen_loopback(port)
+        except ListenFailure as exc:
+            return listen_error(exc).message.replace("proxy:", "https:", 1)
+        except (OSError, A3sError) as exc:
+            return f"https: the local CA at {ca_folder()} cannot be used: {exc}"
+        direct = DirectPath(self, self.full, counts=self.counts, idle_timeout=self.idle_timeout, proto="https")
+        loop = asyncio.get_running_loop()
+        ssl_context = self._tls_contexts.context
+        servers = [
+            await loop.create_server(direct, sock=sock, backlog=LISTEN_BACKLOG, ssl=ssl_context,
+                                     ssl_handshake_timeout=10)
+            for sock in sockets
+        ]
+        self.tls[int(sockets[0].getsockname()[1])] = (direct, servers)
+        return None
+
+    def close_tls(self) -> None:
+        for direct, servers in self.tls.values():
+            for server in servers:
+                server.close()
+            direct.close()
+        self.tls.clear()
+
     def _reroute(self) -> None:
         self.router = Router({n: v.services for n, v in self.projects.items()}, self.departed)
 
@@ -246,7 +288,7 @@ class ProxyServer:
                 return web.Response(text=render_proxy_metrics(self.counts, len(self.projects)),
                                     content_type="text/plain", charset="utf-8")
             shown = [route.project] if route.project else list(self.projects)
-            return self._html(200, render_index(self._statuses(shown), self.router.entries, self.port))
+            return self._html(200, render_index(self._statuses(shown), self._links()))
         if kind is RouteKind.NOT_HTTP:
             assert route.service is not None
             return self._html(404, render_not_http(route.service, route.port))
@@ -270,6 +312,17 @@ class ProxyServer:
             if route.kind not in (RouteKind.UNKNOWN, RouteKind.PROJECT_GONE):
                 break
         return route
+
+    def _links(self) -> dict[tuple[str, str], str]:
+        """Each routed service's address: https on the projects that asked for it."""
+        links = {}
+        for entry in self.router.entries:
+            view = self.projects.get(entry.project)
+            https = view.https_port if view is not None else None
+            links[(entry.project, entry.service)] = (
+                route_url(entry, https, "https") if https else route_url(entry, self.port)
+            )
+        return links
 
     def _statuses(self, projects: Sequence[str]) -> list[tuple[str, list[ServiceStatus]]]:
         return [(p, [self.states.status(p, s.name) for s in self.projects[p].services]) for p in projects
@@ -386,7 +439,7 @@ class ProxyServer:
         chunked = has_body and "Content-Length" not in req_headers
         head = request_head(
             method, request.raw_path, req_headers.items(), request.remote, chunked=chunked,
-            connection=req_headers.get("Connection"),
+            connection=req_headers.get("Connection"), proto=request.scheme,
         )
         if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -467,7 +520,9 @@ class ProxyServer:
 
     async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
         await self.pool.locate(port)  # 127.0.0.1 or ::1: _url then names the one that answers
-        headers = forward_headers(request.headers, WS_DROP, request.remote, request.headers.get("Host"))
+        headers = forward_headers(
+            request.headers, WS_DROP, request.remote, request.headers.get("Host"), proto=request.scheme
+        )
         protocols = tuple(
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
         )
@@ -611,6 +666,7 @@ async def serve_proxy(
         max_field_size=65536,
         max_line_size=65536,
     )
+    proxy.full, proxy.idle_timeout = server, idle_timeout
     direct = DirectPath(proxy, server, counts=proxy.counts, idle_timeout=idle_timeout)
     listeners: list[asyncio.Server] = []
     try:
@@ -632,6 +688,7 @@ async def serve_proxy(
             for listener in listeners:
                 listener.close()
             direct.close()
+            proxy.close_tls()
             await server.shutdown(0.5)  # the connections handed to aiohttp
             proxy.pool.close()
             await session.close()

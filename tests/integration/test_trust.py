@@ -1,0 +1,129 @@
+"""`a3s trust` against a temporary system store and real NSS databases made with certutil."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from a3s_dev.proxy.ca import LocalCA
+from a3s_dev.proxy.trust import SystemStore, install, uninstall
+
+pytestmark = pytest.mark.timeout(60)
+CERTUTIL = shutil.which("certutil")
+needs_certutil = pytest.mark.skipif(CERTUTIL is None, reason="certutil (libnss3-tools) is not installed")
+
+
+def nss_db(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    assert CERTUTIL is not None
+    subprocess.run([CERTUTIL, "-N", "-d", f"sql:{folder}", "--empty-password"], check=True, timeout=30)
+    return folder
+
+
+def nicknames(db: Path) -> list[str]:
+    assert CERTUTIL is not None
+    out = subprocess.run([CERTUTIL, "-L", "-d", f"sql:{db}"], check=True, capture_output=True, text=True,
+                         timeout=30).stdout
+    return [line.rsplit(None, 1)[0].strip() for line in out.splitlines()[4:] if line.strip()]
+
+
+def fake_store(tmp_path: Path) -> tuple[SystemStore, Path]:
+    """A store folder and an update command that records each call (as update-ca-certificates would run)."""
+    calls = tmp_path / "calls.txt"
+    update = ("sh", "-c", f'echo "$0 $(ls {tmp_path / "anchors"} | wc -l)" >> {calls}')
+    store = SystemStore("the test store", tmp_path / "anchors" / "a3s-local-ca.crt", (*update, "add"), (*update, "remove"))
+    return store, calls
+
+
+@needs_certutil
+def test_trust_adds_exactly_one_entry_everywhere_and_uninstall_removes_exactly_it(tmp_path: Path) -> None:
+    ca = LocalCA(tmp_path / "ca")
+    store, calls = fake_store(tmp_path)
+    (tmp_path / "anchors").mkdir()
+    (tmp_path / "anchors" / "someone-else.crt").write_text("not ours\n")
+    firefox, chromium = nss_db(tmp_path / "firefox"), nss_db(tmp_path / "chromium")
+    outcome = install(ca, store=store, nss=[firefox, chromium], certutil=CERTUTIL)
+    assert outcome.trusted_somewhere and not outcome.failed, outcome.lines
+    assert store.target.read_bytes() == ca.cert_path.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "anchors").iterdir()) == ["a3s-local-ca.crt", "someone-else.crt"]
+    assert calls.read_text().split() == ["add", "2"]
+    assert [len(nicknames(db)) for db in (firefox, chromium)] == [1, 1]
+    assert nicknames(firefox)[0].startswith("a3s local development CA")
+    assert any(str(store.target) in line for line in outcome.lines)
+    assert any(line.startswith("  export SSL_CERT_FILE=") for line in outcome.lines)
+    # again: nothing added twice
+    again = install(ca, store=store, nss=[firefox, chromium], certutil=CERTUTIL)
+    assert all("already trusts it" in line for line in again.lines[:3]), again.lines
+    assert [len(nicknames(db)) for db in (firefox, chromium)] == [1, 1]
+    assert calls.read_text().split() == ["add", "2"]
+
+    removed = uninstall(ca, certutil=CERTUTIL)
+    assert not removed.failed, removed.lines
+    assert sorted(p.name for p in (tmp_path / "anchors").iterdir()) == ["someone-else.crt"]
+    assert calls.read_text().split() == ["add", "2", "remove", "1"]
+    assert [nicknames(db) for db in (firefox, chromium)] == [[], []]
+    assert not ca.trusted()
+    assert uninstall(ca, certutil=CERTUTIL).lines == [
+        "nothing to remove: `a3s trust` has not installed this CA anywhere"
+    ]
+
+
+def test_a_store_it_may_not_change_gets_the_commands_to_run_with_sudo(tmp_path: Path) -> None:
+    ca = LocalCA(tmp_path / "ca")
+    store = SystemStore("the test store", Path("/proc/a3s-nope/a3s-local-ca.crt"), ("true",), ("true",))
+    outcome = install(ca, store=store, nss=[], certutil=None)
+    assert outcome.failed and not outcome.trusted_somewhere
+    assert f"run: sudo cp {ca.cert_path} /proc/a3s-nope/a3s-local-ca.crt && sudo true" in outcome.lines[0]
+    assert not ca.trusted()
+
+
+@needs_certutil
+def test_the_command_finds_the_browsers_databases_and_says_what_it_changed(tmp_path: Path) -> None:
+    """`a3s trust` as a user who may not change the system store: the NSS databases under its
+    home change, the system store does not, and it says how to do that with sudo."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="a3s-trust-"))  # a folder another user can reach
+    os.chmod(tmp_path, 0o755)
+    home = tmp_path / "home"
+    chromium = nss_db(home / ".pki" / "nssdb")
+    firefox = nss_db(home / ".mozilla" / "firefox" / "abcd.default-release")
+    (home / ".mozilla" / "firefox" / "not-a-profile").mkdir()
+    env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / ".local" / "share")}
+    command = [sys.executable, "-m", "a3s_dev", "trust"]
+    if os.getuid() == 0:  # as root it would change this machine's store: run as nobody instead
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run as another user")
+        subprocess.run(["chown", "-R", "65534:65534", str(home)], check=True)
+        command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+
+    def a3s(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    result = a3s()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{chromium}: added as" in result.stdout and f"{firefox}: added as" in result.stdout
+    assert "not changed (no permission); run: sudo cp" in result.stdout
+    assert [len(nicknames(db)) for db in (chromium, firefox)] == [1, 1]
+    printed = a3s("--print")
+    ca_pem = home / ".local" / "share" / "a3s" / "ca" / "ca.pem"
+    assert printed.returncode == 0 and printed.stdout.strip() == str(ca_pem)
+    removed = a3s("--uninstall")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert [nicknames(db) for db in (chromium, firefox)] == [[], []]
+    assert ca_pem.exists()  # the CA itself stays: only the trust is undone
+    shutil.rmtree(tmp_path)
+
+
+def test_a_ca_folder_it_cannot_use_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": "/proc/a3s-nope"}
+    result = subprocess.run([sys.executable, "-m", "a3s_dev", "trust", "--print"], env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("a3s: https: cannot use the local CA folder /proc/a3s-nope")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
