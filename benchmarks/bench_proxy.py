@@ -56,11 +56,12 @@ import sys, time
 from a3s_dev.proxy import shared
 from a3s_dev.proxy.registration import PROTOCOL, encode
 
-port, upstream = int(sys.argv[1]), int(sys.argv[2])
+port, upstream, https_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 while (sock := shared.connect(port)) is None:
     time.sleep(0.02)
 sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "bench", "a3sfile": "/bench/A3sfile.hcl",
-                     "logs": "/bench/.a3s/logs", "pid": 1, "services": [{"name": "bench", "port": upstream}],
+                     "logs": "/bench/.a3s/logs", "pid": 1, "https_port": https_port,
+                     "services": [{"name": "bench", "port": upstream}],
                      "statuses": [{"name": "bench", "state": "running", "port": upstream}]}))
 assert b"registered" in sock.recv(65536)
 print("registered", flush=True)
@@ -125,7 +126,7 @@ def run_wrk(
     threads = threads or args.threads
     connections = connections or args.connections
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration or args.duration}s", "--latency",
-           "-H", "Host: bench.localhost", f"http://127.0.0.1:{port}/"]
+           "-H", "Host: bench.localhost", f"{'https' if name.endswith('(https)') else 'http'}://127.0.0.1:{port}/"]
     if warm:  # pools filled, code paths hot
         subprocess.run([*cmd[:3], "-d2s", *cmd[4:]], capture_output=True, check=True)
     before = rss_kb(pid) if pid else None
@@ -161,7 +162,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="print wrk output")
     parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
-    parser.add_argument("--only", choices=["nginx", "reference", "a3s"], action="append")
+    parser.add_argument("--only", choices=["nginx", "reference", "a3s", "a3s-https"], action="append")
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "nginx") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
     if missing:
@@ -177,28 +178,28 @@ def main() -> int:
             procs.append(subprocess.Popen([nginx, "-c", str(conf), "-p", tmp], start_new_session=True))
             wait_port(nginx_port, procs[-1])
 
-            ref_port, ours_port = free_port(), free_port()
+            ref_port, ours_port, tls_port = free_port(), free_port(), free_port()
             # the reference logs a traceback for every client that hangs up mid-response (wrk
             # does at the end of each run): silenced, it is noise here
             ref = subprocess.Popen([sys.executable, str(HERE / "ref_proxy.py"), str(ref_port), str(nginx_port)],
                                    start_new_session=True, stderr=subprocess.DEVNULL)
             procs.append(ref)
             # the shared proxy, in its own process, in a runtime folder of this run's own
-            env = {**os.environ, "XDG_RUNTIME_DIR": tmp}
+            env = {**os.environ, "XDG_RUNTIME_DIR": tmp, "XDG_DATA_HOME": tmp}
             ours = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy", "--port", str(ours_port)],
                                     start_new_session=True, env=env, stdout=subprocess.DEVNULL)
             procs.append(ours)
-            registrar = subprocess.Popen([sys.executable, "-c", REGISTER, str(ours_port), str(nginx_port)],
+            registrar = subprocess.Popen([sys.executable, "-c", REGISTER, str(ours_port), str(nginx_port), str(tls_port)],
                                          start_new_session=True, env=env, stdout=subprocess.PIPE)
             procs.append(registrar)
             wait_port(ref_port, ref)
             wait_port(ours_port, ours)
             assert registrar.stdout is not None and registrar.stdout.readline().strip() == b"registered"
 
-            only = set(args.only or ["nginx", "reference", "a3s"])
+            only = set(args.only or ["nginx", "reference", "a3s", "a3s-https"])
             ours_label = "a3s proxy"
             plan = [("nginx", "nginx direct", nginx_port, None), ("reference", "reference aiohttp proxy", ref_port, ref.pid),
-                    ("a3s", ours_label, ours_port, ours.pid)]
+                    ("a3s", ours_label, ours_port, ours.pid), ("a3s-https", "a3s proxy (https)", tls_port, ours.pid)]
             # Rounds alternate the targets, so that load from elsewhere on the machine hits them
             # alike; each target's median round is reported.
             rounds: dict[str, list[Result]] = {}

@@ -1,12 +1,14 @@
 """The shared proxy's reaction times: how soon a state change a supervisor pushes is acted on,
-and how soon a request held while a service (re)starts is answered once it is ready.
+how soon a request held while a service (re)starts is answered once it is ready, and what a
+new HTTPS connection costs (TLS handshake + first response).
 
-    python benchmarks/bench_shared_proxy.py [--runs 20]
+    python benchmarks/bench_shared_proxy.py [--runs 20] [--tls-runs 100]
 
-The real `a3s proxy` process, a project registered over its Unix socket as a supervisor does,
-a stdlib HTTP upstream. Reference, in the same run: the same request sent straight to the
-upstream. The bars (issue 14): a state change reaches the proxy within 5 ms; a held request is
-answered within 50 ms of the service being ready again.
+The real `a3s proxy` process, a project registered over its Unix socket as a supervisor does
+(with https on), a stdlib HTTP upstream. Reference, in the same run: the same request sent
+straight to the upstream, and through the proxy over plain HTTP. The bars (issue 14): a state
+change reaches the proxy within 5 ms; a held request is answered within 50 ms of the service
+being ready again. Keep-alive HTTPS throughput is in bench_proxy.py ("a3s proxy (https)").
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import http.server
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -47,7 +50,16 @@ class Quiet(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def get(port: int, host: str) -> int:
+def get(port: int, host: str, tls: ssl.SSLContext | None = None) -> int:
+    """One request on a new connection (over TLS with `tls`, SNI `host`); the status."""
+    if tls is not None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        with tls.wrap_socket(raw, server_hostname=host) as sock:
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            return response.status
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request("GET", "/", headers={"Host": host})
@@ -65,14 +77,15 @@ def status(sock: socket.socket, state: str, port: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--tls-runs", type=int, default=100)
     args = parser.parse_args()
 
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     up_port = upstream.server_address[1]
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    proxy_port = free_port()
+    proxy_port, tls_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="a3s-bench-") as tmp:
-        os.environ["XDG_RUNTIME_DIR"] = tmp
+        os.environ["XDG_RUNTIME_DIR"] = os.environ["XDG_DATA_HOME"] = tmp
         from a3s_dev.proxy import shared
 
         proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy", "--port", str(proxy_port)],
@@ -82,7 +95,7 @@ def main() -> int:
                 time.sleep(0.02)
             sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "bench",
                                  "a3sfile": "/bench/A3sfile.hcl", "logs": "/bench/.a3s/logs", "pid": 1,
-                                 "services": [{"name": "svc", "port": up_port}],
+                                 "https_port": tls_port, "services": [{"name": "svc", "port": up_port}],
                                  "statuses": [{"name": "svc", "state": "stopped", "port": up_port}]}))
             assert b"registered" in sock.recv(65536)
             host = "svc.bench.localhost"
@@ -123,6 +136,19 @@ def main() -> int:
                 status(sock, "running", up_port)
                 waiter.join(30)
                 held.append(answered[0] - t)
+
+            # 3. a new HTTPS connection each time: handshake + first response, beside plain HTTP
+            status(sock, "running", up_port)
+            tls = ssl.create_default_context(cafile=os.path.join(tmp, "a3s", "ca", "ca.pem"))
+            get(tls_port, host, tls)  # the leaf is issued on the first handshake for the name
+            plain, handshake = [], []
+            for _ in range(args.tls_runs):
+                t = time.perf_counter()
+                get(proxy_port, host)
+                plain.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                assert get(tls_port, host, tls) == 200
+                handshake.append(time.perf_counter() - t)
             sock.close()
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -136,6 +162,8 @@ def main() -> int:
     print(f"request straight to the upstream (reference)       {ms(direct)}")
     print(f"state change pushed -> proxy forwards (bar 5 ms)   {ms(reach)}")
     print(f"ready -> held request answered (bar 50 ms)         {ms(held)}")
+    print(f"new connection, plain HTTP through the proxy      {ms(plain)}  ({args.tls_runs} runs)")
+    print(f"new connection, TLS handshake + first response     {ms(handshake)}  ({args.tls_runs} runs)")
     return 0
 
 

@@ -54,6 +54,16 @@ def certifiable(name: str | None) -> str | None:
     return name if all(_LABEL.fullmatch(label) for label in labels) else None
 
 
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class LocalCA:
     """The CA's files and the leaves it issues."""
 
@@ -235,8 +245,8 @@ class ServerContexts:
         return ctx
 
     def _sni(self, sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
-        if name is None:
-            return None  # no SNI (an IP address was dialled): the localhost certificate
+        if name is None or _is_ip(name):
+            return None  # no SNI, or an address as one (wrk sends it): the localhost certificate
         try:
             ctx = self.for_host(name)
         except Exception:  # noqa: BLE001 - a handshake must never take the proxy down
