@@ -162,6 +162,17 @@ def test_a3s_proxy_port_overrides_the_file(tmp_path: Path) -> None:
     assert load(path, environ={}).settings.proxy_port == 7080
 
 
+def test_https_is_off_unless_the_file_or_a3s_https_turns_it_on(tmp_path: Path) -> None:
+    plain = write(tmp_path, 'service "a" { cmd = "x" }\n')
+    assert (load(plain, environ={}).settings.https, load(plain, environ={}).settings.https_port) == (False, 7443)
+    assert load(plain, environ={"A3S_HTTPS": "1"}).settings.https is True
+    on = tmp_path / "on.hcl"
+    on.write_text('dev {\n  https = true\n  https_port = 8443\n}\nservice "a" { cmd = "x" }\n')
+    settings = load(on, environ={}).settings
+    assert (settings.https, settings.https_port) == (True, 8443)
+    assert load(on, environ={"A3S_HTTPS": "0"}).settings.https is False
+
+
 def test_load_reads_os_environ_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("A3S_PROXY_PORT", "7181")
     assert load(write(tmp_path, 'service "a" { cmd = "x" }\n')).settings.proxy_port == 7181

@@ -146,6 +146,15 @@ def test_proxy_port_zero_is_allowed_but_not_70000(tmp_path: Path) -> None:
     assert line == 2 and "0 to 65535" in text
 
 
+def test_https_settings_are_checked(tmp_path: Path) -> None:
+    line, message = only_error(check('dev {\n  https = "yes"\n}\nservice "a" { cmd = "x" }\n', tmp_path))
+    assert line == 2 and "dev: https must be true or false" in message
+    line, message = only_error(check('dev {\n  https_port = 0\n}\nservice "a" { cmd = "x" }\n', tmp_path))
+    assert line == 2 and "https_port" in message and "1 to 65535" in message
+    _, message = only_error(check('service "a" { cmd = "x" }\n', tmp_path, {"A3S_HTTPS": "maybe"}))
+    assert message == 'A3S_HTTPS="maybe" is not 1 or 0'
+
+
 def test_two_services_on_one_port(tmp_path: Path) -> None:
     report = check(
         'service "a" {\n  cmd = "x"\n  port = 8080\n}\nservice "b" {\n  cmd = "x"\n  port = 8080\n}\n', tmp_path
