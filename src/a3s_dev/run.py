@@ -153,7 +153,7 @@ def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> socket.soc
         LocalCA().ensure()  # before any spawn: services are pointed at its files (ca_env)
     sock = shared.ensure(port)
     try:
-        join.register_now(sock, config, paths.logs_dir)
+        join.register_now(sock, config, paths.logs_dir, paths.socket)
     except BaseException:
         sock.close()
         raise
@@ -205,7 +205,11 @@ def joining(config: DevConfig, paths: RuntimePaths, proxy: socket.socket | None)
 
     from a3s_dev.proxy.join import join_proxy
 
-    return [functools.partial(join_proxy, port=config.settings.proxy_port, logs=paths.logs_dir, connection=proxy)]
+    return [
+        functools.partial(
+            join_proxy, port=config.settings.proxy_port, logs=paths.logs_dir, control=paths.socket, connection=proxy
+        )
+    ]
 
 
 def watching(config: DevConfig, opts: UpOptions) -> list[Attachment]:

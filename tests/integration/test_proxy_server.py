@@ -97,7 +97,7 @@ async def test_index_page_lists_services_states_and_links(ups: dict[str, Upstrea
         status, text, _ = await get(port, f"{host}:{port}")
     assert status == 200
     assert f'href="http://api.shop.localhost:{port}/"' in text
-    assert "<td>worker</td><td>stopped</td>" in text
+    assert 'data-service="worker"' in text and '<span class="state state-stopped">stopped</span>' in text
 
 
 async def test_stopped_service_gets_502_with_state_and_escaped_logs(ups: dict[str, Upstream]) -> None:

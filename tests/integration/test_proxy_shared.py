@@ -100,7 +100,7 @@ def test_two_projects_share_one_proxy_and_each_is_reached_by_name(tmp_path: Path
         assert fetch(proxy, "nope.localhost")[0] == 404
         # the index lists both projects
         status, text = fetch(proxy, f"localhost:{proxy}")
-        assert status == 200 and "<h2>shop</h2>" in text and "<h2>blog</h2>" in text
+        assert status == 200 and 'data-project="shop"' in text and 'data-project="blog"' in text
         # one proxy process for both
         assert proxy_pid(proxy) > 0
         out = (shared.log_path(proxy)).read_text()
@@ -302,10 +302,10 @@ def test_twenty_projects_coming_and_going_leave_no_route_and_no_descriptor_behin
                 assert read_answer(sock)["type"] == "registered"
                 socks.append(sock)
             _, text = fetch(proxy, f"localhost:{proxy}")
-            assert all(f"<h2>p{i}</h2>" in text for i in range(20)), round_
+            assert all(f'<section class="project" data-project="p{i}">' in text for i in range(20)), round_
             for sock in socks:
                 sock.close()
-            wait_until(lambda: "<h2>p" not in fetch(proxy, f"localhost:{proxy}")[1], timeout=5,
+            wait_until(lambda: 'data-project="p' not in fetch(proxy, f"localhost:{proxy}")[1], timeout=5,
                        message="every route gone")
         assert all(fetch(proxy, f"web.p{i}.localhost:{proxy}")[0] == 502 for i in range(20))
         wait_until(lambda: fds() <= baseline, timeout=5, message=f"the proxy's descriptors back to {baseline}")

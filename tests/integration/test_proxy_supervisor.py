@@ -137,7 +137,8 @@ def test_index_page_shows_live_states(tmp_path: Path, host: str) -> None:
     async def body() -> None:
         async with stack(api(tmp_path)) as (sup, port):
             status, text = await get(port, host)
-            assert status == 200 and "<td>api</td><td>running</td>" in text
+            assert status == 200 and 'data-service="api"' in text
+            assert '<span class="state state-running">running</span>' in text
             assert f'href="http://api.{sup.config.project}.localhost:{port}/"' in text
 
     anyio.run(body)

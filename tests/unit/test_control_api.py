@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from a3s_dev.control import api
-from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
 
 S = ServiceState
 
@@ -52,11 +52,11 @@ def test_readiness_sees_a_service_that_was_spawned_after_the_request_and_stopped
     )
 
 
-def test_status_dict_has_uptime_only_while_live() -> None:
+def test_a_status_row_has_uptime_only_while_live() -> None:
     now = 1000.0
-    live = api.status_dict(ServiceStatus("a", S.RUNNING, pid=5, started_at=990.0), now)
+    live = status_row(ServiceStatus("a", S.RUNNING, pid=5, started_at=990.0), now)
     assert live["uptime_s"] == 10.0 and live["pid"] == 5
-    done = api.status_dict(
+    done = status_row(
         ServiceStatus("a", S.COMPLETED, pid=5, started_at=990.0, exit_code=0), now
     )
     assert done["uptime_s"] is None and done["pid"] is None and done["exit_code"] == 0

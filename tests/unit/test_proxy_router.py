@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from multidict import CIMultiDict
 
 from a3s_dev.config.model import ServiceDef
 from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.proxy.board import Board, render_dashboard
 from a3s_dev.proxy.headers import (
     REQUEST_DROP,
     forward_headers,
@@ -19,7 +21,7 @@ from a3s_dev.proxy.headers import (
     response_head,
     response_headers,
 )
-from a3s_dev.proxy.pages import render_index, render_not_found, render_unavailable
+from a3s_dev.proxy.pages import render_not_found, render_unavailable
 from a3s_dev.proxy.router import RouteEntry, RouteKind, Router, Verdict, normalize_host, verdict
 
 
@@ -149,18 +151,39 @@ def test_a_crash_page_names_the_exit() -> None:
     assert "killed by SIGKILL" in render_unavailable(ServiceStatus("w", ServiceState.FAILED, exit_code=-9), [])
 
 
-def test_index_lists_services_states_and_links() -> None:
-    page = render_index(
+def board(name: str, statuses: list[ServiceStatus], **links: str) -> Board:
+    return Board(name, f"/src/{name}/A3sfile.hcl", statuses, links, [[st.name for st in statuses]], {})
+
+
+def test_the_dashboard_lists_every_project_its_services_and_links() -> None:
+    page = render_dashboard(
         [
-            ("shop", [ServiceStatus("api", ServiceState.RUNNING, health="healthy"), ServiceStatus("worker", ServiceState.STOPPED)]),
-            ("<blog>", [ServiceStatus("api", ServiceState.STARTING)]),
+            board("shop", [ServiceStatus("api", ServiceState.RUNNING, pid=12, started_at=900.0, probe="GET / → 200"),
+                           ServiceStatus("worker", ServiceState.STOPPED, pid=13)], api="http://api.shop.localhost:7080"),
+            board("<blog>", [ServiceStatus("x<y", ServiceState.FAILED, reason="exit <b>1</b>")]),
         ],
-        {("shop", "api"): "http://api.shop.localhost:7080/", ("<blog>", "api"): "https://api.<blog>.localhost:7443/"},
+        token='t"ok',
+        now=1000.0,
     )
-    assert '<a href="http://api.shop.localhost:7080/">' in page
-    assert "<td>worker</td><td>stopped</td>" in page
-    assert "<h2>&lt;blog&gt;</h2>" in page and "<blog>" not in page
-    assert "<td>api</td><td>starting</td>" in page
+    assert '<a href="http://api.shop.localhost:7080">' in page
+    assert '<span class="state state-running">running</span>' in page
+    assert '<td class="pid">12</td>' in page and '<td class="uptime">1m40s</td>' in page
+    assert '<td class="pid"></td>' in page  # a stopped service shows no pid
+    assert "&lt;blog&gt;" in page and "x&lt;y" in page and "exit &lt;b&gt;1&lt;/b&gt;" in page
+    assert "<blog>" not in page and "<b>1" not in page
+    assert 'content="t&quot;ok"' in page
+    assert "<title>✖ 1 failed · a3s</title>" in page
+
+
+def test_the_graph_has_a_column_per_generation_and_an_arrow_per_dependency() -> None:
+    from a3s_dev.proxy.board import render_graph
+
+    statuses = [ServiceStatus(n, ServiceState.RUNNING) for n in ("db", "cache", "api", "web")]
+    svg = render_graph(Board("shop", "", statuses, {}, [["db", "cache"], ["api"], ["web"]],
+                             {"api": ["db", "cache"], "web": ["api"]}))
+    assert svg.count("<line ") == 3 and svg.count('<g class="node state-running"') == 4
+    xs = {name: int(x) for name, x in re.findall(r'data-service="(\w+)"><rect x="(\d+)"', svg)}
+    assert xs["db"] == xs["cache"] < xs["api"] < xs["web"]
 
 
 S = ServiceState

@@ -8,35 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from a3s_dev.core.events import LogLine
-from a3s_dev.core.state import ACTIVE_STATES, READY_STATES, ServiceState, ServiceStatus
+from a3s_dev.core.state import READY_STATES, ServiceState, ServiceStatus
 
 _READY = frozenset(s.value for s in READY_STATES)
 # `backoff` means the service exited under a restart policy: for a waiting client that is a failure.
 _FAILED = frozenset({ServiceState.FAILED.value, ServiceState.BACKOFF.value})
-
-
-def status_dict(st: ServiceStatus, now: float, project: str | None = None) -> dict[str, Any]:
-    """One service as the API and `status --json` show it (SPEC §2 keys, plus `reason` and
-    `started_at`)."""
-    live = st.state in ACTIVE_STATES and st.started_at is not None
-    return {
-        "name": st.name,
-        "state": st.state.value,
-        "pid": st.pid if st.state in ACTIVE_STATES else None,
-        "port": st.port,
-        # A stopped service's last probe result is history, not health.
-        "health": st.health if st.state in ACTIVE_STATES else None,
-        "uptime_s": round(max(0.0, now - st.started_at), 1)
-        if live and st.started_at is not None
-        else None,
-        "restarts": st.restarts,
-        "exit_code": st.exit_code,
-        "url": st.url,
-        "probe": st.probe if st.state in ACTIVE_STATES else None,
-        "project": project,
-        "reason": st.reason,
-        "started_at": st.started_at,
-    }
 
 
 @dataclass(frozen=True)

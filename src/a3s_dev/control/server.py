@@ -24,10 +24,10 @@ from aiohttp import web
 from a3s_dev import runtime
 from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
-from a3s_dev.control.api import log_dict, readiness, render_metrics, status_dict
+from a3s_dev.control.api import log_dict, readiness, render_metrics
 from a3s_dev.control.client import API_VERSION
 from a3s_dev.core.events import Event, EventBus, HealthChanged, LogBatch, LogLine, StateChanged
-from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
 from a3s_dev.errors import unknown_service
 
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
@@ -193,7 +193,7 @@ class ControlServer:
     def services_json(self) -> list[dict[str, Any]]:
         now = time.time()
         project = self.config.project
-        return [status_dict(s, now, project) for s in self.supervisor.snapshot()]
+        return [status_row(s, now, project) for s in self.supervisor.snapshot()]
 
     @staticmethod
     async def body_of(request: web.Request) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 
 class ServiceState(str, enum.Enum):
@@ -153,3 +154,27 @@ def format_delay(seconds: float) -> str:
     if seconds == int(seconds):
         return f"{int(seconds)}s"
     return f"{seconds:.1f}s"
+
+
+def status_row(st: ServiceStatus, now: float, project: str | None = None) -> dict[str, Any]:
+    """One service as the control API, `status --json` and the dashboard's `/api/services`
+    show it (SPEC §2 keys, plus `reason` and `started_at`)."""
+    live = st.state in ACTIVE_STATES and st.started_at is not None
+    return {
+        "name": st.name,
+        "state": st.state.value,
+        "pid": st.pid if st.state in ACTIVE_STATES else None,
+        "port": st.port,
+        # A stopped service's last probe result is history, not health.
+        "health": st.health if st.state in ACTIVE_STATES else None,
+        "uptime_s": round(max(0.0, now - st.started_at), 1)
+        if live and st.started_at is not None
+        else None,
+        "restarts": st.restarts,
+        "exit_code": st.exit_code,
+        "url": st.url,
+        "probe": st.probe if st.state in ACTIVE_STATES else None,
+        "project": project,
+        "reason": st.reason,
+        "started_at": st.started_at,
+    }

@@ -43,13 +43,13 @@ class Member(Protocol):
     def announce(self, text: str) -> None: ...
 
 
-def register_now(sock: socket.socket, config: DevConfig, logs: Path) -> None:
+def register_now(sock: socket.socket, config: DevConfig, logs: Path, control: Path | None = None) -> None:
     """Send the registration on `sock` before the supervisor exists, every service `pending`,
     so the proxy holds a browser's first requests instead of finding no route. The answer is
     not awaited here (a proxy just started takes ~0.5 s to import itself; the first spawn must
     not wait for it): `join_proxy` reads it when it takes the connection over."""
     pending = [ServiceStatus(name, ServiceState.PENDING) for name in config.names]
-    sock.sendall(encode(register_message(config, pending, logs=logs, pid=os.getpid())))
+    sock.sendall(encode(register_message(config, pending, logs=logs, pid=os.getpid(), control=control)))
 
 
 class _Lost(Exception):
@@ -69,6 +69,7 @@ async def join_proxy(
     *,
     port: int,
     logs: Path,
+    control: Path | None = None,
     connection: socket.socket | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -101,7 +102,7 @@ async def join_proxy(
                         changed.update(supervisor.config.names)
                         wake.set()
                     else:
-                        answer = await _register(supervisor, reader, writer, logs)
+                        answer = await _register(supervisor, reader, writer, logs, control)
                         changed.clear()
                     if answer.get("https_error"):
                         supervisor.announce(str(answer["https_error"]))
@@ -148,9 +149,9 @@ async def join_proxy(
 
 
 async def _register(
-    supervisor: Member, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, logs: Path
+    supervisor: Member, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, logs: Path, control: Path | None
 ) -> dict[str, Any]:
-    message = register_message(supervisor.config, supervisor.snapshot(), logs=logs, pid=os.getpid())
+    message = register_message(supervisor.config, supervisor.snapshot(), logs=logs, pid=os.getpid(), control=control)
     writer.write(encode(message))
     await writer.drain()
     return await _answered(reader)

@@ -6,7 +6,7 @@ Pure functions of what they show; everything shown is HTML-escaped.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Protocol
 
 from a3s_dev.core.state import ServiceState, ServiceStatus, exited
@@ -137,28 +137,6 @@ def render_project_gone(project: str, running: Iterable[str], proxy_port: int) -
         f"<h1>project {html.escape(project)} is not running</h1>"
         f"<p>Start it with <code>a3s up</code> in its folder.</p>{listing}",
     )
-
-
-def render_index(projects: Iterable[tuple[str, Iterable[ServiceStatus]]], links: Mapping[tuple[str, str], str]) -> str:
-    """The page at localhost / a3s.localhost: every project, each service's state and its link
-    (`links`: (project, service) -> URL)."""
-    sections = []
-    for project, statuses in projects:
-        rows = []
-        for st in statuses:
-            url = links.get((project, st.name))
-            # A service that is not HTTP (`proxy = false`) gets its address, never a link.
-            link = f'<a href="{html.escape(url)}">{html.escape(url)}</a>' if url else html.escape(st.url or "")
-            rows.append(
-                f"<tr><td>{html.escape(st.name)}</td><td>{html.escape(st.state.value)}</td>"
-                f"<td>{html.escape(st.health or '')}</td><td>{link}</td></tr>"
-            )
-        sections.append(
-            f"<h2>{html.escape(project)}</h2><table><tr><th>service</th><th>state</th><th>health</th>"
-            f"<th>url</th></tr>{''.join(rows)}</table>"
-        )
-    body = "".join(sections) or "<p>No project is running. Run <code>a3s up</code> in a project's folder.</p>"
-    return _page("a3s services", "<h1>a3s services</h1>" + body, refresh=5)
 
 
 def render_proxy_metrics(counts: ProxyStats, projects: int) -> str:

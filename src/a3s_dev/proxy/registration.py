@@ -42,6 +42,7 @@ class Registration:
     services: tuple[ServiceDef, ...]
     statuses: dict[str, ServiceStatus]
     https_port: int | None = None  # the project wants TLS served on this port too
+    control: Path | None = None  # the supervisor's control socket: the dashboard's logs and actions
 
 
 # ---------------------------------------------------------------------------- building
@@ -68,7 +69,7 @@ def status_wire(st: ServiceStatus) -> dict[str, Any]:
 
 
 def register_message(
-    config: DevConfig, statuses: Iterable[ServiceStatus], *, logs: Path, pid: int
+    config: DevConfig, statuses: Iterable[ServiceStatus], *, logs: Path, pid: int, control: Path | None = None
 ) -> dict[str, Any]:
     return {
         "type": "register",
@@ -76,6 +77,7 @@ def register_message(
         "project": config.project,
         "a3sfile": str(config.path),
         "logs": str(logs),
+        "control": str(control) if control is not None else None,
         "pid": pid,
         "https_port": config.settings.https_port if config.settings.https else None,
         "services": [
@@ -169,8 +171,10 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
         raise BadMessage("the project name is not a DNS label")
     a3sfile = Path(_field(obj, "a3sfile", str))
     logs = Path(_field(obj, "logs", str))
-    if not a3sfile.is_absolute() or not logs.is_absolute():
-        raise BadMessage('"a3sfile" and "logs" must be absolute paths')
+    control_text = _field(obj, "control", str, optional=True)
+    control = Path(control_text) if control_text is not None else None
+    if not a3sfile.is_absolute() or not logs.is_absolute() or (control is not None and not control.is_absolute()):
+        raise BadMessage('"a3sfile", "logs" and "control" must be absolute paths')
     pid = _field(obj, "pid", int)
     https_port = _port(obj, "https_port")
     raw = _field(obj, "services", list)
@@ -199,7 +203,7 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
         if st.name not in names:
             raise BadMessage(f"status of {st.name}, which is not one of the project's services")
         statuses[st.name] = st
-    return Registration(project, a3sfile, logs, pid, tuple(services), statuses, https_port)
+    return Registration(project, a3sfile, logs, pid, tuple(services), statuses, https_port, control)
 
 
 class ProjectView(Protocol):
@@ -212,5 +216,11 @@ class ProjectView(Protocol):
     def services(self) -> Sequence[ServiceDef]: ...
     @property
     def https_port(self) -> int | None: ...
+    @property
+    def a3sfile(self) -> Path | None: ...
+    @property
+    def logs(self) -> Path | None: ...  # the `.a3s/logs/` folder: history and error pages' tails
+    @property
+    def control(self) -> Path | None: ...  # the control socket: live lines and actions
     def status(self, name: str) -> ServiceStatus: ...
     def tail(self, name: str, n: int = 20) -> list[str]: ...

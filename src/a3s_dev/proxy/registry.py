@@ -45,11 +45,12 @@ class RemoteProject:
 
     def __init__(self, reg: Registration) -> None:
         self.name = reg.project
-        self.a3sfile = reg.a3sfile
+        self.a3sfile: Path | None = reg.a3sfile
         self.services: tuple[ServiceDef, ...] = reg.services
         self.pid = reg.pid
         self.https_port = reg.https_port
-        self._logs = reg.logs
+        self.control: Path | None = reg.control
+        self.logs: Path | None = reg.logs
         self._statuses = dict(reg.statuses)
         self._names = {s.name for s in reg.services}
 
@@ -67,7 +68,8 @@ class RemoteProject:
     def tail(self, name: str, n: int = 20) -> list[str]:
         if name not in self._names:
             raise KeyError(name)
-        return history.tail(self._logs, name, n)
+        logs = self.logs
+        return history.tail(logs, name, n) if logs is not None else []
 
 
 class Members(Protocol):

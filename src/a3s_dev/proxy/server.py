@@ -20,6 +20,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -34,6 +35,7 @@ from a3s_dev.core.process import LISTEN_BACKLOG, ListenFailure, listen_loopback
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import A3sError
 from a3s_dev.proxy.ca import LocalCA, ServerContexts
+from a3s_dev.proxy.dashboard import Dashboard
 from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
 from a3s_dev.proxy.headers import (
     IDEMPOTENT,
@@ -46,7 +48,6 @@ from a3s_dev.proxy.headers import (
 from a3s_dev.proxy.pages import (
     proxy_banner,
     render_ambiguous,
-    render_index,
     render_not_found,
     render_not_http,
     render_project_gone,
@@ -103,6 +104,9 @@ class LocalProject:
         self.services = backend.config.services
         settings = backend.config.settings
         self.https_port = settings.https_port if settings.https else None
+        self.a3sfile: Path | None = backend.config.path
+        self.logs: Path | None = None  # in-process: tails come from the supervisor itself
+        self.control: Path | None = None
 
     def status(self, name: str) -> ServiceStatus:
         return self.backend.status(name)
@@ -203,6 +207,7 @@ class ProxyServer:
         self.idle_timeout = IDLE_TIMEOUT
         self.tls: dict[int, tuple[DirectPath, list[asyncio.Server]]] = {}  # https port -> its listeners
         self._tls_contexts: ServerContexts | None = None
+        self.dashboard = Dashboard(self)
         self._base: dict[int, str] = {}
         # Client connections whose request in flight must not be sent again (the direct path
         # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
@@ -218,6 +223,7 @@ class ProxyServer:
         self.projects[view.name] = view
         self.departed.pop(view.name, None)
         self._reroute()
+        self.dashboard.projects_changed()
 
     def remove(self, view: ProjectView) -> None:
         if self.projects.get(view.name) is not view:
@@ -228,9 +234,17 @@ class ProxyServer:
             self.departed.popitem(last=False)
         self.states.forget(view.name)
         self._reroute()
+        self.dashboard.projects_changed()
 
     def changed(self, project: str, name: str, state: ServiceState) -> None:
         self.states.changed_to(project, name, state)
+        self.dashboard.state_changed(project, name)
+
+    def status_of(self, project: str, name: str) -> ServiceStatus:
+        return self.states.status(project, name)
+
+    def https_ports(self) -> list[int]:
+        return list(self.tls)
 
     async def serve_https(self, port: int) -> str | None:
         """Serve TLS on 127.0.0.1 (and ::1) `port` too, once, with certificates from the local
@@ -287,8 +301,7 @@ class ProxyServer:
             if request.path == "/metrics" and not route.project:
                 return web.Response(text=render_proxy_metrics(self.counts, len(self.projects)),
                                     content_type="text/plain", charset="utf-8")
-            shown = [route.project] if route.project else list(self.projects)
-            return self._html(200, render_index(self._statuses(shown), self._links()))
+            return await self.dashboard.handle(request, route)
         if kind is RouteKind.NOT_HTTP:
             assert route.service is not None
             return self._html(404, render_not_http(route.service, route.port))
@@ -313,7 +326,7 @@ class ProxyServer:
                 break
         return route
 
-    def _links(self) -> dict[tuple[str, str], str]:
+    def links(self) -> dict[tuple[str, str], str]:
         """Each routed service's address: https on the projects that asked for it."""
         links = {}
         for entry in self.router.entries:
@@ -323,10 +336,6 @@ class ProxyServer:
                 route_url(entry, https, "https") if https else route_url(entry, self.port)
             )
         return links
-
-    def _statuses(self, projects: Sequence[str]) -> list[tuple[str, list[ServiceStatus]]]:
-        return [(p, [self.states.status(p, s.name) for s in self.projects[p].services]) for p in projects
-                if p in self.projects]
 
     @staticmethod
     def _html(status: int, text: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -689,6 +698,7 @@ async def serve_proxy(
                 listener.close()
             direct.close()
             proxy.close_tls()
+            await proxy.dashboard.close()
             await server.shutdown(0.5)  # the connections handed to aiohttp
             proxy.pool.close()
             await session.close()

@@ -1,0 +1,349 @@
+"""The dashboard at `http://a3s.localhost:<port>/` and its JSON API under `/api/` (SPEC §7,
+docs/dashboard.md), served by the shared proxy for every registered project.
+
+The page is rendered here complete (`board.py`); the shipped script keeps it live from
+`/api/events` (server-sent events fed by the supervisors' pushes). Logs come from the
+projects' log files (history) and their control APIs (live lines); actions go to the
+control APIs. An action must carry the page's token (header `X-A3S-Token`) and come from
+the dashboard's own origin, else it is refused with 403 and nothing is done: a page from
+another site must not be able to restart your services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from importlib import resources
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from a3s_dev.config.model import parse_duration
+from a3s_dev.core import history
+from a3s_dev.core.state import ServiceStatus, status_row
+from a3s_dev.proxy.board import Board, render_dashboard
+from a3s_dev.proxy.registration import ProjectView
+from a3s_dev.proxy.router import Route
+
+ACTIONS = ("restart", "stop", "start")
+MAX_LINES = 10_000  # lines one history request may ask for
+QUEUE = 1000  # events a slow dashboard may fall behind by before it is told to reload
+BATCH = 0.05  # seconds: live log lines are sent in batches this often at most
+KEEPALIVE = 15.0
+ASSET_TYPES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class Proxy(Protocol):
+    """What the dashboard reads of the proxy (`server.ProxyServer`)."""
+
+    port: int
+
+    @property
+    def projects(self) -> Mapping[str, ProjectView]: ...
+    def status_of(self, project: str, name: str) -> ServiceStatus: ...
+    def links(self) -> dict[tuple[str, str], str]: ...
+    def https_ports(self) -> Iterable[int]: ...
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers=HEADERS)
+
+
+class Dashboard:
+    def __init__(self, proxy: Proxy) -> None:
+        self.proxy = proxy
+        self.token = secrets.token_urlsafe(32)
+        self.subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self._waves: dict[str, tuple[ProjectView, list[list[str]]]] = {}
+        self._assets: dict[str, bytes] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        for queue in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ events
+
+    def _publish(self, event: str, data: Mapping[str, Any]) -> None:
+        payload = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(payload)
+            except asyncio.QueueFull:  # a dashboard that cannot keep up: told to reload instead
+                self.subscribers.discard(queue)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(None)
+
+    def state_changed(self, project: str, name: str) -> None:
+        if not self.subscribers:
+            return
+        status = self.proxy.status_of(project, name)
+        row = status_row(status, time.time(), project)
+        self._publish("state", {"project": project, "service": name, "state": status.state.value, "status": row})
+
+    def projects_changed(self) -> None:
+        if self.subscribers:
+            self._publish("projects", {"projects": list(self.proxy.projects)})
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
+        path = request.path
+        try:
+            if route.project:  # <project>.localhost: the dashboard lives at a3s.localhost only
+                raise web.HTTPFound(f"{request.scheme}://a3s.localhost:{self._port_of(request)}/#{route.project}")
+            if path.startswith("/api/"):
+                return await self._api(request, [p for p in path.split("/")[2:] if p != ""])
+            if request.method not in ("GET", "HEAD"):
+                raise _Refused(405, "the dashboard takes GET; actions are POST /api/...")
+            if path == "/":
+                return await self._page()
+            if path.startswith("/_a3s/"):
+                return self._asset(path.removeprefix("/_a3s/"))
+            raise _Refused(404, f"no dashboard page at {path}")
+        except _Refused as exc:
+            return _json({"error": exc.message}, exc.status)
+
+    @staticmethod
+    def _port_of(request: web.BaseRequest) -> str:
+        host = request.headers.get("Host", "")
+        return host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else "80"
+
+    async def _page(self) -> web.Response:
+        boards = [await self._board(name, view) for name, view in list(self.proxy.projects.items())]
+        text = render_dashboard(boards, token=self.token, now=time.time())
+        return web.Response(text=text, content_type="text/html", charset="utf-8", headers=HEADERS)
+
+    async def _board(self, name: str, view: ProjectView) -> Board:
+        links = self.proxy.links()
+        deps = {s.name: list(s.depends_on) for s in view.services}
+        cached = self._waves.get(name)
+        if cached is None or cached[0] is not view:
+            from a3s_dev.config.graph import plan_of
+
+            # networkx is imported once, in a worker thread, the first time a page is drawn
+            waves = [list(w) for w in (await asyncio.to_thread(plan_of, deps)).waves]
+            self._waves[name] = cached = (view, waves)
+        return Board(
+            name=name,
+            a3sfile=str(view.a3sfile or ""),
+            statuses=[self.proxy.status_of(name, s.name) for s in view.services],
+            links={svc: url for (p, svc), url in links.items() if p == name},
+            waves=cached[1],
+            depends_on=deps,
+        )
+
+    def _asset(self, name: str) -> web.Response:
+        kind = ASSET_TYPES.get(name)
+        if kind is None:
+            raise _Refused(404, f"no asset {name}")
+        if name not in self._assets:
+            self._assets[name] = resources.files("a3s_dev.proxy").joinpath("static", name).read_bytes()
+        return web.Response(body=self._assets[name], content_type=kind, charset="utf-8", headers=HEADERS)
+
+    # ------------------------------------------------------------------ the API
+
+    async def _api(self, request: web.BaseRequest, parts: list[str]) -> web.StreamResponse:
+        if request.method == "POST":
+            self._check_origin(request)
+            return await self._action(parts)
+        if request.method != "GET":
+            raise _Refused(405, "GET to read, POST to act")
+        if parts == ["services"]:
+            now = time.time()
+            return _json([
+                status_row(self.proxy.status_of(p, s.name), now, p)
+                for p, view in list(self.proxy.projects.items())
+                for s in view.services
+            ])
+        if parts == ["events"]:
+            return await self._events(request)
+        if len(parts) in (2, 3) and parts[-1] == "logs":
+            view = self._view(parts[0])
+            service = parts[1] if len(parts) == 3 else None
+            if service is not None:
+                self._service(view, service)
+            if request.query.get("follow") in ("1", "true"):
+                return await self._follow(request, view, service)
+            return _json(self._history(view, service, request.query))
+        raise _Refused(404, f"no API at {request.path}")
+
+    def _view(self, project: str) -> ProjectView:
+        view = self.proxy.projects.get(project)
+        if view is None:
+            raise _Refused(404, f"project {project} is not running")
+        return view
+
+    @staticmethod
+    def _service(view: ProjectView, name: str) -> None:
+        if name not in {s.name for s in view.services}:
+            raise _Refused(404, f"project {view.name} has no service {name}")
+
+    def _check_origin(self, request: web.BaseRequest) -> None:
+        """403 unless the request comes from the dashboard's own page: its Origin and its token."""
+        origin = request.headers.get("Origin")
+        own = {f"http://{h}:{self.proxy.port}" for h in ("a3s.localhost", "localhost", "127.0.0.1", "[::1]")}
+        own |= {f"https://{h}:{p}" for p in self.proxy.https_ports() for h in ("a3s.localhost", "localhost")}
+        if origin not in own:
+            raise _Refused(403, f"refused: an action must come from the dashboard's own page (Origin {origin})")
+        token = request.headers.get("X-A3S-Token", "")
+        if not hmac.compare_digest(token.encode(), self.token.encode()):
+            raise _Refused(403, "refused: an action must carry the dashboard's token (X-A3S-Token)")
+
+    async def _action(self, parts: list[str]) -> web.Response:
+        if len(parts) == 2 and parts[1] == "stop":
+            view = self._view(parts[0])
+            return await self._control(view, "POST", "/v1/down", None)
+        if len(parts) == 3 and parts[2] in ACTIONS:
+            view = self._view(parts[0])
+            self._service(view, parts[1])
+            body: dict[str, Any] = {"services": [parts[1]]}
+            if parts[2] == "restart":
+                body["wait"] = False
+            return await self._control(view, "POST", f"/v1/{parts[2]}", body)
+        raise _Refused(404, "actions: POST /api/<project>/<service>/<restart|stop|start>, POST /api/<project>/stop")
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        return self._session
+
+    async def _control(self, view: ProjectView, method: str, path: str, body: dict[str, Any] | None) -> web.Response:
+        control = view.control
+        if control is None:
+            raise _Refused(501, f"project {view.name} takes no actions from the dashboard")
+        connector = aiohttp.UnixConnector(path=str(control))
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s, \
+                    s.request(method, f"http://a3s{path}", json=body) as r:
+                answer = await r.json(content_type=None)
+                return _json(answer, r.status)
+        except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
+            raise _Refused(502, f"project {view.name}'s supervisor did not answer: {exc}") from None
+
+    def _history(self, view: ProjectView, service: str | None, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        n = _whole(query.get("n"), "n", 200, MAX_LINES)
+        since = _since(query.get("since"))
+        logs = view.logs
+        if logs is None:
+            return []
+        names = [service] if service else [s.name for s in view.services]
+        entries = history.read_history(logs, names, since=since, last=n)
+        return [{"service": e.service, "at": e.at, "text": e.text} for e in entries[-n:]]
+
+    # ------------------------------------------------------------------ streams
+
+    async def _stream(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = web.StreamResponse(headers={**HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        await response.write(b"retry: 1000\n\n")
+        return response
+
+    async def _events(self, request: web.BaseRequest) -> web.StreamResponse:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE)
+        self.subscribers.add(queue)
+        try:
+            response = await self._stream(request)
+            await response.write(f"event: projects\ndata: {json.dumps({'projects': list(self.proxy.projects)})}\n\n".encode())
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE)
+                except TimeoutError:
+                    item = b": keep-alive\n\n"
+                if item is None:
+                    await response.write(b"event: reload\ndata: {}\n\n")
+                    break
+                await response.write(item)
+            return response
+        finally:
+            self.subscribers.discard(queue)
+
+    async def _follow(self, request: web.BaseRequest, view: ProjectView, service: str | None) -> web.StreamResponse:
+        """Live lines from the project's control API, relayed as `lines` events in batches."""
+        control = view.control
+        if control is None:
+            raise _Refused(501, f"project {view.name} has no live log")
+        query = "follow=1&n=0" + (f"&service={service}" if service else "")
+        connector = aiohttp.UnixConnector(path=str(control))
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as s, \
+                    s.get(f"http://a3s/v1/logs?{query}") as upstream:
+                if upstream.status != 200:
+                    raise _Refused(502, f"project {view.name}'s log stream answered {upstream.status}")
+                response = await self._stream(request)
+                await self._relay(upstream.content, response.write)
+                return response
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _Refused(502, f"project {view.name}'s supervisor did not answer: {exc}") from None
+
+    @staticmethod
+    async def _relay(content: aiohttp.StreamReader, write: Callable[[bytes], Any]) -> None:
+        batch: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        flush_at = loop.time() + BATCH
+        first = True
+        while True:
+            try:
+                line = await asyncio.wait_for(content.readline(), max(0.0, flush_at - loop.time()) or BATCH)
+            except TimeoutError:
+                line = None
+            if line == b"":
+                break
+            if line:
+                if first:  # the stream's first line says since when it follows
+                    first = False
+                else:
+                    with contextlib.suppress(ValueError):
+                        item = json.loads(line)
+                        batch.append({"service": item.get("service"), "at": item.get("at"), "text": item.get("text")})
+            if batch and (line is None or loop.time() >= flush_at or len(batch) >= 2000):
+                await write(f"event: lines\ndata: {json.dumps(batch, separators=(',', ':'))}\n\n".encode())
+                batch = []
+            if line is None or loop.time() >= flush_at:
+                flush_at = loop.time() + BATCH
+
+
+def _whole(raw: str | None, name: str, default: int, high: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise _Refused(400, f"{name} must be a whole number, got {json.dumps(raw)}")
+    return min(int(raw), high)
+
+
+def _since(raw: str | None) -> float | None:
+    """`since`: a duration back from now ("30s", "5m") or epoch seconds."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            return time.time() - parse_duration(raw)
+        except ValueError:
+            raise _Refused(400, f'since must be a duration like "30s" or epoch seconds, got {json.dumps(raw)}') from None
+    return value

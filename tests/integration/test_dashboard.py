@@ -1,0 +1,284 @@
+"""The dashboard (SPEC §7): its JSON API and event stream over plain HTTP, and the page itself
+in a real browser (Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from support import free_port, holds, wait_until
+from support_control import SERVICE, Stack, stack_in
+
+pytestmark = pytest.mark.timeout(120)
+
+A3SFILE = """
+dev {{
+  name = "shop"
+  stop_timeout = "3s"
+}}
+service "api" {{
+  cmd  = "exec {python} server.py"
+  port = "auto"
+}}
+service "web" {{
+  cmd        = "exec {python} server.py"
+  port       = "auto"
+  depends_on = ["api"]
+}}
+"""
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the HTTP tests still run; the browser ones skip
+    expect = sync_playwright = None  # type: ignore[assignment]
+SCREENSHOTS = Path(os.environ.get("A3S_TEST_ARTIFACTS", "/tmp/a3s-test-artifacts"))
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@contextmanager
+def dashboard_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "server.py").write_text(SERVICE)
+    (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable))
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        yield st, proxy
+
+
+def request(port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None,
+            host: str = "a3s.localhost") -> tuple[int, bytes]:
+    """One request (redirects are not followed); the status and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, headers={"Host": f"{host}:{port}", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def token_of(page: bytes) -> str:
+    marker = b'name="a3s-token" content="'
+    start = page.index(marker) + len(marker)
+    return page[start : page.index(b'"', start)].decode()
+
+
+# ---------------------------------------------------------------------------- over plain HTTP
+
+
+def test_the_page_as_served_holds_every_service_and_the_graph(tmp_path: Path) -> None:
+    with dashboard_stack(tmp_path) as (st, proxy):
+        status, page = request(proxy, "/")
+        assert status == 200
+        text = page.decode()
+        rows = st.status()
+        for name in ("api", "web"):
+            assert f'data-service="{name}"' in text
+            assert f'<td class="pid">{rows[name]["pid"]}</td>' in text
+            assert f'<td class="port">{rows[name]["port"]}</td>' in text
+        assert text.count('<span class="state state-running">running</span>') == 2
+        assert '<svg class="deps"' in text and text.count("<line ") == 1  # api -> web
+        assert status == 200 and request(proxy, "/", host="localhost")[0] == 200
+        for asset in ("/_a3s/dashboard.js", "/_a3s/dashboard.css"):
+            assert request(proxy, asset)[0] == 200
+        # the project's own host sends the browser to the dashboard
+        conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=30)
+        conn.request("GET", "/", headers={"Host": f"shop.localhost:{proxy}"})
+        answer = conn.getresponse()
+        assert answer.status == 302 and answer.getheader("Location") == f"http://a3s.localhost:{proxy}/#shop"
+        conn.close()
+
+
+def test_api_services_are_the_status_json_objects_plus_project(tmp_path: Path) -> None:
+    with dashboard_stack(tmp_path) as (st, proxy):
+        status, body = request(proxy, "/api/services")
+        assert status == 200
+        rows = json.loads(body)
+        mine = {r["name"]: r for r in json.loads(st.a3s("status", "--json").out)}
+        for row in rows:
+            expected = mine[row["name"]]
+            for key in ("name", "state", "pid", "port", "health", "restarts", "exit_code", "url", "probe", "project"):
+                assert row[key] == expected[key], key
+        assert {r["project"] for r in rows} == {"shop"}
+
+
+def test_the_event_stream_names_project_service_and_state_within_a_second(tmp_path: Path) -> None:
+    with dashboard_stack(tmp_path) as (st, proxy):
+        sock = socket.create_connection(("127.0.0.1", proxy), timeout=10)
+        sock.sendall(f"GET /api/events HTTP/1.1\r\nHost: a3s.localhost:{proxy}\r\n\r\n".encode())
+        received = b""
+        while b"event: projects" not in received:
+            received += sock.recv(65536)
+        assert b"text/event-stream" in received
+        before = time.monotonic()
+        stopper = threading.Thread(target=lambda: st.a3s("down", "web"))
+        stopper.start()
+        seen: list[dict[str, object]] = []
+        while not any(e["service"] == "web" and e["state"] == "stopped" for e in seen):
+            chunk = sock.recv(65536)
+            assert chunk, "the stream ended"
+            received += chunk
+            for data in re.findall(rb"event: state\ndata: (.*)\n", received):
+                event = json.loads(data)
+                if event not in seen:
+                    seen.append(event)
+        stopper.join()
+        sock.close()
+        stopped = next(e for e in seen if e["state"] == "stopped")
+        assert stopped["project"] == "shop" and stopped["status"]["name"] == "web"  # type: ignore[index]
+        assert time.monotonic() - before < 5.0  # `a3s down` itself included; the event follows at once
+
+
+def test_logs_come_with_their_history(tmp_path: Path) -> None:
+    with dashboard_stack(tmp_path) as (_, proxy):
+        request(proxy, "/hello-history", host="api.shop.localhost")
+        wait_until(lambda: b"api got /hello-history" in request(proxy, "/api/shop/api/logs?n=50")[1], timeout=10,
+                   message="the line in the history")
+        lines = json.loads(request(proxy, "/api/shop/api/logs?n=50&since=1m")[1])
+        assert all(set(line) == {"service", "at", "text"} for line in lines)
+        merged = json.loads(request(proxy, "/api/shop/logs?n=500")[1])
+        assert {line["service"] for line in merged} >= {"api", "web"}
+        assert request(proxy, "/api/shop/api/logs?n=lots")[0] == 400
+        assert request(proxy, "/api/shop/nope/logs")[0] == 404
+        assert request(proxy, "/api/nope/api/logs")[0] == 404
+
+
+def test_actions_without_the_token_or_from_another_origin_are_refused_and_do_nothing(tmp_path: Path) -> None:
+    with dashboard_stack(tmp_path) as (st, proxy):
+        token = token_of(request(proxy, "/")[1])
+        pid = st.status()["api"]["pid"]
+        own = f"http://a3s.localhost:{proxy}"
+        attempts = [
+            {},  # curl-like: no Origin, no token
+            {"Origin": own},  # the right origin, no token
+            {"Origin": own, "X-A3S-Token": "guess"},
+            {"Origin": "http://evil.example", "X-A3S-Token": token},  # another site that got the token
+            {"Origin": f"http://web.shop.localhost:{proxy}", "X-A3S-Token": token},  # a service's page
+            {"Origin": "null", "X-A3S-Token": token},
+        ]
+        for headers in attempts:
+            for path in ("/api/shop/api/restart", "/api/shop/api/stop", "/api/shop/stop"):
+                status, body = request(proxy, path, method="POST", headers=headers)
+                assert status == 403, (headers, body)
+        assert st.status()["api"]["pid"] == pid and st.status()["api"]["state"] == "running"
+        # the dashboard's own page, with its token, may
+        status, body = request(proxy, "/api/shop/api/restart", method="POST", headers={"Origin": own, "X-A3S-Token": token})
+        assert status == 200, body
+        wait_until(lambda: st.status()["api"]["pid"] not in (None, pid), timeout=20, message="api restarted")
+
+
+# ---------------------------------------------------------------------------- in a real browser
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    if sync_playwright is None:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_the_dashboard_in_a_browser_stays_live_acts_and_shows_logs(tmp_path: Path, browser: object) -> None:
+    with dashboard_stack(tmp_path) as (st, proxy):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://a3s.localhost:{proxy}/")
+        row = {name: page.locator(f'tr.service[data-service="{name}"]') for name in ("api", "web")}
+        for locator in row.values():
+            assert locator.locator("td.state").inner_text() == "running"
+        page.wait_for_selector("#live.on", timeout=10_000)
+        page.evaluate("window.__notReloaded = true")
+
+        # another terminal stops web: its row turns stopped without a reload
+        assert st.a3s("down", "web").code == 0
+        expect(row["web"].locator("td.state")).to_have_text("stopped", timeout=10_000)
+        assert page.evaluate("window.__notReloaded") is True
+        assert page.locator('g.node[data-service="web"]').get_attribute("class") == "node state-stopped"
+
+        # the start button starts it again, the restart button restarts api (a new pid)
+        row["web"].locator('button[data-act="start"]').click()
+        expect(row["web"].locator("td.state")).to_have_text("running", timeout=20_000)
+        old_pid = row["api"].locator("td.pid").inner_text()
+        row["api"].locator('button[data-act="restart"]').click()
+        expect(row["api"].locator("td.pid")).not_to_have_text(old_pid, timeout=20_000)
+        expect(row["api"].locator("td.pid")).to_have_text(re.compile(r"^\d+$"), timeout=20_000)
+        wait_until(lambda: str(st.status()["api"]["pid"]) == row["api"].locator("td.pid").inner_text(),
+                   timeout=10, message="the page shows api's new pid")
+
+        # the log view: a line printed after the page loaded shows up, live
+        row["api"].locator("button.logs").click()
+        page.wait_for_selector("#logs:not([hidden])")
+        page.wait_for_timeout(300)  # the live stream attaches
+        request(proxy, "/printed-after-load", host="api.shop.localhost")
+        expect(page.locator("#log .line", has_text="api got /printed-after-load")).to_have_count(1, timeout=10_000)
+        # the filter hides the others; copying takes the text only
+        page.fill("#log-filter", "printed-after")
+        visible = page.locator("#log .line:not(.hide)")
+        assert visible.count() >= 1 and all("printed-after" in t for t in visible.all_inner_texts())
+
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOTS / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        print(f"dashboard screenshot: {shot}")  # kept as a CI artifact
+
+        # a page from another origin cannot act, even knowing the URL
+        pid_before = st.status()["api"]["pid"]
+        evil = browser.new_page()  # type: ignore[attr-defined]
+        evil.goto(f"http://127.0.0.1:{proxy}/_a3s/dashboard.css")  # any other origin than a3s.localhost's
+        status = evil.evaluate(
+            f"fetch('http://a3s.localhost:{proxy}/api/shop/api/restart', {{method: 'POST', mode: 'no-cors'}})"
+            ".then(r => r.status).catch(() => -1)"
+        )
+        assert status in (0, -1)  # opaque or refused: and nothing happened
+        holds(lambda: st.status()["api"]["pid"] == pid_before, 1.5, message="api was not restarted")
+        assert errors == [], errors
+
+
+def test_everything_the_page_shows_is_escaped(tmp_path: Path, browser: object) -> None:
+    """A service whose output is markup: shown as text in the log view, never run."""
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "noisy.py").write_text(
+        'import time\nprint("<img src=x onerror=alert(1)> \\x1b[31mred\\x1b[0m", flush=True)\ntime.sleep(600)\n'
+    )
+    (folder / "A3sfile.hcl").write_text(f'dev {{ name = "esc" }}\nservice "noisy" {{ cmd = "exec {sys.executable} noisy.py" }}\n')
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        assert st.a3s("up", "-d").code == 0
+        page = browser.new_page()  # type: ignore[attr-defined]
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"http://a3s.localhost:{proxy}/")
+        page.locator('tr.service[data-service="noisy"] button.logs').click()
+        expect(page.locator("#log .line", has_text="<img src=x")).to_have_count(1, timeout=10_000)
+        assert page.locator("#log img").count() == 0 and dialogs == []
+        red = page.locator("#log .line span", has_text="red").first
+        assert red.evaluate("e => getComputedStyle(e).color") == "rgb(204, 0, 0)"  # the ANSI color, rendered
