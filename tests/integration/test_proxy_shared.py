@@ -341,3 +341,23 @@ def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: P
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=10)
+
+
+def test_after_a3s_proxy_stop_the_next_change_brings_the_proxy_back(tmp_path: Path) -> None:
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        st = stacks["shop"]
+        pid = proxy_pid(proxy)
+        env = {**os.environ, "A3S_PROXY_PORT": str(proxy)}
+        stopped = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy", "stop"], env=env, capture_output=True,
+                                 text=True, timeout=30, check=False)
+        assert stopped.returncode == 0 and f"(pid {pid})" in stopped.stdout
+        assert not pid_alive(pid) and not port_open(proxy)
+        # the supervisor does not fight the stop ...
+        holds(lambda: not port_open(proxy), 1.0, message="the proxy stays stopped")
+        # ... until something changes: then the proxy is started again, and serves the project
+        assert st.a3s("restart", "api").code == 0
+        wait_until(lambda: fetch(proxy, f"api.shop.localhost:{proxy}")[0] == 200, timeout=15,
+                   message="the proxy back with the project's routes")
+        log = (st.folder / ".a3s" / "logs" / "a3s.log").read_text()
+        assert "the proxy was stopped (a3s proxy stop)" in log
+        assert "Traceback" not in shared.log_path(proxy).read_text()

@@ -102,8 +102,9 @@ async def join_proxy(
                         changed.update(supervisor.config.names)
                         wake.set()
                     else:
-                        answer = await _register(supervisor, reader, writer, logs, control)
+                        # the snapshot is taken now: what changes from here on is sent after it
                         changed.clear()
+                        answer = await _register(supervisor, reader, writer, logs, control)
                     if answer.get("https_error"):
                         supervisor.announce(str(answer["https_error"]))
                     if not started:

@@ -90,7 +90,6 @@ class Registry:
 
     def __init__(
         self,
-        members: Members,
         *,
         log: Callable[[str], None],
         on_stop: Callable[[], None],
@@ -100,7 +99,6 @@ class Registry:
     ) -> None:
         """`linger`: seconds without any connection after which `on_stop` is called (None:
         never). `socket_file` is removed on `close`, under `exit_lock` (the spawn lock)."""
-        self.members = members
         self.log = log
         self.on_stop = on_stop
         self.linger = linger
@@ -113,7 +111,9 @@ class Registry:
         self._idle: asyncio.TimerHandle | None = None
         self._server: asyncio.AbstractServer | None = None
 
-    async def serve(self, sock: socket.socket) -> None:
+    async def serve(self, sock: socket.socket, members: Members) -> None:
+        """Take registrations on `sock` for `members` (the proxy) until `close`."""
+        self.members = members
         self._started = asyncio.get_running_loop().time()
         self._server = await asyncio.start_unix_server(self._connection, sock=sock, limit=MAX_MESSAGE + 1)
         self._arm()
@@ -220,6 +220,8 @@ class Registry:
             self.log(f"refused a registration message: longer than {MAX_MESSAGE} bytes")
         except (TimeoutError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            return  # the proxy is stopping: this connection ends with it (asyncio would log it)
         finally:
             if unnamed:
                 self.unnamed -= 1

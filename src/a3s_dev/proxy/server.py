@@ -681,10 +681,9 @@ async def serve_proxy(
     try:
         listeners, proxy.port = await _listen(direct, port, sockets)
         if registration is not None:
-            registration.members = proxy
             proxy.registry = registration
             assert registration_socket is not None
-            await registration.serve(registration_socket)
+            await registration.serve(registration_socket, proxy)
         if backend is not None:
             backend.announce(proxy_banner(proxy.router.entries, proxy.port))
         task_status.started(proxy.port)
@@ -719,7 +718,6 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             registry = Registry(
-                None,  # type: ignore[arg-type] # the proxy, once serve_proxy has made it
                 log=log,
                 on_stop=tg.cancel_scope.cancel,
                 linger=linger,
