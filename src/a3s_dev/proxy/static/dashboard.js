@@ -2,7 +2,7 @@
 // no network but this proxy. Every text shown goes through textContent (never innerHTML),
 // except the page fragments the server rendered and escaped itself.
 
-const token = document.querySelector('meta[name="a3s-token"]').content;
+let token = document.querySelector('meta[name="a3s-token"]').content; // a new proxy makes a new one
 const live = document.getElementById("live");
 const MAX_LINES = 5000; // lines the log view keeps; older ones are dropped
 const MAX_PAUSED = 20000; // lines held while paused
@@ -75,6 +75,8 @@ async function refresh() {
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
   const main = fresh.getElementById("projects");
   if (main) document.getElementById("projects").replaceChildren(...main.childNodes);
+  const meta = fresh.querySelector('meta[name="a3s-token"]');
+  if (meta) token = meta.content;
   updateTitle();
 }
 
