@@ -282,3 +282,26 @@ def test_everything_the_page_shows_is_escaped(tmp_path: Path, browser: object) -
         assert page.locator("#log img").count() == 0 and dialogs == []
         red = page.locator("#log .line span", has_text="red").first
         assert red.evaluate("e => getComputedStyle(e).color") == "rgb(204, 0, 0)"  # the ANSI color, rendered
+
+
+def test_after_the_proxy_is_replaced_the_open_page_reconnects_and_can_still_act(tmp_path: Path, browser: object) -> None:
+    from a3s_dev.proxy import shared
+
+    with dashboard_stack(tmp_path) as (_, proxy):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"http://a3s.localhost:{proxy}/")
+        page.wait_for_selector("#live.on", timeout=10_000)
+        old_token = page.evaluate("document.querySelector('meta[name=\"a3s-token\"]').content")
+        old = shared.running_pid(proxy)
+        assert old is not None
+        os.kill(old, 9)
+        # the supervisor brings a new proxy up; the page's event stream reconnects to it
+        wait_until(lambda: (pid := shared.running_pid(proxy)) is not None and pid != old, timeout=15,
+                   message="a new proxy")
+        page.wait_for_selector("#live.on", timeout=15_000)
+        api = page.locator('tr.service[data-service="api"]')
+        old_pid = api.locator("td.pid").inner_text()
+        api.locator('button[data-act="restart"]').click()
+        expect(api.locator("td.pid")).not_to_have_text(old_pid, timeout=20_000)
+        expect(api.locator("td.pid")).to_have_text(re.compile(r"^\d+$"), timeout=20_000)
+        assert old_token not in request(proxy, "/")[1].decode()  # the new proxy made a new token
