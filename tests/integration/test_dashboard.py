@@ -244,6 +244,17 @@ def test_the_dashboard_in_a_browser_stays_live_acts_and_shows_logs(tmp_path: Pat
         visible = page.locator("#log .line:not(.hide)")
         assert visible.count() >= 1 and all("printed-after" in t for t in visible.all_inner_texts())
 
+        # the project's merged log names each line's service, outside what a selection copies
+        page.fill("#log-filter", "")
+        page.locator('section.project[data-project="shop"] button.logs-all').click()
+        expect(page.locator("#log .line .who", has_text="api").first).to_be_visible(timeout=10_000)
+        copied = page.evaluate(
+            "(() => { const r = document.createRange(); r.selectNodeContents(document.getElementById('log'));"
+            " const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); })()"
+        )
+        assert "api got /printed-after-load" in copied
+        assert "api api got" not in copied and not any(line.startswith("web web") for line in copied.splitlines())
+
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shot = SCREENSHOTS / "dashboard.png"
         page.screenshot(path=str(shot), full_page=True)
