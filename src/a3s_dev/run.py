@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    import socket
+
+    import anyio
 
     from a3s_dev.config.graph import Plan
     from a3s_dev.config.model import DevConfig
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from a3s_dev.core.policy import RestartPolicy
     from a3s_dev.core.process import ServiceProcess
     from a3s_dev.core.supervisor import Supervisor
+    from a3s_dev.proxy.shared import Reached
     from a3s_dev.runtime import GroupRegistry, RuntimePaths
 
 # An edge module's coroutine: `attachment(supervisor, *, task_status)`, calling
@@ -138,11 +140,11 @@ def choose_ports(config: DevConfig) -> DevConfig:
     return with_ports(config, chosen)
 
 
-def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> socket.socket | None:
-    """Register with this user's shared proxy on `port` (0: no proxy), starting it when none
-    runs; the connection. Before anything is spawned: a port someone else holds fails the
-    command with one line, nothing half-started, and a browser's first request is held until
-    the services are ready instead of finding no route."""
+def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> Reached | None:
+    """Register with this user's shared proxy on `port` (0: no proxy); the connection, and the
+    proxy's listening sockets when none ran (it starts later: `launching`). Before anything is
+    spawned: a port someone else holds fails the command with one line, nothing half-started,
+    and a browser's first request is held until the services are ready, not refused."""
     if not port:
         return None
     from a3s_dev.proxy import join, shared
@@ -151,13 +153,14 @@ def reach_proxy(config: DevConfig, paths: RuntimePaths, port: int) -> socket.soc
         from a3s_dev.proxy.ca import LocalCA
 
         LocalCA().ensure()  # before any spawn: services are pointed at its files (ca_env)
-    sock = shared.ensure(port)
+    reached = shared.ensure(port)
     try:
-        join.register_now(sock, config, paths.logs_dir, paths.socket)
+        join.register_now(reached.connection, config, paths.logs_dir, paths.socket)
     except BaseException:
-        sock.close()
+        for sock in (reached.connection, *reached.unstarted):
+            sock.close()
         raise
-    return sock
+    return reached
 
 
 def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | None = None) -> dict[str, ServiceProcess]:
@@ -186,17 +189,30 @@ def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | N
     return spawned
 
 
-def attachments(paths: RuntimePaths) -> list[Attachment]:
-    """The edge modules that attach once the services are up: the control API (the watcher
-    and the proxy's registration attach earlier: `watching`, `joining`)."""
+def attachments(
+    config: DevConfig, paths: RuntimePaths, proxy: Reached | None, answered: anyio.Event
+) -> list[Attachment]:
+    """The edge modules that attach once the services are up: the shared proxy, when this `up`
+    must start it, and the control API (the watcher and the proxy's registration attach
+    earlier: `watching`, `joining`)."""
     import functools
 
     from a3s_dev.control.server import serve_control
 
-    return [functools.partial(serve_control, paths=paths)]
+    found: list[Attachment] = []
+    if proxy is not None and proxy.unstarted:
+        from a3s_dev.proxy.join import launch
+
+        found.append(
+            functools.partial(launch, port=config.settings.proxy_port, sockets=proxy.unstarted, answered=answered)
+        )
+    found.append(functools.partial(serve_control, paths=paths))
+    return found
 
 
-def joining(config: DevConfig, paths: RuntimePaths, proxy: socket.socket | None) -> list[Attachment]:
+def joining(
+    config: DevConfig, paths: RuntimePaths, proxy: Reached | None, answered: anyio.Event | None = None
+) -> list[Attachment]:
     """The registration with the shared proxy, on the connection `reach_proxy` opened; it
     attaches with the first wave so that every state change reaches the proxy as it happens."""
     if proxy is None:
@@ -207,7 +223,8 @@ def joining(config: DevConfig, paths: RuntimePaths, proxy: socket.socket | None)
 
     return [
         functools.partial(
-            join_proxy, port=config.settings.proxy_port, logs=paths.logs_dir, control=paths.socket, connection=proxy
+            join_proxy, port=config.settings.proxy_port, logs=paths.logs_dir, control=paths.socket,
+            connection=proxy.connection, answered=answered,
         )
     ]
 
@@ -428,13 +445,15 @@ def _run(
         proxy_port = config.settings.proxy_port if opts.proxy else 0
         proxy = reach_proxy(config, paths, proxy_port)
         if proxy is not None:
-            cleanup.callback(proxy.close)
+            for sock in (proxy.connection, *proxy.unstarted):
+                cleanup.callback(sock.close)
         groups = runtime.GroupRegistry(paths.state_dir)
         prespawned = prespawn(config, wanted, groups)
         import anyio
 
         async def main() -> None:
             holder: list[Supervisor] = []
+            answered = anyio.Event()  # the shared proxy answered this project's registration
             watched = anyio.Event()  # the watcher is armed: the ready line may be said
             async with anyio.create_task_group() as tg:
 
@@ -454,8 +473,8 @@ def _run(
                     config,
                     services=wanted,
                     deps=False,
-                    attachments=[deferred(lambda: attachments(paths))],
-                    early=[*watching(config, opts), *joining(config, paths, proxy)],
+                    attachments=[deferred(lambda: attachments(config, paths, proxy, answered))],
+                    early=[*watching(config, opts), *joining(config, paths, proxy, answered)],
                     on_early=watched.set,
                     sinks=sinks,
                     prespawned=prespawned,

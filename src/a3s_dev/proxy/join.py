@@ -52,6 +52,29 @@ def register_now(sock: socket.socket, config: DevConfig, logs: Path, control: Pa
     sock.sendall(encode(register_message(config, pending, logs=logs, pid=os.getpid(), control=control)))
 
 
+async def launch(
+    supervisor: Member,
+    *,
+    port: int,
+    sockets: list[socket.socket],
+    answered: anyio.Event,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start the shared proxy on the sockets `a3s up` listened on before the first spawn, and
+    return once it answered this project's registration (`answered`, set by `join_proxy`), so
+    that what attaches next (the control API, which `up -d` waits on) finds the routes up.
+    It runs as an attachment, once the first services are up: the proxy's ~0.5 s of imports
+    must not take the CPU from services that are starting. Until then its connections wait."""
+    try:
+        await anyio.to_thread.run_sync(shared.start, port, sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+    with anyio.move_on_after(shared.START_TIMEOUT):
+        await answered.wait()
+    task_status.started()
+
+
 class _Lost(Exception):
     """The proxy closed the connection (it was killed, or it exited)."""
 
@@ -71,10 +94,12 @@ async def join_proxy(
     logs: Path,
     control: Path | None = None,
     connection: socket.socket | None = None,
+    answered: anyio.Event | None = None,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Stay registered with this user's proxy on `port` until cancelled; `connection` is one
-    `register_now` registered on."""
+    `register_now` registered on. `answered` is set once the proxy answered (or could not)."""
+    answered = answered or anyio.Event()
     changed: set[str] = set()
     wake = asyncio.Event()
 
@@ -84,15 +109,19 @@ async def join_proxy(
 
     unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged))
     started = False
-    registered = connection is not None
+    registered = was_registered = connection is not None
     failures = 0
     lost = False
+    if registered:
+        # register_now sent the registration already: the services need not wait for the
+        # answer (the proxy may not even be started yet: `launch` attaches after this)
+        task_status.started()
     try:
         while True:
             sock, connection = connection, None
             try:
                 if sock is None:
-                    sock = await anyio.to_thread.run_sync(shared.ensure, port)
+                    sock = await anyio.to_thread.run_sync(shared.running, port)
                 reader, writer = await asyncio.open_unix_connection(sock=sock)
                 sock = None  # the writer owns it now
                 try:
@@ -107,10 +136,12 @@ async def join_proxy(
                         answer = await _register(supervisor, reader, writer, logs, control)
                     if answer.get("https_error"):
                         supervisor.announce(str(answer["https_error"]))
+                    answered.set()
                     if not started:
                         started = True
                         announce_routes(supervisor, https=not answer.get("https_error"))
-                        task_status.started()
+                        if not was_registered:
+                            task_status.started()
                     elif failures or lost:
                         supervisor.announce("registered with the proxy again; every route is back")
                     failures, lost = 0, False
@@ -125,9 +156,11 @@ async def join_proxy(
                 await wake.wait()
             except _Refused as exc:
                 supervisor.announce(f"the proxy refused this project: {exc}")
+                answered.set()
                 if not started:
                     started = True
-                    task_status.started()
+                    if not was_registered:
+                        task_status.started()
                 wake.clear()
                 await wake.wait()
             except (_Lost, OSError, RuntimeFailure) as exc:
@@ -140,9 +173,12 @@ async def join_proxy(
                 elif failures == len(RETRY) // 2 or not started:
                     why = exc.message if isinstance(exc, RuntimeFailure) else "no answer"
                     supervisor.announce(f"cannot reach the proxy: {why}; trying again")
+                if failures >= 1:
+                    answered.set()  # no need to hold the control API back any longer
                 if not started:
                     started = True
-                    task_status.started()  # the services run whatever happens to the proxy
+                    if not was_registered:
+                        task_status.started()  # the services run whatever happens to the proxy
                 await anyio.sleep(RETRY[min(failures, len(RETRY) - 1)])
                 failures += 1
     finally:

@@ -207,6 +207,7 @@ class ProxyServer:
         self.idle_timeout = IDLE_TIMEOUT
         self.tls: dict[int, tuple[DirectPath, list[asyncio.Server]]] = {}  # https port -> its listeners
         self._tls_contexts: ServerContexts | None = None
+        self._tls_lock = asyncio.Lock()
         self.dashboard = Dashboard(self)
         self._base: dict[int, str] = {}
         # Client connections whose request in flight must not be sent again (the direct path
@@ -249,6 +250,10 @@ class ProxyServer:
     async def serve_https(self, port: int) -> str | None:
         """Serve TLS on 127.0.0.1 (and ::1) `port` too, once, with certificates from the local
         CA; None, or the one line saying why it cannot. Port 0: one the OS picks."""
+        async with self._tls_lock:  # two registrations at once must not both listen
+            return await self._serve_https(port)
+
+    async def _serve_https(self, port: int) -> str | None:
         if port in self.tls or (port == 0 and self.tls):
             return None
         assert self.full is not None

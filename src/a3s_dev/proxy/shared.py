@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from a3s_dev import runtime
 from a3s_dev.core.process import ListenFailure, listen_loopback, port_owner
@@ -112,23 +113,44 @@ def listen(port: int) -> tuple[list[socket.socket], socket.socket]:
     return tcp, unix
 
 
-def ensure(port: int) -> socket.socket:
-    """A connection to this user's proxy on `port`, starting the proxy first when none runs.
-    RuntimeFailure (one line) when the port is someone else's."""
+class Reached(NamedTuple):
+    """A connection to the proxy, and the listening sockets of one still to be started
+    (`start`) when none was running; empty when one was."""
+
+    connection: socket.socket
+    unstarted: list[socket.socket]
+
+
+def ensure(port: int) -> Reached:
+    """A connection to this user's proxy on `port`. When none runs, its sockets are listened
+    on first and handed back unstarted: connections wait in their backlog until the caller
+    `start`s the proxy on them. RuntimeFailure (one line) when the port is someone else's."""
     with spawn_lock(port):
         sock = connect(port)
         if sock is not None:
-            return sock
+            return Reached(sock, [])
         tcp, unix = listen(port)
         try:
-            start(port, [*tcp, unix])
             sock = connect(port, timeout=START_TIMEOUT)
-        finally:
+        except BaseException:
             for s in (*tcp, unix):
                 s.close()
-    if sock is None:
-        raise RuntimeFailure(f"proxy: it did not start; see {log_path(port)}")
-    return sock
+            raise
+    if sock is None:  # pragma: no cover - we are listening on it
+        raise RuntimeFailure(f"proxy: cannot connect to {socket_path(port)}")
+    return Reached(sock, [*tcp, unix])
+
+
+def running(port: int) -> socket.socket:
+    """A connection to this user's proxy on `port`, started now when none runs."""
+    reached = ensure(port)
+    if reached.unstarted:
+        try:
+            start(port, reached.unstarted)
+        finally:
+            for s in reached.unstarted:
+                s.close()
+    return reached.connection
 
 
 def start(port: int, sockets: Sequence[socket.socket]) -> int:
