@@ -152,3 +152,21 @@ def test_the_ca_key_is_private_and_services_are_pointed_at_the_ca(tmp_path: Path
         assert https_get(https_port, "web.shop.localhost", "/", ctx)[0] == 200
         log = (st.folder / ".a3s" / "logs" / "a3s.log").read_text()
         assert log.count("run `a3s trust` once") == 1
+
+
+def test_an_address_as_server_name_gets_the_localhost_certificate(tmp_path: Path) -> None:
+    """wrk, and some other clients, send the address they dial as SNI."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to send an address as SNI")
+    with https_stack(tmp_path) as (_, _, https_port, ca):
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{https_port}", "-servername", "127.0.0.1",
+             "-CAfile", str(ca / "ca.pem"), "-brief"],
+            input="", capture_output=True, text=True, timeout=30, check=False,
+        )
+        out = result.stdout + result.stderr
+        assert "CN=localhost" in out or "CN = localhost" in out, out
+        assert "Verification: OK" in out, out
