@@ -114,6 +114,15 @@ class PlanHelper:
 
         return await anyio.to_thread.run_sync(self.wait)
 
+    async def warm(self, supervisor: Supervisor, *, task_status: Any) -> None:
+        """An attachment: compute the plan now that the services are up, so the helper does
+        not wait idle until something first needs the plan (a stop order, `start` with deps)."""
+        import contextlib
+
+        task_status.started()
+        with contextlib.suppress(Exception):  # the supervisor computes it itself when asked
+            await self.get()
+
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
@@ -473,7 +482,7 @@ def _run(
                     config,
                     services=wanted,
                     deps=False,
-                    attachments=[deferred(lambda: attachments(config, paths, proxy, answered))],
+                    attachments=[deferred(lambda: attachments(config, paths, proxy, answered)), helper.warm],
                     early=[*watching(config, opts), *joining(config, paths, proxy, answered)],
                     on_early=watched.set,
                     sinks=sinks,

@@ -610,3 +610,28 @@ def test_a_second_running_project_with_the_same_name_is_refused_naming_the_first
         assert two.supervisor_pid() is None and [n for n, e in two.record() if e == "spawned"] == []
         assert one.a3s("down").code == 0
         assert two.a3s("up", "-d").code == 0, "the name is free once the first project stopped"
+
+
+def test_the_plan_helper_is_gone_once_the_services_are_up(stack: Stack) -> None:
+    """networkx runs in a short-lived helper beside the supervisor: it must not stay idle all day."""
+    chain_a3sfile(stack.folder, ("db", "api"))
+    assert stack.a3s("up", "-d").code == 0
+    supervisor = stack.supervisor_pid()
+    assert supervisor is not None
+
+    def helpers() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(stat_line.rsplit(")", 1)[1].split()[1])
+            if ppid == supervisor and b"a3s_dev.config.graph" in cmdline:
+                found.append(int(entry))
+        return found
+
+    wait_until(lambda: not helpers(), timeout=10, message="the plan helper to exit")
