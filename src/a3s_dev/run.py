@@ -79,6 +79,7 @@ class PlanHelper:
     supervisor running all day should neither keep nor make its first probes wait for."""
 
     TIMEOUT = 60.0
+    WARM_AFTER = 3.0  # seconds after the attachments
 
     def __init__(self, config: DevConfig) -> None:
         import json
@@ -115,11 +116,15 @@ class PlanHelper:
         return await anyio.to_thread.run_sync(self.wait)
 
     async def warm(self, supervisor: Supervisor, *, task_status: Any) -> None:
-        """An attachment: compute the plan now that the services are up, so the helper does
-        not wait idle until something first needs the plan (a stop order, `start` with deps)."""
+        """An attachment: compute the plan a few seconds after the services are up (networkx's
+        CPU then takes nothing from a start-up), so the helper does not wait idle until
+        something first needs the plan (a stop order, `start` with deps)."""
         import contextlib
 
+        import anyio
+
         task_status.started()
+        await anyio.sleep(self.WARM_AFTER)
         with contextlib.suppress(Exception):  # the supervisor computes it itself when asked
             await self.get()
 
