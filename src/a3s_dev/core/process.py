@@ -153,21 +153,6 @@ def listen_loopback(port: int) -> list[socket.socket]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_reserved: dict[int, list[socket.socket]] = {}
-
-
-def reserve_loopback(port: int) -> None:
-    """`listen_loopback(port)` now, kept for `take_reserved`: connections made before a server
-    runs on them wait in the kernel's backlog instead of being refused."""
-    if port not in _reserved:
-        _reserved[port] = listen_loopback(port)
-
-
-def take_reserved(port: int) -> list[socket.socket] | None:
-    """The sockets `reserve_loopback(port)` opened, handed over once (None if none)."""
-    return _reserved.pop(port, None)
-
-
 def port_in_use(port: int) -> bool:
     """True when something listens on `port` of 127.0.0.1, of ::1 (a server bound to
     `localhost` may be on ::1 only), or of every address.
