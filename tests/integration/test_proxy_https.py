@@ -170,3 +170,26 @@ def test_an_address_as_server_name_gets_the_localhost_certificate(tmp_path: Path
         out = result.stdout + result.stderr
         assert "CN=localhost" in out or "CN = localhost" in out, out
         assert "Verification: OK" in out, out
+
+
+def test_an_https_port_someone_holds_is_said_and_http_keeps_serving(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        folder = tmp_path / "shop"
+        folder.mkdir()
+        (folder / "upstream.py").write_text(UPSTREAM)
+        (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable, https=port))
+        http_port = free_port()
+        with stack_in(folder, {"A3S_PROXY_PORT": str(http_port), "XDG_DATA_HOME": str(tmp_path / "data")}) as st:
+            assert st.a3s("up", "-d").code == 0
+            log = st.folder / ".a3s" / "logs" / "a3s.log"
+            wait_until(lambda: "https: port" in log.read_text(), timeout=10, message="the https error said")
+            said = next(line for line in log.read_text().splitlines() if "https: port" in line)
+            assert f"https: port {port} is already in use by pid {os.getpid()} (" in said
+            assert said.endswith("; stop it, or set dev.https_port")
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            conn.request("GET", "/", headers={"Host": "web.shop.localhost"})
+            assert conn.getresponse().status == 200
+            conn.close()

@@ -262,7 +262,7 @@ class ProxyServer:
                 self._tls_contexts = ServerContexts(LocalCA())
             sockets = listen_loopback(port)
         except ListenFailure as exc:
-            return listen_error(exc).message.replace("proxy:", "https:", 1)
+            return listen_error(exc, what="https", setting="dev.https_port").message
         except (OSError, A3sError) as exc:
             return f"https: the local CA at {ca_folder()} cannot be used: {exc}"
         direct = DirectPath(self, self.full, counts=self.counts, idle_timeout=self.idle_timeout, proto="https")

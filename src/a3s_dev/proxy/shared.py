@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from a3s_dev import runtime
+from a3s_dev import procfs, runtime
 from a3s_dev.core.process import ListenFailure, listen_loopback, port_owner
 from a3s_dev.errors import RuntimeFailure
 
@@ -79,22 +79,23 @@ def connect(port: int, timeout: float = 5.0) -> socket.socket | None:
     return sock
 
 
-def port_taken(port: int) -> RuntimeFailure:
-    """The one line for a proxy port that another program (or another user's proxy) holds."""
+PROXY_SETTING = "dev.proxy_port / A3S_PROXY_PORT (0 turns the proxy off)"
+
+
+def port_taken(port: int, *, what: str = "proxy", setting: str = PROXY_SETTING) -> RuntimeFailure:
+    """The one line for a port of the proxy (`what`: proxy, https) that another program (or
+    another user's proxy) holds; `setting` is where another port is chosen."""
     owner = port_owner(port)
     who = f" by {owner}" if owner else ""
-    return RuntimeFailure(
-        f"proxy: port {port} is already in use{who}; stop it, or set dev.proxy_port / A3S_PROXY_PORT "
-        "(0 turns the proxy off)"
-    )
+    return RuntimeFailure(f"{what}: port {port} is already in use{who}; stop it, or set {setting}")
 
 
-def listen_error(exc: ListenFailure) -> RuntimeFailure:
-    """The one line for a proxy port that cannot be listened on."""
+def listen_error(exc: ListenFailure, *, what: str = "proxy", setting: str = PROXY_SETTING) -> RuntimeFailure:
+    """The one line for a port of the proxy that cannot be listened on."""
     if exc.errno == errno.EADDRINUSE:
-        return port_taken(exc.port)
+        return port_taken(exc.port, what=what, setting=setting)
     host = f"[{exc.host}]" if ":" in exc.host else exc.host
-    return RuntimeFailure(f"proxy: cannot listen on {host}:{exc.port}: {exc.strerror}")
+    return RuntimeFailure(f"{what}: cannot listen on {host}:{exc.port}: {exc.strerror}")
 
 
 def listen(port: int) -> tuple[list[socket.socket], socket.socket]:
@@ -202,12 +203,6 @@ def stop(port: int, timeout: float = 10.0) -> int | None:
         with contextlib.suppress(OSError):
             while time.monotonic() < deadline and sock.recv(65536):
                 pass  # the proxy closes every connection as it exits
-    while pid is not None and time.monotonic() < deadline and _alive(pid):
+    while pid is not None and time.monotonic() < deadline and procfs.alive(pid):
         time.sleep(0.02)
     return pid if pid is not None else 0
-
-
-def _alive(pid: int) -> bool:
-    from a3s_dev import procfs
-
-    return procfs.alive(pid)
