@@ -17,7 +17,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from importlib import resources
 from typing import Any, Protocol
 
@@ -76,14 +76,11 @@ class Dashboard:
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self._waves: dict[str, tuple[ProjectView, list[list[str]]]] = {}
         self._assets: dict[str, bytes] = {}
-        self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
         for queue in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
-        if self._session is not None:
-            await self._session.close()
 
     # ------------------------------------------------------------------ events
 
@@ -134,12 +131,12 @@ class Dashboard:
         return host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else "80"
 
     async def _page(self) -> web.Response:
-        boards = [await self._board(name, view) for name, view in list(self.proxy.projects.items())]
+        links = self.proxy.links()
+        boards = [await self._board(name, view, links) for name, view in list(self.proxy.projects.items())]
         text = render_dashboard(boards, token=self.token, now=time.time())
         return web.Response(text=text, content_type="text/html", charset="utf-8", headers=HEADERS)
 
-    async def _board(self, name: str, view: ProjectView) -> Board:
-        links = self.proxy.links()
+    async def _board(self, name: str, view: ProjectView, links: Mapping[tuple[str, str], str]) -> Board:
         deps = {s.name: list(s.depends_on) for s in view.services}
         cached = self._waves.get(name)
         if cached is None or cached[0] is not view:
@@ -227,19 +224,19 @@ class Dashboard:
             return await self._control(view, "POST", f"/v1/{parts[2]}", body)
         raise _Refused(404, "actions: POST /api/<project>/<service>/<restart|stop|start>, POST /api/<project>/stop")
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-        return self._session
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _supervisor(view: ProjectView, timeout: float | None) -> AsyncIterator[aiohttp.ClientSession]:
+        """A client of the project's control API, over its Unix socket."""
+        if view.control is None:
+            raise _Refused(501, f"project {view.name} has no control API the dashboard can reach")
+        connector = aiohttp.UnixConnector(path=str(view.control))
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            yield session
 
     async def _control(self, view: ProjectView, method: str, path: str, body: dict[str, Any] | None) -> web.Response:
-        control = view.control
-        if control is None:
-            raise _Refused(501, f"project {view.name} takes no actions from the dashboard")
-        connector = aiohttp.UnixConnector(path=str(control))
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s, \
-                    s.request(method, f"http://a3s{path}", json=body) as r:
+            async with self._supervisor(view, 60) as s, s.request(method, f"http://a3s{path}", json=body) as r:
                 answer = await r.json(content_type=None)
                 return _json(answer, r.status)
         except (aiohttp.ClientError, OSError, ValueError, TimeoutError) as exc:
@@ -284,14 +281,9 @@ class Dashboard:
 
     async def _follow(self, request: web.BaseRequest, view: ProjectView, service: str | None) -> web.StreamResponse:
         """Live lines from the project's control API, relayed as `lines` events in batches."""
-        control = view.control
-        if control is None:
-            raise _Refused(501, f"project {view.name} has no live log")
         query = "follow=1&n=0" + (f"&service={service}" if service else "")
-        connector = aiohttp.UnixConnector(path=str(control))
         try:
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as s, \
-                    s.get(f"http://a3s/v1/logs?{query}") as upstream:
+            async with self._supervisor(view, None) as s, s.get(f"http://a3s/v1/logs?{query}") as upstream:
                 if upstream.status != 200:
                     raise _Refused(502, f"project {view.name}'s log stream answered {upstream.status}")
                 response = await self._stream(request)
