@@ -53,10 +53,15 @@ def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int, https_port: int
     return where + (f": {urls}" if urls else " (no service has a port)")
 
 
+def _route_link(entry: RouteEntry, proxy_port: int) -> str:
+    url = html.escape(route_url(entry, proxy_port))
+    return f'<a href="{url}">{url}</a>'
+
+
 def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port: int) -> str:
     """404 page: the host is unknown; list every route as a link."""
     items = "".join(
-        f'<li><a href="{html.escape(route_url(e, proxy_port))}">{html.escape(route_url(e, proxy_port))}</a>'
+        f"<li>{_route_link(e, proxy_port)}"
         f" &rarr; {html.escape(e.service)} (127.0.0.1:{e.port})</li>"
         for e in entries
     )
@@ -115,7 +120,7 @@ _HINTS = {
 def render_ambiguous(subdomain: str, choices: Iterable[RouteEntry], proxy_port: int) -> str:
     """409 page: several running projects have this subdomain; link each one's own address."""
     items = "".join(
-        f'<li><a href="{html.escape(route_url(e, proxy_port))}">{html.escape(route_url(e, proxy_port))}</a>'
+        f"<li>{_route_link(e, proxy_port)}"
         f" &rarr; {html.escape(e.service)} of project {html.escape(e.project)}</li>"
         for e in choices
     )

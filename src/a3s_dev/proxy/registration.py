@@ -11,6 +11,7 @@ before the proxy uses any of it; a message that fails is a `BadMessage` naming w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,19 +54,8 @@ def encode(message: Mapping[str, Any]) -> bytes:
 
 
 def status_wire(st: ServiceStatus) -> dict[str, Any]:
-    return {
-        "name": st.name,
-        "state": st.state.value,
-        "pid": st.pid,
-        "port": st.port,
-        "health": st.health,
-        "started_at": st.started_at,
-        "restarts": st.restarts,
-        "exit_code": st.exit_code,
-        "url": st.url,
-        "reason": st.reason,
-        "probe": st.probe,
-    }
+    """Every field of `st` as it is (`parse_status` reads it back), the state by its name."""
+    return {**dataclasses.asdict(st), "state": st.state.value}
 
 
 def register_message(
