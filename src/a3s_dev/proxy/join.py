@@ -108,14 +108,13 @@ async def join_proxy(
         wake.set()
 
     unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged))
-    started = False
-    registered = was_registered = connection is not None
+    announced = False  # the routes, once the proxy first answered
+    registered = connection is not None
     failures = 0
     lost = False
-    if registered:
-        # register_now sent the registration already: the services need not wait for the
-        # answer (the proxy may not even be started yet: `launch` attaches after this)
-        task_status.started()
+    # The services run whatever happens to the proxy: they never wait for its answer (with
+    # register_now's connection, the proxy may not even be started yet: `launch` follows this).
+    task_status.started()
     try:
         while True:
             sock, connection = connection, None
@@ -137,11 +136,9 @@ async def join_proxy(
                     if answer.get("https_error"):
                         supervisor.announce(str(answer["https_error"]))
                     answered.set()
-                    if not started:
-                        started = True
+                    if not announced:
+                        announced = True
                         announce_routes(supervisor, https=not answer.get("https_error"))
-                        if not was_registered:
-                            task_status.started()
                     elif failures or lost:
                         supervisor.announce("registered with the proxy again; every route is back")
                     failures, lost = 0, False
@@ -157,28 +154,20 @@ async def join_proxy(
             except _Refused as exc:
                 supervisor.announce(f"the proxy refused this project: {exc}")
                 answered.set()
-                if not started:
-                    started = True
-                    if not was_registered:
-                        task_status.started()
                 wake.clear()
                 await wake.wait()
             except (_Lost, OSError, RuntimeFailure) as exc:
                 if sock is not None:
                     sock.close()
                 registered = False
-                if failures == 0 and started and not lost:
+                if failures == 0 and announced and not lost:
                     lost = True
                     supervisor.announce("the proxy went away; starting it again")
-                elif failures == len(RETRY) // 2 or not started:
+                elif failures in (0, len(RETRY) // 2):  # the first attempt failed, or it lasts
                     why = exc.message if isinstance(exc, RuntimeFailure) else "no answer"
                     supervisor.announce(f"cannot reach the proxy: {why}; trying again")
                 if failures >= 1:
                     answered.set()  # no need to hold the control API back any longer
-                if not started:
-                    started = True
-                    if not was_registered:
-                        task_status.started()  # the services run whatever happens to the proxy
                 await anyio.sleep(RETRY[min(failures, len(RETRY) - 1)])
                 failures += 1
     finally:
