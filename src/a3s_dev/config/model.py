@@ -222,6 +222,13 @@ def dns_label(text: str) -> str:
     return label[:63].rstrip("-")
 
 
+def signal_name(text: str) -> str:
+    """A signal as written in an A3sfile (`term`, `TERM`, `sigterm`), spelled `SIGTERM`; the
+    one place signal names are normalised (validation, stopping, ending orphans)."""
+    text = text.strip().upper()
+    return text if text.startswith("SIG") else "SIG" + text
+
+
 def format_duration(seconds: float) -> str:
     """`2m0s`, `30s`, `1h5m0s`, `250ms`: the way a user writes durations."""
     if seconds < 1:

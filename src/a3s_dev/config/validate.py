@@ -1,7 +1,10 @@
 """Every check of SPEC §1: the positioned HCL tree -> DevConfig plus diagnostics (line, message, hint).
 
-All errors of a file are collected in one pass; nothing stops at the first one. The checks are
-pure (no processes, no sockets); the only I/O is `Path.exists` for the dir/watch warnings.
+All errors of a file are collected in one pass; nothing stops at the first one. The steps are
+named: each attribute is converted by its kind (`values.CONVERTERS`), each block read by a
+small method, the environment applied by named mutators (`environment.ENV_OVERRIDES`), and the
+checks across services are named validators (`SERVICE_VALIDATORS`). Pure (no processes, no
+sockets); the only I/O is `Path.exists` for the dir/watch warnings and reading an env_file.
 """
 
 from __future__ import annotations
@@ -9,11 +12,12 @@ from __future__ import annotations
 import enum
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from a3s_dev.config.environment import apply_environment, parse_proxy_port
 from a3s_dev.config.hcl import Attribute, Block, Body, HclSyntaxError, Value, parse
 from a3s_dev.config.model import (
     Condition,
@@ -26,9 +30,8 @@ from a3s_dev.config.model import (
     ServiceDef,
     WatchConfig,
     dns_label,
-    parse_duration,
-    parse_size,
 )
+from a3s_dev.config.values import AUTO, Field, Kind, Spot, convert, suggest
 
 
 class Severity(str, enum.Enum):
@@ -108,32 +111,7 @@ def display_name(path: Path) -> str:
 
 # ---------------------------------------------------------------------------- the schema
 
-
-class Kind(enum.Enum):
-    STRING = "a string"
-    PORT = "a whole number from 1 to 65535"
-    PORT_OR_AUTO = 'a whole number from 1 to 65535, or "auto"'
-    PROXY_PORT = "a whole number from 0 to 65535"
-    POSITIVE_INT = "a whole number of at least 1"
-    BOOL = "true or false"
-    DURATION = 'a duration like "500ms", "2s" or "1m30s"'
-    SIZE = 'a size like "10MB" or "512KB"'
-    COUNT = "a whole number of 0 or more"
-    STRING_LIST = 'a list of strings, like ["a", "b"]'
-    DEPENDENCIES = 'a list of services, like ["db"], or a map of conditions, like { db = "healthy" }'
-    ENV_MAP = 'a map of strings, like { KEY = "value" }'
-    CHOICE = "one of"
-
-
-@dataclass(frozen=True)
-class Field:
-    kind: Kind
-    choices: tuple[str, ...] = ()
-
-
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
-_CONDITIONS = tuple(c.value for c in Condition)
-AUTO = object()  # `port = "auto"`, as read
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
 
 SCHEMA: dict[str, dict[str, Field]] = {
@@ -157,7 +135,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "depends_on": Field(Kind.DEPENDENCIES),
         "restart": Field(Kind.CHOICE, tuple(m.value for m in RestartMode)),
         "stop_timeout": Field(Kind.DURATION),
-        "stop_signal": Field(Kind.CHOICE, SIGNALS),
+        "stop_signal": Field(Kind.SIGNAL, SIGNALS),
         "oneshot": Field(Kind.BOOL),
         "proxy": Field(Kind.BOOL),
     },
@@ -191,18 +169,6 @@ BLOCKS: dict[str, tuple[str, ...]] = {
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 RESERVED = "a3s"  # a3s's own log name and the proxy's dashboard host
-
-
-def suggest(word: str, candidates: Iterable[str]) -> str | None:
-    """`did you mean "x"?` for the closest candidate, or None."""
-    import difflib
-
-    pool = list(candidates)
-    match = difflib.get_close_matches(word, pool, n=1, cutoff=0.6)
-    if not match:
-        lowered = {c.lower(): c for c in pool}
-        match = [lowered[word.lower()]] if word.lower() in lowered else []
-    return f'did you mean "{match[0]}"?' if match else None
 
 
 # ---------------------------------------------------------------------------- the checker
@@ -282,259 +248,139 @@ class _Checker:
         """The attribute's value converted per `spec`, or None (absent, or an error was reported)."""
         if attr is None:
             return None
-        v = attr.value
-        line = v.line or attr.line
-        label = f"{owner}: {attr.name}"
-        if v.kind == "expression":
-            self.error(
-                line,
-                f"{label} must be {self._expected(spec)}, got the expression {v.data}",
-                "a3s reads literal values only; it does not evaluate references or functions",
-            )
-            return None
-        kind = spec.kind
-        if kind is Kind.STRING:
-            if v.kind != "string":
-                return self._wrong(line, label, spec, v)
-            return v.data
-        if kind is Kind.PORT_OR_AUTO:
-            if v.kind == "string" and v.data == "auto":
-                return AUTO
-            if v.kind == "string" and not v.data.strip().isdigit():
-                hint = 'write port = "auto"' if v.data.strip().lower() == "auto" else None
-                return self._wrong(line, label, spec, v, hint=hint)
-            kind = Kind.PORT
-        if kind is Kind.SIZE:
-            if v.kind not in ("string", "number"):
-                return self._wrong(line, label, spec, v)
-            try:
-                size = parse_size(v.data)
-            except ValueError as exc:
-                self.error(line, f"{label}: {exc}")
-                return None
-            if size < 1024:
-                self.error(line, f"{label}: {size} bytes is too small (at least 1KB)")
-                return None
-            return size
-        if kind in (Kind.PORT, Kind.PROXY_PORT, Kind.POSITIVE_INT, Kind.COUNT):
-            low, high = {
-                Kind.PORT_OR_AUTO: (1, 65535),
-                Kind.PORT: (1, 65535),
-                Kind.PROXY_PORT: (0, 65535),
-                Kind.POSITIVE_INT: (1, None),
-                Kind.COUNT: (0, 1000),
-            }[kind]
-            number = v.data
-            if v.kind == "string" and v.data.strip().isdigit():
-                return self._wrong(line, label, spec, v, hint=f"write {v.data.strip()} without quotes")
-            if v.kind != "number" or isinstance(number, float) and not number.is_integer():
-                return self._wrong(line, label, spec, v)
-            number = int(number)
-            if number < low or (high is not None and number > high):
-                self.error(line, f"{owner}: {attr.name} {number} is out of range (must be {self._expected(spec)})")
-                return None
-            return number
-        if kind is Kind.BOOL:
-            if v.kind != "bool":
-                hint = f"write {str(v.data).lower()} without quotes" if v.kind == "string" and v.data.lower() in ("true", "false") else None
-                return self._wrong(line, label, spec, v, hint=hint)
-            return v.data
-        if kind is Kind.DURATION:
-            if v.kind not in ("string", "number"):
-                return self._wrong(line, label, spec, v)
-            try:
-                return parse_duration(v.data)
-            except ValueError as exc:
-                self.error(line, f"{label}: {exc}")
-                return None
-        if kind is Kind.DEPENDENCIES:
-            if v.kind == "map":
-                found: list[tuple[str, int, str | None]] = []
-                for key, key_line, item in v.data:
-                    if item.kind != "string":
-                        self._wrong(item.line or key_line or line, f"{label}: {key}", Field(Kind.CHOICE, _CONDITIONS), item)
-                        continue
-                    if item.data not in _CONDITIONS:
-                        self.error(
-                            item.line or key_line or line,
-                            f'{label}: {key}: "{item.data}" is not a condition (one of {", ".join(_CONDITIONS)})',
-                            suggest(item.data, _CONDITIONS),
-                        )
-                        continue
-                    found.append((key, key_line or line, item.data))
-                return found
-            spec = Field(Kind.STRING_LIST)
-            kind = Kind.STRING_LIST
-        if kind is Kind.STRING_LIST:
-            if v.kind == "string":
-                return self._wrong(line, label, spec, v, hint=f'write ["{v.data}"]')
-            if v.kind != "list":
-                return self._wrong(line, label, spec, v)
-            items: list[tuple[str, int]] = []
-            for item in v.data:
-                if item.kind != "string":
-                    self._wrong(item.line or line, label, spec, item)
-                    return None
-                items.append((item.data, item.line or line))
-            return items
-        if kind is Kind.ENV_MAP:
-            if v.kind != "map":
-                return self._wrong(line, label, spec, v)
-            env: dict[str, str] = {}
-            for key, key_line, item in v.data:
-                if not key or "=" in key or "\0" in key:
-                    self.error(key_line or line, f'{label}: "{key}" is not a valid environment variable name')
-                elif key in env:
-                    self.error(key_line or line, f'{label}: duplicate key "{key}"')
-                elif item.kind == "string":
-                    env[key] = item.data
-                elif item.kind == "number":
-                    num = item.data
-                    env[key] = str(int(num)) if isinstance(num, float) and num.is_integer() else str(num)
-                elif item.kind == "bool":
-                    env[key] = "true" if item.data else "false"
-                else:
-                    self.error(
-                        item.line or key_line or line,
-                        f"{label}: {key} must be a string, number or bool, got {self._describe(item)}",
-                    )
-            return env
-        # Kind.CHOICE
-        if v.kind != "string":
-            return self._wrong(line, label, spec, v)
-        text = v.data
-        if attr.name == "stop_signal":
-            text = text.upper()
-            text = text if text.startswith("SIG") else "SIG" + text
-        if text not in spec.choices:
-            self.error(line, f'{label} must be {self._expected(spec)}, got "{v.data}"', suggest(v.data, spec.choices))
-            return None
-        return text
+        return convert(attr.value, Spot(attr.value.line or attr.line, f"{owner}: {attr.name}", spec, self.error))
 
-    def _expected(self, spec: Field) -> str:
-        if spec.kind is Kind.CHOICE:
-            return "one of " + ", ".join(f'"{c}"' for c in spec.choices)
-        return str(spec.kind.value)
+    def getter(self, attrs: Mapping[str, Attribute], where: str, owner: str) -> Callable[[str], Any]:
+        """`get(key)`: one attribute of a block converted (None when absent or wrong)."""
+        spec = SCHEMA[where]
+        return lambda key: self.value(attrs.get(key), spec[key], owner)
 
-    def _describe(self, v: Value) -> str:
-        if v.kind == "string":
-            return f'the string "{v.data}"'
-        if v.kind == "number":
-            return f"the number {v.data}"
-        if v.kind == "bool":
-            return "true" if v.data else "false"
-        return {"null": "null", "list": "a list", "map": "a map"}.get(v.kind, v.kind)
-
-    def _wrong(self, line: int, label: str, spec: Field, v: Value, hint: str | None = None) -> None:
-        self.error(line, f"{label} must be {self._expected(spec)}, got {self._describe(v)}", hint)
-
-    # ------------------------------------------------------------------ blocks
+    # ------------------------------------------------------------------ the dev block
 
     def settings(self, blocks: list[Block]) -> tuple[GlobalSettings, int | None]:
-        """The dev block (or defaults) with A3S_PROXY_PORT applied; also the proxy_port line."""
+        """The dev block (or the defaults), then the environment's overrides; also the line of
+        proxy_port (None when the environment chose the port)."""
         dev_blocks = [b for b in blocks if b.type == "dev"]
         for extra in dev_blocks[1:]:
             self.error(extra.line, f"duplicate dev block (first on line {dev_blocks[0].line})", "merge them into one")
-        defaults = GlobalSettings()
-        log_max_size, log_keep = defaults.log_max_size, defaults.log_keep
-        https, https_port = defaults.https, defaults.https_port
-        name = None
-        if not dev_blocks:
-            proxy_port, log_level, stop_timeout, port_line = defaults.proxy_port, defaults.log_level, defaults.stop_timeout, None
-        else:
-            block = dev_blocks[0]
-            if block.labels:
-                self.error(block.line, f'the dev block takes no name, got "{block.labels[0]}"', "write dev { ... }")
-            attrs, _ = self.members(block.body, "dev", "dev")
-            spec = SCHEMA["dev"]
-            proxy_port = self.value(attrs.get("proxy_port"), spec["proxy_port"], "dev")
-            log_level = self.value(attrs.get("log_level"), spec["log_level"], "dev")
-            stop_timeout = self.value(attrs.get("stop_timeout"), spec["stop_timeout"], "dev")
-            port_line = attrs["proxy_port"].line if "proxy_port" in attrs else None
-            proxy_port = defaults.proxy_port if proxy_port is None else proxy_port
-            log_level = log_level or defaults.log_level
-            stop_timeout = defaults.stop_timeout if stop_timeout is None else stop_timeout
-            size = self.value(attrs.get("log_max_size"), spec["log_max_size"], "dev")
-            keep = self.value(attrs.get("log_keep"), spec["log_keep"], "dev")
-            name = self.value(attrs.get("name"), spec["name"], "dev")
-            if name is not None and not DNS_LABEL.match(name):
-                self.error(
-                    attrs["name"].line,
-                    f'dev: name "{name}" is not a DNS label',
-                    f'use lower-case letters, digits and "-", e.g. "{dns_label(name) or "shop"}"',
-                )
-                name = None
-            log_max_size = log_max_size if size is None else size
-            log_keep = log_keep if keep is None else keep
-            https = self.value(attrs.get("https"), spec["https"], "dev") or https
-            https_port = self.value(attrs.get("https_port"), spec["https_port"], "dev") or https_port
-        flag = self.environ.get("A3S_HTTPS", "").strip().lower()
-        if flag in ("1", "true", "yes", "on"):
-            https = True
-        elif flag in ("0", "false", "no", "off"):
-            https = False
-        elif flag:
-            self.error(None, f'A3S_HTTPS="{self.environ["A3S_HTTPS"]}" is not 1 or 0')
-        override = self.environ.get("A3S_PROXY_PORT")
-        if override is not None and override.strip() != "":
-            raw = override.strip()
-            if raw.isdigit() and int(raw) <= 65535:
-                proxy_port, port_line = int(raw), None
-            else:
-                self.error(None, f'A3S_PROXY_PORT="{override}" is not a port number (0-65535; 0 turns the proxy off)')
-        if name is None and self.environ.get("A3S_PROJECT", "").strip():
-            name = dns_label(self.environ["A3S_PROJECT"]) or None
-        settings = GlobalSettings(
-            name=name,
-            proxy_port=proxy_port,
-            log_level=log_level,
-            stop_timeout=stop_timeout,
-            log_max_size=log_max_size,
-            log_keep=log_keep,
-            https=bool(https),
-            https_port=int(https_port),
-        )
-        return settings, port_line
+        settings, port_line = self.dev_block(dev_blocks[0]) if dev_blocks else (GlobalSettings(), None)
+        overridden, errors = apply_environment(settings, self.environ)
+        for message in errors:
+            self.error(None, message)
+        if parse_proxy_port(self.environ.get("A3S_PROXY_PORT", "")) is not None:
+            port_line = None  # the environment chose the port
+        return overridden, port_line
+
+    def dev_block(self, block: Block) -> tuple[GlobalSettings, int | None]:
+        """The dev block, each attribute converted, the defaults for the rest; the proxy_port line."""
+        if block.labels:
+            self.error(block.line, f'the dev block takes no name, got "{block.labels[0]}"', "write dev { ... }")
+        attrs, _ = self.members(block.body, "dev", "dev")
+        get = self.getter(attrs, "dev", "dev")
+        given = {key: get(key) for key in SCHEMA["dev"]}
+        name = given["name"]
+        if name is not None and not DNS_LABEL.match(name):
+            self.error(
+                attrs["name"].line,
+                f'dev: name "{name}" is not a DNS label',
+                f'use lower-case letters, digits and "-", e.g. "{dns_label(name) or "shop"}"',
+            )
+            given["name"] = None
+        settings = GlobalSettings(**{key: value for key, value in given.items() if value is not None})
+        return settings, attrs["proxy_port"].line if "proxy_port" in attrs else None
+
+    # ------------------------------------------------------------------ a service block
 
     def service(self, block: Block, settings: GlobalSettings, lines: dict[tuple[str, str], int]) -> ServiceDef | None:
         """One service block -> ServiceDef with every default applied (None when it has no usable name)."""
+        name = self.service_name(block)
+        if name is None:
+            return None
+        owner = f'service "{name}"'
+        attrs, blocks = self.members(block.body, "service", owner)
+        for attr_name, attr in attrs.items():
+            lines[(name, attr_name)] = attr.line
+        get = self.getter(attrs, "service", owner)
+        # In the file's order of concerns, so that two findings on one line read as before.
+        cmd = self.service_cmd(block, attrs, get, owner)
+        service_dir = self.service_dir(attrs, get, owner)
+        port, auto_port, subdomain = self.service_port(name, attrs, get, owner)
+        env = get("env") or {}
+        env_file = self.service_env_file(attrs, get, owner, service_dir)
+        depends_on, conditions = self.service_depends(name, get, owner, lines)
+        oneshot = bool(get("oneshot"))
+        proxy, restart, stop_timeout, stop_signal = get("proxy"), get("restart"), get("stop_timeout"), get("stop_signal")
+        portless = port is None and "port" not in attrs and not auto_port
+        watch, health = self.service_blocks(blocks, owner, service_dir, portless=portless)
+        return ServiceDef(
+            name=name,
+            cmd=cmd or "",
+            dir=service_dir,
+            port=port,
+            subdomain=subdomain,
+            env=env,
+            env_file=env_file,
+            depends_on=depends_on,
+            conditions=conditions,
+            restart=RestartMode(restart) if restart else (RestartMode.NEVER if oneshot else RestartMode.ON_FAILURE),
+            stop_timeout=settings.stop_timeout if stop_timeout is None else stop_timeout,
+            stop_signal=stop_signal or "SIGTERM",
+            oneshot=oneshot,
+            watch=watch,
+            health=health,
+            proxy=True if proxy is None else proxy,
+            auto_port=auto_port,
+            line=block.line,
+        )
+
+    def service_name(self, block: Block) -> str | None:
+        """The block's one label, checked; None (said why) when it has none or several."""
         if len(block.labels) != 1:
             if not block.labels:
                 self.error(block.line, "a service block needs a name", 'write service "api" { ... }')
             else:
-                self.error(block.line, f"a service block takes one name, got {len(block.labels)}", f'write service "{block.labels[0]}" {{ ... }}')
+                self.error(
+                    block.line,
+                    f"a service block takes one name, got {len(block.labels)}",
+                    f'write service "{block.labels[0]}" {{ ... }}',
+                )
             self.members(block.body, "service", "this service")  # still report what is inside
             return None
         name = block.labels[0]
-        owner = f'service "{name}"'
         if not SERVICE_NAME.match(name):
             self.error(block.line, f'service name "{name}" may hold only letters, digits, "-", "_" and "."')
         elif name == RESERVED:
             self.error(block.line, f'service name "{name}" is reserved for a3s\'s own messages', "pick another name")
-        attrs, blocks = self.members(block.body, "service", owner)
-        for attr_name, attr in attrs.items():
-            lines[(name, attr_name)] = attr.line
-        spec = SCHEMA["service"]
+        return name
 
-        def get(key: str) -> Any:
-            return self.value(attrs.get(key), spec[key], owner)
-
-
-        cmd = get("cmd")
+    def service_cmd(self, block: Block, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> str | None:
+        cmd: str | None = get("cmd")
         if "cmd" not in attrs:
             self.error(block.line, f"{owner} has no cmd", 'add the command to run, e.g. cmd = "python3 app.py"')
         elif cmd is not None and not cmd.strip():
             self.error(attrs["cmd"].line, f"{owner}: cmd is empty")
+        return cmd
+
+    def service_dir(self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> Path:
+        """`dir` below the A3sfile's folder (that folder when absent): a file is an error, a
+        missing folder a warning (it may be made before `up`)."""
         dir_text = get("dir")
         service_dir = Path(os.path.normpath(self.root / (dir_text or ".")))
         if dir_text is not None and service_dir.exists() and not service_dir.is_dir():
             self.error(attrs["dir"].line, f'{owner}: dir "{dir_text}" is a file, not a folder ({service_dir})')
         elif dir_text is not None and not service_dir.is_dir():
             self.warn(attrs["dir"].line, f'{owner}: dir "{dir_text}" does not exist ({service_dir})')
+        return service_dir
+
+    def service_port(
+        self, name: str, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str
+    ) -> tuple[int | None, bool, str | None]:
+        """The port (None for "auto": run.prepare.choose_ports picks it when a supervisor starts),
+        whether it is "auto", and the subdomain: given and checked, else made from the name."""
         port = get("port")
         auto_port = port is AUTO
         if auto_port:
-            port = None  # chosen when the supervisor starts (run.choose_ports)
+            port = None
         subdomain = get("subdomain")
         if subdomain is not None:
             sub_line = attrs["subdomain"].line
@@ -552,77 +398,68 @@ class _Checker:
         elif port is not None or auto_port:
             # Host names are case-insensitive and may not hold "_" or ".": derive a valid label.
             subdomain = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63] or None
-        env = get("env") or {}
-        env_file_text = get("env_file")
-        env_file = Path(os.path.normpath(service_dir / env_file_text)) if env_file_text else None
-        if env_file is not None and env_file.is_dir():
-            self.error(attrs["env_file"].line, f'{owner}: env_file "{env_file_text}" is a folder, not a file ({env_file})')
-        elif env_file is not None and env_file.is_file():
-            self.env_file_text(env_file, env_file_text or "", attrs["env_file"].line, owner)
-        elif env_file is not None and service_dir.is_dir():
-            self.warn(attrs["env_file"].line, f'{owner}: env_file "{env_file_text}" does not exist ({env_file})')
-        depends = get("depends_on") or []
-        seen: set[str] = set()
+        return port, auto_port, subdomain
+
+    def service_env_file(
+        self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str, service_dir: Path
+    ) -> Path | None:
+        """`env_file` below the service's dir: a folder is an error, a missing file a warning,
+        a file no environment can carry (a NUL byte) an error."""
+        shown = get("env_file")
+        env_file = Path(os.path.normpath(service_dir / shown)) if shown else None
+        if env_file is None:
+            return None
+        line = attrs["env_file"].line
+        if env_file.is_dir():
+            self.error(line, f'{owner}: env_file "{shown}" is a folder, not a file ({env_file})')
+        elif env_file.is_file():
+            self.env_file_text(env_file, shown, line, owner)
+        elif service_dir.is_dir():
+            self.warn(line, f'{owner}: env_file "{shown}" does not exist ({env_file})')
+        return env_file
+
+    def service_depends(
+        self, name: str, get: Callable[[str], Any], owner: str, lines: dict[tuple[str, str], int]
+    ) -> tuple[tuple[str, ...], dict[str, Condition]]:
+        """depends_on as names in order (a repeat warned and dropped), and their conditions."""
         depends_on: list[str] = []
         conditions: dict[str, Condition] = {}
-        for dep, dep_line, *condition in depends:
-            if dep in seen:
+        for dep, dep_line, *condition in get("depends_on") or []:
+            if dep in depends_on:
                 self.warn(dep_line, f'{owner}: "{dep}" is listed twice in depends_on')
                 continue
-            seen.add(dep)
             depends_on.append(dep)
             if condition:
                 conditions[dep] = Condition(condition[0])
             lines[(name, f"depends_on:{dep}")] = dep_line
-        oneshot = bool(get("oneshot"))
-        proxy = get("proxy")
-        restart_text = get("restart")
-        restart = RestartMode(restart_text) if restart_text else (RestartMode.NEVER if oneshot else RestartMode.ON_FAILURE)
-        stop_timeout = get("stop_timeout")
-        stop_signal = get("stop_signal") or "SIGTERM"
+        return tuple(depends_on), conditions
 
+    def service_blocks(
+        self, blocks: list[Block], owner: str, service_dir: Path, *, portless: bool
+    ) -> tuple[WatchConfig | None, HealthConfig | None]:
+        """The watch and health blocks, one of each; an http or tcp probe of a `portless`
+        service (no port, not "auto") is an error."""
         watch: WatchConfig | None = None
         health: HealthConfig | None = None
-        seen_blocks: dict[str, int] = {}
+        seen: dict[str, int] = {}
         for sub in blocks:
-            if sub.type in seen_blocks:
-                self.error(sub.line, f"{owner}: duplicate {sub.type} block (first on line {seen_blocks[sub.type]})")
+            if sub.type in seen:
+                self.error(sub.line, f"{owner}: duplicate {sub.type} block (first on line {seen[sub.type]})")
                 continue
-            seen_blocks[sub.type] = sub.line
+            seen[sub.type] = sub.line
             if sub.labels:
                 self.error(sub.line, f'{owner}: the {sub.type} block takes no name, got "{sub.labels[0]}"')
             if sub.type == "watch":
                 watch = self.watch(sub, owner, service_dir)
-            else:
-                health = self.health(sub, owner)
-                needs_port = health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP) and not auto_port
-                if needs_port and port is None and "port" not in attrs:
-                    assert health is not None
-                    self.error(
-                        sub.line,
-                        f"{owner}: {'an' if health.type is ProbeKind.HTTP else 'a'} {health.type.value} probe needs a port",
-                        'set port = ... on the service, or probe with type = "cmd" or "log"',
-                    )
-        return ServiceDef(
-            name=name,
-            cmd=cmd or "",
-            dir=service_dir,
-            port=port,
-            subdomain=subdomain,
-            env=env,
-            env_file=env_file,
-            depends_on=tuple(depends_on),
-            conditions=conditions,
-            restart=restart,
-            stop_timeout=settings.stop_timeout if stop_timeout is None else stop_timeout,
-            stop_signal=stop_signal,
-            oneshot=oneshot,
-            watch=watch,
-            health=health,
-            proxy=True if proxy is None else proxy,
-            auto_port=auto_port,
-            line=block.line,
-        )
+                continue
+            health = self.health(sub, owner)
+            if health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP) and portless:
+                self.error(
+                    sub.line,
+                    f"{owner}: {'an' if health.type is ProbeKind.HTTP else 'a'} {health.type.value} probe needs a port",
+                    'set port = ... on the service, or probe with type = "cmd" or "log"',
+                )
+        return watch, health
 
     def env_file_text(self, path: Path, shown: str, line: int, owner: str) -> None:
         """An env_file a process environment cannot hold: a NUL byte, or bytes that are not UTF-8."""
@@ -715,102 +552,142 @@ class _Checker:
         )
 
 
-# ---------------------------------------------------------------------------- cross-service checks
+
+# ---------------------------------------------------------------------------- checks across services
 
 
-def check_services(
-    config: DevConfig,
-    lines: Mapping[tuple[str, str], int] | None = None,
-    *,
-    proxy_port_line: int | None = None,
-) -> list[Diagnostic]:
-    """Checks across services: ports, subdomains, depends_on names and cycles.
+@dataclass(frozen=True)
+class Lines:
+    """Where each attribute of each service was written, for messages to point at:
+    (service, attribute), and (service, "depends_on:<dep>") for one item of a list."""
 
-    Works on a DevConfig built in code too; `lines` maps (service, attribute) to a line
-    ((service, "depends_on:<dep>") for one list item) so messages can point at it.
-    """
-    lines = lines or {}
-    out: list[Diagnostic] = []
-    names = config.names
+    lines: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    proxy_port: int | None = None  # the line of dev.proxy_port, when the file set it
 
-    def at(svc: ServiceDef, key: str) -> int | None:
-        return lines.get((svc.name, key), svc.line)
+    def at(self, svc: ServiceDef, key: str) -> int | None:
+        return self.lines.get((svc.name, key), svc.line)
 
-    def err(line: int | None, message: str, hint: str | None = None) -> None:
-        out.append(Diagnostic(Severity.ERROR, message, line, hint))
+    def dependency(self, svc: ServiceDef, dep: str) -> int | None:
+        return self.lines.get((svc.name, f"depends_on:{dep}"), self.at(svc, "depends_on"))
 
-    first_by_name: dict[str, ServiceDef] = {}
+
+Validator = Callable[[DevConfig, Lines], list[Diagnostic]]
+
+
+def _error(line: int | None, message: str, hint: str | None = None) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, line, hint)
+
+
+def unique_names(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """Each service name once."""
+    first: dict[str, ServiceDef] = {}
+    out = []
     for svc in config.services:
-        if svc.name in first_by_name:
-            first = first_by_name[svc.name]
-            err(svc.line, f'duplicate service "{svc.name}" (first declared on line {first.line})', "rename or merge one of them")
+        if svc.name in first:
+            line = first[svc.name].line
+            out.append(_error(svc.line, f'duplicate service "{svc.name}" (first declared on line {line})', "rename or merge one of them"))
         else:
-            first_by_name[svc.name] = svc
+            first[svc.name] = svc
+    return out
 
+
+def distinct_ports(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """Each port to one service, and none the proxy's."""
     proxy = config.settings.proxy_port
     by_port: dict[int, ServiceDef] = {}
+    out = []
+    for svc in config.services:
+        if svc.port is None:
+            continue
+        owner = f'service "{svc.name}"'
+        other = by_port.setdefault(svc.port, svc)
+        if other.name != svc.name:
+            out.append(_error(where.at(svc, "port"), f'{owner}: port {svc.port} is already used by service "{other.name}" (line {where.at(other, "port")})'))
+        if proxy and svc.port == proxy:
+            said = f"line {where.proxy_port}" if where.proxy_port else "dev.proxy_port / A3S_PROXY_PORT"
+            out.append(_error(where.at(svc, "port"), f"{owner}: port {svc.port} is the proxy's port ({said})", "pick another port or change proxy_port"))
+    return out
+
+
+def distinct_subdomains(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """Each subdomain of a routed service to one service, and never the dashboard's."""
     by_subdomain: dict[str, ServiceDef] = {}
+    out = []
     for svc in config.services:
+        if svc.subdomain is None or svc.port is None:
+            continue
         owner = f'service "{svc.name}"'
-        if svc.port is not None:
-            if svc.port in by_port and by_port[svc.port].name != svc.name:
-                other = by_port[svc.port]
-                err(at(svc, "port"), f'{owner}: port {svc.port} is already used by service "{other.name}" (line {at(other, "port")})')
-            else:
-                by_port.setdefault(svc.port, svc)
-            if proxy and svc.port == proxy:
-                where = f"line {proxy_port_line}" if proxy_port_line else "dev.proxy_port / A3S_PROXY_PORT"
-                err(at(svc, "port"), f"{owner}: port {svc.port} is the proxy's port ({where})", "pick another port or change proxy_port")
-        if svc.subdomain is not None and svc.port is not None:
-            if svc.subdomain == RESERVED:
-                err(at(svc, "subdomain"), f'{owner}: subdomain "{RESERVED}" is reserved for the proxy\'s own page')
-            elif svc.subdomain in by_subdomain and by_subdomain[svc.subdomain].name != svc.name:
-                other = by_subdomain[svc.subdomain]
-                err(
-                    at(svc, "subdomain"),
-                    f'{owner}: subdomain "{svc.subdomain}" is already used by service "{other.name}" (line {at(other, "subdomain")})',
+        if svc.subdomain == RESERVED:
+            out.append(_error(where.at(svc, "subdomain"), f'{owner}: subdomain "{RESERVED}" is reserved for the proxy\'s own page'))
+            continue
+        other = by_subdomain.setdefault(svc.subdomain, svc)
+        if other.name != svc.name:
+            out.append(
+                _error(
+                    where.at(svc, "subdomain"),
+                    f'{owner}: subdomain "{svc.subdomain}" is already used by service "{other.name}" (line {where.at(other, "subdomain")})',
                 )
-            else:
-                by_subdomain.setdefault(svc.subdomain, svc)
+            )
+    return out
 
-    known = set(names)
-    deps: dict[str, list[str]] = {}
+
+def known_dependencies(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """Every depends_on names another declared service; "completed" only of a task."""
+    names = config.names
+    first = {svc.name: svc for svc in reversed(config.services)}
+    out = []
     for svc in config.services:
         owner = f'service "{svc.name}"'
-        mine = deps.setdefault(svc.name, [])
         for dep in svc.depends_on:
-            line = lines.get((svc.name, f"depends_on:{dep}"), at(svc, "depends_on"))
+            line = where.dependency(svc, dep)
             if dep == svc.name:
-                err(line, f"{owner} depends on itself", "remove it from depends_on")
-            elif dep not in known:
+                out.append(_error(line, f"{owner} depends on itself", "remove it from depends_on"))
+            elif dep not in first:
                 hint = suggest(dep, [n for n in names if n != svc.name])
-                err(line, f'{owner}: depends_on names unknown service "{dep}"', hint)
-            elif svc.conditions.get(dep) is Condition.COMPLETED and not first_by_name[dep].oneshot:
-                err(
-                    line,
-                    f'{owner}: depends_on {dep} = "completed", but {dep} is not a task (oneshot) and never completes',
-                    'use "healthy", or set oneshot = true on it',
+                out.append(_error(line, f'{owner}: depends_on names unknown service "{dep}"', hint))
+            elif svc.conditions.get(dep) is Condition.COMPLETED and not first[dep].oneshot:
+                out.append(
+                    _error(
+                        line,
+                        f'{owner}: depends_on {dep} = "completed", but {dep} is not a task (oneshot) and never completes',
+                        'use "healthy", or set oneshot = true on it',
+                    )
                 )
-            elif dep not in mine:
-                mine.append(dep)
+    return out
 
+
+def no_cycles(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """No dependency cycle; each independent cycle said once (take one out, look again)."""
     from a3s_dev.config.graph import acyclic, cycle_in
 
-    # Report each independent cycle once: take one out, look again among the rest.
-    remaining = dict(deps)
+    first = {svc.name: svc for svc in reversed(config.services)}
+    remaining: dict[str, list[str]] = {}
+    for svc in config.services:  # the edges known_dependencies accepts
+        mine = remaining.setdefault(svc.name, [])
+        for dep in svc.depends_on:
+            waits_for_a_service = svc.conditions.get(dep) is Condition.COMPLETED and not first.get(dep, svc).oneshot
+            if dep in first and dep != svc.name and dep not in mine and not waits_for_a_service:
+                mine.append(dep)
+    out = []
     while not acyclic(remaining):
         cycle = cycle_in(remaining)
         assert cycle is not None
-        head = first_by_name[cycle[0]]
-        err(
-            lines.get((head.name, f"depends_on:{cycle[1]}"), at(head, "depends_on")),
-            f"dependency cycle: {' -> '.join(cycle)}",
-            "remove one of these depends_on entries",
-        )
+        head = first[cycle[0]]
+        out.append(_error(where.dependency(head, cycle[1]), f"dependency cycle: {' -> '.join(cycle)}", "remove one of these depends_on entries"))
         for name in cycle:
             remaining.pop(name, None)
         remaining = {n: [d for d in ds if d in remaining] for n, ds in remaining.items()}
     return out
+
+
+SERVICE_VALIDATORS: tuple[Validator, ...] = (unique_names, distinct_ports, distinct_subdomains, known_dependencies, no_cycles)
+
+
+def check_services(config: DevConfig, where: Lines | None = None) -> list[Diagnostic]:
+    """Every validator across services, every finding of each. Works on a DevConfig built in
+    code too (then the lines are the ServiceDefs')."""
+    where = where or Lines()
+    return [found for validate in SERVICE_VALIDATORS for found in validate(config, where)]
 
 
 # ---------------------------------------------------------------------------- text no process can take
@@ -930,7 +807,7 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None, 
     config = DevConfig(path=path, settings=settings, services=tuple(services))
     # File order (stable: on one line, the order the checks ran); line-less ones first.
     diagnostics = sorted(
-        checker.diagnostics + check_services(config, lines, proxy_port_line=proxy_line), key=lambda d: d.line or 0
+        checker.diagnostics + check_services(config, Lines(lines, proxy_line)), key=lambda d: d.line or 0
     )
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return Report(path, tuple(diagnostics))
