@@ -22,11 +22,6 @@ pytestmark = pytest.mark.anyio
 ROOT = Path("/proj")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeWatcher:
     """A `Watcher` whose changes the test makes up; it filters by `accept` like the real one."""
 
@@ -47,11 +42,43 @@ class FakeWatcher:
         await self.send.send(batch)
 
 
+class VirtualClock:
+    """Time that moves only when the test says so: `advance(s)` wakes every sleeper whose time
+    came, in time order, and lets each woken task run before time moves on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, anyio.Event]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        woken = anyio.Event()
+        self._sleepers.append((self.now + max(0.0, delay), woken))
+        await woken.wait()
+
+    async def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while True:
+            await anyio.wait_all_tasks_blocked()
+            due = sorted(t for t, _ in self._sleepers if t <= end)
+            if not due:
+                break
+            self.now = max(self.now, due[0])
+            for entry in [e for e in self._sleepers if e[0] <= self.now]:
+                self._sleepers.remove(entry)
+                entry[1].set()
+        self.now = end
+        await anyio.wait_all_tasks_blocked()
+
+
 class FakeSupervisor:
     """The part of the Supervisor the watcher uses; `gate` (when set) holds restarts until released."""
 
-    def __init__(self, config: DevConfig) -> None:
+    def __init__(self, config: DevConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
         self.restarts: list[tuple[str, float]] = []
         self.lines: list[str] = []
         self.states = {name: ServiceState.RUNNING for name in config.names}
@@ -60,7 +87,7 @@ class FakeSupervisor:
         self.fail_with: Exception | None = None
 
     async def restart(self, name: str, *, cause: str = "a3s restart") -> None:
-        self.restarts.append((name, time.monotonic()))
+        self.restarts.append((name, self.clock()))
         if self.fail_with is not None:
             raise self.fail_with
         if self.gate is not None:
@@ -96,9 +123,10 @@ def config(*services: ServiceDef) -> DevConfig:
 
 
 @asynccontextmanager
-async def watching(sup: FakeSupervisor, watcher: FakeWatcher) -> AsyncIterator[None]:
+async def watching(sup: FakeSupervisor, watcher: FakeWatcher, clock: VirtualClock | None = None) -> AsyncIterator[None]:
     async with anyio.create_task_group() as tg:
-        await tg.start(partial(watch_services, sup, watcher=watcher))
+        timing = {"clock": clock, "sleep": clock.sleep} if clock is not None else {}
+        await tg.start(partial(watch_services, sup, watcher=watcher, **timing))
         try:
             yield
         finally:
@@ -106,15 +134,19 @@ async def watching(sup: FakeSupervisor, watcher: FakeWatcher) -> AsyncIterator[N
 
 
 async def test_a_burst_of_changes_restarts_the_service_once_after_the_debounce() -> None:
-    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.2))), FakeWatcher()
-    async with watching(sup, watcher):
-        first = time.monotonic()
-        for i in range(10):  # 10 writes within ~100 ms
+    clock = VirtualClock()
+    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.2)), clock), FakeWatcher()
+    async with watching(sup, watcher, clock):
+        for i in range(10):  # 10 writes, 10 ms apart: the last at 0.09 s
+            if i:
+                await clock.advance(0.01)
             await watcher.change(f"src/m{i}.py")
-            await anyio.sleep(0.01)
-        await until(lambda: sup.restarts, message="a restart")
-        assert sup.restarts[0][1] - first >= 0.2  # waited for the burst to end
-        await stays(lambda: sup.count("api") == 1, 0.5)
+        await clock.advance(0.19)
+        assert sup.restarts == []  # 0.19 s after the last write: still waiting
+        await clock.advance(0.02)
+        assert sup.restarts == [("api", pytest.approx(0.29))]  # 0.2 s after the burst ended
+        await clock.advance(5.0)
+        assert sup.count("api") == 1
     assert sup.lines == ["api: 10 files changed (src/m0.py, src/m1.py, src/m2.py, …) → restarting"]
 
 
@@ -171,15 +203,17 @@ async def test_ignored_paths_restart_nothing() -> None:
 
 
 async def test_each_service_has_its_own_debounce() -> None:
+    clock = VirtualClock()
     sup, watcher = (
-        FakeSupervisor(config(svc("fast", "src", debounce=0.05), svc("slow", "src", debounce=0.6))),
+        FakeSupervisor(config(svc("fast", "src", debounce=0.05), svc("slow", "src", debounce=0.6)), clock),
         FakeWatcher(),
     )
-    async with watching(sup, watcher):
+    async with watching(sup, watcher, clock):
         await watcher.change("src/a.py")
-        await until(lambda: sup.count("fast") == 1, timeout=0.5, message="the fast service")
-        assert sup.count("slow") == 0
-        await until(lambda: sup.count("slow") == 1, message="the slow service")
+        await clock.advance(0.5)
+        assert sup.restarts == [("fast", pytest.approx(0.05))]
+        await clock.advance(0.1)
+        assert sup.restarts[1:] == [("slow", pytest.approx(0.6))]
 
 
 async def test_a_service_that_is_not_running_is_not_restarted() -> None:
@@ -260,14 +294,14 @@ async def test_a_watcher_that_fails_is_reported_and_retried_without_stopping_the
 
 
 async def test_a_stream_of_changes_that_never_pauses_still_restarts() -> None:
-    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.05))), FakeWatcher()
-    async with watching(sup, watcher):
-        began = time.monotonic()
-        while not sup.restarts and time.monotonic() - began < 3:
+    clock = VirtualClock()
+    sup, watcher = FakeSupervisor(config(svc("api", "src", debounce=0.05)), clock), FakeWatcher()
+    async with watching(sup, watcher, clock):
+        while not sup.restarts and clock.now < 3:
             await watcher.change("src/app.log")  # every 20 ms, under the 50 ms debounce
-            await anyio.sleep(0.02)
+            await clock.advance(0.02)
         assert sup.restarts, "no restart during an endless stream of changes"
-        assert sup.restarts[0][1] - began < 1.0  # 10 x 50 ms, plus slack
+        assert sup.restarts[0][1] <= 0.5  # at most 10 debounce periods after the first change
 
 
 async def test_a_service_that_keeps_changing_its_own_files_gets_one_warning_and_slows_down() -> None:

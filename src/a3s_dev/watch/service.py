@@ -5,12 +5,13 @@ watched service, and the restart (or the report) when a burst of changes is over
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
+from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.errors import A3sError, one_line
 from a3s_dev.watch.engine import Watcher, WatchfilesWatcher
 from a3s_dev.watch.rules import (
@@ -50,7 +51,8 @@ async def _debounce_loop(
     root: str,
     pending: PendingChanges,
     wake: Callable[[], anyio.Event],
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
 ) -> None:
     """Wait for a burst to end, then act once; changes during the restart make one more round.
     A service restarting on files it writes itself is told about once, then slowed down."""
@@ -60,7 +62,7 @@ async def _debounce_loop(
             await wake().wait()
             continue
         while (delay := pending.remaining(clock())) > 0:
-            await anyio.sleep(delay)
+            await sleep(delay)
         changed = pending.take()
         restarting = rule.restart and supervisor.status(rule.service).state in RESTARTABLE
         if restarting:
@@ -68,7 +70,7 @@ async def _debounce_loop(
             if warning is not None:
                 supervisor.announce(warning)
             if backoff:
-                await anyio.sleep(backoff)
+                await sleep(backoff)
                 changed = tuple(dict.fromkeys([*changed, *pending.take()]))  # what came meanwhile
         if not rule.restart or restarting:
             supervisor.announce(describe_change(rule.service, changed, root, restarting=restarting))
@@ -86,10 +88,14 @@ async def watch_services(
     *,
     watcher: Watcher | None = None,
     retry_delay: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Watch every service's `watch.paths` with one watcher and restart (or just report)
-    the services a change concerns; runs until cancelled. Returns at once if nothing is watched."""
+    the services a change concerns; runs until cancelled. Returns at once if nothing is watched.
+    The debounce and the restart-loop backoff run on `clock` and `sleep` (tests pass a virtual
+    clock, so "after 200 ms of quiet" is checked without waiting 200 ms)."""
     routes = Routes.of(supervisor.config)
     if not routes.rules:
         task_status.started()
@@ -118,6 +124,8 @@ async def watch_services(
                 routes.root,
                 pending[rule.service],
                 waker(rule.service),
+                clock,
+                sleep,
             )
         while True:
             try:
@@ -129,7 +137,7 @@ async def watch_services(
                         failures = 0
                         supervisor.announce("file watching resumed")
                     async for batch in batches:
-                        now = time.monotonic()
+                        now = clock()
                         touched: dict[str, list[str]] = {}
                         for path in batch:
                             for name in routes.route(path):
@@ -142,7 +150,7 @@ async def watch_services(
                 # A broken watcher must not take the running stack down with it (this
                 # coroutine shares the session's task group): say so, and try again.
                 failures += 1
-                delay = min(30.0, retry_delay * 2 ** (failures - 1))
+                delay = ExponentialBackoff(first=retry_delay).delay(failures - 1)
                 supervisor.announce(f"file watching failed: {one_line(exc, typed=False)}; retrying in {delay:g}s")
                 if not started:
                     started = True
