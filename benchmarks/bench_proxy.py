@@ -53,11 +53,11 @@ http {{
 # until killed: the proxy's own cost is what we measure, exactly as `a3s up` uses it.
 REGISTER = """
 import sys, time
-from a3s_dev.proxy import shared
-from a3s_dev.proxy.registration import PROTOCOL, encode
+from a3s_dev.link import proxy_process
+from a3s_dev.link.protocol import PROTOCOL, encode
 
 port, upstream, https_port = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-while (sock := shared.connect(port)) is None:
+while (sock := proxy_process.connect(port)) is None:
     time.sleep(0.02)
 sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "bench", "a3sfile": "/bench/A3sfile.hcl",
                      "logs": "/bench/.a3s/logs", "pid": 1, "https_port": https_port,

@@ -82,7 +82,7 @@ async def seen_ready(kind: str, folder: Path) -> float:
         (folder / leftover).unlink(missing_ok=True)
     port = free_port() if kind in ("http", "tcp") else None
     svc = ServiceDef(kind, f"exec {sys.executable} svc.py {kind}", folder, port=port, health=health(kind))
-    sup = Supervisor(DevConfig(path=folder / "A3sfile.hcl", services=(svc,)), record_groups=False)
+    sup = Supervisor(DevConfig(path=folder / "A3sfile.hcl", services=(svc,)))
     ready: list[float] = []
     sup.bus.subscribe(lambda e: ready.append(e.at) if isinstance(e, StateChanged) and e.new is ServiceState.RUNNING else None)
     async with anyio.create_task_group() as tg:
@@ -101,7 +101,7 @@ async def sick_probes(folder: Path, seconds: float) -> tuple[int, int]:
     (folder / "hits").unlink(missing_ok=True)
     port = free_port()
     svc = ServiceDef("sick", f"exec {sys.executable} svc.py sick", folder, port=port, health=health("sick"))
-    sup = Supervisor(DevConfig(path=folder / "A3sfile.hcl", services=(svc,)), record_groups=False)
+    sup = Supervisor(DevConfig(path=folder / "A3sfile.hcl", services=(svc,)))
     began = time.time()
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)

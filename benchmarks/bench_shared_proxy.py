@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from a3s_dev.proxy.registration import PROTOCOL, encode
+from a3s_dev.link.protocol import PROTOCOL, encode
 
 
 def free_port() -> int:
@@ -86,12 +86,12 @@ def main() -> int:
     proxy_port, tls_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="a3s-bench-") as tmp:
         os.environ["XDG_RUNTIME_DIR"] = os.environ["XDG_DATA_HOME"] = tmp
-        from a3s_dev.proxy import shared
+        from a3s_dev.link import proxy_process
 
         proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy", "--port", str(proxy_port)],
                                 start_new_session=True, stdout=subprocess.DEVNULL)
         try:
-            while (sock := shared.connect(proxy_port)) is None:
+            while (sock := proxy_process.connect(proxy_port)) is None:
                 time.sleep(0.02)
             sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "bench",
                                  "a3sfile": "/bench/A3sfile.hcl", "logs": "/bench/.a3s/logs", "pid": 1,

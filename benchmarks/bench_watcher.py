@@ -78,7 +78,7 @@ async def latency(trials: int, debounce: float) -> list[float]:
             dir=root,
             watch=WatchConfig(paths=(root / "src",), debounce=debounce),
         )
-        sup = Supervisor(DevConfig(path=root / "A3sfile.hcl", services=(svc,)), record_groups=False)
+        sup = Supervisor(DevConfig(path=root / "A3sfile.hcl", services=(svc,)))
 
         def lines(kind: str) -> list[list[str]]:
             return [ln.split() for ln in record.read_text().splitlines() if ln.startswith(kind)]

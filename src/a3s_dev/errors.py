@@ -33,6 +33,14 @@ class RuntimeFailure(A3sError):
     """Something went wrong while running the stack (port in use, service failed)."""
 
 
+def project_name_taken(name: str, where: str) -> str:
+    """The one line for a project name another running A3sfile (`where`) holds: how to run both."""
+    return (
+        f'project "{name}" is already running from {where}; to run this one beside it, '
+        f'give it another name: dev {{ name = "{name}-2" }} or A3S_PROJECT={name}-2'
+    )
+
+
 def unknown_service(names: Iterable[str], known: Sequence[str]) -> UsageError | None:
     """`unknown service 'wbe' (did you mean 'web'?)` for the first of `names` not in `known`, or None."""
     for name in names:

@@ -8,7 +8,6 @@ parsing (help, a typo, an unknown option) and explains what is wrong.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,6 @@ from typing import Annotated
 import typer
 
 from a3s_dev import __version__
-from a3s_dev.errors import A3sError
 
 app = typer.Typer(
     name="a3s",
@@ -73,7 +71,7 @@ def color(no_color: bool) -> bool:
 
 
 def a3sfile(file: Path | None) -> Path:
-    from a3s_dev.runtime import find_file
+    from a3s_dev.run.workspace import find_file
 
     return find_file(config_file(file))
 
@@ -118,7 +116,7 @@ def up(
 ) -> None:
     """Start services (and what they depend on), gated by health probes."""
     from a3s_dev.cli import commands
-    from a3s_dev.run import UpOptions
+    from a3s_dev.run.options import UpOptions
 
     opts = UpOptions(
         tuple(services or ()),
@@ -128,12 +126,7 @@ def up(
         detach=detach,
         timeout=_duration(timeout, "--timeout"),
     )
-    code = commands.up(config_file(file), opts, color=color(no_color))
-    # Nothing of ours is left to clean up; skipping the interpreter's teardown of typer and
-    # pydantic saves ~40 ms of `up -d`'s wall time.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    raise typer.Exit(commands.up(config_file(file), opts, color=color(no_color)))
 
 
 @app.command()
@@ -223,15 +216,3 @@ def trust(
     from a3s_dev.cli import commands
 
     raise typer.Exit(commands.trust(uninstall=uninstall, print_path=print_, out=sys.stdout))
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the app; a user mistake is one line on stderr, never a traceback."""
-    # Standalone mode lets click print usage errors itself (exit 2); A3sError is ours.
-    try:
-        app(args=argv, prog_name="a3s")
-    except A3sError as exc:
-        print(exc.printed(), file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)

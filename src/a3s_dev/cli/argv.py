@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # imported when an `up` line is read: `status` never loads run.py
-    from a3s_dev.run import UpOptions
+    from a3s_dev.run.options import UpOptions
 
 
 class Status(NamedTuple):
@@ -100,7 +100,7 @@ def parse(argv: Sequence[str]) -> Command | None:
     if command == "validate":
         return Validate(file, color, "--json" in flags)
     if command == "up":
-        from a3s_dev.run import UpOptions
+        from a3s_dev.run.options import UpOptions
 
         timeout: float | None = None
         if "--timeout" in values:

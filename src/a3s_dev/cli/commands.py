@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from a3s_dev import runtime
 from a3s_dev.control.client import ControlClient, NotRunning
 from a3s_dev.errors import A3sError, UsageError, unknown_service
+from a3s_dev.run import workspace
 
 if TYPE_CHECKING:
-    from a3s_dev.run import UpOptions
+    from a3s_dev.run.options import UpOptions
 
 
 class NothingRunning(A3sError):
@@ -44,7 +44,7 @@ def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str
 
     out = out or sys.stdout
     try:
-        report = load_with_report(runtime.find_file(file))
+        report = load_with_report(workspace.find_file(file))
     except A3sError as exc:
         if not as_json:
             raise
@@ -76,16 +76,16 @@ def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str
 def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
     """`a3s up`: in the background with `-d`, through the running supervisor when there is
     one, else in the foreground until Ctrl-C."""
-    a3sfile = runtime.find_file(file)
-    paths = runtime.paths_for(a3sfile)
+    a3sfile = workspace.find_file(file)
+    paths = workspace.paths_for(a3sfile)
     # A supervisor serves this A3sfile, or holds its lock while it starts: ask it.
-    if opts.detach or runtime.lock_held(paths) or ControlClient(paths.socket).healthz():
-        from a3s_dev import daemonize
+    if opts.detach or workspace.lock_held(paths) or ControlClient(paths.socket).healthz():
         from a3s_dev.cli.render import Progress
+        from a3s_dev.run import background
 
-        return daemonize.up(a3sfile, opts, Progress(sys.stdout, use_color(color)))
+        return background.up(a3sfile, opts, Progress(sys.stdout, use_color(color)))
     from a3s_dev.config.load import load
-    from a3s_dev.run import run_foreground
+    from a3s_dev.run.serve import run_foreground
 
     return run_foreground(load(a3sfile), opts, color=None if use_color(color) else False)
 
@@ -96,33 +96,23 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
 def _rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
     """Every service of the A3sfile when no supervisor runs: `stopped`, or `orphaned` (with its
     pid) when the groups a killed supervisor recorded still have live processes. Parses the file."""
-    from a3s_dev import procfs
     from a3s_dev.config.load import load
+    from a3s_dev.core.groups import recorded_orphans
+    from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
+    from a3s_dev.system import procfs
 
-    orphans = {o.service: o for o in runtime.recorded_orphans(runtime.paths_for(a3sfile))}
+    orphans = {o.service: o for o in recorded_orphans(workspace.paths_for(a3sfile).groups)}
     rows = []
     config = load(a3sfile)
+    now = time.time()
     for s in config.services:
+        row = status_row(ServiceStatus(s.name, ServiceState.STOPPED, port=s.port, url=s.url), now, config.project)
         orphan = orphans.get(s.name)
-        pid = None
-        if orphan is not None:
+        if orphan is not None:  # not a state of a supervisor's: what this command found
             members = procfs.live_members(orphan.pgid)
             pid = orphan.pgid if orphan.pgid in members else (members[0] if members else orphan.pgid)
-        rows.append(
-            {
-                "name": s.name,
-                "state": "orphaned" if orphan is not None else "stopped",
-                "pid": pid,
-                "port": s.port,
-                "health": None,
-                "uptime_s": None,
-                "restarts": 0,
-                "exit_code": None,
-                "url": s.url,
-                "probe": None,
-                "project": config.project,
-            }
-        )
+            row.update(state="orphaned", pid=pid)
+        rows.append(row)
     return rows
 
 
@@ -132,32 +122,31 @@ def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
     (stopped with SIGSTOP, hung) is an A3sError saying so."""
     from a3s_dev.control.client import ControlError
 
-    paths = runtime.paths_for(a3sfile)
+    paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
-    # A supervisor holding the lock attaches its control API once its first services
-    # settle (at most a few seconds): wait for it rather than call its services stopped.
-    deadline = time.monotonic() + 5.0
-    while True:
+    for attempt in (1, 2):
         try:
             return list(client.status(timeout=timeout)["services"])
         except ControlError:
-            pid = runtime.read_pid(paths)
+            pid = workspace.read_pid(paths)
             who = f"the supervisor (pid {pid})" if pid else "the supervisor"
             raise ControlError(
                 f"{who} is not answering (stopped or hung?); `kill -CONT {pid or '<pid>'}` resumes a stopped one, "
                 "`a3s down` ends it"
             ) from None
         except NotRunning:
-            if not runtime.lock_held(paths) or time.monotonic() > deadline:
-                return _rows_without_supervisor(a3sfile)
-            time.sleep(0.05)
+            # A supervisor holding the lock attaches its control API once its first services
+            # settle (at most a few seconds): wait for it rather than call its services stopped.
+            if attempt == 2 or not workspace.wait_for_supervisor(paths, client.healthz, 5.0):
+                break
+    return _rows_without_supervisor(a3sfile)
 
 
 def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
     """`a3s status [--json]`; the orphans of a killed supervisor are named with what to do."""
     from a3s_dev.cli.render import render_status
 
-    rows = status_rows(runtime.find_file(file))
+    rows = status_rows(workspace.find_file(file))
     render_status(rows, as_json=as_json, out=out or sys.stdout, color=use_color(color))
     orphaned = [r["name"] for r in rows if r["state"] == "orphaned"]
     if orphaned:
@@ -209,7 +198,7 @@ def logs(
     from a3s_dev.core.history import read_history, service_files
     from a3s_dev.core.logs import TerminalSink
 
-    paths = runtime.paths_for(a3sfile)
+    paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
     running = client.healthz()
     files = service_files(paths.logs_dir)
@@ -251,16 +240,12 @@ def logs(
 def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 300.0) -> int:
     """`a3s down [SVC...]`: everything (the supervisor exits) or the named services, dependents
     first. With no supervisor: end what a SIGKILLed one left, or say nothing is running."""
-    from a3s_dev import procfs
+    from a3s_dev.system import procfs
 
-    paths = runtime.paths_for(a3sfile)
+    paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
-    # A supervisor that holds the lock but does not answer yet is still starting: wait for it.
-    deadline = time.monotonic() + 30.0
-    while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not client.healthz():
-        ended = runtime.clean_stale(paths)
+    if not workspace.wait_for_supervisor(paths, client.healthz, 30.0):
+        ended = workspace.clean_stale(paths)
         if ended:
             names = ", ".join(o.service for o in ended)
             print(f"a3s: ended the process groups a killed supervisor left: {names}", file=out)
@@ -277,7 +262,7 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     pid = int(client.down().get("pid") or 0)
     deadline = time.monotonic() + wait
     # The supervisor stops every service, removes its socket and releases its lock, then exits.
-    while runtime.lock_held(paths) or (pid and procfs.alive(pid)):
+    while workspace.lock_held(paths) or (pid and procfs.alive(pid)):
         if time.monotonic() > deadline:
             print(f"a3s: the supervisor (pid {pid}) is still stopping after {wait:g}s", file=out)
             return 1
@@ -292,7 +277,7 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
 
 def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0) -> int:
     """`a3s restart SVC...`: graceful stop, start, wait until healthy; 1 with the reason if not."""
-    client = ControlClient(runtime.socket_path_for(a3sfile))
+    client = ControlClient(workspace.socket_path_for(a3sfile))
     if not client.healthz():
         raise NothingRunning("nothing is running (start the stack with `a3s up -d`)")
     answer = client.restart(services, timeout=timeout)
@@ -301,7 +286,7 @@ def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str
         done = ", ".join(f"{n} (pid {pids.get(n)})" if pids.get(n) else n for n in services)
         print(f"a3s: restarted {done}", file=out)
         return 0
-    from a3s_dev.daemonize import print_failure
+    from a3s_dev.run.background import print_failure
 
     failed = str(answer.get("failed"))
     print_failure(f"{failed} did not get healthy: {answer.get('reason')}", failed, answer.get("tail") or [], err)
@@ -317,25 +302,31 @@ def stdout_bytes() -> IO[bytes]:
 
 
 def proxy_port(port: int | None) -> int:
-    """`--port`, else A3S_PROXY_PORT, else 7080 (the default `dev.proxy_port`)."""
+    """`--port`, else A3S_PROXY_PORT, else the default `dev.proxy_port`."""
+    from a3s_dev.config.environment import parse_proxy_port
+    from a3s_dev.config.model import GlobalSettings
+
     if port is not None:
         return port
     raw = os.environ.get("A3S_PROXY_PORT", "").strip()
     if not raw:
-        return 7080
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise UsageError(f"A3S_PROXY_PORT={raw!r} is not a port number (1-65535)")
-    return int(raw)
+        return GlobalSettings().proxy_port
+    found = parse_proxy_port(raw)
+    if found is None:
+        raise UsageError(f"A3S_PROXY_PORT={raw!r} is not a port number (0-65535; 0 turns the proxy off)")
+    if found == 0:
+        raise UsageError("A3S_PROXY_PORT=0 turns the proxy off; name its port with --port")
+    return found
 
 
 def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:
     """`a3s proxy`: this user's shared proxy in the foreground (until Ctrl-C; it does not exit
     when projects leave); `a3s proxy stop`: stop the one that runs."""
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
     port = proxy_port(port)
     if action == "stop":
-        pid = shared.stop(port)
+        pid = proxy_process.stop(port)
         if pid is None:
             print(f"a3s: no proxy is running on port {port}", file=out)
         else:
@@ -343,16 +334,16 @@ def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:
         return 0
     if action is not None:
         raise UsageError(f'a3s proxy: unknown action "{action}" (the one there is: stop)')
-    with shared.spawn_lock(port):
-        running = shared.connect(port)
+    with proxy_process.spawn_lock(port):
+        running = proxy_process.connect(port)
         if running is not None:
             running.close()
-            pid = shared.running_pid(port)
+            pid = proxy_process.running_pid(port)
             raise A3sError(
                 f"a proxy already runs on port {port}" + (f" (pid {pid})" if pid else "")
                 + "; stop it with `a3s proxy stop`"
             )
-        tcp, unix = shared.listen(port)
+        tcp, unix = proxy_process.listen(port)
     from a3s_dev.proxy.server import serve_shared
 
     print(f"a3s: proxy on http://localhost:{port} (Ctrl-C stops it)", file=out, flush=True)
@@ -366,8 +357,8 @@ def trust(*, uninstall: bool, print_path: bool, out: IO[str]) -> int:
     """`a3s trust [--uninstall] [--print]`: the local CA into the trust stores, out again, or its path."""
     import shutil
 
-    from a3s_dev.proxy import trust as stores
-    from a3s_dev.proxy.ca import LocalCA
+    from a3s_dev.tls import trust as stores
+    from a3s_dev.tls.ca import LocalCA
 
     ca = LocalCA()
     if print_path:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from a3s_dev.cli import argv
 from a3s_dev.errors import A3sError
@@ -23,17 +25,22 @@ def _fast(command: argv.Command) -> int:
     return commands.up(command.file, command.options, color=command.color)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console-script entry: the typer-free path when the command line is one argv.parse reads."""
-    args = sys.argv[1:] if args is None else args
-    command = argv.parse(args)
-    if command is None:
-        from a3s_dev.cli.app import main as typer_main
+def _typer(args: list[str]) -> int:
+    from a3s_dev.cli.app import app
 
-        typer_main(args)
-        return
+    app(args=args, prog_name="a3s")  # standalone: click prints usage errors itself and exits 2
+    return 0
+
+
+def finish(body: Callable[[], int]) -> NoReturn:
+    """Run a command's body and end the process with its exit code: the one way out of every
+    command. A user mistake is one line on stderr; click's own exits keep their code."""
     try:
-        code = _fast(command)
+        code = body()
+    except SystemExit as exc:  # typer and click end every command this way
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
     except A3sError as exc:
         print(exc.printed(), file=sys.stderr)
         code = exc.exit_code
@@ -47,5 +54,15 @@ def main(args: list[str] | None = None) -> None:
     except BrokenPipeError:
         pass
     # Nothing of ours needs tearing down (a foreground run has stopped every service by now):
-    # skip the interpreter's module cleanup.
+    # skip the interpreter's module cleanup (typer's and pydantic's take ~40 ms).
     os._exit(code)
+
+
+def main(args: list[str] | None = None, *, fast: bool = True) -> NoReturn:
+    """Console-script entry: the typer-free path when the command line is one argv.parse reads
+    (`fast=False`: always typer, which tests use to compare the two)."""
+    args = sys.argv[1:] if args is None else args
+    command = argv.parse(args) if fast else None
+    if command is None:
+        finish(lambda: _typer(args))
+    finish(lambda: _fast(command))

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from a3s_dev.control.client import STATUS_KEYS
+from a3s_dev.core.state import STATUS_KEYS
 
 COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL")
 STATE_STYLE = {

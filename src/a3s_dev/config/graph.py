@@ -4,15 +4,15 @@
 dependency -> dependent, so that networkx's topological algorithms give dependencies first,
 `ancestors` are what a service needs and `descendants` what needs it. networkx costs
 ~150 ms to import, so it is imported on first use: `a3s status` never loads this module's
-engine, and `a3s up` spawns the services that wait for nothing before it does.
+engine, and the supervisor computes its `plan` in a worker thread once the services that wait
+for nothing are spawned (`independent`, plain Python) and up.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from a3s_dev.errors import UsageError, unknown_service
 
@@ -122,7 +122,8 @@ def known(config: DevConfig, names: Iterable[str]) -> list[str]:
     return wanted
 
 
-class Plan(NamedTuple):
+@dataclass(frozen=True)
+class Plan:
     """What the supervisor does with the graph, decided once as plain data (networkx computes it)."""
 
     order: tuple[str, ...]  # start order: dependencies first, declaration order breaking ties
@@ -144,28 +145,6 @@ class Plan(NamedTuple):
         for name in list(keep):
             keep |= self.needed_by.get(name, frozenset())
         return [n for n in reversed(self.order) if n in keep]
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "order": list(self.order),
-                "waves": [list(w) for w in self.waves],
-                "needs": {k: sorted(v) for k, v in self.needs.items()},
-                "needed_by": {k: sorted(v) for k, v in self.needed_by.items()},
-                "dependents": {k: list(v) for k, v in self.dependents.items()},
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Plan:
-        data = json.loads(text)
-        return cls(
-            tuple(data["order"]),
-            tuple(tuple(w) for w in data["waves"]),
-            {k: frozenset(v) for k, v in data["needs"].items()},
-            {k: frozenset(v) for k, v in data["needed_by"].items()},
-            {k: tuple(v) for k, v in data["dependents"].items()},
-        )
 
 
 def plan_of(deps: Mapping[str, Sequence[str]]) -> Plan:
@@ -192,16 +171,3 @@ def plan_of(deps: Mapping[str, Sequence[str]]) -> Plan:
 def plan(config: DevConfig) -> Plan:
     """The config's plan, computed here (networkx imported in this process)."""
     return plan_of(dependencies(config))
-
-
-def main() -> int:
-    """`python -m a3s_dev.config.graph`: read `{"deps": {name: [deps]}}` (declaration order) on
-    stdin, write its Plan as JSON. The supervisor runs this beside itself: networkx (~25 MB,
-    ~150 ms of CPU) is imported in a short-lived helper, never in the long-running supervisor."""
-    deps = json.loads(sys.stdin.read())["deps"]
-    sys.stdout.write(plan_of(deps).to_json())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

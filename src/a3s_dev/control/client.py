@@ -17,11 +17,6 @@ from typing import Any
 from a3s_dev.errors import A3sError, UsageError
 
 API_VERSION = "v1"
-# The keys of one `status --json` object (SPEC §2), in order. Here rather than in api.py so
-# that `a3s status` renders an answer without importing the server's shapes.
-STATUS_KEYS = (
-    "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
-)
 MAX_HEAD = 64 * 1024
 
 

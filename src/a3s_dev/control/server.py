@@ -11,17 +11,18 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 from aiohttp import web
 
-from a3s_dev import runtime
 from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
 from a3s_dev.control.api import log_dict, readiness, render_metrics
@@ -80,12 +81,6 @@ class LogHub:
             for queue in tuple(self.followers):
                 for line in lines[: max(0, FOLLOWER_BACKLOG - queue.qsize())]:
                     queue.put_nowait(line)
-            return
-        if isinstance(event, LogLine):
-            self.ring.setdefault(event.service, deque(maxlen=LOG_RING)).append(event)
-            for queue in tuple(self.followers):
-                if queue.qsize() < FOLLOWER_BACKLOG:
-                    queue.put_nowait(event)
             return
         # A state or health change: wake the long-polling status requests.
         self.seq += 1
@@ -379,18 +374,21 @@ class ControlServer:
 
 async def serve_control(
     supervisor: SupervisorLike,
-    paths: runtime.RuntimePaths,
     *,
+    bind: Callable[[], socket.socket],
+    path: Path,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the control API on `paths.socket` until cancelled; then remove the socket.
+    """Serve the control API on the Unix socket `bind()` gives (listening at `path`) until
+    cancelled; then remove the socket file.
 
-    The caller holds the supervisor lock (runtime.SupervisorLock). `down` calls
-    `supervisor.shutdown()`; the run ends this task once the supervisor has stopped.
+    The caller holds the supervisor lock (run.workspace.SupervisorLock), so `bind` may replace
+    a stale file. `down` calls `supervisor.shutdown()`; the run ends this task once the
+    supervisor has stopped.
     """
     hub = LogHub()
     # LogBatch rather than LogLine: a service printing 500k lines costs a few calls, not 500k.
-    unsubscribe = supervisor.bus.subscribe(hub.on_event, (StateChanged, HealthChanged, LogBatch, LogLine))
+    unsubscribe = supervisor.bus.subscribe(hub.on_event, (StateChanged, HealthChanged, LogBatch))
     async with anyio.create_task_group() as tg:
 
         def on_down() -> None:
@@ -399,9 +397,9 @@ async def serve_control(
         app = ControlServer(supervisor, hub, on_down).app()
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        sock = runtime.bind_control_socket(paths)
+        sock = bind()
         # A socket fd's own inode is sockfs's, so remember the file's to recognise it later.
-        bound_ino = os.stat(paths.socket).st_ino
+        bound_ino = os.stat(path).st_ino
         try:
             await web.SockSite(runner, sock).start()
             task_status.started()
@@ -411,8 +409,8 @@ async def serve_control(
             with anyio.CancelScope(shield=True):
                 # Remove the socket first: from here on, clients see "not running".
                 with contextlib.suppress(OSError):
-                    if os.stat(paths.socket).st_ino == bound_ino:
-                        os.unlink(paths.socket)
+                    if os.stat(path).st_ino == bound_ino:
+                        os.unlink(path)
                 hub.close()
                 await runner.cleanup()
                 sock.close()

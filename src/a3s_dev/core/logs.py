@@ -1,7 +1,8 @@
 """Service output: line splitting, the LogSink protocol, and the terminal and file sinks.
 
-The supervisor hands sinks whole batches of lines (all the complete lines of one pipe
-read) so that a chatty service costs a few joins per read, not Python work per line.
+Sinks subscribe to the supervisor's bus (`subscribe_sink`) and get whole batches of lines
+(all the complete lines of one pipe read), so that a chatty service costs a few joins per
+read, not Python work per line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
+
+from a3s_dev.core.events import Event, EventBus, LogBatch
 
 A3S = "a3s"  # the name a3s's own messages are shown under
 
@@ -65,6 +68,17 @@ class LogSink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; called once at shutdown."""
+
+
+def subscribe_sink(bus: EventBus, sink: LogSink) -> Callable[[], None]:
+    """Feed `sink` every LogBatch published on `bus` (a sink is one more subscriber of the
+    supervisor's output); returns the unsubscribe function."""
+
+    def on_batch(event: Event) -> None:
+        assert isinstance(event, LogBatch)
+        sink.write(event.service, event.lines, event.at, event.stream)
+
+    return bus.subscribe(on_batch, (LogBatch,))
 
 
 # ----------------------------------------------------------------------------- terminal

@@ -1,4 +1,5 @@
-"""Restart policy: whether and when a service that exited is started again. Pure; the clock is injected."""
+"""Restart policy: whether and when a service that exited is started again, and what becomes of it
+(`after_exit`). Pure; the clock is injected."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from a3s_dev.config.model import RestartMode, ServiceDef
+from a3s_dev.core.state import ServiceState, exited, format_delay, restarting_in
 
 
 class RestartPolicy(Protocol):
@@ -70,3 +72,49 @@ class ExponentialBackoff:
     def reset(self, name: str) -> None:
         self._attempts.pop(name, None)
         self._healthy_at.pop(name, None)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What becomes of a service whose process exited on its own: its new state and reason, the
+    line a3s says, and, for `backoff`, the seconds until it is started again."""
+
+    state: ServiceState
+    reason: str
+    said: str
+    exit_code: int
+    delay: float | None = None
+
+
+def after_exit(
+    service: ServiceDef,
+    code: int,
+    policy: RestartPolicy,
+    *,
+    failure: str | None = None,
+    cannot_run: str | None = None,
+) -> Outcome:
+    """Decide, once, between completed, stopped, backoff and failed for `service` that exited with
+    `code`. `failure`: why the supervisor ended it itself (not ready in time, unhealthy), which
+    makes any exit a failure; `cannot_run`: the shell said the command is not there (no retry)."""
+    name = service.name
+    if cannot_run is not None:
+        return Outcome(ServiceState.FAILED, cannot_run, f"{name} failed: {cannot_run}", code)
+    if failure is not None:
+        code = code or 1
+        delay = policy.decide(service, code)
+        if delay is None:
+            return Outcome(ServiceState.FAILED, failure, f"{name} failed: {failure}", code)
+        reason = f"{failure}, restarting in {format_delay(delay)}"
+        return Outcome(ServiceState.BACKOFF, reason, f"{name} {reason}", code, delay)
+    if service.oneshot and code == 0:
+        return Outcome(ServiceState.COMPLETED, exited(0), f"{name} completed", 0)
+    delay = policy.decide(service, code)
+    if delay is None:
+        if code == 0:
+            return Outcome(ServiceState.STOPPED, exited(0), f"{name} exited ({exited(0)})", 0)
+        return Outcome(ServiceState.FAILED, exited(code), f"{name} failed ({exited(code)})", code)
+    return Outcome(
+        ServiceState.BACKOFF, restarting_in(code, delay), f"{name} exited ({exited(code)}), restarting in {format_delay(delay)}",
+        code, delay,
+    )

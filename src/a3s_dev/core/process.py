@@ -8,228 +8,26 @@ child watcher, which on Python 3.11 costs one thread per child.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from a3s_dev.config.model import DevConfig, ServiceDef
+from a3s_dev.config.model import ServiceDef
 from a3s_dev.core.logs import LineSplitter
 from a3s_dev.errors import RuntimeFailure
-from a3s_dev.procfs import group_alive
+from a3s_dev.system.ports import port_in_use
+from a3s_dev.system.procfs import group_alive, port_owner
 
 if TYPE_CHECKING:
     import asyncio
 
 READ_CHUNK = 1 << 18  # smaller reads than the 1 MB pipe: cache-friendlier splitting
 
-# --------------------------------------------------------------------------- environment
-
-
-def env_var_name(service: str) -> str:
-    """`A3S_<NAME>_URL` spelling of a service name: upper-cased, `-` as `_`."""
-    return service.upper().replace("-", "_").replace(".", "_")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """A dotenv file: `KEY=value`, optional `export `, quotes, `#` comments. Raises RuntimeFailure if unreadable."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise RuntimeFailure(f"env_file {path}: {exc.strerror or exc}") from None
-    env: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = value.replace("\\n", "\n").replace('\\"', '"')
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        env[key] = value
-    return env
-
-
-def service_env(
-    service: ServiceDef, config: DevConfig, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """SPEC §1: a3s's environment, then env_file, then env, then PORT, A3S_SERVICE and A3S_<DEP>_URL.
-    With https on, the runtimes that ignore the system trust store are pointed at a3s's CA
-    (SPEC §6), so services calling each other through the proxy verify; a service's own env wins."""
-    env = dict(os.environ if base is None else base)
-    if config.settings.https:
-        from a3s_dev.runtime import ca_env
-
-        env.update(ca_env())
-    if service.env_file is not None:
-        env.update(read_env_file(service.env_file))
-    env.update(service.env)
-    if service.port is not None:
-        env["PORT"] = str(service.port)
-    env["A3S_SERVICE"] = service.name
-    for dep in service.depends_on:
-        try:
-            port = config.service(dep).port
-        except KeyError:
-            continue
-        if port is not None:  # SPEC §1: http:// even for a service that is not HTTP (parse its port)
-            env[f"A3S_{env_var_name(dep)}_URL"] = f"http://127.0.0.1:{port}"
-    return env
-
-
 # --------------------------------------------------------------------------- ports
-
-
-class ListenFailure(Exception):
-    """A loopback listener could not be opened (`listen_loopback`)."""
-
-    def __init__(self, host: str, port: int, err: int, strerror: str) -> None:
-        super().__init__(f"{host}:{port}: {strerror}")
-        self.host = host
-        self.port = port
-        self.errno = err
-        self.strerror = strerror
-
-
-def has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-LISTEN_BACKLOG = 1024
-
-
-def _loopback_listener(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ListenFailure(host, port, exc.errno or 0, exc.strerror or str(exc)) from None
-    return sock
-
-
-def listen_loopback(port: int) -> list[socket.socket]:
-    """Listening sockets on 127.0.0.1 and, where the host has it, ::1, both on `port` (0: one
-    the OS picks); never on any other address. Raises `ListenFailure`."""
-    ipv6 = has_ipv6_loopback()
-    attempts = 5 if port == 0 else 1  # port 0: the v6 side may collide with the v4 pick
-    for attempt in range(attempts):
-        v4 = _loopback_listener(socket.AF_INET, "127.0.0.1", port)
-        if not ipv6:
-            return [v4]
-        try:
-            return [v4, _loopback_listener(socket.AF_INET6, "::1", v4.getsockname()[1])]
-        except ListenFailure as exc:
-            v4.close()
-            if exc.errno != errno.EADDRINUSE or attempt + 1 == attempts:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def port_in_use(port: int) -> bool:
-    """True when something listens on `port` of 127.0.0.1, of ::1 (a server bound to
-    `localhost` may be on ::1 only), or of every address.
-
-    A bind with SO_REUSEADDR fails only for a listener, not for sockets in TIME_WAIT
-    left by the previous instance of the same service.
-    """
-    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        try:
-            s = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue  # no IPv6 on this host
-        with s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return True
-    return False
-
-
-def free_loopback_port(avoid: frozenset[int] = frozenset()) -> int:
-    """A port free on 127.0.0.1 and ::1 that browsers will open, picked by the OS (`port = "auto"`)."""
-    from a3s_dev.config.model import BROWSER_BLOCKED_PORTS
-
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in BROWSER_BLOCKED_PORTS and port not in avoid and not port_in_use(port):
-            return port
-    raise RuntimeFailure("no free loopback port found for port = \"auto\"")
-
-
-def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f, None)
-                for row in f:
-                    cols = row.split()
-                    if (
-                        len(cols) > 9
-                        and cols[3] == "0A"
-                        and int(cols[1].rsplit(":", 1)[1], 16) == port
-                    ):
-                        inodes.add(cols[9])
-        except OSError:
-            continue
-    return inodes
-
-
-def port_owner(port: int) -> str | None:
-    """`pid 1234 (postgres)` for the process listening on `port`, when /proc lets us see it."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    targets = {f"socket:[{i}]" for i in inodes}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
-                    with open(f"/proc/{entry}/comm") as f:
-                        return f"pid {entry} ({f.read().strip()})"
-            except OSError:
-                continue
-    return None
 
 
 def check_port_free(service: ServiceDef) -> None:

@@ -156,9 +156,16 @@ def format_delay(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
+# The keys of one `a3s status --json` object (SPEC §2), in order: `status_row` gives them
+# first, then `reason` and `started_at` for the control API and the dashboard.
+STATUS_KEYS = (
+    "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+)
+
+
 def status_row(st: ServiceStatus, now: float, project: str | None = None) -> dict[str, Any]:
     """One service as the control API, `status --json` and the dashboard's `/api/services`
-    show it (SPEC §2 keys, plus `reason` and `started_at`)."""
+    show it (STATUS_KEYS, then `reason` and `started_at`)."""
     live = st.state in ACTIVE_STATES and st.started_at is not None
     return {
         "name": st.name,

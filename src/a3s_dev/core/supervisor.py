@@ -9,7 +9,6 @@ cancels the runner, so a runner never mistakes a requested stop for a crash.
 from __future__ import annotations
 
 import re
-import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -29,13 +28,14 @@ from a3s_dev.config.model import (
 )
 from a3s_dev.core import state as st
 from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
+from a3s_dev.core.groups import GroupRecord, GroupRegistry, signal_named
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
-from a3s_dev.core.logs import A3S, LogSink
-from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy
-from a3s_dev.core.process import ServiceProcess, check_port_free, service_env, spawn
+from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
+from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy, after_exit
+from a3s_dev.core.process import ServiceProcess, check_port_free, spawn
+from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
-from a3s_dev.runtime import GroupRecord, GroupRegistry, paths_for
 
 S = ServiceState
 TAIL_LINES = 200
@@ -101,34 +101,30 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         bus: EventBus | None = None,
         cadence: Cadence = Cadence(),
-        record_groups: bool = True,
         prespawned: dict[str, ServiceProcess] | None = None,
         groups: GroupRegistry | None = None,
         proxy_port: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-        plan: Callable[[], Awaitable[graph.Plan]] | None = None,
     ) -> None:
-        """`proxy_port`: where the proxy listens for this stack, so status URLs point through it.
-        `sleep` waits out a restart delay (tests pass one that records the delays). `plan`
-        gives the graph's plan (the run computes it in a helper process, so that networkx is
-        never imported here); without it, or when it fails, it is computed in a worker thread."""
+        """`sinks` subscribe to the bus's log batches, like every other consumer of the output.
+        `groups`: where each live process group is recorded (groups.json; None: nowhere).
+        `proxy_port`: where the proxy listens for this stack, so status URLs point through it.
+        `sleep` waits out a restart delay (tests pass one that records the delays)."""
         self.config = config
         self.bus = bus if bus is not None else EventBus()
-        self.sinks = list(sinks)
+        for sink in sinks:
+            subscribe_sink(self.bus, sink)
         self.policy: RestartPolicy = policy if policy is not None else ExponentialBackoff()
         self.cadence = cadence
         self._svcs = {s.name: _Service(s) for s in config.services}
         # The plan, decided once (launch order by topological generation, closures, each
-        # service's dependents for stopping them first), fetched on first need.
-        self._plan_source = plan
+        # service's dependents for stopping them first), computed on first need.
         self._plan: graph.Plan | None = None
         self._plan_lock = anyio.Lock()
         self._tg: TaskGroup | None = None
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
         self._resources = ProbeResources(env_for=lambda svc: service_env(svc, self.config))
-        if groups is None and record_groups:
-            groups = GroupRegistry(paths_for(config.path).state_dir)
         self._groups = groups  # the first wave's groups already in it (run.prespawn)
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -162,16 +158,11 @@ class Supervisor:
                 self._groups.flush()
 
     async def plan(self) -> graph.Plan:
-        """The graph's plan, fetched once (from the run's helper, else computed in a thread)."""
-        if self._plan is None:
-            async with self._plan_lock:
-                if self._plan is None and self._plan_source is not None:
-                    try:
-                        self._plan = await self._plan_source()
-                    except Exception:  # noqa: BLE001 - the helper failed: compute it here instead
-                        self._plan = None
-                if self._plan is None:
-                    self._plan = await anyio.to_thread.run_sync(graph.plan, self.config)
+        """The graph's plan, computed once, in a worker thread (networkx is imported there the
+        first time: the run asks for it once the first wave is up)."""
+        async with self._plan_lock:
+            if self._plan is None:
+                self._plan = await anyio.to_thread.run_sync(graph.plan, self.config)
         return self._plan
 
     async def start(self, names: Iterable[str] | None = None, *, deps: bool = True) -> None:
@@ -198,22 +189,18 @@ class Supervisor:
     async def wait_ready(
         self, names: Iterable[str], timeout: float | None = None
     ) -> dict[str, ServiceStatus]:
-        """Until each of `names` is running/completed, or something they need failed; statuses at return."""
+        """Until each of `names` is running/completed, or something they need failed; statuses at return.
+
+        The plan (what they need) is asked for only once some service has failed: while none
+        has, readiness alone decides, so a start-up never waits for the graph."""
         targets = self._names(names)
-
-        def watched() -> set[str]:
-            # What they need: the plan's closure once it is in; until then (it comes from a
-            # helper process) their direct dependencies, whose own stay pending when one fails.
-            if self._plan is not None:
-                return set(self._plan.closure(targets))
-            return set(targets).union(*(self._svcs[n].defn.depends_on for n in targets))
-
-        def settled() -> bool:
-            return all(self._is_ready(self._svcs[n]) for n in targets) or any(
-                self._svcs[n].state is S.FAILED for n in watched() if n in self._svcs
-            )
-
-        await self.wait_until(settled, timeout)
+        with anyio.move_on_after(timeout):
+            while not all(self._is_ready(self._svcs[n]) for n in targets):
+                changed = self._changed  # taken before the plan's await: no change goes unseen
+                failed = {n for n, svc in self._svcs.items() if svc.state is S.FAILED}
+                if failed and failed.intersection((await self.plan()).closure(targets)):
+                    break
+                await changed.wait()  # no failure, or one that does not concern them
         return {n: self.status(n) for n in targets}
 
     async def wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -375,10 +362,10 @@ class Supervisor:
         self.bus.publish(HealthChanged(svc.defn.name, healthy, error, time.time()))
 
     def _emit(self, name: str, lines: list[str], stream: str = "stdout") -> None:
+        """The one way out for output: a LogBatch on the bus (the sinks, the control API's
+        stream, the proxy's error page and the dashboard all subscribe), and the tail."""
         at = time.time()
         (self._a3s_tail if name == A3S else self._svcs[name].tail).extend(lines)
-        for sink in self.sinks:
-            sink.write(name, lines, at, stream)
         if self.bus.wants_lines():
             self.bus.publish(LogBatch(name, tuple(lines), at, stream))
 
@@ -414,42 +401,20 @@ class Supervisor:
                     code = await self._supervise(svc, proc)
                     if svc.stopping or not svc.wanted:
                         return  # a requested stop (or the second Ctrl-C), not a crash
-                    cannot_run = _cannot_run(svc.defn, code, time.monotonic() - proc.started_mono, svc.tail)
-                    if cannot_run is not None:
-                        self._set(svc, S.FAILED, cannot_run, exit_code=code)
-                        self.announce(f"{name} failed: {cannot_run}")
-                        return  # retrying a command that is not there only repeats the error
                     failure, svc.failure = svc.failure, None
-                    if failure is not None:
-                        code = code or 1  # the supervisor ended it: a failure whatever it exited with
-                        delay = self.policy.decide(svc.defn, code)
-                        if delay is None:
-                            self._set(svc, S.FAILED, failure, exit_code=code)
-                            self.announce(f"{name} failed: {failure}")
-                            return
-                        self._set(svc, S.BACKOFF, f"{failure}, restarting in {st.format_delay(delay)}", exit_code=code)
-                        self.announce(f"{name} {failure}, restarting in {st.format_delay(delay)}")
-                        await self._sleep(delay)
-                        svc.restarts += 1
-                        continue
-                    if svc.defn.oneshot and code == 0:
-                        self._set(svc, S.COMPLETED, st.exited(0), exit_code=0)
-                        self.announce(f"{name} completed")
-                        return
-                    delay = self.policy.decide(svc.defn, code)
-                    if delay is None:
-                        if code == 0:
-                            self._set(svc, S.STOPPED, st.exited(0), exit_code=0)
-                            self.announce(f"{name} exited ({st.exited(code)})")
-                        else:
-                            self._set(svc, S.FAILED, st.exited(code), exit_code=code)
-                            self.announce(f"{name} failed ({st.exited(code)})")
-                        return
-                    self._set(svc, S.BACKOFF, st.restarting_in(code, delay), exit_code=code)
-                    self.announce(
-                        f"{name} exited ({st.exited(code)}), restarting in {st.format_delay(delay)}"
+                    outcome = after_exit(
+                        svc.defn,
+                        code,
+                        self.policy,
+                        failure=failure,
+                        # retrying a command that is not there only repeats the error
+                        cannot_run=_cannot_run(svc.defn, code, time.monotonic() - proc.started_mono, svc.tail),
                     )
-                    await self._sleep(delay)
+                    self._set(svc, outcome.state, outcome.reason, exit_code=outcome.exit_code)
+                    self.announce(outcome.said)
+                    if outcome.delay is None:
+                        return
+                    await self._sleep(outcome.delay)
                     svc.restarts += 1
         except Exception as exc:  # noqa: BLE001 - one broken service must not take the stack down
             message = one_line(exc)
@@ -528,7 +493,7 @@ class Supervisor:
         except BaseException:
             with anyio.CancelScope(shield=True):
                 if proc.returncode is None:
-                    await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
+                    await proc.terminate(signal_named(svc.defn.stop_signal), svc.defn.stop_timeout)
                 await proc.drain(0.2)
             raise
         finally:
@@ -605,7 +570,7 @@ class Supervisor:
     async def _end(self, svc: _Service, proc: ServiceProcess) -> None:
         """End a process the supervisor gave up on (its runner then applies the restart policy)."""
         if proc.returncode is None:
-            await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
+            await proc.terminate(signal_named(svc.defn.stop_signal), svc.defn.stop_timeout)
 
     async def _stop_one(self, svc: _Service, reason: str | None = None, *, cause: str | None = None) -> None:
         name = svc.defn.name
@@ -625,7 +590,7 @@ class Supervisor:
         svc.stopping = True
         if proc is not None and proc.returncode is None:
             self._set(svc, S.STOPPING, reason)
-            code = await proc.terminate(_signal(svc.defn.stop_signal), svc.defn.stop_timeout)
+            code = await proc.terminate(signal_named(svc.defn.stop_signal), svc.defn.stop_timeout)
             svc.exit_code = code
             if proc.killed:
                 timeout = st.format_delay(svc.defn.stop_timeout)
@@ -663,12 +628,3 @@ def _call_soon(callback: Callable[[], None]) -> None:
     import asyncio
 
     asyncio.get_running_loop().call_soon(callback)
-
-
-def _signal(name: str) -> signal.Signals:
-    try:
-        return signal.Signals[
-            name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
-        ]
-    except KeyError:
-        return signal.SIGTERM

@@ -1,5 +1,5 @@
 """`python -m a3s_dev.proxy --port N --fds A,B,C`: the shared proxy's process, started by
-`proxy.shared.start` on the sockets it listened on (docs/proxy.md)."""
+`proxy.proxy_process.start` on the sockets it listened on (docs/proxy.md)."""
 
 from __future__ import annotations
 

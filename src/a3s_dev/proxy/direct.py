@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from a3s_dev.core.state import ServiceState
-from a3s_dev.proxy.headers import plain_request, request_head, response_head
+from a3s_dev.proxy.headers import LAST_CHUNK, chunk, plain_request, request_head, response_head
 from a3s_dev.proxy.router import FORWARD_STATES, RouteKind, Router
 from a3s_dev.proxy.upstream import (
     MAX_HEAD,
@@ -282,10 +282,8 @@ class ClientConnection(asyncio.Protocol):
             )
         chunks = up.take_chunks()
         if self._chunked:
-            for chunk in chunks:
-                out.append(b"%x\r\n" % len(chunk))
-                out.append(chunk)
-                out.append(b"\r\n")
+            for piece in chunks:
+                out.extend(chunk(piece))
         else:
             out.extend(chunks)
         if up.error is not None:
@@ -299,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
             transport.write(b"".join(out))  # one piece is written as is, an empty list not at all
             return
         if self._chunked:
-            out.append(b"0\r\n\r\n")
+            out.append(LAST_CHUNK)
         self._let_go()
         self.direct.counts.direct += 1
         transport.write(b"".join(out))

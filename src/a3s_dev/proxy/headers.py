@@ -26,6 +26,15 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """`data` framed as one chunk of a chunked body: size line, data, CRLF (three pieces, so
+    that a large piece is never copied into a new bytes object)."""
+    return b"%x\r\n" % len(data), data, b"\r\n"
+
+
 REQUEST_DROP = HOP_BY_HOP | {"expect"}  # we answer 100-continue ourselves
 WS_DROP = HOP_BY_HOP | {
     "sec-websocket-key",

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from a3s_dev.core.state import ServiceState, ServiceStatus, exited
-from a3s_dev.proxy.router import RouteEntry
+from a3s_dev.link.addresses import RouteEntry, route_url
 
 
 class ProxyStats(Protocol):
@@ -33,24 +33,6 @@ def _page(title: str, body: str, *, refresh: int | None = None) -> str:
         f'<!doctype html><html><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
         f"<style>{_STYLE}</style></head><body>{body}</body></html>\n"
     )
-
-
-def route_url(entry: RouteEntry, proxy_port: int, scheme: str = "http") -> str:
-    """`http://<subdomain>.<project>.localhost:<port>/`: the address that names one service
-    whatever else runs (SPEC §6)."""
-    project = f".{entry.project}" if entry.project else ""
-    return f"{scheme}://{entry.subdomain}{project}.localhost:{proxy_port}/"
-
-
-def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int, https_port: int | None = None) -> str:
-    """The one line `a3s up` prints once registered with the proxy: where each service is."""
-    if https_port is not None:
-        urls = ", ".join(route_url(e, https_port, "https").rstrip("/") for e in entries)
-        where = f"proxy on http://localhost:{proxy_port} and https://localhost:{https_port}"
-    else:
-        urls = ", ".join(route_url(e, proxy_port).rstrip("/") for e in entries)
-        where = f"proxy on http://localhost:{proxy_port}"
-    return where + (f": {urls}" if urls else " (no service has a port)")
 
 
 def _route_link(entry: RouteEntry, proxy_port: int) -> str:

@@ -22,7 +22,8 @@ from typing import Protocol
 from a3s_dev.config.model import ServiceDef
 from a3s_dev.core import history
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.proxy.registration import (
+from a3s_dev.errors import project_name_taken
+from a3s_dev.link.protocol import (
     MAX_MESSAGE,
     BadMessage,
     ProjectView,
@@ -188,10 +189,7 @@ class Registry:
             reg = parse_registration(first)
             other = self.members.projects.get(reg.project)
             if isinstance(other, RemoteProject) and other.a3sfile != reg.a3sfile:
-                refusal = (
-                    f'project "{reg.project}" is already running from {other.a3sfile}; to run this one beside it, '
-                    f'give it another name: dev {{ name = "{reg.project}-2" }} or A3S_PROJECT={reg.project}-2'
-                )
+                refusal = project_name_taken(reg.project, str(other.a3sfile))
                 writer.write(encode({"type": "refused", "message": refusal}))
                 self.log(f"refused {reg.project} from {reg.a3sfile}: the name is taken")
                 return

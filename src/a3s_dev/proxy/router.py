@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from a3s_dev.config.model import ServiceDef
 from a3s_dev.core.state import ServiceState
+from a3s_dev.link.addresses import RouteEntry, routed
 
 INDEX_HOSTS = frozenset({"localhost", "a3s.localhost", "127.0.0.1", "::1"})
 LOCALHOST_SUFFIX = ".localhost"
@@ -24,16 +25,6 @@ class RouteKind(str, enum.Enum):
     NOT_HTTP = "not-http"  # the service says `proxy = false` (a database): never sent HTTP
     AMBIGUOUS = "ambiguous"  # <subdomain>.localhost while several projects have it: 409, choices
     PROJECT_GONE = "project-gone"  # the host belongs to a project whose supervisor ended
-
-
-@dataclass(frozen=True, slots=True)
-class RouteEntry:
-    """One line of the routing table: `subdomain.project.localhost` -> service on port."""
-
-    subdomain: str
-    service: str
-    port: int
-    project: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +56,13 @@ class _Table:
     """One project's routes: subdomain -> entry, and every name a host may use for a service."""
 
     def __init__(self, project: str, services: Iterable[ServiceDef]) -> None:
-        self.routes: dict[str, RouteEntry] = {}
+        services = list(services)
+        self.routes = {entry.subdomain: entry for entry in routed(project, services)}
         self.by_name: dict[str, ServiceDef] = {}
         for svc in services:
             self.by_name[svc.name.lower()] = svc
             if svc.proxy is False and svc.subdomain:
                 self.by_name[svc.subdomain.lower()] = svc
-            if svc.port is None or svc.proxy is False:
-                continue
-            sub = (svc.subdomain or svc.name).lower()
-            self.routes[sub] = RouteEntry(sub, svc.name, svc.port, project)
 
     def route(self, sub: str, project: str) -> Route | None:
         entry = self.routes.get(sub)

@@ -31,41 +31,42 @@ from yarl import URL
 
 from a3s_dev.config.model import DevConfig
 from a3s_dev.core.events import Event, EventBus, StateChanged
-from a3s_dev.core.process import LISTEN_BACKLOG, ListenFailure, listen_loopback
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.errors import A3sError
-from a3s_dev.proxy.ca import LocalCA, ServerContexts
-from a3s_dev.proxy.dashboard import Dashboard
+from a3s_dev.dashboard.handlers import Dashboard
+from a3s_dev.errors import A3sError, RuntimeFailure
+from a3s_dev.link.addresses import proxy_banner, route_url
+from a3s_dev.link.protocol import ProjectView
+from a3s_dev.link.proxy_process import listen_tcp
 from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
 from a3s_dev.proxy.headers import (
     IDEMPOTENT,
+    LAST_CHUNK,
     WS_DROP,
+    chunk,
     forward_headers,
     origin_form,
     request_head,
     response_headers,
 )
 from a3s_dev.proxy.pages import (
-    proxy_banner,
     render_ambiguous,
     render_not_found,
     render_not_http,
     render_project_gone,
     render_proxy_metrics,
     render_unavailable,
-    route_url,
 )
-from a3s_dev.proxy.registration import ProjectView
 from a3s_dev.proxy.registry import Registry
 from a3s_dev.proxy.router import FORWARD_STATES, Route, RouteKind, Router, Verdict, verdict
-from a3s_dev.proxy.shared import listen_error
 from a3s_dev.proxy.upstream import (
     UpstreamConnectError,
     UpstreamConnection,
     UpstreamError,
     UpstreamPool,
 )
-from a3s_dev.runtime import ca_folder
+from a3s_dev.system.places import ca_folder
+from a3s_dev.system.ports import LISTEN_BACKLOG
+from a3s_dev.tls.ca import LocalCA, ServerContexts
 
 # How long a request for a (re)starting service is held before the 503 page.
 HOLD_TIMEOUT = 30.0
@@ -260,11 +261,12 @@ class ProxyServer:
         try:
             if self._tls_contexts is None:
                 self._tls_contexts = ServerContexts(LocalCA())
-            sockets = listen_loopback(port)
-        except ListenFailure as exc:
-            return listen_error(exc, what="https", setting="dev.https_port").message
         except (OSError, A3sError) as exc:
             return f"https: the local CA at {ca_folder()} cannot be used: {exc}"
+        try:
+            sockets = listen_tcp(port, what="https", setting="dev.https_port")
+        except RuntimeFailure as exc:
+            return exc.message
         direct = DirectPath(self, self.full, counts=self.counts, idle_timeout=self.idle_timeout, proto="https")
         loop = asyncio.get_running_loop()
         ssl_context = self._tls_contexts.context
@@ -306,7 +308,7 @@ class ProxyServer:
             if request.path == "/metrics" and not route.project:
                 return web.Response(text=render_proxy_metrics(self.counts, len(self.projects)),
                                     content_type="text/plain", charset="utf-8")
-            return await self.dashboard.handle(request, route)
+            return await self.dashboard.handle(request, route.project)
         if kind is RouteKind.NOT_HTTP:
             assert route.service is not None
             return self._html(404, render_not_http(route.service, route.port))
@@ -521,16 +523,12 @@ class ProxyServer:
     @staticmethod
     async def _send_body(conn: UpstreamConnection, request: web.BaseRequest, chunked: bool) -> None:
         """Stream the request body upstream piece by piece (a 50 MB upload is never held whole)."""
-        async for chunk in request.content.iter_any():
-            if chunked:
-                conn.write(b"%x\r\n" % len(chunk))
-                conn.write(chunk)
-                conn.write(b"\r\n")
-            else:
-                conn.write(chunk)
+        async for piece in request.content.iter_any():
+            for part in chunk(piece) if chunked else (piece,):
+                conn.write(part)
             await conn.drain()
         if chunked:
-            conn.write(b"0\r\n\r\n")
+            conn.write(LAST_CHUNK)
 
     async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
         await self.pool.locate(port)  # 127.0.0.1 or ::1: _url then names the one that answers
@@ -617,10 +615,7 @@ async def _listen(
     """Serve on `sockets` (those `a3s up` listened on before spawning anything), else on
     127.0.0.1 and ::1 (when the host has it) `port`; return the servers and the port."""
     if not sockets:
-        try:
-            sockets = listen_loopback(port)
-        except ListenFailure as exc:
-            raise listen_error(exc) from None
+        sockets = listen_tcp(port)
     loop = asyncio.get_running_loop()
     servers = [await loop.create_server(factory, sock=sock, backlog=LISTEN_BACKLOG) for sock in sockets]
     return servers, int(sockets[0].getsockname()[1])
@@ -712,7 +707,7 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
     """The shared proxy's process (`python -m a3s_dev.proxy`, `a3s proxy`): serve on the
     listening sockets `fds` (TCP ones, then the Unix one) until `a3s proxy stop`, a signal, or
     `linger` seconds without any project (None: never). Its exit code."""
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
     tcp = [socket.socket(fileno=fd) for fd in fds[:-1]]
     unix = socket.socket(fileno=fds[-1])
@@ -726,8 +721,8 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
                 log=log,
                 on_stop=tg.cancel_scope.cancel,
                 linger=linger,
-                socket_file=shared.socket_path(port),
-                exit_lock=lambda: shared.spawn_lock(port),
+                socket_file=proxy_process.socket_path(port),
+                exit_lock=lambda: proxy_process.spawn_lock(port),
             )
 
             async def signals() -> None:
@@ -739,7 +734,7 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
             tg.start_soon(signals)
             await tg.start(functools.partial(serve_proxy, sockets=tcp, registration=registry,
                                              registration_socket=unix))
-            shared.write_pid(port)
+            proxy_process.write_pid(port)
             log(f"serving http://localhost:{port} (pid {os.getpid()})")
 
     anyio.run(main)

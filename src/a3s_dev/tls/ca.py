@@ -22,9 +22,9 @@ import re
 import ssl
 from pathlib import Path
 
-from a3s_dev import runtime
 from a3s_dev.errors import A3sError
-from a3s_dev.runtime import ca_folder
+from a3s_dev.system.files import private_dir, write_private
+from a3s_dev.system.places import ca_folder
 
 CA_NAME = "a3s local development CA"
 CA_DAYS = 3650
@@ -89,7 +89,7 @@ class LocalCA:
         A3sError (one line) when its folder cannot be used."""
         try:
             self.folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            runtime.private_dir(self.folder)
+            private_dir(self.folder)
             if not self.exists():
                 self._create()
             if not self.bundle_path.exists():
@@ -138,8 +138,8 @@ class LocalCA:
         pem_key = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        runtime.write_private(self.key_path, pem_key.decode())
-        runtime.write_private(self.cert_path, cert.public_bytes(serialization.Encoding.PEM).decode())
+        write_private(self.key_path, pem_key.decode())
+        write_private(self.cert_path, cert.public_bytes(serialization.Encoding.PEM).decode())
         os.chmod(self.cert_path, 0o644)  # the certificate is public: trust stores copy it
         with contextlib.suppress(FileNotFoundError):
             self.bundle_path.unlink()  # it held the previous CA
@@ -151,7 +151,7 @@ class LocalCA:
         text = system.read_text(errors="replace") if system is not None else ""
         if text and not text.endswith("\n"):
             text += "\n"
-        runtime.write_private(self.bundle_path, text + self.cert_path.read_text())
+        write_private(self.bundle_path, text + self.cert_path.read_text())
         os.chmod(self.bundle_path, 0o644)
 
     def _signer(self) -> tuple[object, object]:
@@ -204,7 +204,7 @@ class LocalCA:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        runtime.private_dir(self.leaves)
+        private_dir(self.leaves)
         pem = (
             cert.public_bytes(serialization.Encoding.PEM)
             + ca_cert.public_bytes(serialization.Encoding.PEM)
@@ -212,7 +212,7 @@ class LocalCA:
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-        runtime.write_private(path, pem.decode())
+        write_private(path, pem.decode())
 
 
 class ServerContexts:

@@ -1,8 +1,6 @@
-"""Where things are: the A3sfile (discovery) and its `.a3s/` state folder (lock, pid file, control
-socket, logs, recorded groups).
+"""Where a project's things are: the A3sfile (discovery) and its `.a3s/` state folder (lock, pid
+file, control socket, logs, recorded groups), the supervisor lock and the project's name claim.
 
-`groups.json` lists the process groups the supervisor started and has not yet seen end,
-so that after a SIGKILLed supervisor the next `a3s up` or `a3s down` can end them.
 Everything here is stdlib only, because `a3s status` loads it on its fast path.
 """
 
@@ -11,22 +9,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import signal
 import socket
-import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Self
 
-from a3s_dev import procfs
-from a3s_dev.errors import A3sError, ConfigError
+from a3s_dev.core.groups import GROUPS_FILE, Orphan, end_groups, recorded_orphans
+from a3s_dev.errors import A3sError, ConfigError, project_name_taken
+from a3s_dev.system import procfs
+from a3s_dev.system.files import bind_unix_socket, private_dir, write_private
+from a3s_dev.system.places import runtime_dir
 
 A3SFILE_NAME = "A3sfile.hcl"
 STATE_DIR_NAME = ".a3s"
-GROUPS_FILE = "groups.json"
 SOCKET_NAME = "control.sock"
 # sun_path is 108 bytes on Linux and one of them is the terminating NUL.
 AF_UNIX_PATH_MAX = 107
@@ -99,41 +96,13 @@ def file_key(a3sfile: Path) -> str:
     return hashlib.sha256(os.fsencode(os.path.realpath(a3sfile))).hexdigest()[:16]
 
 
-def fallback_socket_dir() -> Path:
-    """$XDG_RUNTIME_DIR/a3s, else a per-user folder in the temp folder."""
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir and os.path.isdir(runtime_dir):
-        return Path(runtime_dir) / "a3s"
-    import tempfile
-
-    return Path(tempfile.gettempdir()) / f"a3s-{os.getuid()}"
-
-
-def ca_folder() -> Path:
-    """`$XDG_DATA_HOME/a3s/ca` (default `~/.local/share/a3s/ca`): a3s's local CA (proxy/ca.py)."""
-    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(data) / "a3s" / "ca"
-
-
-def ca_env() -> dict[str, str]:
-    """The environment lines that make runtimes which ignore the system store trust a3s's CA:
-    Node adds NODE_EXTRA_CA_CERTS to its own; requests and OpenSSL replace theirs, so they get
-    the system bundle plus the CA (`bundle.pem`)."""
-    folder = ca_folder()
-    return {
-        "NODE_EXTRA_CA_CERTS": str(folder / "ca.pem"),
-        "REQUESTS_CA_BUNDLE": str(folder / "bundle.pem"),
-        "SSL_CERT_FILE": str(folder / "bundle.pem"),
-    }
-
-
 def socket_path_for(a3sfile: Path, state_dir: Path | None = None) -> Path:
     """`.a3s/control.sock`, or a hash-keyed socket under $XDG_RUNTIME_DIR (else the temp folder)
     when that path is longer than an AF_UNIX address can hold."""
     preferred = (state_dir or state_dir_for(a3sfile)) / SOCKET_NAME
     if len(os.fsencode(preferred)) <= AF_UNIX_PATH_MAX:
         return preferred
-    return fallback_socket_dir() / f"{file_key(a3sfile)}.sock"
+    return runtime_dir() / f"{file_key(a3sfile)}.sock"
 
 
 def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
@@ -150,16 +119,6 @@ def paths_for(a3sfile: Path, state_dir: Path | None = None) -> RuntimePaths:
         groups=state / GROUPS_FILE,
         logs_dir=state / "logs",
     )
-
-
-def private_dir(path: Path) -> None:
-    """Create `path` as a 0700 folder of ours; refuse one that someone else owns."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise A3sError(f"{path}: owned by uid {info.st_uid}, not by you; remove it or set XDG_RUNTIME_DIR")
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
 
 
 def ensure_state_dir(paths: RuntimePaths) -> Path:
@@ -269,6 +228,18 @@ def lock_held(paths: RuntimePaths) -> bool:
     return False
 
 
+def wait_for_supervisor(paths: RuntimePaths, answers: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
+    """While a supervisor holds the lock but its control socket is silent, it is starting: wait
+    for it to answer (`answers()`), at most `timeout` s. True once it answers; False when no
+    supervisor holds the lock (any more) or it did not answer in time."""
+    deadline = time.monotonic() + timeout
+    while not answers():
+        if not lock_held(paths) or time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
 def read_pid(paths: RuntimePaths) -> int | None:
     """The pid in `supervisor.pid`, if the file is there and sane."""
     try:
@@ -285,7 +256,7 @@ class ProjectClaim:
     def __init__(self, name: str, a3sfile: Path) -> None:
         self.name = name
         self.a3sfile = Path(os.path.abspath(a3sfile))
-        self.path = fallback_socket_dir() / "projects" / f"{name}.lock"
+        self.path = runtime_dir() / "projects" / f"{name}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -300,10 +271,7 @@ class ProjectClaim:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             where = holder or "another A3sfile"
-            raise A3sError(
-                f'project "{self.name}" is already running from {where}; to run this one beside it, '
-                f'give it another name: dev {{ name = "{self.name}-2" }} or A3S_PROJECT={self.name}-2'
-            ) from None
+            raise A3sError(project_name_taken(self.name, where)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{self.a3sfile}\n".encode(), 0)
         self._fd = fd
@@ -326,169 +294,12 @@ def bind_control_socket(paths: RuntimePaths) -> socket.socket:
     return bind_unix_socket(paths.socket)
 
 
-def bind_unix_socket(path: Path) -> socket.socket:
-    """A listening, non-blocking AF_UNIX socket at `path`, mode 0600, its folder made private.
-    An existing file there is replaced: call it only when nobody can be listening on it."""
-    private_dir(path.parent)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(path))
-        # The folder is 0700 already, so the instant before chmod exposes nothing.
-        os.chmod(path, 0o600)
-        sock.listen(128)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` (mode 0600) in one replace, so readers see the old or the new."""
-    tmp = path.with_name(f"{path.name}.tmp")  # its writers hold a lock: one at a time
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves nothing half-written behind
-        raise
-
-
 def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
     """The pid file names a live a3s process (a supervisor that does not take the lock)."""
     pid = read_pid(paths)
     if pid is None or pid == os.getpid():
         return False
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"a3s" in f.read()
-    except OSError:
-        return False
-
-
-# ---------------------------------------------------------------------------- recorded groups
-
-
-class GroupRecord(NamedTuple):
-    pid: int
-    pgid: int
-    started: float  # time.time() at spawn
-    stop_signal: str = "SIGTERM"  # how a later `up` or `down` ends it if we are killed
-    stop_timeout: float = 5.0
-
-
-class GroupRegistry:
-    """The live process groups of one supervisor, mirrored to `.a3s/groups.json` on every change."""
-
-    def __init__(self, folder: Path, schedule: Callable[[Callable[[], None]], object] | None = None) -> None:
-        """Without `schedule` every change is written at once (the first wave, spawned before the
-        event loop: each group is on disk before the next spawn); with one (the loop's call_soon,
-        once it runs), changes made together are written once."""
-        self._path = folder / GROUPS_FILE
-        self._groups: dict[str, GroupRecord] = {}
-        self.schedule = schedule
-        self._pending = False
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    def add(self, name: str, record: GroupRecord) -> None:
-        self._groups[name] = record
-        self._save()
-
-    def remove(self, name: str) -> None:
-        if self._groups.pop(name, None) is not None:
-            self._save()
-
-    def _save(self) -> None:
-        if self.schedule is None:
-            self.flush()
-        elif not self._pending:
-            # 100 services starting at once would otherwise rewrite the file 100 times.
-            self._pending = True
-            self.schedule(self.flush)
-
-    def flush(self) -> None:
-        """Write the file now (write-then-rename, so a supervisor killed mid-write never leaves half a file)."""
-        self._pending = False
-        try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            write_private(self._path, json.dumps({n: r._asdict() for n, r in self._groups.items()}))
-        except OSError:
-            pass  # best effort: losing the record only matters if we are SIGKILLed too
-
-
-class Orphan(NamedTuple):
-    """A process group a dead supervisor recorded and that still has live members."""
-
-    service: str
-    pgid: int
-    stop_signal: str = "SIGTERM"
-    stop_timeout: float = 5.0
-
-
-def read_groups(paths: RuntimePaths) -> dict[str, dict[str, float]]:
-    """`groups.json` as written by the supervisor (empty when missing or unreadable)."""
-    try:
-        data = json.loads(paths.groups.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-
-def recorded_orphans(paths: RuntimePaths) -> list[Orphan]:
-    """Recorded groups that still have members and are provably ours.
-
-    A pgid cannot be reused while any process is in that group, so a live group whose
-    leader is gone is ours; a live leader must also have started when the record says.
-    """
-    found = []
-    for service, rec in read_groups(paths).items():
-        try:
-            pgid = int(rec["pgid"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if pgid <= 1 or pgid == os.getpgrp() or not procfs.group_alive(pgid):
-            continue
-        started = rec.get("started")
-        leader_start = procfs.start_time(pgid)
-        if leader_start is not None and isinstance(started, (int, float)) and abs(leader_start - started) > 5.0:
-            continue  # the leader's pid was reused by an unrelated process group
-        stop_signal = rec.get("stop_signal")
-        stop_timeout = rec.get("stop_timeout")
-        found.append(
-            Orphan(
-                service,
-                pgid,
-                stop_signal if isinstance(stop_signal, str) and stop_signal in signal.Signals.__members__ else "SIGTERM",
-                float(stop_timeout) if isinstance(stop_timeout, (int, float)) and stop_timeout >= 0 else 5.0,
-            )
-        )
-    return found
-
-
-def end_groups(orphans: list[Orphan], grace: float | None = None) -> None:
-    """Send each group its service's stop signal, wait up to its stop_timeout (or `grace`, when
-    given) for it to empty, then SIGKILL what is left. The groups stop together."""
-    began = time.monotonic()
-    for orphan in orphans:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(orphan.pgid, signal.Signals[orphan.stop_signal])
-    alive = list(orphans)
-    while alive:
-        now = time.monotonic() - began
-        overdue = [o for o in alive if now >= (o.stop_timeout if grace is None else grace)]
-        for orphan in overdue:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(orphan.pgid, signal.SIGKILL)
-        alive = [o for o in alive if o not in overdue and procfs.group_alive(o.pgid)]
-        if alive:
-            time.sleep(0.02)
+    return b"a3s" in (procfs.cmdline(pid) or b"")
 
 
 def clean_stale(paths: RuntimePaths, grace: float | None = None) -> list[Orphan]:
@@ -496,7 +307,7 @@ def clean_stale(paths: RuntimePaths, grace: float | None = None) -> list[Orphan]
     pid file and groups record. Does nothing while a live supervisor holds the lock."""
     if lock_held(paths) or _supervisor_pid_alive(paths):
         return []
-    orphans = recorded_orphans(paths)
+    orphans = recorded_orphans(paths.groups)
     end_groups(orphans, grace)
     for leftover in (paths.socket, paths.pid, paths.groups):
         with contextlib.suppress(FileNotFoundError):

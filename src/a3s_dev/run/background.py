@@ -16,13 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from a3s_dev import procfs, runtime
 from a3s_dev.control.api import readiness
 from a3s_dev.control.client import ControlClient, ControlError, NotRunning
 from a3s_dev.errors import A3sError
-from a3s_dev.run import BANNER, EXIT_ALREADY_RUNNING, ORPHANS, UpOptions, run_background
-from a3s_dev.runtime import RuntimePaths
+from a3s_dev.run import workspace
+from a3s_dev.run.options import UpOptions
+from a3s_dev.run.prepare import ORPHANS
+from a3s_dev.run.workspace import RuntimePaths
+from a3s_dev.system import procfs
 
+EXIT_ALREADY_RUNNING = 3  # the background supervisor lost the lock race to another one
+BANNER = "a3s: supervisor "  # the first line the background supervisor writes to its log
 POLL = 0.01  # seconds between looks at the socket while a supervisor boots
 TAIL = 20
 SUPERVISOR_LOG_BYTES = 1024 * 1024
@@ -84,7 +88,7 @@ def fork(paths: RuntimePaths, opts: UpOptions) -> Forked:
     The child gets its own session and `.a3s/supervisor.log` as stdout and stderr, and
     runs `run.run_background` with the very same options.
     """
-    runtime.ensure_state_dir(paths)
+    workspace.ensure_state_dir(paths)
     log = os.open(paths.supervisor_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the child would write the parent's buffered output again
@@ -113,6 +117,28 @@ def fork(paths: RuntimePaths, opts: UpOptions) -> Forked:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def run_background(a3sfile: Path, opts: UpOptions) -> int:
+    """The background supervisor of `a3s up -d` (in the forked child): load the A3sfile, run until
+    `down` or a signal; the exit code. Its stdout and stderr are `.a3s/supervisor.log`, where a
+    user error is one line; EXIT_ALREADY_RUNNING when another supervisor holds the lock."""
+    from a3s_dev.config.load import load
+    from a3s_dev.run.serve import ExitHandler, Run
+
+    paths = workspace.paths_for(a3sfile)
+    try:
+        config = load(a3sfile)
+        print(f"{BANNER}{os.getpid()} serving {paths.a3sfile}", flush=True)
+        # The control API is the only window `up -d` and `status` have on a background
+        # supervisor, so it attaches at once (aiohttp in a thread) instead of after start-up.
+        return Run(config, opts, paths, exit_handler=ExitHandler(), attach_after=0.0).execute()
+    except workspace.AlreadyRunning as exc:
+        print(f"a3s: {exc.message}", flush=True)
+        return EXIT_ALREADY_RUNNING
+    except A3sError as exc:
+        print(exc.printed(), flush=True)
+        return exc.exit_code
 
 
 def _new_output(paths: RuntimePaths, offset: int) -> str:
@@ -208,17 +234,15 @@ def up(
     return the exit code. Ctrl-C stops the waiting, not the supervisor."""
     out = out or sys.stdout
     err = err or sys.stderr
-    paths = runtime.paths_for(a3sfile)
+    paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
     try:
         for _ in range(3):  # a lost lock race sends us back to talk to the winner
             if client.healthz():
                 return _ask_running(client, opts, progress, err)
-            if runtime.lock_held(paths):
+            if workspace.lock_held(paths):
                 # A supervisor is starting (it takes the lock before it serves): wait for its socket.
-                deadline = time.monotonic() + boot_timeout
-                while not client.healthz() and runtime.lock_held(paths) and time.monotonic() < deadline:
-                    time.sleep(POLL)
+                workspace.wait_for_supervisor(paths, client.healthz, boot_timeout, POLL)
                 continue
             offset = rotate_supervisor_log(paths)
             spawned_at = time.time()

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from a3s_dev.proxy.ca import CA_NAME, LocalCA
-from a3s_dev.runtime import ca_env, write_private
+from a3s_dev.system.files import write_private
+from a3s_dev.system.places import ca_env
+from a3s_dev.tls.ca import CA_NAME, LocalCA
 
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 

@@ -1,7 +1,7 @@
 """A supervisor's side of the shared proxy: register, push every state change, come back.
 
 The supervisor's attachment `join_proxy`: it registers the project on the connection `a3s up`
-opened before anything was spawned (`shared.ensure`), then sends the status of each service
+opened before anything was spawned (`proxy_process.ensure`), then sends the status of each service
 whose state or probe result changes, as it changes. When the proxy goes away (killed, or
 upgraded), it starts a new one and registers again at once: the services never notice.
 After `a3s proxy stop` it waits for the next state change before doing so.
@@ -21,15 +21,17 @@ from anyio.abc import TaskStatus
 
 from a3s_dev.config.model import DevConfig
 from a3s_dev.core.events import Event, EventBus, HealthChanged, StateChanged
+from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure
-from a3s_dev.proxy import shared
-from a3s_dev.proxy.pages import proxy_banner
-from a3s_dev.proxy.registration import BadMessage, decode, encode, register_message, status_message
-from a3s_dev.proxy.router import Router
+from a3s_dev.link import proxy_process
+from a3s_dev.link.addresses import proxy_banner, routed
+from a3s_dev.link.protocol import BadMessage, decode, encode, register_message, status_message
 
-ANSWER_TIMEOUT = shared.START_TIMEOUT
-RETRY = (0.05, 0.2, 0.5, 1.0, 2.0)  # seconds between attempts to bring a lost proxy back
+ANSWER_TIMEOUT = proxy_process.START_TIMEOUT
+# Seconds between attempts to bring a lost proxy back: 0.05, 0.1, 0.2 ... 2, 2 (the restart policy's curve).
+RETRY = ExponentialBackoff(first=0.05, cap=2.0)
+SAY_AGAIN_AT = 3  # the attempt whose failure is said too (it lasts): about 0.35 s in
 
 
 class Member(Protocol):
@@ -66,11 +68,11 @@ async def launch(
     It runs as an attachment, once the first services are up: the proxy's ~0.5 s of imports
     must not take the CPU from services that are starting. Until then its connections wait."""
     try:
-        await anyio.to_thread.run_sync(shared.start, port, sockets)
+        await anyio.to_thread.run_sync(proxy_process.start, port, sockets)
     finally:
         for sock in sockets:
             sock.close()
-    with anyio.move_on_after(shared.START_TIMEOUT):
+    with anyio.move_on_after(proxy_process.START_TIMEOUT):
         await answered.wait()
     task_status.started()
 
@@ -120,7 +122,7 @@ async def join_proxy(
             sock, connection = connection, None
             try:
                 if sock is None:
-                    sock = await anyio.to_thread.run_sync(shared.running, port)
+                    sock = await anyio.to_thread.run_sync(proxy_process.running, port)
                 reader, writer = await asyncio.open_unix_connection(sock=sock)
                 sock = None  # the writer owns it now
                 try:
@@ -163,12 +165,12 @@ async def join_proxy(
                 if failures == 0 and announced and not lost:
                     lost = True
                     supervisor.announce("the proxy went away; starting it again")
-                elif failures in (0, len(RETRY) // 2):  # the first attempt failed, or it lasts
+                elif failures in (0, SAY_AGAIN_AT):  # the first attempt failed, or it lasts
                     why = exc.message if isinstance(exc, RuntimeFailure) else "no answer"
                     supervisor.announce(f"cannot reach the proxy: {why}; trying again")
                 if failures >= 1:
                     answered.set()  # no need to hold the control API back any longer
-                await anyio.sleep(RETRY[min(failures, len(RETRY) - 1)])
+                await anyio.sleep(RETRY.delay(failures))
                 failures += 1
     finally:
         unsubscribe()
@@ -198,10 +200,10 @@ def announce_routes(supervisor: Member, *, https: bool) -> None:
     """The one line `a3s up` prints once registered: where each service can be reached."""
     config = supervisor.config
     settings = config.settings
-    entries = Router({config.project: config.services}).entries
+    entries = routed(config.project, config.services)
     supervisor.announce(proxy_banner(entries, settings.proxy_port, settings.https_port if settings.https and https else None))
     if settings.https and https:
-        from a3s_dev.proxy.ca import LocalCA
+        from a3s_dev.tls.ca import LocalCA
 
         if not LocalCA().trusted():
             supervisor.announce("https: browsers do not trust a3s's local CA yet; run `a3s trust` once")

@@ -29,15 +29,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from a3s_dev import procfs, runtime
-from a3s_dev.core.process import ListenFailure, listen_loopback, port_owner
 from a3s_dev.errors import RuntimeFailure
+from a3s_dev.system import procfs
+from a3s_dev.system.files import bind_unix_socket, private_dir, write_private
+from a3s_dev.system.places import runtime_dir
+from a3s_dev.system.ports import ListenFailure, listen_loopback
+from a3s_dev.system.procfs import port_owner
 
 START_TIMEOUT = 10.0  # seconds a new proxy has to answer its first registration
 
 
 def folder() -> Path:
-    return runtime.fallback_socket_dir()
+    return runtime_dir()
 
 
 def socket_path(port: int) -> Path:
@@ -55,7 +58,7 @@ def pid_path(port: int) -> Path:
 @contextlib.contextmanager
 def spawn_lock(port: int) -> Iterator[None]:
     """Hold `proxy-<port>.lock`: finding, starting and ending a proxy are one at a time."""
-    runtime.private_dir(folder())
+    private_dir(folder())
     fd = os.open(folder() / f"proxy-{port}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -98,15 +101,21 @@ def listen_error(exc: ListenFailure, *, what: str = "proxy", setting: str = PROX
     return RuntimeFailure(f"{what}: cannot listen on {host}:{exc.port}: {exc.strerror}")
 
 
+def listen_tcp(port: int, *, what: str = "proxy", setting: str = PROXY_SETTING) -> list[socket.socket]:
+    """The proxy's listening sockets for `port` on 127.0.0.1 and ::1; RuntimeFailure, one line
+    naming `what` and the `setting` that chooses another port, when they cannot be had."""
+    try:
+        return listen_loopback(port)
+    except ListenFailure as exc:
+        raise listen_error(exc, what=what, setting=setting) from None
+
+
 def listen(port: int) -> tuple[list[socket.socket], socket.socket]:
     """The proxy's TCP sockets (127.0.0.1 and ::1) and its Unix socket; call under `spawn_lock`
     with no proxy answering, so an existing socket file is a dead proxy's and is replaced."""
+    tcp = listen_tcp(port)
     try:
-        tcp = listen_loopback(port)
-    except ListenFailure as exc:
-        raise listen_error(exc) from None
-    try:
-        unix = runtime.bind_unix_socket(socket_path(port))
+        unix = bind_unix_socket(socket_path(port))
     except BaseException:
         for sock in tcp:
             sock.close()
@@ -120,6 +129,11 @@ class Reached(NamedTuple):
 
     connection: socket.socket
     unstarted: list[socket.socket]
+
+    def close(self) -> None:
+        """Close every socket (what `launch` has not handed to a started proxy yet, and the link)."""
+        for sock in (self.connection, *self.unstarted):
+            sock.close()
 
 
 def ensure(port: int) -> Reached:
@@ -176,7 +190,7 @@ def start(port: int, sockets: Sequence[socket.socket]) -> int:
 
 
 def write_pid(port: int) -> None:
-    runtime.write_private(pid_path(port), f"{os.getpid()}\n")
+    write_private(pid_path(port), f"{os.getpid()}\n")
 
 
 def running_pid(port: int) -> int | None:

@@ -27,9 +27,8 @@ from aiohttp import web
 from a3s_dev.config.model import parse_duration
 from a3s_dev.core import history
 from a3s_dev.core.state import ServiceStatus, status_row
-from a3s_dev.proxy.board import Board, render_dashboard
-from a3s_dev.proxy.registration import ProjectView
-from a3s_dev.proxy.router import Route
+from a3s_dev.dashboard.board import Board, render_dashboard
+from a3s_dev.link.protocol import ProjectView
 
 ACTIONS = ("restart", "stop", "start")
 MAX_LINES = 10_000  # lines one history request may ask for
@@ -65,6 +64,11 @@ class _Refused(Exception):
         self.message = message
 
 
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event: its name and its data as compact JSON (the one framing of the page's streams)."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers=HEADERS)
 
@@ -85,7 +89,7 @@ class Dashboard:
     # ------------------------------------------------------------------ events
 
     def _publish(self, event: str, data: Mapping[str, Any]) -> None:
-        payload = f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        payload = sse(event, data)
         for queue in list(self.subscribers):
             try:
                 queue.put_nowait(payload)
@@ -108,11 +112,12 @@ class Dashboard:
 
     # ------------------------------------------------------------------ dispatch
 
-    async def handle(self, request: web.BaseRequest, route: Route) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, project: str = "") -> web.StreamResponse:
+        """Serve one request for the dashboard; `project`: the host was `<project>.localhost`."""
         path = request.path
         try:
-            if route.project:  # <project>.localhost: the dashboard lives at a3s.localhost only
-                raise web.HTTPFound(f"{request.scheme}://a3s.localhost:{self._port_of(request)}/#{route.project}")
+            if project:  # <project>.localhost: the dashboard lives at a3s.localhost only
+                raise web.HTTPFound(f"{request.scheme}://a3s.localhost:{self._port_of(request)}/#{project}")
             if path.startswith("/api/"):
                 return await self._api(request, [p for p in path.split("/")[2:] if p != ""])
             if request.method not in ("GET", "HEAD"):
@@ -159,7 +164,7 @@ class Dashboard:
         if kind is None:
             raise _Refused(404, f"no asset {name}")
         if name not in self._assets:
-            self._assets[name] = resources.files("a3s_dev.proxy").joinpath("static", name).read_bytes()
+            self._assets[name] = resources.files("a3s_dev.dashboard").joinpath("static", name).read_bytes()
         return web.Response(body=self._assets[name], content_type=kind, charset="utf-8", headers=HEADERS)
 
     # ------------------------------------------------------------------ the API
@@ -265,14 +270,14 @@ class Dashboard:
         self.subscribers.add(queue)
         try:
             response = await self._stream(request)
-            await response.write(f"event: projects\ndata: {json.dumps({'projects': list(self.proxy.projects)})}\n\n".encode())
+            await response.write(sse("projects", {"projects": list(self.proxy.projects)}))
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), KEEPALIVE)
                 except TimeoutError:
                     item = b": keep-alive\n\n"
                 if item is None:
-                    await response.write(b"event: reload\ndata: {}\n\n")
+                    await response.write(sse("reload", {}))
                     break
                 await response.write(item)
             return response
@@ -311,7 +316,7 @@ class Dashboard:
                     batch.append({"service": item.get("service"), "at": item.get("at"), "text": item.get("text")})
             ended, due = line == b"", loop.time() >= flush_at
             if batch and (due or ended):
-                await write(f"event: lines\ndata: {json.dumps(batch, separators=(',', ':'))}\n\n".encode())
+                await write(sse("lines", batch))
                 batch = []
             if ended:
                 return  # the supervisor ended the stream

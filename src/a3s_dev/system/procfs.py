@@ -1,7 +1,8 @@
-"""What Linux's /proc says about processes: the one reader of `/proc/<pid>/stat`. Stdlib only.
+"""What Linux's /proc says about processes and sockets: the one reader of /proc. Stdlib only.
 
 `a3s status` and `a3s down` read it on their fast paths, the supervisor to know when a
-process group is really empty (zombies waiting for PID 1 do not count).
+process group is really empty (zombies waiting for PID 1 do not count), the proxy's spawner
+and the port checks to name the process that holds a port.
 """
 
 from __future__ import annotations
@@ -88,3 +89,51 @@ def group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return bool(live_members(pgid))
+
+
+def cmdline(pid: int) -> bytes | None:
+    """The raw `/proc/<pid>/cmdline` (arguments separated by NULs); None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on `port` (any address, IPv4 or IPv6)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for row in f:
+                    cols = row.split()
+                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(cols[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 1234 (postgres)` for the process listening on `port`, when /proc lets us see it."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    targets = {f"socket:[{i}]" for i in inodes}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
+                    with open(f"/proc/{entry}/comm") as f:
+                        return f"pid {entry} ({f.read().strip()})"
+            except OSError:
+                continue
+    return None
