@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """`@pytest.mark.anyio` tests run on asyncio, the loop a3s itself runs on (one fixture for all)."""
+    return "asyncio"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's A3S_* settings or colors."""
@@ -42,17 +48,17 @@ def _private_runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
 def _no_proxy_left_behind() -> Iterator[None]:
     """Every shared proxy a test started (through `a3s up`) is gone after it: asked to stop,
     then killed."""
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
-    before = set(shared.folder().glob("proxy-*.pid"))
+    before = set(proxy_process.folder().glob("proxy-*.pid"))
     yield
-    for pid_file in set(shared.folder().glob("proxy-*.pid")) - before:
+    for pid_file in set(proxy_process.folder().glob("proxy-*.pid")) - before:
         port = int(pid_file.name.removeprefix("proxy-").removesuffix(".pid"))
         try:
             pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             continue
-        shared.stop(port, timeout=5.0)
+        proxy_process.stop(port, timeout=5.0)
         with contextlib.suppress(OSError):
             if b"a3s_dev.proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)

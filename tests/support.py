@@ -155,9 +155,10 @@ def stop_a3s(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: fl
 
 def recorded_pgids(folder: Path) -> list[int]:
     """The process groups the supervisor recorded under `folder`/.a3s (groups.json)."""
-    from a3s_dev import runtime
+    from a3s_dev.core.groups import read_groups
+    from a3s_dev.run import workspace
 
-    return [int(r["pgid"]) for r in runtime.read_groups(runtime.paths_for(folder / "A3sfile.hcl")).values()]
+    return [int(r["pgid"]) for r in read_groups(workspace.paths_for(folder / "A3sfile.hcl").groups).values()]
 
 
 # A stdlib HTTP service. Env: PORT (required), NAME, DELAY (seconds before listening),

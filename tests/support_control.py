@@ -17,7 +17,8 @@ from typing import Any
 
 from support import free_port, kill_group, pid_alive, pids_in_group, wait_until
 
-from a3s_dev import runtime
+from a3s_dev.core.groups import read_groups
+from a3s_dev.run import workspace
 
 # A stdlib TCP/HTTP service that records "<name> <event> <time>" lines (spawned, listening,
 # stopped) to $RECORD, so tests can see the order in which services were stopped.
@@ -114,8 +115,8 @@ class Stack:
         return self.folder / "A3sfile.hcl"
 
     @property
-    def paths(self) -> runtime.RuntimePaths:
-        return runtime.paths_for(self.a3sfile)
+    def paths(self) -> workspace.RuntimePaths:
+        return workspace.paths_for(self.a3sfile)
 
     def a3s(self, *args: str, timeout: float = 60.0) -> Result:
         proc = subprocess.run(
@@ -150,7 +151,7 @@ class Stack:
         return rows
 
     def supervisor_pid(self) -> int | None:
-        return runtime.read_pid(self.paths)
+        return workspace.read_pid(self.paths)
 
     def record(self) -> list[tuple[str, str]]:
         path = self.folder / "record.txt"
@@ -163,7 +164,7 @@ class Stack:
     def cleanup(self) -> None:
         """End the supervisor and every service group this test could have started."""
         pid = self.supervisor_pid()
-        groups = {int(r["pgid"]) for r in runtime.read_groups(self.paths).values() if "pgid" in r}
+        groups = {int(r["pgid"]) for r in read_groups(self.paths.groups).values() if "pgid" in r}
         try:
             self.a3s("down", timeout=30)
         except subprocess.TimeoutExpired:

@@ -152,10 +152,13 @@ class FakeBackend:
     logs: dict[str, list[str]] = field(default_factory=dict)
     announced: list[str] = field(default_factory=list)
     proxy_counts: ProxyCounts = field(default_factory=ProxyCounts)  # handed to the proxy by running_proxy
+    asked: list[tuple[str, ServiceState]] = field(default_factory=list)  # each status() answer, in order
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
-        return ServiceStatus(name, self.states.get(name, ServiceState.RUNNING), port=svc.port, url=svc.url)
+        state = self.states.get(name, ServiceState.RUNNING)
+        self.asked.append((name, state))
+        return ServiceStatus(name, state, port=svc.port, url=svc.url)
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.logs.get(name, [])[-n:]

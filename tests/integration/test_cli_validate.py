@@ -37,7 +37,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def typer_run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The same command line forced through the typer app (no fast path)."""
-    code = f"import sys; from a3s_dev.cli.app import main; main({list(args)!r})"
+    code = f"from a3s_dev.cli.main import main; main({list(args)!r}, fast=False)"
     env = {**os.environ, "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=cwd, env=env)
 

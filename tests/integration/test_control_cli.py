@@ -20,7 +20,7 @@ import pytest
 from support import free_port, holds, pid_alive, pids_in_group, port_open, wait_until
 from support_control import Stack, chain_a3sfile, no_process_left, service_block, stack_in
 
-from a3s_dev import runtime
+from a3s_dev.run import workspace
 
 STATES = {
     "pending",
@@ -48,7 +48,7 @@ def get(port: int, path: str = "/") -> str:
 
 def test_up_d_returns_once_healthy_and_a_second_up_d_reuses_the_supervisor(stack: Stack) -> None:
     ports = chain_a3sfile(stack.folder)
-    runtime.ensure_state_dir(stack.paths)
+    workspace.ensure_state_dir(stack.paths)
     stack.paths.supervisor_log.write_text("an old supervisor's line\n" * 50_000)  # over 1 MB
     first = stack.a3s("up", "-d")
     assert first.code == 0, first.err
@@ -124,7 +124,7 @@ def test_up_d_with_the_proxy_port_taken_exits_1_saying_so_and_leaves_nothing(
             assert result.code == 1
             assert f"port {port} is already in use" in result.err
             assert "serving" not in result.err
-            wait_until(lambda: not runtime.lock_held(stack.paths), message="the supervisor to exit")
+            wait_until(lambda: not workspace.lock_held(stack.paths), message="the supervisor to exit")
             # The first wave may have been spawned before the proxy failed: it is gone again.
             wait_until(lambda: not port_open(ports["db"]), message="db to be stopped")
 
@@ -254,7 +254,7 @@ def test_long_state_path_puts_the_socket_under_xdg_runtime_dir(tmp_path: Path) -
     xdg.mkdir(mode=0o700)
     with stack_in(deep, {"XDG_RUNTIME_DIR": str(xdg)}) as stack:
         chain_a3sfile(deep, ("db",))
-        assert len(str(deep / ".a3s" / "control.sock")) > runtime.AF_UNIX_PATH_MAX
+        assert len(str(deep / ".a3s" / "control.sock")) > workspace.AF_UNIX_PATH_MAX
         assert stack.a3s("up", "-d").code == 0
         sockets = list((xdg / "a3s").glob("*.sock"))
         assert len(sockets) == 1
@@ -519,7 +519,7 @@ def test_up_d_on_a_full_disk_is_one_line_and_leaves_nothing_behind(stack: Stack)
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
     chain_a3sfile(stack.folder, ("db",))
-    runtime.ensure_state_dir(stack.paths)
+    workspace.ensure_state_dir(stack.paths)
     tmp = stack.paths.pid.with_suffix(".pid.tmp")
     tmp.symlink_to("/dev/full")  # writing the pid file: ENOSPC, as on a full disk
     result = stack.a3s("up", "-d")
@@ -612,17 +612,19 @@ def test_a_second_running_project_with_the_same_name_is_refused_naming_the_first
         assert two.a3s("up", "-d").code == 0, "the name is free once the first project stopped"
 
 
-def test_the_plan_helper_is_gone_once_the_services_are_up(stack: Stack) -> None:
-    """networkx runs in a short-lived helper beside the supervisor: it must not stay idle all day."""
+def test_the_supervisor_computes_the_plan_itself_and_its_children_are_the_services(stack: Stack) -> None:
+    """The graph's plan is computed in the supervisor (networkx in a worker thread, once the first
+    wave is up): no helper process beside it, ever; a stop in dependency order still works."""
     chain_a3sfile(stack.folder, ("db", "api"))
     assert stack.a3s("up", "-d").code == 0
     supervisor = stack.supervisor_pid()
     assert supervisor is not None
+    services = {row["pid"] for row in stack.status().values()}
 
-    def helpers() -> list[int]:
+    def strangers() -> list[str]:
         found = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not entry.isdigit() or int(entry) in services:
                 continue
             try:
                 stat_line = Path(f"/proc/{entry}/stat").read_text()
@@ -630,8 +632,10 @@ def test_the_plan_helper_is_gone_once_the_services_are_up(stack: Stack) -> None:
             except OSError:
                 continue
             ppid = int(stat_line.rsplit(")", 1)[1].split()[1])
-            if ppid == supervisor and b"a3s_dev.config.graph" in cmdline:
-                found.append(int(entry))
+            if ppid == supervisor and b"a3s_dev.proxy" not in cmdline:  # the shared proxy it started
+                found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
         return found
 
-    wait_until(lambda: not helpers(), timeout=10, message="the plan helper to exit")
+    holds(lambda: strangers() == [], 3.0, message="the supervisor has only services (and the proxy) as children")
+    assert stack.a3s("restart", "db").code == 0
+    assert stack.a3s("down").code == 0

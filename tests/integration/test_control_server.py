@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import stat
 import threading
 import time
@@ -15,13 +16,13 @@ import anyio
 import pytest
 from support import wait_until
 
-from a3s_dev import runtime
 from a3s_dev.config.model import DevConfig, ServiceDef
 from a3s_dev.control.client import ControlClient, ControlError, NotRunning
 from a3s_dev.control.server import serve_control
-from a3s_dev.core.events import EventBus, LogLine, StateChanged
+from a3s_dev.core.events import EventBus, LogBatch, StateChanged
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import UsageError
+from a3s_dev.run import workspace
 
 S = ServiceState
 
@@ -110,7 +111,7 @@ class FakeSupervisor:
 class Served:
     sup: FakeSupervisor
     client: ControlClient
-    paths: runtime.RuntimePaths
+    paths: workspace.RuntimePaths
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
 
@@ -135,7 +136,7 @@ def _config(tmp_path: Path) -> DevConfig:
 def served(tmp_path: Path) -> Iterator[Served]:
     config = _config(tmp_path)
     sup = FakeSupervisor(config)
-    paths = runtime.paths_for(config.path)
+    paths = workspace.paths_for(config.path)
     started = threading.Event()
     box: dict[str, Any] = {}
 
@@ -143,7 +144,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         box["loop"] = asyncio.get_running_loop()
         sup.shutdown_requested = asyncio.Event()
         async with anyio.create_task_group() as tg:
-            await tg.start(lambda task_status: serve_control(sup, paths, task_status=task_status))
+            bind = functools.partial(workspace.bind_control_socket, paths)
+            await tg.start(lambda task_status: serve_control(sup, bind=bind, path=paths.socket, task_status=task_status))
             started.set()
             await sup.shutdown_requested.wait()
             tg.cancel_scope.cancel()
@@ -274,8 +276,8 @@ def test_metrics_are_prometheus_text_labelled_by_service(served: Served) -> None
 
 def test_log_stream_gives_history_then_follows(served: Served) -> None:
     for i in range(5):
-        served.publish(LogLine("api", f"old {i}", time.time()))
-    served.publish(LogLine("db", "db line", time.time()))
+        served.publish(LogBatch("api", (f"old {i}",), time.time()))
+    served.publish(LogBatch("db", ("db line",), time.time()))
     wait_until(lambda: len(list(served.client.logs(["api"]))) == 6, message="history of 5 lines")
     history = list(served.client.logs(["api"], n=2))
     assert "since" in history[0]
@@ -291,8 +293,8 @@ def test_log_stream_gives_history_then_follows(served: Served) -> None:
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    served.publish(LogLine("db", "not for us", time.time()))
-    served.publish(LogLine("api", "fresh", time.time()))
+    served.publish(LogBatch("db", ("not for us",), time.time()))
+    served.publish(LogBatch("api", ("fresh",), time.time()))
     wait_until(lambda: len(got) >= 2, timeout=5, message="followed line")
     assert got[1]["text"] == "fresh" and got[1]["service"] == "api"
     # The stream ends when the supervisor goes away.

@@ -296,18 +296,18 @@ def test_everything_the_page_shows_is_escaped(tmp_path: Path, browser: object) -
 
 
 def test_after_the_proxy_is_replaced_the_open_page_reconnects_and_can_still_act(tmp_path: Path, browser: object) -> None:
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
     with dashboard_stack(tmp_path) as (_, proxy):
         page = browser.new_page()  # type: ignore[attr-defined]
         page.goto(f"http://a3s.localhost:{proxy}/")
         page.wait_for_selector("#live.on", timeout=10_000)
         old_token = page.evaluate("document.querySelector('meta[name=\"a3s-token\"]').content")
-        old = shared.running_pid(proxy)
+        old = proxy_process.running_pid(proxy)
         assert old is not None
         os.kill(old, 9)
         # the supervisor brings a new proxy up; the page's event stream reconnects to it
-        wait_until(lambda: (pid := shared.running_pid(proxy)) is not None and pid != old, timeout=15,
+        wait_until(lambda: (pid := proxy_process.running_pid(proxy)) is not None and pid != old, timeout=15,
                    message="a new proxy")
         page.wait_for_selector("#live.on", timeout=15_000)
         api = page.locator('tr.service[data-service="api"]')

@@ -63,15 +63,21 @@ def test_tcp_probe_answers_for_a_listener_and_explains_a_refusal() -> None:
     assert not result.ok and result.detail == "connection refused"
 
 
-def test_the_supervisor_never_imports_networkx_its_plan_comes_from_a_helper(tmp_path: Path) -> None:
-    """networkx costs ~25 MB and ~150 ms of CPU: a supervisor running all day gets its plan from a
-    short-lived helper process and never holds it (it still plans: b waits for a)."""
+def test_the_supervisor_plans_in_process_but_only_after_the_first_wave(tmp_path: Path) -> None:
+    """networkx costs ~150 ms of CPU: the supervisor imports it itself (no helper process), but
+    only once the first wave is spawned and up, so a start-up never waits for it (b waits for a)."""
     launcher = tmp_path / "launch.py"
     launcher.write_text(
         "import sys\n"
         "from pathlib import Path\n"
         "from a3s_dev.config.model import DevConfig, ServiceDef\n"
-        "from a3s_dev.run import UpOptions, run_foreground\n"
+        "from a3s_dev.run import prepare\n"
+        "from a3s_dev.run.options import UpOptions\nfrom a3s_dev.run.serve import run_foreground\n"
+        "real = prepare.prespawn\n"
+        "def spy(*args, **kwargs):\n"
+        "    print('AT-FIRST-WAVE', 'networkx' in sys.modules, flush=True)\n"
+        "    return real(*args, **kwargs)\n"
+        "prepare.prespawn = spy\n"
         "folder = Path(sys.argv[1])\n"
         "a = ServiceDef('a', 'echo a up; exec sleep 30', folder)\n"
         "b = ServiceDef('b', 'echo b up; sleep 0.3; kill -TERM $PPID; exec sleep 30', folder, depends_on=('a',))\n"
@@ -82,4 +88,5 @@ def test_the_supervisor_never_imports_networkx_its_plan_comes_from_a_helper(tmp_
         [sys.executable, str(launcher), str(tmp_path)], capture_output=True, text=True, timeout=60, check=False
     ).stdout
     assert "b up" in out, out
-    assert "NETWORKX False EXIT 0" in out, out
+    assert "AT-FIRST-WAVE False" in out, out
+    assert "NETWORKX True EXIT 0" in out, out

@@ -104,11 +104,6 @@ Server(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def raw_upstream(tmp_path: Path) -> Iterator[int]:
     script = tmp_path / "raw_upstream.py"
     script.write_text(RAW_UPSTREAM)

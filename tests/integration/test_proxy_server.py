@@ -23,18 +23,13 @@ from proxy_support import (
     svc,
     upstream,
 )
-from support import free_port, port_open, stays
+from support import free_port, port_open, stays, until
 
 from a3s_dev.core.state import ServiceState
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.proxy.server import serve_proxy
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="module")
@@ -266,9 +261,14 @@ async def test_request_during_a_restart_is_answered_by_the_new_process(tmp_path:
                     status, text, _ = await get(proxy_port, "api.localhost")
                     result.append((status, text))
 
+                before = len(b.asked)
                 tg.start_soon(request)
-                await anyio.sleep(0.2)
+                # The proxy looked at api while it was stopping: the request is held from here on.
+                await until(lambda: ("api", ServiceState.STOPPING) in b.asked[before:], message="the request held")
+                before = len(b.asked)
                 b.set_state("api", ServiceState.STOPPED)
+                # ... and still held once it saw api stopped (a restart passes through `stopped`).
+                await until(lambda: ("api", ServiceState.STOPPED) in b.asked[before:], message="the proxy saw api stopped")
                 b.set_state("api", ServiceState.STARTING)
                 new = await anyio.to_thread.run_sync(start_upstream, script, "new", port)
                 b.set_state("api", ServiceState.RUNNING)
@@ -425,21 +425,21 @@ async def test_fifty_megabyte_upload_streams_without_being_held_in_memory(ups: d
 def test_a_taken_proxy_port_is_refused_naming_its_holder_before_anything_starts() -> None:
     import socket
 
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeFailure, match=f"port {port} is already in use by pid {os.getpid()} "):
-            shared.listen(port)
-        assert not shared.socket_path(port).exists()
-    tcp, unix = shared.listen(port)  # released: free again, and now ours
+            proxy_process.listen(port)
+        assert not proxy_process.socket_path(port).exists()
+    tcp, unix = proxy_process.listen(port)  # released: free again, and now ours
     try:
         assert tcp and {s.getsockname()[1] for s in tcp} == {port}
         assert {s.getsockname()[0] for s in tcp} <= {"127.0.0.1", "::1"}
-        assert stat.S_IMODE(os.stat(shared.socket_path(port)).st_mode) == 0o600
-        assert stat.S_IMODE(os.stat(shared.folder()).st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(proxy_process.socket_path(port)).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(proxy_process.folder()).st_mode) == 0o700
     finally:
         for sock in (*tcp, unix):
             sock.close()
@@ -450,10 +450,10 @@ async def test_a_request_sent_before_the_proxy_runs_waits_for_it(ups: dict[str, 
     later. A browser's request in between waits in the backlog and is answered, not refused."""
     import socket
 
-    from a3s_dev.proxy import shared
+    from a3s_dev.link import proxy_process
 
     port = free_port()
-    sockets, unix = shared.listen(port)
+    sockets, unix = proxy_process.listen(port)
     unix.close()
     try:
         early = socket.create_connection(("127.0.0.1", port), timeout=10)

@@ -22,8 +22,8 @@ import pytest
 from support import free_port, holds, pid_alive, port_open, wait_until
 from support_control import SERVICE, Stack, stack_in
 
-from a3s_dev.proxy import shared
-from a3s_dev.proxy.registration import PROTOCOL, encode
+from a3s_dev.link import proxy_process
+from a3s_dev.link.protocol import PROTOCOL, encode
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,7 +76,7 @@ def projects(tmp_path: Path, *names: str) -> Iterator[tuple[int, dict[str, Stack
 
 
 def proxy_pid(port: int) -> int:
-    pid = shared.running_pid(port)
+    pid = proxy_process.running_pid(port)
     assert pid is not None, "no proxy answers"
     return pid
 
@@ -103,7 +103,7 @@ def test_two_projects_share_one_proxy_and_each_is_reached_by_name(tmp_path: Path
         assert status == 200 and 'data-project="shop"' in text and 'data-project="blog"' in text
         # one proxy process for both
         assert proxy_pid(proxy) > 0
-        out = (shared.log_path(proxy)).read_text()
+        out = (proxy_process.log_path(proxy)).read_text()
         assert out.count("serving http://localhost") == 1, out
 
 
@@ -166,7 +166,7 @@ def test_the_proxy_exits_a_few_seconds_after_the_last_project_left(tmp_path: Pat
         holds(lambda: pid_alive(pid), 1.0, message="the proxy lingers a moment")
         wait_until(lambda: not pid_alive(pid), timeout=15, message="the proxy to exit")
         assert not port_open(proxy)
-        assert not shared.socket_path(proxy).exists()
+        assert not proxy_process.socket_path(proxy).exists()
 
 
 def test_two_worktrees_of_one_repository_run_side_by_side_with_auto_ports(tmp_path: Path) -> None:
@@ -214,7 +214,7 @@ def test_a_proxy_port_of_another_program_is_an_error_naming_it_before_anything_s
 
 
 def registry_connection(port: int) -> socket.socket:
-    sock = shared.connect(port)
+    sock = proxy_process.connect(port)
     assert sock is not None
     return sock
 
@@ -263,7 +263,7 @@ def test_a_malformed_registration_is_refused_and_logged_and_the_proxy_keeps_serv
         wait_until(lambda: fetch(proxy, f"web.evil.localhost:{proxy}")[0] == 502, timeout=5, message="evil gone")
         status, text = fetch(proxy, f"web.shop.localhost:{proxy}")
         assert status == 200 and text.startswith("web ")
-        log = shared.log_path(proxy).read_text()
+        log = proxy_process.log_path(proxy).read_text()
         assert log.count("refused a registration message") >= len(hostile), log
         assert "Traceback" not in log
 
@@ -272,7 +272,7 @@ def test_another_user_cannot_reach_the_registration_socket(tmp_path: Path) -> No
     if os.getuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to act as another user")
     with projects(tmp_path, "shop") as (proxy, _):
-        path = shared.socket_path(proxy)
+        path = proxy_process.socket_path(proxy)
         assert (os.stat(path).st_mode & 0o777) == 0o600
         probe = "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])"
         result = subprocess.run(
@@ -317,7 +317,7 @@ def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: P
     proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", "proxy"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        wait_until(lambda: port_open(port) and shared.running_pid(port) is not None, timeout=20,
+        wait_until(lambda: port_open(port) and proxy_process.running_pid(port) is not None, timeout=20,
                    message="the proxy to serve")
         assert fetch(port, "localhost")[0] == 200
         again = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy"], env=env, capture_output=True,
@@ -360,4 +360,4 @@ def test_after_a3s_proxy_stop_the_next_change_brings_the_proxy_back(tmp_path: Pa
                    message="the proxy back with the project's routes")
         log = (st.folder / ".a3s" / "logs" / "a3s.log").read_text()
         assert "the proxy was stopped (a3s proxy stop)" in log
-        assert "Traceback" not in shared.log_path(proxy).read_text()
+        assert "Traceback" not in proxy_process.log_path(proxy).read_text()

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from support import kill_group, pids_in_group, wait_until
 
-from a3s_dev import runtime
+from a3s_dev.core.groups import Orphan
+from a3s_dev.run import workspace
 
 
 def _a3sfile(folder: Path) -> Path:
@@ -25,7 +26,7 @@ def _a3sfile(folder: Path) -> Path:
 
 
 def test_socket_lives_in_state_folder_when_short(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
+    paths = workspace.paths_for(_a3sfile(tmp_path))
     assert paths.state_dir == tmp_path / ".a3s"
     assert paths.socket == tmp_path / ".a3s" / "control.sock"
 
@@ -38,28 +39,28 @@ def test_long_path_falls_back_to_xdg_runtime_dir_keyed_by_hash(
     runtime_dir.mkdir()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
     a3sfile = _a3sfile(deep)
-    paths = runtime.paths_for(a3sfile)
+    paths = workspace.paths_for(a3sfile)
     assert paths.socket.parent == runtime_dir / "a3s"
-    assert paths.socket.name == runtime.file_key(a3sfile) + ".sock"
-    assert len(os.fsencode(str(paths.socket))) <= runtime.AF_UNIX_PATH_MAX
+    assert paths.socket.name == workspace.file_key(a3sfile) + ".sock"
+    assert len(os.fsencode(str(paths.socket))) <= workspace.AF_UNIX_PATH_MAX
     # Another A3sfile gets another socket.
     other = _a3sfile(deep / "x")
-    assert runtime.paths_for(other).socket != paths.socket
+    assert workspace.paths_for(other).socket != paths.socket
 
 
 def test_long_path_without_xdg_uses_private_temp_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    paths = runtime.paths_for(_a3sfile(tmp_path / ("f" * 110)))
+    paths = workspace.paths_for(_a3sfile(tmp_path / ("f" * 110)))
     assert paths.socket.parent.name == f"a3s-{os.getuid()}"
-    runtime.ensure_state_dir(paths)
+    workspace.ensure_state_dir(paths)
     assert stat.S_IMODE(paths.socket.parent.stat().st_mode) == 0o700
 
 
 def test_bound_socket_is_0600_in_0700_folder(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    sock = runtime.bind_control_socket(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    sock = workspace.bind_control_socket(paths)
     try:
         assert stat.S_ISSOCK(paths.socket.stat().st_mode)
         assert stat.S_IMODE(paths.socket.stat().st_mode) == 0o600
@@ -73,14 +74,14 @@ def test_bound_socket_is_0600_in_0700_folder(tmp_path: Path) -> None:
 
 
 def test_lock_admits_one_supervisor_and_writes_pid(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    assert not runtime.lock_held(paths)
-    with runtime.SupervisorLock(paths):
-        assert runtime.lock_held(paths)
-        assert runtime.read_pid(paths) == os.getpid()
-        with pytest.raises(runtime.AlreadyRunning, match=f"pid {os.getpid()}"):
-            runtime.SupervisorLock(paths).acquire()
-    assert not runtime.lock_held(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    assert not workspace.lock_held(paths)
+    with workspace.SupervisorLock(paths):
+        assert workspace.lock_held(paths)
+        assert workspace.read_pid(paths) == os.getpid()
+        with pytest.raises(workspace.AlreadyRunning, match=f"pid {os.getpid()}"):
+            workspace.SupervisorLock(paths).acquire()
+    assert not workspace.lock_held(paths)
     assert not paths.pid.exists() and not paths.lock.exists()  # nothing stale left behind
 
 
@@ -89,25 +90,25 @@ def test_a_look_at_the_lock_does_not_turn_a_starting_supervisor_away(tmp_path: P
     it out instead of reporting that one is already running."""
     import threading
 
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    runtime.ensure_state_dir(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    workspace.ensure_state_dir(paths)
     paths.lock.write_text("")
     look = os.open(paths.lock, os.O_RDWR)
-    runtime.fcntl.flock(look, runtime.fcntl.LOCK_EX | runtime.fcntl.LOCK_NB)  # a look, mid-way
+    workspace.fcntl.flock(look, workspace.fcntl.LOCK_EX | workspace.fcntl.LOCK_NB)  # a look, mid-way
     ends = threading.Timer(0.01, os.close, [look])
     ends.start()
     try:
-        with runtime.SupervisorLock(paths):
-            assert runtime.read_pid(paths) == os.getpid()
+        with workspace.SupervisorLock(paths):
+            assert workspace.read_pid(paths) == os.getpid()
     finally:
         ends.join()
 
 
 def test_a_lock_on_a_file_removed_meanwhile_is_not_kept(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    runtime.ensure_state_dir(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    workspace.ensure_state_dir(paths)
     paths.lock.write_text("")
-    original_flock = runtime.fcntl.flock
+    original_flock = workspace.fcntl.flock
     replaced = []
 
     def flock_then_replace(fd: int, op: int) -> None:
@@ -117,14 +118,14 @@ def test_a_lock_on_a_file_removed_meanwhile_is_not_kept(tmp_path: Path) -> None:
             paths.lock.unlink()
             paths.lock.write_text("")
 
-    runtime.fcntl.flock = flock_then_replace  # type: ignore[assignment]
+    workspace.fcntl.flock = flock_then_replace  # type: ignore[assignment]
     try:
-        lock = runtime.SupervisorLock(paths)
+        lock = workspace.SupervisorLock(paths)
         lock.acquire()
     finally:
-        runtime.fcntl.flock = original_flock
+        workspace.fcntl.flock = original_flock
     try:
-        assert replaced and runtime.lock_held(paths)  # the lock is on the file at the path now
+        assert replaced and workspace.lock_held(paths)  # the lock is on the file at the path now
     finally:
         lock.release()
 
@@ -132,26 +133,26 @@ def test_a_lock_on_a_file_removed_meanwhile_is_not_kept(tmp_path: Path) -> None:
 def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     a3sfile = _a3sfile(tmp_path)
     code = (
-        "import sys, time; from pathlib import Path; from a3s_dev import runtime;"
-        f"runtime.SupervisorLock(runtime.paths_for(Path({str(a3sfile)!r}))).acquire();"
+        "import sys, time; from pathlib import Path; from a3s_dev.run import workspace;"
+        f"workspace.SupervisorLock(workspace.paths_for(Path({str(a3sfile)!r}))).acquire();"
         "print('locked', flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        paths = runtime.paths_for(a3sfile)
-        assert runtime.lock_held(paths)
+        paths = workspace.paths_for(a3sfile)
+        assert workspace.lock_held(paths)
         proc.kill()
         proc.wait(10)
-        assert not runtime.lock_held(paths)
+        assert not workspace.lock_held(paths)
     finally:
         proc.kill()
         proc.wait(10)
 
 
 def test_clean_stale_ends_recorded_groups_and_removes_leftovers(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    runtime.ensure_state_dir(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    workspace.ensure_state_dir(paths)
     # A service whose shell left a grandchild behind, in its own group.
     proc = subprocess.Popen(["/bin/sh", "-c", "sleep 60 & sleep 60"], start_new_session=True)
     try:
@@ -162,8 +163,8 @@ def test_clean_stale_ends_recorded_groups_and_removes_leftovers(tmp_path: Path) 
         paths.socket.write_text("")  # a stale socket file
         paths.pid.write_text("999999\n")
         paths.lock.write_text("")  # a lock file nobody holds
-        orphans = runtime.clean_stale(paths, grace=2.0)
-        assert orphans == [runtime.Orphan("api", proc.pid)]
+        orphans = workspace.clean_stale(paths, grace=2.0)
+        assert orphans == [Orphan("api", proc.pid)]
         proc.wait(5)
         wait_until(lambda: not pids_in_group(proc.pid), message="group emptied")
         assert not paths.socket.exists() and not paths.pid.exists() and not paths.groups.exists()
@@ -174,15 +175,15 @@ def test_clean_stale_ends_recorded_groups_and_removes_leftovers(tmp_path: Path) 
 
 
 def test_clean_stale_skips_a_reused_pid(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    runtime.ensure_state_dir(paths)
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    workspace.ensure_state_dir(paths)
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
         # Recorded as started an hour ago: this live process is someone else's.
         paths.groups.write_text(
             json.dumps({"api": {"pid": proc.pid, "pgid": proc.pid, "started": time.time() - 3600}})
         )
-        assert runtime.clean_stale(paths, grace=0.5) == []
+        assert workspace.clean_stale(paths, grace=0.5) == []
         assert proc.poll() is None
     finally:
         kill_group(proc.pid)
@@ -190,8 +191,8 @@ def test_clean_stale_skips_a_reused_pid(tmp_path: Path) -> None:
 
 
 def test_clean_stale_does_nothing_while_locked(tmp_path: Path) -> None:
-    paths = runtime.paths_for(_a3sfile(tmp_path))
-    with runtime.SupervisorLock(paths):
+    paths = workspace.paths_for(_a3sfile(tmp_path))
+    with workspace.SupervisorLock(paths):
         paths.groups.write_text(json.dumps({"api": {"pid": 1, "pgid": os.getpgrp(), "started": 0}}))
-        assert runtime.clean_stale(paths) == []
+        assert workspace.clean_stale(paths) == []
         assert paths.groups.exists()

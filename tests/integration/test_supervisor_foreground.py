@@ -31,7 +31,8 @@ LAUNCHER = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from a3s_dev.config.model import DevConfig, ServiceDef
-    from a3s_dev.run import UpOptions, run_foreground
+    from a3s_dev.run.options import UpOptions
+    from a3s_dev.run.serve import run_foreground
 
     spec = json.loads(Path(sys.argv[1]).read_text())
     folder = Path(spec["folder"])

@@ -9,39 +9,40 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import pytest
 from support import free_port, pid_alive, pids_in_group, stays, wait_until, write_http_service
 from support_supervisor import make_config, poll, running, service, tcp
 
-from a3s_dev import runtime
 from a3s_dev.config.model import RestartMode
+from a3s_dev.core.groups import GroupRegistry, recorded_orphans
 from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState
+from a3s_dev.run import workspace
 
 S = ServiceState
 SERVER = "exec python3 server.py"
 
 
-def test_stop_ends_grandchildren_of_the_service(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_stop_ends_grandchildren_of_the_service(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await sup.wait_ready(["api"], timeout=20)
-            pgid = sup.status("api").pid
-            assert pgid is not None
-            assert len(pids_in_group(pgid)) == 2  # python and the backgrounded sleep
-            await sup.stop(["api"])
-            assert sup.status("api").state is S.STOPPED
-            assert pids_in_group(pgid) == []
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await sup.wait_ready(["api"], timeout=20)
+        pgid = sup.status("api").pid
+        assert pgid is not None
+        assert len(pids_in_group(pgid)) == 2  # python and the backgrounded sleep
+        await sup.stop(["api"])
+        assert sup.status("api").state is S.STOPPED
+        assert pids_in_group(pgid) == []
 
 
-def test_stop_escalates_to_sigkill_after_stop_timeout(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_stop_escalates_to_sigkill_after_stop_timeout(tmp_path: Path) -> None:
     stubborn = tmp_path / "stubborn.py"
     stubborn.write_text(
         "import signal, time\nsignal.signal(signal.SIGTERM, lambda *a: print('ignoring SIGTERM', flush=True))\n"
@@ -51,24 +52,22 @@ def test_stop_escalates_to_sigkill_after_stop_timeout(tmp_path: Path) -> None:
         tmp_path, service("stubborn", "exec python3 stubborn.py", tmp_path, stop_timeout=0.5)
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, _):
-            await sup.start()
-            await poll(lambda: ("stubborn", "up") in sink.lines, message="stubborn up")
-            pid = sup.status("stubborn").pid
-            began = time.monotonic()
-            await sup.stop()
-            took = time.monotonic() - began
-            assert ("stubborn", "ignoring SIGTERM") in sink.lines
-            assert 0.4 <= took < 5, took
-            assert pid is not None and not pid_alive(pid)
-            assert sup.status("stubborn").exit_code == -9
-            assert ("a3s", "stubborn did not stop within 500ms of SIGTERM: killed") in sink.lines
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, _):
+        await sup.start()
+        await poll(lambda: ("stubborn", "up") in sink.lines, message="stubborn up")
+        pid = sup.status("stubborn").pid
+        began = time.monotonic()
+        await sup.stop()
+        took = time.monotonic() - began
+        assert ("stubborn", "ignoring SIGTERM") in sink.lines
+        assert 0.4 <= took < 5, took
+        assert pid is not None and not pid_alive(pid)
+        assert sup.status("stubborn").exit_code == -9
+        assert ("a3s", "stubborn did not stop within 500ms of SIGTERM: killed") in sink.lines
 
 
-def test_stop_signal_is_sent_to_the_group(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_stop_signal_is_sent_to_the_group(tmp_path: Path) -> None:
     script = tmp_path / "trap.py"
     script.write_text(
         "import signal, sys, time\n"
@@ -79,15 +78,12 @@ def test_stop_signal_is_sent_to_the_group(tmp_path: Path) -> None:
         tmp_path, service("t", "exec python3 trap.py", tmp_path, stop_signal="SIGINT")
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, _):
-            await sup.start()
-            await poll(lambda: ("t", "up") in sink.lines, message="t up")
-            await sup.stop()
-            assert ("t", "got SIGINT") in sink.lines
-            assert sup.status("t").exit_code == 0
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, _):
+        await sup.start()
+        await poll(lambda: ("t", "up") in sink.lines, message="t up")
+        await sup.stop()
+        assert ("t", "got SIGINT") in sink.lines
+        assert sup.status("t").exit_code == 0
 
 
 def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path) -> None:
@@ -112,7 +108,8 @@ def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path) -> 
     assert anyio.run(body) == ["web", "api", "db"]
 
 
-def test_crash_restarts_wait_the_policys_growing_delays(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_crash_restarts_wait_the_policys_growing_delays(tmp_path: Path) -> None:
     stamps = tmp_path / "stamps.txt"
     crash = f"echo spawned >> {stamps}; echo crashing; exit 2"
     config = make_config(tmp_path, service("crashy", crash, tmp_path))
@@ -123,57 +120,51 @@ def test_crash_restarts_wait_the_policys_growing_delays(tmp_path: Path) -> None:
         waited.append(delay)  # the wall clock plays no part: the delays are what was asked for
         await anyio.lowlevel.checkpoint()
 
-    async def body() -> None:
-        async with running(config, policy=policy, sleep=recorded_sleep) as (sup, sink, rec):
-            await sup.start()
-            await poll(lambda: len(waited) >= 7, timeout=20, message="seven restarts")
-            assert S.BACKOFF in rec.states("crashy")
-            assert sup.status("crashy").restarts >= 6
-            reasons = [c.reason for c in rec.changes if c.new is S.BACKOFF]
-            assert reasons[:4] == [
-                "exit code 2, restarting in 1s",
-                "exit code 2, restarting in 2s",
-                "exit code 2, restarting in 4s",
-                "exit code 2, restarting in 8s",
-            ]
-            assert any("crashy exited (exit code 2), restarting in 2s" in line for _, line in sink.lines)
-
-    anyio.run(body)
+    async with running(config, policy=policy, sleep=recorded_sleep) as (sup, sink, rec):
+        await sup.start()
+        await poll(lambda: len(waited) >= 7, timeout=20, message="seven restarts")
+        assert S.BACKOFF in rec.states("crashy")
+        assert sup.status("crashy").restarts >= 6
+        reasons = [c.reason for c in rec.changes if c.new is S.BACKOFF]
+        assert reasons[:4] == [
+            "exit code 2, restarting in 1s",
+            "exit code 2, restarting in 2s",
+            "exit code 2, restarting in 4s",
+            "exit code 2, restarting in 8s",
+        ]
+        assert any("crashy exited (exit code 2), restarting in 2s" in line for _, line in sink.lines)
     assert waited[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # SPEC §3
     assert len(stamps.read_text().split()) >= 7  # and each one was a real spawn
 
 
-def test_restart_never_leaves_a_crashed_service_failed(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_restart_never_leaves_a_crashed_service_failed(tmp_path: Path) -> None:
     config = make_config(
         tmp_path, service("once", "echo bye; exit 1", tmp_path, restart=RestartMode.NEVER)
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, rec):
-            await sup.start()
-            await poll(lambda: sup.status("once").state is S.FAILED, message="failed")
-            await stays(
-                lambda: rec.states("once").count(S.STARTING) == 1 and sup.status("once").restarts == 0,
-                0.3,
-                "no restart of a never-restarted service",
-            )
-            assert sup.status("once").exit_code == 1
-
-    anyio.run(body)
+    async with running(config) as (sup, _, rec):
+        await sup.start()
+        await poll(lambda: sup.status("once").state is S.FAILED, message="failed")
+        await stays(
+            lambda: rec.states("once").count(S.STARTING) == 1 and sup.status("once").restarts == 0,
+            0.3,
+            "no restart of a never-restarted service",
+        )
+        assert sup.status("once").exit_code == 1
 
 
-def test_restart_always_restarts_a_clean_exit(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_restart_always_restarts_a_clean_exit(tmp_path: Path) -> None:
     config = make_config(tmp_path, service("loop", "exit 0", tmp_path, restart=RestartMode.ALWAYS))
 
-    async def body() -> None:
-        async with running(config, policy=ExponentialBackoff(first=0.05, cap=0.05)) as (sup, _, _):
-            await sup.start()
-            await poll(lambda: sup.status("loop").restarts >= 2, message="two restarts")
-
-    anyio.run(body)
+    async with running(config, policy=ExponentialBackoff(first=0.05, cap=0.05)) as (sup, _, _):
+        await sup.start()
+        await poll(lambda: sup.status("loop").restarts >= 2, message="two restarts")
 
 
-def test_service_becomes_unhealthy_after_retries_and_recovers(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_service_becomes_unhealthy_after_retries_and_recovers(tmp_path: Path) -> None:
     flag = tmp_path / "closed"
     server = tmp_path / "flaky.py"
     # Listens; closes its listener while the flag file exists; reopens when it is gone.
@@ -206,25 +197,23 @@ def test_service_becomes_unhealthy_after_retries_and_recovers(tmp_path: Path) ->
         ),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, rec):
-            await sup.start()
-            await sup.wait_ready(["flaky"], timeout=20)
-            assert sup.status("flaky").health == "healthy"
-            flag.write_text("")
-            await poll(lambda: sup.status("flaky").state is S.UNHEALTHY, message="unhealthy")
-            assert sup.status("flaky").health == "unhealthy"
-            assert sup.health_failures("flaky") >= 3
-            assert sup.status("flaky").pid is not None  # reported, not killed
-            flag.unlink()
-            await poll(lambda: sup.status("flaky").state is S.RUNNING, message="recovered")
-            assert any("flaky is unhealthy" in line for _, line in sink.lines)
-            assert rec.states("flaky")[-2:] == [S.UNHEALTHY, S.RUNNING]
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, rec):
+        await sup.start()
+        await sup.wait_ready(["flaky"], timeout=20)
+        assert sup.status("flaky").health == "healthy"
+        flag.write_text("")
+        await poll(lambda: sup.status("flaky").state is S.UNHEALTHY, message="unhealthy")
+        assert sup.status("flaky").health == "unhealthy"
+        assert sup.health_failures("flaky") >= 3
+        assert sup.status("flaky").pid is not None  # reported, not killed
+        flag.unlink()
+        await poll(lambda: sup.status("flaky").state is S.RUNNING, message="recovered")
+        assert any("flaky is unhealthy" in line for _, line in sink.lines)
+        assert rec.states("flaky")[-2:] == [S.UNHEALTHY, S.RUNNING]
 
 
-def test_restart_replaces_the_process_and_keeps_dependents_running(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_restart_replaces_the_process_and_keeps_dependents_running(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path,
@@ -232,22 +221,20 @@ def test_restart_replaces_the_process_and_keeps_dependents_running(tmp_path: Pat
         service("api", SERVER, tmp_path, port=free_port(), depends_on=("db",)),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await sup.wait_ready(config.names, timeout=20)
-            old_db, old_api = sup.status("db").pid, sup.status("api").pid
-            await sup.restart("db")
-            statuses = await sup.wait_ready(["db"], timeout=20)
-            assert statuses["db"].state is S.RUNNING
-            assert statuses["db"].pid not in (None, old_db)
-            assert sup.status("api").pid == old_api and sup.status("api").state is S.RUNNING
-            assert old_db is not None and pids_in_group(old_db) == []
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await sup.wait_ready(config.names, timeout=20)
+        old_db, old_api = sup.status("db").pid, sup.status("api").pid
+        await sup.restart("db")
+        statuses = await sup.wait_ready(["db"], timeout=20)
+        assert statuses["db"].state is S.RUNNING
+        assert statuses["db"].pid not in (None, old_db)
+        assert sup.status("api").pid == old_api and sup.status("api").state is S.RUNNING
+        assert old_db is not None and pids_in_group(old_db) == []
 
 
-def test_stop_of_a_dependency_stops_its_dependents_first(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_stop_of_a_dependency_stops_its_dependents_first(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path,
@@ -256,74 +243,65 @@ def test_stop_of_a_dependency_stops_its_dependents_first(tmp_path: Path) -> None
         service("other", SERVER, tmp_path, port=free_port()),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, rec):
-            await sup.start()
-            await sup.wait_ready(config.names, timeout=20)
-            await sup.stop(["db"])
-            assert [c.service for c in rec.changes if c.new is S.STOPPED] == ["api", "db"]
-            assert sup.status("other").state is S.RUNNING
-
-    anyio.run(body)
+    async with running(config) as (sup, _, rec):
+        await sup.start()
+        await sup.wait_ready(config.names, timeout=20)
+        await sup.stop(["db"])
+        assert [c.service for c in rec.changes if c.new is S.STOPPED] == ["api", "db"]
+        assert sup.status("other").state is S.RUNNING
 
 
-def test_live_groups_are_recorded_and_a_later_run_can_end_them(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_live_groups_are_recorded_and_a_later_run_can_end_them(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
     )
-    paths = runtime.paths_for(config.path)
+    paths = workspace.paths_for(config.path)
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await sup.wait_ready(["api"], timeout=20)
-            pgid = sup.status("api").pid
-            recorded = json.loads(paths.groups.read_text())
-            assert recorded["api"]["pgid"] == pgid and recorded["api"]["pid"] == pgid
-            assert abs(recorded["api"]["started"] - time.time()) < 30
-            # What control's reader sees after a SIGKILLed supervisor:
-            assert [o.service for o in runtime.recorded_orphans(paths)] == ["api"]
-            await sup.stop()
-            assert json.loads(paths.groups.read_text()) == {}
-
-    anyio.run(body)
+    async with running(config, groups=GroupRegistry(paths.state_dir)) as (sup, _, _):
+        await sup.start()
+        await sup.wait_ready(["api"], timeout=20)
+        pgid = sup.status("api").pid
+        recorded = json.loads(paths.groups.read_text())
+        assert recorded["api"]["pgid"] == pgid and recorded["api"]["pid"] == pgid
+        assert abs(recorded["api"]["started"] - time.time()) < 30
+        # What control's reader sees after a SIGKILLed supervisor:
+        assert [o.service for o in recorded_orphans(paths.groups)] == ["api"]
+        await sup.stop()
+        assert json.loads(paths.groups.read_text()) == {}
 
 
-def test_without_a_probe_a_service_is_ready_once_spawned(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_without_a_probe_a_service_is_ready_once_spawned(tmp_path: Path) -> None:
     config = make_config(tmp_path, service("worker", "sleep 30", tmp_path))
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            statuses = await sup.wait_ready(["worker"], timeout=5)
-            assert statuses["worker"].state is S.RUNNING and statuses["worker"].health is None
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        statuses = await sup.wait_ready(["worker"], timeout=5)
+        assert statuses["worker"].state is S.RUNNING and statuses["worker"].health is None
 
 
-def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path, service("api", "sleep 1000 & exec python3 server.py", tmp_path, port=free_port())
     )
     seen: list[int] = []
 
-    async def body() -> None:
-        from a3s_dev.core.supervisor import Supervisor
+    from a3s_dev.core.supervisor import Supervisor
 
-        sup = Supervisor(config)
-        with anyio.move_on_after(20):
-            async with anyio.create_task_group() as tg:
-                await tg.start(sup.run)
-                await sup.start()
-                await sup.wait_ready(["api"], timeout=20)
-                pid = sup.status("api").pid
-                assert pid is not None
-                seen.append(pid)
-                tg.cancel_scope.cancel()
-
-    anyio.run(body)
+    sup = Supervisor(config)
+    with anyio.move_on_after(20):
+        async with anyio.create_task_group() as tg:
+            await tg.start(sup.run)
+            await sup.start()
+            await sup.wait_ready(["api"], timeout=20)
+            pid = sup.status("api").pid
+            assert pid is not None
+            seen.append(pid)
+            tg.cancel_scope.cancel()
     wait_until(lambda: pids_in_group(seen[0]) == [], timeout=10, message="group gone")
 
 

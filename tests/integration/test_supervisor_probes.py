@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-import anyio
+import pytest
 from support import free_port, stays, write_http_service
 from support_supervisor import http, make_config, poll, running, service
 
@@ -16,7 +16,8 @@ S = ServiceState
 SERVER = "exec python3 server.py"
 
 
-def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
     write_http_service(tmp_path)
     config = make_config(
         tmp_path,
@@ -31,19 +32,16 @@ def test_http_probe_gates_readiness_on_a_2xx_answer(tmp_path: Path) -> None:
         ),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, _):
-            await sup.start()
-            statuses = await sup.wait_ready(["good"], timeout=20)
-            assert statuses["good"].state is S.RUNNING and statuses["good"].health == "healthy"
-            await poll(
-                lambda: any(n == "bad" and "listening" in line for n, line in sink.lines),
-                message="bad up",
-            )
-            # It answers, but with 500: not ready.
-            await stays(lambda: sup.status("bad").state is S.STARTING, 0.3, "bad still starting")
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, _):
+        await sup.start()
+        statuses = await sup.wait_ready(["good"], timeout=20)
+        assert statuses["good"].state is S.RUNNING and statuses["good"].health == "healthy"
+        await poll(
+            lambda: any(n == "bad" and "listening" in line for n, line in sink.lines),
+            message="bad up",
+        )
+        # It answers, but with 500: not ready.
+        await stays(lambda: sup.status("bad").state is S.STARTING, 0.3, "bad still starting")
 
 
 REDIRECT = textwrap.dedent(
@@ -59,33 +57,29 @@ REDIRECT = textwrap.dedent(
 )
 
 
-def test_http_probe_counts_a_redirect_as_healthy_without_following_it(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_http_probe_counts_a_redirect_as_healthy_without_following_it(tmp_path: Path) -> None:
     (tmp_path / "redirect.py").write_text(REDIRECT)
     port = free_port()
     config = make_config(
         tmp_path, service("r", "exec python3 redirect.py", tmp_path, port=port, health=http("/"))
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            statuses = await sup.wait_ready(["r"], timeout=20)
-            assert statuses["r"].state is S.RUNNING
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        statuses = await sup.wait_ready(["r"], timeout=20)
+        assert statuses["r"].state is S.RUNNING
 
 
-def test_http_probe_explains_failures(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_http_probe_explains_failures(tmp_path: Path) -> None:
     port = free_port()
 
-    async def body() -> None:
-        resources = ProbeResources()
-        try:
-            result = await HttpProbe(
-                f"http://127.0.0.1:{port}/health", 0.5, resources, port, "/health"
-            ).check()
-            assert (result.ok, result.detail, result.reached) == (False, "connection refused", False)
-        finally:
-            await resources.aclose()
-
-    anyio.run(body)
+    resources = ProbeResources()
+    try:
+        result = await HttpProbe(
+            f"http://127.0.0.1:{port}/health", 0.5, resources, port, "/health"
+        ).check()
+        assert (result.ok, result.detail, result.reached) == (False, "connection refused", False)
+    finally:
+        await resources.aclose()

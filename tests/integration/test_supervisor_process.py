@@ -16,6 +16,8 @@ from support import kill_group, pid_alive, wait_until
 from a3s_dev.config.model import ServiceDef
 from a3s_dev.core import process
 from a3s_dev.errors import RuntimeFailure
+from a3s_dev.system.ports import port_in_use
+from a3s_dev.system.procfs import port_owner
 
 # A middle process that spawns a service through process.spawn, prints its pid, then waits
 # to be SIGKILLed: the service must die with it (PR_SET_PDEATHSIG).
@@ -70,10 +72,10 @@ def test_port_owner_names_the_listening_process() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert process.port_in_use(port)
-        owner = process.port_owner(port)
+        assert port_in_use(port)
+        owner = port_owner(port)
         assert owner is not None and owner.startswith(f"pid {os.getpid()} (")
-    assert not process.port_in_use(port)
+    assert not port_in_use(port)
 
 
 def test_a_service_whose_parent_changed_before_setpriv_took_effect_exits_at_once(
@@ -121,10 +123,10 @@ def test_each_first_wave_group_is_on_disk_before_the_next_spawn(tmp_path: Path, 
     """SPEC §8: a supervisor killed between two spawns leaves nothing `a3s down` cannot find."""
     import json
 
-    from a3s_dev import runtime
     from a3s_dev.config.model import DevConfig
     from a3s_dev.core import process
-    from a3s_dev.run import prespawn
+    from a3s_dev.core.groups import GroupRegistry
+    from a3s_dev.run import prepare
 
     groups_file = tmp_path / ".a3s" / "groups.json"
     on_disk: list[list[str]] = []
@@ -134,11 +136,11 @@ def test_each_first_wave_group_is_on_disk_before_the_next_spawn(tmp_path: Path, 
         on_disk.append(sorted(json.loads(groups_file.read_text())) if groups_file.exists() else [])
         return real_spawn(service, env)
 
-    monkeypatch.setattr(process, "spawn", spying_spawn)
+    monkeypatch.setattr(prepare, "spawn", spying_spawn)
     config = DevConfig(
         path=tmp_path / "A3sfile.hcl", services=tuple(ServiceDef(n, "exec sleep 30", tmp_path) for n in ("a", "b", "c"))
     )
-    procs = prespawn(config, config.names, runtime.GroupRegistry(tmp_path / ".a3s"))
+    procs = prepare.prespawn(config, config.names, GroupRegistry(tmp_path / ".a3s"))
     try:
         assert on_disk == [[], ["a"], ["a", "b"]]
         recorded = json.loads(groups_file.read_text())

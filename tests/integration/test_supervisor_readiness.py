@@ -20,57 +20,52 @@ S = ServiceState
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_a_cmd_probe_gates_readiness_on_its_exit_code_and_keeps_its_output_as_the_result(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_cmd_probe_gates_readiness_on_its_exit_code_and_keeps_its_output_as_the_result(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     probe = HealthConfig(type=ProbeKind.CMD, command=f"test -f {ready} && echo accepting || (echo no file; exit 2)")
     config = make_config(tmp_path, service("db", "exec sleep 60", tmp_path, health=probe))
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, _):
-            await sup.start()
-            await poll(lambda: sup.status("db").probe == "test exited 2: no file", message="the failing result")
-            await stays(lambda: sup.status("db").state is S.STARTING, 0.3, "db not ready without the file")
-            ready.write_text("")
-            began = time.monotonic()
-            await poll(lambda: sup.status("db").state is S.RUNNING, message="db ready once the command passes")
-            assert time.monotonic() - began < 1.0
-            assert sup.status("db").probe == "test exited 0: accepting"
-            assert not any("no file" in line for _, line in sink.lines), "probe output is not the service's log"
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, _):
+        await sup.start()
+        await poll(lambda: sup.status("db").probe == "test exited 2: no file", message="the failing result")
+        await stays(lambda: sup.status("db").state is S.STARTING, 0.3, "db not ready without the file")
+        ready.write_text("")
+        began = time.monotonic()
+        await poll(lambda: sup.status("db").state is S.RUNNING, message="db ready once the command passes")
+        assert time.monotonic() - began < 1.0
+        assert sup.status("db").probe == "test exited 0: accepting"
+        assert not any("no file" in line for _, line in sink.lines), "probe output is not the service's log"
 
 
-def test_a_log_probe_is_ready_at_the_first_matching_line_of_the_current_run(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_log_probe_is_ready_at_the_first_matching_line_of_the_current_run(tmp_path: Path) -> None:
     cmd = "echo booting; sleep 0.3; echo 'listening on 127.0.0.1:7700'; exec sleep 60"
     config = make_config(tmp_path, service("search", cmd, tmp_path, health=HealthConfig(type=ProbeKind.LOG, pattern=r"listening on .*:\d+")))
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, rec):
-            await sup.start()
-            await poll(lambda: sup.status("search").probe == r"waiting for /listening on .*:\d+/", message="waiting")
-            await poll(lambda: sup.status("search").state is S.RUNNING, message="ready")
-            line_at = next(c.at for c in rec.changes if c.new is S.RUNNING)
-            assert any("listening on" in line for _, line in sink.lines)
-            assert line_at > 0
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, rec):
+        await sup.start()
+        await poll(lambda: sup.status("search").probe == r"waiting for /listening on .*:\d+/", message="waiting")
+        await poll(lambda: sup.status("search").state is S.RUNNING, message="ready")
+        line_at = next(c.at for c in rec.changes if c.new is S.RUNNING)
+        assert any("listening on" in line for _, line in sink.lines)
+        assert line_at > 0
 
 
-def test_not_ready_within_start_timeout_is_failed_with_the_last_probe_result(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_not_ready_within_start_timeout_is_failed_with_the_last_probe_result(tmp_path: Path) -> None:
     probe = HealthConfig(type=ProbeKind.CMD, command="echo still recovering; exit 2", start_timeout=0.6)
     config = make_config(tmp_path, service("db", "exec sleep 60", tmp_path, health=probe, restart=RestartMode.NEVER))
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await poll(lambda: sup.status("db").state is S.FAILED, message="db failed")
-            assert sup.status("db").reason == "not ready after 600ms: echo exited 2: still recovering"
-            assert sup.status("db").pid is None  # the process was stopped
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await poll(lambda: sup.status("db").state is S.FAILED, message="db failed")
+        assert sup.status("db").reason == "not ready after 600ms: echo exited 2: still recovering"
+        assert sup.status("db").pid is None  # the process was stopped
 
 
-def test_start_timeout_then_the_restart_policy_applies_as_for_a_crash(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_start_timeout_then_the_restart_policy_applies_as_for_a_crash(tmp_path: Path) -> None:
     probe = HealthConfig(type=ProbeKind.CMD, command="exit 1", start_timeout=0.3)
     config = make_config(tmp_path, service("api", "exec sleep 60", tmp_path, health=probe))
     delays: list[float] = []
@@ -79,18 +74,16 @@ def test_start_timeout_then_the_restart_policy_applies_as_for_a_crash(tmp_path: 
         delays.append(delay)
         await anyio.lowlevel.checkpoint()
 
-    async def body() -> None:
-        async with running(config, policy=ExponentialBackoff(), sleep=no_wait) as (sup, _, rec):
-            await sup.start()
-            await poll(lambda: len(delays) >= 2, message="two restarts")
-            reasons = [c.reason for c in rec.changes if c.new is S.BACKOFF]
-            assert reasons[0] == "not ready after 300ms: exit exited 1, restarting in 1s"
-            assert delays[:2] == [1.0, 2.0] and sup.status("api").restarts >= 1
-
-    anyio.run(body)
+    async with running(config, policy=ExponentialBackoff(), sleep=no_wait) as (sup, _, rec):
+        await sup.start()
+        await poll(lambda: len(delays) >= 2, message="two restarts")
+        reasons = [c.reason for c in rec.changes if c.new is S.BACKOFF]
+        assert reasons[0] == "not ready after 300ms: exit exited 1, restarting in 1s"
+        assert delays[:2] == [1.0, 2.0] and sup.status("api").restarts >= 1
 
 
-def test_on_failure_restart_restarts_a_service_whose_probe_keeps_failing(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_on_failure_restart_restarts_a_service_whose_probe_keeps_failing(tmp_path: Path) -> None:
     flag = tmp_path / "healthy"
     flag.write_text("")
     probe = HealthConfig(
@@ -101,20 +94,18 @@ def test_on_failure_restart_restarts_a_service_whose_probe_keeps_failing(tmp_pat
     async def no_wait(delay: float) -> None:
         await anyio.lowlevel.checkpoint()
 
-    async def body() -> None:
-        async with running(config, sleep=no_wait) as (sup, _, rec):
-            await sup.start()
-            await poll(lambda: sup.status("api").state is S.RUNNING, message="running")
-            first = sup.status("api").pid
-            flag.unlink()
-            await poll(lambda: sup.status("api").restarts >= 1, message="a restart for failing probes")
-            assert any(c.new is S.BACKOFF and (c.reason or "").startswith("unhealthy (2 failed probes") for c in rec.changes)
-            flag.write_text("")
-            await poll(lambda: sup.status("api").state is S.RUNNING and sup.status("api").pid != first, message="back")
-
-    anyio.run(body)
+    async with running(config, sleep=no_wait) as (sup, _, rec):
+        await sup.start()
+        await poll(lambda: sup.status("api").state is S.RUNNING, message="running")
+        first = sup.status("api").pid
+        flag.unlink()
+        await poll(lambda: sup.status("api").restarts >= 1, message="a restart for failing probes")
+        assert any(c.new is S.BACKOFF and (c.reason or "").startswith("unhealthy (2 failed probes") for c in rec.changes)
+        flag.write_text("")
+        await poll(lambda: sup.status("api").state is S.RUNNING and sup.status("api").pid != first, message="back")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("cmd", "reason"),
     [
@@ -122,22 +113,20 @@ def test_on_failure_restart_restarts_a_service_whose_probe_keeps_failing(tmp_pat
         ("exec ./server.sh", "permission denied: ./server.sh (is it executable?)"),
     ],
 )
-def test_a_command_that_cannot_run_fails_at_once_and_is_not_retried(tmp_path: Path, cmd: str, reason: str) -> None:
+async def test_a_command_that_cannot_run_fails_at_once_and_is_not_retried(tmp_path: Path, cmd: str, reason: str) -> None:
     (tmp_path / "server.sh").write_text("#!/bin/sh\necho hi\n")  # not executable
     config = make_config(tmp_path, service("api", cmd, tmp_path))
 
-    async def body() -> None:
-        async with running(config) as (sup, sink, rec):
-            await sup.start()
-            await poll(lambda: sup.status("api").state is S.FAILED, message="failed")
-            assert sup.status("api").reason == reason
-            await stays(lambda: [c.new for c in rec.changes].count(S.STARTING) == 1, 0.5, "no retry")
-            assert any(f"api failed: {reason}" in line for _, line in sink.lines)
-
-    anyio.run(body)
+    async with running(config) as (sup, sink, rec):
+        await sup.start()
+        await poll(lambda: sup.status("api").state is S.FAILED, message="failed")
+        assert sup.status("api").reason == reason
+        await stays(lambda: [c.new for c in rec.changes].count(S.STARTING) == 1, 0.5, "no retry")
+        assert any(f"api failed: {reason}" in line for _, line in sink.lines)
 
 
-def test_an_http_probe_result_names_the_status_and_sends_its_user_agent(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_an_http_probe_result_names_the_status_and_sends_its_user_agent(tmp_path: Path) -> None:
     from support import free_port
 
     from a3s_dev import __version__
@@ -149,23 +138,21 @@ def test_an_http_probe_result_names_the_status_and_sends_its_user_agent(tmp_path
         service("api", "exec python3 server.py", tmp_path, port=port, health=HealthConfig(type=ProbeKind.HTTP, path="/health")),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await poll(lambda: sup.status("api").state is S.RUNNING, message="running")
-            assert sup.status("api").probe == "GET /health → 200"
-            import urllib.request
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await poll(lambda: sup.status("api").state is S.RUNNING, message="running")
+        assert sup.status("api").probe == "GET /health → 200"
+        import urllib.request
 
-            def seen() -> str:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/seen-agents", timeout=5) as r:
-                    return str(r.read().decode())
+        def seen() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/seen-agents", timeout=5) as r:
+                return str(r.read().decode())
 
-            assert f"a3s-health/{__version__}" in await anyio.to_thread.run_sync(seen)
-
-    anyio.run(body)
+        assert f"a3s-health/{__version__}" in await anyio.to_thread.run_sync(seen)
 
 
-def test_conditions_started_and_completed_gate_on_what_they_say(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_conditions_started_and_completed_gate_on_what_they_say(tmp_path: Path) -> None:
     """`cache = "started"` does not wait for its probe; `migrate = "completed"` waits for exit 0."""
     from a3s_dev.config.model import Condition
 
@@ -190,14 +177,11 @@ def test_conditions_started_and_completed_gate_on_what_they_say(tmp_path: Path) 
         ),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await poll(lambda: sup.status("api").state is S.RUNNING, message="api started")
-            assert migrate_done.exists(), "api started before the task completed"
-            assert sup.status("cache").state is S.STARTING, "cache was started, never ready: that was enough"
-
-    anyio.run(body)
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await poll(lambda: sup.status("api").state is S.RUNNING, message="api started")
+        assert migrate_done.exists(), "api started before the task completed"
+        assert sup.status("cache").state is S.STARTING, "cache was started, never ready: that was enough"
 
 
 V6_ONLY = """
@@ -220,14 +204,15 @@ V6(("::1", int(os.environ["PORT"])), Handler).serve_forever()
 """
 
 
-def test_a_service_listening_on_ipv6_loopback_only_is_seen_ready_taken_and_proxied(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_service_listening_on_ipv6_loopback_only_is_seen_ready_taken_and_proxied(tmp_path: Path) -> None:
     """SPEC §5: Vite binds `localhost`, ::1 first on macOS; it used to wait forever."""
     import urllib.request
 
     from support import free_port
 
-    from a3s_dev.core.process import port_in_use
     from a3s_dev.proxy.server import serve_proxy
+    from a3s_dev.system.ports import port_in_use
 
     (tmp_path / "v6.py").write_text(V6_ONLY)
     port = free_port()
@@ -236,25 +221,22 @@ def test_a_service_listening_on_ipv6_loopback_only_is_seen_ready_taken_and_proxi
         service("vite", "exec python3 v6.py", tmp_path, port=port, health=HealthConfig(type=ProbeKind.HTTP, path="/")),
     )
 
-    async def body() -> None:
-        async with running(config) as (sup, _, _):
-            await sup.start()
-            await poll(lambda: sup.status("vite").state is S.RUNNING, message="ready on ::1")
-            assert sup.status("vite").probe == "GET / → 200"
-            assert port_in_use(port), "the port-in-use check sees a ::1 listener"
-            async with anyio.create_task_group() as tg:
-                proxy_port = await tg.start(lambda task_status: serve_proxy(sup, 0, task_status=task_status))
+    async with running(config) as (sup, _, _):
+        await sup.start()
+        await poll(lambda: sup.status("vite").state is S.RUNNING, message="ready on ::1")
+        assert sup.status("vite").probe == "GET / → 200"
+        assert port_in_use(port), "the port-in-use check sees a ::1 listener"
+        async with anyio.create_task_group() as tg:
+            proxy_port = await tg.start(lambda task_status: serve_proxy(sup, 0, task_status=task_status))
 
-                def ask(method: str) -> str:
-                    data = b"x" if method == "POST" else None
-                    req = urllib.request.Request(
-                        f"http://127.0.0.1:{proxy_port}/", data=data, method=method, headers={"Host": "vite.localhost"}
-                    )
-                    with urllib.request.urlopen(req, timeout=10) as r:
-                        return str(r.read().decode())
+            def ask(method: str) -> str:
+                data = b"x" if method == "POST" else None
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{proxy_port}/", data=data, method=method, headers={"Host": "vite.localhost"}
+                )
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return str(r.read().decode())
 
-                assert await anyio.to_thread.run_sync(ask, "GET") == "hello over ::1"  # the direct path
-                assert await anyio.to_thread.run_sync(ask, "POST") == "hello over ::1"  # aiohttp's path
-                tg.cancel_scope.cancel()
-
-    anyio.run(body)
+            assert await anyio.to_thread.run_sync(ask, "GET") == "hello over ::1"  # the direct path
+            assert await anyio.to_thread.run_sync(ask, "POST") == "hello over ::1"  # aiohttp's path
+            tg.cancel_scope.cancel()

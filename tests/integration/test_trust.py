@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev.proxy.ca import LocalCA
-from a3s_dev.proxy.trust import SystemStore, install, uninstall
+from a3s_dev.tls.ca import LocalCA
+from a3s_dev.tls.trust import SystemStore, install, uninstall
 
 pytestmark = pytest.mark.timeout(60)
 CERTUTIL = shutil.which("certutil")

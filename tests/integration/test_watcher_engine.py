@@ -18,11 +18,6 @@ from a3s_dev.watch.rules import WatchRoots
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def seen(
     batches: AsyncIterator[frozenset[str]],
     path: Path,

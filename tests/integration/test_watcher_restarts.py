@@ -24,11 +24,6 @@ pytestmark = pytest.mark.anyio
 DEBOUNCE = 0.2
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def service(
     root: Path,
     name: str,
@@ -78,7 +73,7 @@ async def stack(root: Path, *services: ServiceDef) -> AsyncIterator[Stack]:
     """Run a Supervisor with watch_services attached until every service is running; always stop them."""
     write_http_service(root)
     config = DevConfig(path=root / "A3sfile.hcl", services=services)
-    sup = Supervisor(config, record_groups=False)
+    sup = Supervisor(config)
     st = Stack(sup, root)
     sup.bus.subscribe(lambda e: st.lines.append(e.text) if e.service == "a3s" else None, (LogLine,))  # type: ignore[union-attr]
     pgids: set[int] = set()

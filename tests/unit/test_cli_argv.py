@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from a3s_dev import runtime
 from a3s_dev.cli import argv, render
 from a3s_dev.control.client import ControlClient
 from a3s_dev.errors import ConfigError
-from a3s_dev.run import UpOptions
+from a3s_dev.run import workspace
+from a3s_dev.run.options import UpOptions
 
 
 @pytest.mark.parametrize(
@@ -77,23 +77,55 @@ def test_plain_up_lines_are_read_into_the_one_options_record(line: list[str], ex
     assert argv.parse(line) == expected
 
 
+UP_LINES = [
+    ["up"],
+    ["up", "-d"],
+    ["-f", "x.hcl", "--no-color", "up", "api", "--detach", "--no-deps"],
+    ["up", "-d", "--no-proxy", "--no-watch", "a", "b", "--file=y.hcl"],
+    ["up", "-d", "--timeout", "1m30s"],
+    ["up", "--no-color", "--timeout=2s"],
+]
+
+
+@pytest.mark.parametrize("line", UP_LINES, ids=" ".join)
+def test_the_fast_reader_and_typer_make_the_same_options(line: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stdlib reader is a shortcut, never a second meaning: typer reads each line alike."""
+    from typer.testing import CliRunner
+
+    from a3s_dev.cli import app, commands
+
+    seen: list[tuple[object, UpOptions, bool]] = []
+
+    def up(file: object, opts: UpOptions, *, color: bool) -> int:
+        seen.append((None if file is None else str(file), opts, color))
+        return 0
+
+    monkeypatch.setattr(commands, "up", up)
+    monkeypatch.setenv("NO_COLOR", "")  # color is decided from the flags alone here
+    result = CliRunner().invoke(app.app, line)
+    assert result.exit_code == 0, result.output
+    fast = argv.parse(line)
+    assert isinstance(fast, argv.Up)
+    assert seen == [(fast.file, fast.options, fast.color)]
+
+
 def test_find_file_searches_upward_and_honours_file_and_env(tmp_path: Path) -> None:
     (tmp_path / "A3sfile.hcl").write_text("")
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
-    assert runtime.find_file(None, sub, {}) == tmp_path / "A3sfile.hcl"
+    assert workspace.find_file(None, sub, {}) == tmp_path / "A3sfile.hcl"
     other = tmp_path / "other.hcl"
     other.write_text("")
-    assert runtime.find_file("../../other.hcl", sub, {}).resolve() == other
-    assert runtime.find_file(None, sub, {"A3S_FILE": str(other)}) == other
-    assert runtime.find_file(str(tmp_path), sub, {}) == tmp_path / "A3sfile.hcl"  # a folder
+    assert workspace.find_file("../../other.hcl", sub, {}).resolve() == other
+    assert workspace.find_file(None, sub, {"A3S_FILE": str(other)}) == other
+    assert workspace.find_file(str(tmp_path), sub, {}) == tmp_path / "A3sfile.hcl"  # a folder
     with pytest.raises(ConfigError, match="missing.hcl: no such file"):
-        runtime.find_file("missing.hcl", sub, {})
+        workspace.find_file("missing.hcl", sub, {})
 
 
 def test_socket_path_is_in_the_state_folder_beside_the_a3sfile(tmp_path: Path) -> None:
     a3sfile = tmp_path / "A3sfile.hcl"
-    assert runtime.paths_for(a3sfile).socket == tmp_path / ".a3s" / "control.sock"
+    assert workspace.paths_for(a3sfile).socket == tmp_path / ".a3s" / "control.sock"
 
 
 def test_a_client_without_a_listener_gets_none(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from a3s_dev.config.load import load, load_with_report
 from a3s_dev.config.model import DevConfig, HealthConfig, ProbeKind, RestartMode, parse_duration
 from a3s_dev.errors import A3sError, ConfigError
-from a3s_dev.runtime import find_file
+from a3s_dev.run.workspace import find_file
 
 pytestmark = pytest.mark.timeout(30)
 

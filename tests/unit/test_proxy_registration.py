@@ -10,7 +10,7 @@ import pytest
 from a3s_dev.config.model import DevConfig, GlobalSettings, ServiceDef
 from a3s_dev.core import history
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.proxy.registration import (
+from a3s_dev.link.protocol import (
     PROTOCOL,
     BadMessage,
     decode,
@@ -107,13 +107,13 @@ def test_the_log_tail_reads_only_the_end_of_a_big_file(tmp_path: Path) -> None:
     ],
 )
 def test_only_localhost_names_get_a_certificate(name: str | None, expected: str | None) -> None:
-    from a3s_dev.proxy.ca import certifiable
+    from a3s_dev.tls.ca import certifiable
 
     assert certifiable(name) == expected
 
 
 def test_the_system_store_is_found_by_what_the_os_has() -> None:
-    from a3s_dev.proxy.trust import system_store
+    from a3s_dev.tls.trust import system_store
 
     debian = system_store("linux", lambda p: p == "/usr/sbin/update-ca-certificates")
     assert debian is not None and debian.target == Path("/usr/local/share/ca-certificates/a3s-local-ca.crt")
@@ -125,7 +125,7 @@ def test_the_system_store_is_found_by_what_the_os_has() -> None:
 
 
 def test_nss_databases_are_the_profiles_that_hold_one(tmp_path: Path) -> None:
-    from a3s_dev.proxy.trust import nss_databases
+    from a3s_dev.tls.trust import nss_databases
 
     for folder in (".pki/nssdb", ".mozilla/firefox/a.default", "snap/firefox/common/.mozilla/firefox/b.x"):
         (tmp_path / folder).mkdir(parents=True)

@@ -10,7 +10,8 @@ from multidict import CIMultiDict
 
 from a3s_dev.config.model import ServiceDef
 from a3s_dev.core.state import ServiceState, ServiceStatus
-from a3s_dev.proxy.board import Board, render_dashboard
+from a3s_dev.dashboard.board import Board, render_dashboard
+from a3s_dev.link.addresses import RouteEntry
 from a3s_dev.proxy.headers import (
     REQUEST_DROP,
     forward_headers,
@@ -22,7 +23,7 @@ from a3s_dev.proxy.headers import (
     response_headers,
 )
 from a3s_dev.proxy.pages import render_not_found, render_unavailable
-from a3s_dev.proxy.router import RouteEntry, RouteKind, Router, Verdict, normalize_host, verdict
+from a3s_dev.proxy.router import RouteKind, Router, Verdict, normalize_host, verdict
 
 
 def svc(name: str, port: int | None = None, subdomain: str | None = None) -> ServiceDef:
@@ -176,7 +177,7 @@ def test_the_dashboard_lists_every_project_its_services_and_links() -> None:
 
 
 def test_the_graph_has_a_column_per_generation_and_an_arrow_per_dependency() -> None:
-    from a3s_dev.proxy.board import render_graph
+    from a3s_dev.dashboard.board import render_graph
 
     statuses = [ServiceStatus(n, ServiceState.RUNNING) for n in ("db", "cache", "api", "web")]
     svg = render_graph(Board("shop", "", statuses, {}, [["db", "cache"], ["api"], ["web"]],

@@ -11,7 +11,7 @@ from a3s_dev.config.model import DevConfig, HealthConfig, ServiceDef
 from a3s_dev.core import health
 from a3s_dev.core.health import ProbeResources, ProbeResult, TcpProbe, make_probe, register_probe
 from a3s_dev.errors import UsageError
-from a3s_dev.run import wanted_services
+from a3s_dev.run.prepare import wanted_services
 
 ROOT = Path("/tmp")
 

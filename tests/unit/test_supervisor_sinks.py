@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from pathlib import Path
@@ -78,7 +79,25 @@ def test_terminal_colors_each_service_stably_on_a_tty(monkeypatch: pytest.Monkey
     _drain(sink)
     line = out.getvalue().decode()
     assert line.startswith("\x1b[36m") and line.endswith(" db  |\x1b[0m x\n")
-    assert color_for("db") == color_for("db") and color_for("a3s") != color_for("db")
+    assert color_for("a3s") != color_for("db")
+
+
+def test_a_service_keeps_its_color_from_one_run_to_the_next() -> None:
+    """crc32, not hash(): str hashes change with every interpreter (PYTHONHASHSEED)."""
+    import subprocess
+    import sys
+
+    code = "from a3s_dev.core.logs import color_for; print(color_for('db'), color_for('api-worker'))"
+    runs = {
+        tuple(
+            subprocess.run(
+                [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                capture_output=True, text=True, check=True,
+            ).stdout.split()
+        )
+        for seed in ("1", "2", "3")
+    }
+    assert runs == {(color_for("db"), color_for("api-worker"))}
 
 
 def test_declared_services_get_distinct_colors(monkeypatch: pytest.MonkeyPatch) -> None:
