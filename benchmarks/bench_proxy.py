@@ -1,11 +1,14 @@
 """Proxy throughput and added latency: wrk against nginx directly, through the reference
-aiohttp proxy (benchmarks/ref_proxy.py) and through a3s's proxy, in one run.
+aiohttp proxy (benchmarks/ref_proxy.py), through portless (when installed) and through a3s's
+proxy, in one run.
 
     python benchmarks/bench_proxy.py [--duration 5] [--rounds 3] [--connections 50] [--threads 2]
 
 Needs `wrk` and `nginx` (Debian: apt-get install -y wrk nginx); prints a message and exits 0
-when either is missing. The bar (issue 5): a3s >= 1.3 x reference req/s, p50 added <= 3 ms,
-zero failed requests, flat proxy RSS.
+when either is missing. portless (`npm install -g portless`, 0.13+) runs as a plain-HTTP proxy
+on a port of this run with its state in this run's folder (`--no-tls`, no hosts file, no trust
+store), with `bench.localhost` aliased to nginx. The bars: a3s >= 3x portless req/s, p50 added
+<= 1.5 ms, zero failed requests, flat proxy RSS.
 """
 
 from __future__ import annotations
@@ -145,6 +148,22 @@ def run_wrk(
     return Result(name, rps, p50, p99, requests, errors, non2xx, before, after)
 
 
+def start_portless(tmp: str, upstream: int) -> tuple[subprocess.Popen[bytes], int] | None:
+    """portless as a plain-HTTP proxy on a free port, everything it keeps in `tmp`, with
+    `bench.localhost` aliased to `upstream`; None when portless is not installed."""
+    exe = shutil.which("portless")
+    if exe is None:
+        print("(portless not found: npm install -g portless, for the comparison)")
+        return None
+    port = free_port()
+    env = {**os.environ, "HOME": tmp, "PORTLESS_STATE_DIR": f"{tmp}/portless", "PORTLESS_SYNC_HOSTS": "0"}
+    proc = subprocess.Popen([exe, "proxy", "start", "--no-tls", "-p", str(port), "--foreground"],
+                            start_new_session=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    subprocess.run([exe, "alias", "bench", str(upstream)], env=env, check=True, capture_output=True)
+    return proc, port
+
+
 def median_round(rounds: list[Result]) -> Result:
     """The round with the median req/s; errors summed over all rounds, RSS from first to last."""
     mid = sorted(rounds, key=lambda r: r.rps)[len(rounds) // 2]
@@ -162,7 +181,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="print wrk output")
     parser.add_argument("--single", type=int, default=5, help="seconds of the 1-connection run (0: skip)")
-    parser.add_argument("--only", choices=["nginx", "reference", "a3s", "a3s-https"], action="append")
+    parser.add_argument("--only", choices=["nginx", "reference", "portless", "a3s", "a3s-https"], action="append")
     args = parser.parse_args()
     missing = [tool for tool in ("wrk", "nginx") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
     if missing:
@@ -195,11 +214,16 @@ def main() -> int:
             wait_port(ref_port, ref)
             wait_port(ours_port, ours)
             assert registrar.stdout is not None and registrar.stdout.readline().strip() == b"registered"
+            portless = start_portless(tmp, nginx_port)
+            if portless is not None:
+                procs.append(portless[0])
 
-            only = set(args.only or ["nginx", "reference", "a3s", "a3s-https"])
+            only = set(args.only or ["nginx", "reference", "portless", "a3s", "a3s-https"])
             ours_label = "a3s proxy"
             plan = [("nginx", "nginx direct", nginx_port, None), ("reference", "reference aiohttp proxy", ref_port, ref.pid),
                     ("a3s", ours_label, ours_port, ours.pid), ("a3s-https", "a3s proxy (https)", tls_port, ours.pid)]
+            if portless is not None:
+                plan.insert(2, ("portless", "portless", portless[1], portless[0].pid))
             # Rounds alternate the targets, so that load from elsewhere on the machine hits them
             # alike; each target's median round is reported.
             rounds: dict[str, list[Result]] = {}
@@ -215,9 +239,10 @@ def main() -> int:
             single: list[Result] = []
             targets = {"nginx": ("nginx direct", nginx_port), "reference": ("reference aiohttp proxy", ref_port),
                        "a3s": ("a3s proxy", ours_port)}
-            for key in ("nginx", "reference", "a3s"):
+            if portless is not None:
+                targets["portless"] = ("portless", portless[1])
+            for key, (label, target_port) in targets.items():
                 if key in only and args.single:
-                    label, target_port = targets[key]
                     single.append(run_wrk(label, target_port, args, threads=1, connections=1, duration=args.single))
     finally:
         for proc in procs:
@@ -239,6 +264,9 @@ def main() -> int:
     ours_r = next((r for r in results if r.name.startswith("a3s")), None)
     if ref_r and ours_r:
         print(f"a3s / reference: {ours_r.rps / ref_r.rps:.2f}x")
+    portless_r = next((r for r in results if r.name == "portless"), None)
+    if portless_r and ours_r:
+        print(f"a3s / portless: {ours_r.rps / portless_r.rps:.2f}x (target >= 3x)")
     if single:
         one = next((r for r in single if r.name == "nginx direct"), None)
         print(f"wrk -t1 -c1 -d{args.single}s (no queueing):")
