@@ -6,8 +6,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-from a3s_dev.core.state import STATUS_KEYS
-
 COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL")
 STATE_STYLE = {
     "running": "green",
@@ -94,6 +92,8 @@ def render_status(
 ) -> None:
     """`a3s status` output: SPEC §2 JSON, a rich table on a terminal, plain columns otherwise."""
     if as_json:
+        from a3s_dev.core.state import STATUS_KEYS
+
         out.write(json.dumps([{k: r.get(k) for k in STATUS_KEYS} for r in rows], indent=2) + "\n")
     elif out.isatty():
         render_rich(rows, out, color)

@@ -1,6 +1,7 @@
 """The process groups a supervisor started, on disk (`.a3s/groups.json`), so that after a
 SIGKILLed supervisor the next `a3s up` or `a3s down` can end them (and nothing else).
-Stdlib only: `a3s status` reads it on its fast path."""
+Stdlib only: `a3s status` reads it on its fast path. Signal names are as validation spelled
+them (`SIGTERM`)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from a3s_dev.config.model import signal_name
 from a3s_dev.system import procfs
 from a3s_dev.system.files import write_private
 
 GROUPS_FILE = "groups.json"
-
-
-def signal_named(name: str) -> signal.Signals:
-    """The signal an A3sfile names (`term`, `SIGTERM`); SIGTERM for a name that is no signal."""
-    try:
-        return signal.Signals[signal_name(name)]
-    except KeyError:
-        return signal.SIGTERM
 
 
 class GroupRecord(NamedTuple):
@@ -120,7 +112,8 @@ def recorded_orphans(path: Path) -> list[Orphan]:
             Orphan(
                 service,
                 pgid,
-                signal_named(stop_signal).name if isinstance(stop_signal, str) else "SIGTERM",
+                # the supervisor wrote the name validation spelled (`SIGTERM`); anything else is not ours
+                stop_signal if isinstance(stop_signal, str) and stop_signal in signal.Signals.__members__ else "SIGTERM",
                 float(stop_timeout) if isinstance(stop_timeout, (int, float)) and stop_timeout >= 0 else 5.0,
             )
         )
@@ -133,7 +126,7 @@ def end_groups(orphans: list[Orphan], grace: float | None = None) -> None:
     began = time.monotonic()
     for orphan in orphans:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(orphan.pgid, signal_named(orphan.stop_signal))
+            os.killpg(orphan.pgid, signal.Signals[orphan.stop_signal])
     alive = list(orphans)
     while alive:
         now = time.monotonic() - began

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from a3s_dev.config.model import ServiceDef
+from a3s_dev.config.model import ServiceDef, signal_name
 from a3s_dev.core.logs import LineSplitter
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.system.ports import port_in_use
@@ -242,6 +242,14 @@ class ServiceProcess:
     def kill(self) -> None:
         """SIGKILL the whole group now (the second Ctrl-C)."""
         signal_group(self.pgid, signal.SIGKILL)
+
+
+def signal_named(name: str) -> signal.Signals:
+    """The signal an A3sfile names (`term`, `SIGTERM`); SIGTERM for a name that is no signal."""
+    try:
+        return signal.Signals[signal_name(name)]
+    except KeyError:
+        return signal.SIGTERM
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> bool:

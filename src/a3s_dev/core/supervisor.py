@@ -28,11 +28,11 @@ from a3s_dev.config.model import (
 )
 from a3s_dev.core import state as st
 from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
-from a3s_dev.core.groups import GroupRecord, GroupRegistry, signal_named
+from a3s_dev.core.groups import GroupRecord, GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
 from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy, after_exit
-from a3s_dev.core.process import ServiceProcess, check_port_free, spawn
+from a3s_dev.core.process import ServiceProcess, check_port_free, signal_named, spawn
 from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure, one_line, unknown_service

@@ -241,9 +241,9 @@ class Run:
 
     async def attach_late(self, tg: TaskGroup) -> None:
         """Once the requested services are ready (or one failed), `attach_after` s at the latest:
-        the shared proxy when this run must start it, the control API, the caller's extras, then
-        the graph's plan. Their heavy imports (aiohttp, networkx) load in a worker thread, while
-        nothing is starting: in the loop's thread they would freeze the start-up probes."""
+        the shared proxy when this run must start it, the control API and the caller's extras;
+        the graph's plan once the services are up. Their heavy imports (aiohttp, networkx) load
+        in a worker thread: in the loop's thread they would freeze the start-up probes."""
         import anyio
 
         sup = self.supervisor_or_fail()
@@ -266,6 +266,15 @@ class Run:
         await tg.start(functools.partial(serve_control, bind=bind, path=self.paths.socket), sup)
         for attachment in self.extra:
             await tg.start(attachment, sup)
+        tg.start_soon(self.plan_once_settled)
+
+    async def plan_once_settled(self) -> None:
+        """The graph's plan, computed once the requested services are up (or one failed): its
+        networkx import (~150 ms of CPU) then takes nothing from a start-up, however long."""
+        import anyio
+
+        sup = self.supervisor_or_fail()
+        await sup.wait_ready(self.wanted)
         await anyio.to_thread.run_sync(import_quietly, ["networkx"])
         await sup.plan()
 
