@@ -126,6 +126,9 @@ def main() -> None:
     parser.add_argument("--honcho", default=shutil.which("honcho") or "/tmp/honcho-venv/bin/honcho")
     parser.add_argument("--a3s", default=str(Path(sys.executable).with_name("a3s")))
     args = parser.parse_args()
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("(PYTHONDONTWRITEBYTECODE is set: a3s's own modules are compiled at every start, which an "
+              "installed a3s never does; run with `env -u PYTHONDONTWRITEBYTECODE` for a user's figure)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("A3S_")}
     env["NO_COLOR"] = "1"
 
