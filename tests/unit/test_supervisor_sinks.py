@@ -212,3 +212,19 @@ def test_the_run_marker_reads_as_the_spec_writes_it() -> None:
     from a3s_dev.core.logs import run_marker
 
     assert re.fullmatch(r"── a3s up \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ──", run_marker(1_700_000_000.0))
+
+
+def test_a3s_probe_requests_are_told_apart_by_method_and_path() -> None:
+    from a3s_dev.config.model import HealthConfig, ProbeKind, ServiceDef
+    from a3s_dev.core.logs import probe_requests, without_probe_requests
+
+    api = ServiceDef("api", "x", Path("/"), port=8000, health=HealthConfig(type=ProbeKind.HTTP, path="/health"))
+    lines = [
+        'INFO:     127.0.0.1:51234 - "GET /health HTTP/1.1" 500 Internal Server Error',
+        "GET /health?full=1 200",
+        'INFO:     127.0.0.1:51234 - "GET /healthz HTTP/1.1" 200 OK',  # another path
+        'INFO:     127.0.0.1:51234 - "POST /health HTTP/1.1" 200 OK',  # not the probe's method
+        "Traceback (most recent call last):",
+    ]
+    assert without_probe_requests(lines, api) == lines[2:]
+    assert probe_requests(ServiceDef("db", "x", Path("/"), port=5432)) is None  # tcp: nothing to hide

@@ -171,10 +171,21 @@ def test_the_startup_cadence_is_fast_while_nothing_answers_then_slows() -> None:
     c = Cadence()
     assert c.delay(0.5, reached=False, interval=2.0) == 0.002  # a refused connect costs nothing
     assert c.delay(3.0, reached=False, interval=2.0) == 0.05
-    assert c.delay(0.5, reached=True, interval=2.0) == 0.1  # the service answered: spare its log
+    assert c.delay(0.5, reached=True, interval=2.0) == 0.5  # the service answered: spare its log
     assert c.delay(10.0, reached=True, interval=2.0) == 2.0  # after 10 s, once per interval
     assert c.delay(60.0, reached=False, interval=0.1) == 0.25  # and never more than 4 a second
     assert c.delay(0.5, reached=False, interval=2.0, starting=40) == 0.02  # 40 starting: 10x slower
+
+
+def test_a_service_that_answers_500_is_probed_at_most_twice_a_second_in_its_first_10s() -> None:
+    """SPEC §16: 9-10 probes a second, each a 100-line traceback in the app's log, was noise."""
+    from a3s_dev.core.supervisor import Cadence
+
+    c, t, probes = Cadence(), 0.0, 0
+    while t < 10.0:
+        probes += 1
+        t += c.delay(t, reached=True, interval=2.0)
+    assert probes <= 20
 
 
 def test_a_sick_service_gets_at_most_one_probe_per_interval_after_10s() -> None:

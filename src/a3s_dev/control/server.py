@@ -27,7 +27,15 @@ from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
 from a3s_dev.control.api import log_dict, readiness, render_metrics
 from a3s_dev.control.client import API_VERSION
-from a3s_dev.core.events import Event, EventBus, HealthChanged, LogBatch, LogLine, StateChanged
+from a3s_dev.core.events import (
+    Event,
+    EventBus,
+    HealthChanged,
+    LogBatch,
+    LogLine,
+    ProbeChanged,
+    StateChanged,
+)
 from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
 from a3s_dev.errors import unknown_service
 
@@ -388,7 +396,7 @@ async def serve_control(
     """
     hub = LogHub()
     # LogBatch rather than LogLine: a service printing 500k lines costs a few calls, not 500k.
-    unsubscribe = supervisor.bus.subscribe(hub.on_event, (StateChanged, HealthChanged, LogBatch))
+    unsubscribe = supervisor.bus.subscribe(hub.on_event, (StateChanged, HealthChanged, ProbeChanged, LogBatch))
     async with anyio.create_task_group() as tg:
 
         def on_down() -> None:

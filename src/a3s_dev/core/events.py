@@ -34,6 +34,16 @@ class HealthChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeChanged:
+    """The text of a service's last probe result changed (`GET /health → 500`, `connection
+    refused`): everyone who shows it (status, the proxy's pages, the dashboard) says the same."""
+
+    service: str
+    probe: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """One line of output. `service` is "a3s" for the orchestrator's own messages."""
 
@@ -58,7 +68,7 @@ class LogBatch:
         return [LogLine(self.service, text, self.at, self.stream) for text in self.lines]
 
 
-Event = StateChanged | HealthChanged | LogLine | LogBatch
+Event = StateChanged | HealthChanged | ProbeChanged | LogLine | LogBatch
 Subscriber = Callable[[Event], None]
 
 

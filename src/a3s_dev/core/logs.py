@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from a3s_dev.config.model import ProbeKind, ServiceDef
 from a3s_dev.core.events import Event, EventBus, LogBatch
 
 A3S = "a3s"  # the name a3s's own messages are shown under
@@ -68,6 +70,23 @@ class LogSink(Protocol):
 
     def close(self) -> None:
         """Flush and release resources; called once at shutdown."""
+
+
+def probe_requests(service: ServiceDef) -> re.Pattern[str] | None:
+    """What a line of `service`'s own log looks like when it records one of a3s's HTTP probes
+    (an access-log line: uvicorn's `"GET /health HTTP/1.1" 500`, a `GET /health` of any other
+    server); None when nothing probes it over HTTP. The probe's method and path tell it apart
+    (its `User-Agent: a3s-health/...` rarely reaches a log)."""
+    probe = service.probe
+    if probe is None or probe.type is not ProbeKind.HTTP:
+        return None
+    return re.compile(r"\bGET " + re.escape(probe.path) + r'(?=[\s"?]|$)')
+
+
+def without_probe_requests(lines: Iterable[str], service: ServiceDef) -> list[str]:
+    """`lines` less those recording a3s's own probe requests (the error page, the dashboard)."""
+    pattern = probe_requests(service)
+    return list(lines) if pattern is None else [line for line in lines if not pattern.search(line)]
 
 
 def subscribe_sink(bus: EventBus, sink: LogSink) -> Callable[[], None]:

@@ -27,7 +27,7 @@ from a3s_dev.config.model import (
     format_duration,
 )
 from a3s_dev.core import state as st
-from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, StateChanged
+from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, ProbeChanged, StateChanged
 from a3s_dev.core.groups import GroupRecord, GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
@@ -56,7 +56,7 @@ class Cadence:
     fast: float = 0.002
     fast_for: float = 2.0
     slow: float = 0.05
-    answered: float = 0.1
+    answered: float = 0.5
     patient: float = 10.0
     floor: float = 0.25
     share: int = 4
@@ -354,6 +354,14 @@ class Supervisor:
         self._changed.set()
         self._changed = anyio.Event()
 
+    def _set_probe(self, svc: _Service, detail: str | None) -> None:
+        """Keep the last probe result; a new text is published (the proxy, the dashboard and the
+        control API's long-poll show it as `status` does)."""
+        if svc.probe == detail:
+            return
+        svc.probe = detail
+        self.bus.publish(ProbeChanged(svc.defn.name, detail, time.time()))
+
     def _set_health(self, svc: _Service, healthy: bool, error: str | None) -> None:
         value = "healthy" if healthy else "unhealthy"
         if svc.health == value:
@@ -526,7 +534,7 @@ class Supervisor:
         while True:
             await anyio.sleep(cfg.interval)
             result = await probe.check()
-            svc.probe = result.detail
+            self._set_probe(svc, result.detail)
             if result.ok:
                 failures = 0
                 if svc.state is S.UNHEALTHY:
@@ -556,7 +564,7 @@ class Supervisor:
         try:
             while True:
                 result = await probe.check()
-                svc.probe = result.detail
+                self._set_probe(svc, result.detail)
                 if result.ok:
                     return True
                 elapsed = time.monotonic() - proc.started_mono

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -26,6 +27,7 @@ from aiohttp import web
 
 from a3s_dev.config.model import parse_duration
 from a3s_dev.core import history
+from a3s_dev.core.logs import probe_requests
 from a3s_dev.core.state import ServiceStatus, status_row
 from a3s_dev.dashboard.board import Board, render_dashboard
 from a3s_dev.link.protocol import ProjectView
@@ -255,6 +257,9 @@ class Dashboard:
             return []
         names = [service] if service else [s.name for s in view.services]
         entries = history.read_history(logs, names, since=since, last=n)
+        if query.get("probes") != "1":  # a3s's own probe requests are hidden unless asked for
+            probes = {s.name: p for s in view.services if (p := probe_requests(s)) is not None}
+            entries = [e for e in entries if e.service not in probes or not probes[e.service].search(e.text)]
         return [{"service": e.service, "at": e.at, "text": e.text} for e in entries[-n:]]
 
     # ------------------------------------------------------------------ streams
@@ -292,15 +297,21 @@ class Dashboard:
                 if upstream.status != 200:
                     raise _Refused(502, f"project {view.name}'s log stream answered {upstream.status}")
                 response = await self._stream(request)
-                await self._relay(upstream.content, response.write)
+                shown_probes = request.query.get("probes") == "1"
+                hidden = {} if shown_probes else {s.name: p for s in view.services if (p := probe_requests(s)) is not None}
+                await self._relay(upstream.content, response.write, hidden)
                 return response
         except (aiohttp.ClientError, OSError) as exc:
             raise _Refused(502, f"project {view.name}'s supervisor did not answer: {exc}") from None
 
     @staticmethod
-    async def _relay(content: aiohttp.StreamReader, write: Callable[[bytes], Any]) -> None:
+    async def _relay(
+        content: aiohttp.StreamReader, write: Callable[[bytes], Any], hidden: Mapping[str, re.Pattern[str]] | None = None
+    ) -> None:
         """NDJSON log lines in, `lines` events out: one per BATCH seconds at most, so a service
-        printing 10,000 lines a second costs the page 20 messages a second, not 10,000."""
+        printing 10,000 lines a second costs the page 20 messages a second, not 10,000. A line
+        of a service in `hidden` that its pattern matches (a3s's probe requests) is left out."""
+        hidden = hidden or {}
         loop = asyncio.get_running_loop()
         await content.readline()  # the stream's first line says since when it follows
         batch: list[dict[str, Any]] = []
@@ -313,7 +324,9 @@ class Dashboard:
             if line:
                 with contextlib.suppress(ValueError, AttributeError):
                     item = json.loads(line)
-                    batch.append({"service": item.get("service"), "at": item.get("at"), "text": item.get("text")})
+                    pattern = hidden.get(item.get("service"))
+                    if pattern is None or not pattern.search(str(item.get("text"))):
+                        batch.append({"service": item.get("service"), "at": item.get("at"), "text": item.get("text")})
             ended, due = line == b"", loop.time() >= flush_at
             if batch and (due or ended):
                 await write(sse("lines", batch))

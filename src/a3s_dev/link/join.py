@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from a3s_dev.config.model import DevConfig
-from a3s_dev.core.events import Event, EventBus, HealthChanged, StateChanged
+from a3s_dev.core.events import Event, EventBus, HealthChanged, ProbeChanged, StateChanged
 from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure
@@ -109,7 +109,7 @@ async def join_proxy(
         changed.add(event.service)
         wake.set()
 
-    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged))
+    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged, ProbeChanged))
     announced = False  # the routes, once the proxy first answered
     registered = connection is not None
     failures = 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from a3s_dev.config.model import DevConfig, ServiceDef, dns_label
+from a3s_dev.config.model import DevConfig, HealthConfig, ProbeKind, ServiceDef, dns_label
 from a3s_dev.core.state import ServiceState, ServiceStatus
 
 PROTOCOL = 1
@@ -77,6 +77,8 @@ def register_message(
                 "subdomain": s.subdomain,
                 "proxy": s.proxy,
                 "depends_on": list(s.depends_on),
+                # the http probe's path: the proxy's pages hide the probe's requests in log tails
+                "probe_path": s.probe.path if s.probe is not None and s.probe.type is ProbeKind.HTTP else None,
             }
             for s in config.services
         ],
@@ -175,6 +177,9 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
         if not isinstance(item, dict):
             raise BadMessage("a service is not an object")
         deps = _field(item, "depends_on", list, optional=True) or []
+        probe_path = _field(item, "probe_path", str, optional=True)
+        if probe_path is not None and (not probe_path.startswith("/") or len(probe_path) > 1024):
+            raise BadMessage("a probe path must start with / and be at most 1024 characters")
         services.append(
             ServiceDef(
                 name=_name(item.get("name"), "a service"),
@@ -184,6 +189,7 @@ def parse_registration(obj: Mapping[str, Any]) -> Registration:
                 subdomain=_name(item["subdomain"], "a subdomain") if item.get("subdomain") is not None else None,
                 depends_on=tuple(_name(d, "a dependency") for d in deps),
                 proxy=bool(_field(item, "proxy", bool, optional=True) is not False),
+                health=HealthConfig(type=ProbeKind.HTTP, path=probe_path) if probe_path is not None else None,
             )
         )
     names = {s.name for s in services}

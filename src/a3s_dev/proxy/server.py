@@ -30,7 +30,8 @@ from anyio.abc import TaskStatus
 from yarl import URL
 
 from a3s_dev.config.model import DevConfig
-from a3s_dev.core.events import Event, EventBus, StateChanged
+from a3s_dev.core.events import Event, EventBus, ProbeChanged, StateChanged
+from a3s_dev.core.logs import without_probe_requests
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.dashboard.handlers import Dashboard
 from a3s_dev.errors import A3sError, RuntimeFailure
@@ -355,9 +356,12 @@ class ProxyServer:
         status = self.states.status(project, name)
         view = self.projects.get(project)
         try:
-            lines = view.tail(name, 20) if view is not None else []
+            lines = view.tail(name, 40) if view is not None else []
         except KeyError:
             lines = []
+        service = next((s for s in view.services if s.name == name), None) if view is not None else None
+        if service is not None:
+            lines = without_probe_requests(lines, service)  # the user's requests, not a3s's probes
         headers = {"Retry-After": "1"} if status_code == 503 else None
         return self._html(status_code, render_unavailable(status, lines[-20:], detail=detail), headers)
 
@@ -662,12 +666,12 @@ async def serve_proxy(
         proxy.add(local)
 
         def on_event(event: Event) -> None:
-            assert isinstance(event, StateChanged)
-            proxy.changed(local.name, event.service, event.new)
+            assert isinstance(event, (StateChanged, ProbeChanged))
+            proxy.changed(local.name, event.service, backend.status(event.service).state)
 
-        # state changes only: a subscriber to every kind would make the supervisor build one
-        # LogLine event per output line for nobody
-        unsubscribe = backend.bus.subscribe(on_event, (StateChanged,))
+        # state and probe changes only: a subscriber to every kind would make the supervisor
+        # build one LogLine event per output line for nobody
+        unsubscribe = backend.bus.subscribe(on_event, (StateChanged, ProbeChanged))
     server = web.Server(
         proxy.handle,
         handler_cancellation=True,  # a client that goes away cancels its upstream request

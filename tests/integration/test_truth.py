@@ -1,0 +1,129 @@
+"""Telling the truth (SPEC §16): what `status` says is what the proxy, the dashboard and the
+error page say; a3s's own probe requests do not bury the user's lines. Real `up -d`
+supervisors, the real shared proxy, real HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from support import free_port, wait_until
+from support_control import Stack, stack_in
+
+pytestmark = pytest.mark.timeout(120)
+
+# /health answers with the code written in health.txt (200 until the test says otherwise);
+# every request is logged as an access line, the way uvicorn does.
+FLIPPING = textwrap.dedent(
+    """
+    import os, sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            code = int(Path("health.txt").read_text()) if self.path == "/health" else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+            print(f'127.0.0.1 - "GET {self.path} HTTP/1.1" {code}', flush=True)
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+    """
+)
+
+A3SFILE = """
+dev {{
+  name = "truth"
+  stop_timeout = "3s"
+}}
+service "api" {{
+  cmd  = "exec {python} server.py"
+  port = "auto"
+  health {{
+    path     = "/health"
+    interval = "200ms"
+    retries  = 100
+  }}
+}}
+"""
+
+
+@contextmanager
+def flipping_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
+    folder = tmp_path / "truth"
+    folder.mkdir()
+    (folder / "server.py").write_text(FLIPPING)
+    (folder / "health.txt").write_text("200")
+    (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable))
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        yield st, proxy
+
+
+def request(port: int, path: str, host: str = "a3s.localhost") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Host": f"{host}:{port}"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def proxy_probe(proxy: int) -> str | None:
+    rows = json.loads(request(proxy, "/api/services")[1])
+    return next(r["probe"] for r in rows if r["name"] == "api")
+
+
+def test_a_changed_probe_result_reaches_status_the_dashboard_and_its_stream_within_a_second(tmp_path: Path) -> None:
+    """With /health turning 500, `status` said `GET /health → 500` while the dashboard kept the
+    last result a state change had carried: the probe text travels on its own now."""
+    with flipping_stack(tmp_path) as (st, proxy):
+        wait_until(lambda: proxy_probe(proxy) == "GET /health → 200", timeout=10, message="the first result")
+        events = socket.create_connection(("127.0.0.1", proxy), timeout=10)
+        events.sendall(f"GET /api/events HTTP/1.1\r\nHost: a3s.localhost:{proxy}\r\n\r\n".encode())
+        received = b""
+        while b"event: projects" not in received:
+            received += events.recv(65536)
+
+        (st.folder / "health.txt").write_text("500")
+        wait_until(lambda: st.status()["api"]["probe"] == "GET /health → 500", timeout=10, message="status")
+        said_at = time.monotonic()
+        wait_until(lambda: proxy_probe(proxy) == "GET /health → 500", timeout=1.0, message="the dashboard's API")
+        while time.monotonic() - said_at < 1.0:
+            received += events.recv(65536)
+            probes = [json.loads(d)["status"]["probe"] for d in re.findall(rb"event: state\ndata: (.*)\n", received)]
+            if "GET /health → 500" in probes:
+                break
+        else:
+            raise AssertionError("no state event carried the new probe result within 1 s")
+        events.close()
+        assert st.status()["api"]["state"] == "running"  # 100 retries: no state change carried it
+
+
+def test_the_dashboards_logs_hide_a3s_probe_requests_unless_asked(tmp_path: Path) -> None:
+    with flipping_stack(tmp_path) as (_, proxy):
+        request(proxy, "/mine", host="api.truth.localhost")
+        wait_until(lambda: b"GET /mine" in request(proxy, "/api/truth/api/logs?n=500&probes=1")[1], timeout=10,
+                   message="the user's request in the history")
+        everything = [line["text"] for line in json.loads(request(proxy, "/api/truth/api/logs?n=500&probes=1")[1])]
+        shown = [line["text"] for line in json.loads(request(proxy, "/api/truth/api/logs?n=500")[1])]
+        assert any("GET /health" in text for text in everything), "the probe's requests are in the file"
+        assert not any("GET /health" in text for text in shown)
+        assert any("GET /mine" in text for text in shown)
