@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, wait_until
-from support_control import Stack, stack_in
+from support_control import SERVICE, Stack, service_block, stack_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -127,3 +127,50 @@ def test_the_dashboards_logs_hide_a3s_probe_requests_unless_asked(tmp_path: Path
         assert any("GET /health" in text for text in everything), "the probe's requests are in the file"
         assert not any("GET /health" in text for text in shown)
         assert any("GET /mine" in text for text in shown)
+
+
+# ---------------------------------------------------------------------------- what up -d, down and status say
+
+
+def test_up_d_names_every_failure_and_down_only_what_it_stopped(tmp_path: Path) -> None:
+    """Two tasks fail; `web` waits behind one of them and never starts: `up -d` names both
+    failures, `status` says why web is pending, `down` does not claim to have stopped web."""
+    blocks = [
+        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n',
+        service_block("migrate", "echo migrating; exit 3", extra="oneshot = true"),
+        service_block("seed", "echo seeding; exit 4", extra="oneshot = true"),
+        service_block("api", f"exec {sys.executable} server.py", port=free_port()),
+        service_block("web", f"exec {sys.executable} server.py", port=free_port(), depends_on=["migrate"]),
+    ]
+    (tmp_path / "server.py").write_text(SERVICE)
+    (tmp_path / "A3sfile.hcl").write_text("\n".join(blocks))
+    with stack_in(tmp_path) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 1
+        assert "a3s: migrate failed: exit code 3" in result.err and "a3s: seed failed: exit code 4" in result.err
+        assert "migrating" in result.err and "seeding" in result.err  # each one's last lines
+        rows = st.status()
+        assert rows["web"]["state"] == "pending" and rows["api"]["state"] == "running"
+        table = st.a3s("status").out
+        web_line = next(line for line in table.splitlines() if line.startswith("web "))
+        assert "dependency migrate failed" in web_line, table
+        down = st.a3s("down")
+        assert down.code == 0 and down.out.strip() == "a3s: stopped api", down.out
+
+
+def test_a_port_held_by_a_service_of_another_project_names_that_project_and_service(tmp_path: Path) -> None:
+    port = free_port()
+    notes, shop = tmp_path / "notes", tmp_path / "shop"
+    for folder in (notes, shop):
+        folder.mkdir()
+        (folder / "server.py").write_text(SERVICE)
+        (folder / "A3sfile.hcl").write_text(
+            'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
+            + service_block("api", f"exec {sys.executable} server.py", port=port)
+        )
+    with stack_in(notes) as first, stack_in(shop) as second:
+        assert first.a3s("up", "-d").code == 0
+        pid = first.status()["api"]["pid"]
+        refused = second.a3s("up", "-d")
+        assert refused.code == 1
+        assert f"port {port} is already in use by api of project notes (pid {pid})" in refused.err, refused.err

@@ -76,3 +76,23 @@ def test_the_proxy_counts_its_two_paths_in_its_own_metrics() -> None:
 def test_metrics_escape_label_values() -> None:
     text = api.render_metrics([ServiceStatus('we"ird', S.RUNNING)], {})
     assert 'service="we\\"ird"' in text
+
+
+def test_a_clean_exit_under_always_is_no_failure_and_a_service_ready_once_stays_ready() -> None:
+    """SPEC §16: `up -d` said `always failed: exit code 0, restarting in 1s` and exited 1."""
+    clean = _svc("always", "backoff", exit_code=0)
+    first = api.readiness([clean, _svc("slow", "starting")], ["always", "slow"])
+    assert first.failures == () and first.waiting[0] == ("always", "backoff")
+    ready_then_exited = api.readiness([_svc("always", "running"), _svc("slow", "starting")], ["always", "slow"])
+    later = api.readiness([clean, _svc("slow", "running")], ["always", "slow"], was_ready=ready_then_exited.ready)
+    assert later.done and later.ready == {"always", "slow"}
+
+
+def test_a_crash_while_starting_is_a_failure_and_every_failure_is_named() -> None:
+    r = api.readiness(
+        [_svc("a", "backoff", exit_code=1, reason="exit code 1, restarting in 1s"), _svc("b", "failed", exit_code=2),
+         _svc("c", "running")],
+        ["a", "b", "c"],
+    )
+    assert not r.done and r.failures == (("a", "exit code 1, restarting in 1s"), ("b", "exit code 2"))
+    assert r.failed == "a" and r.ready == {"c"}

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
     from a3s_dev.run.options import UpOptions
 
 
+# The states of a service that was started and has not ended: what `down` says it stopped (a
+# service still pending behind a dependency never started, so it is never named).
+STARTED = ("starting", "running", "unhealthy", "stopping", "backoff")
+
+
 class NothingRunning(A3sError):
     """A command that needs a supervisor found none."""
 
@@ -256,7 +261,7 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     if services:
         _check_names(services, list(before))
         after = client.stop(services)["services"]
-        stopped = [r["name"] for r in after if r["state"] == "stopped" and before[r["name"]]["state"] != "stopped"]
+        stopped = [r["name"] for r in after if r["state"] == "stopped" and before[r["name"]]["state"] in STARTED]
         print(f"a3s: stopped {', '.join(stopped)}" if stopped else "a3s: nothing to stop", file=out)
         return 0
     pid = int(client.down().get("pid") or 0)
@@ -267,7 +272,7 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
             print(f"a3s: the supervisor (pid {pid}) is still stopping after {wait:g}s", file=out)
             return 1
         time.sleep(0.02)
-    live = [n for n, r in before.items() if r["state"] not in ("stopped", "completed", "failed")]
+    live = [n for n, r in before.items() if r["state"] in STARTED]
     print(f"a3s: stopped {', '.join(live)}" if live else "a3s: stopped the supervisor", file=out)
     return 0
 

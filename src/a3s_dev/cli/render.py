@@ -35,6 +35,19 @@ def format_uptime(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def health_cell(row: Mapping[str, Any]) -> str | None:
+    """What the HEALTH column says: the last probe result while it explains why a service is not
+    ready or not healthy; the reason of a service that is pending, failed or backing off (waiting
+    for db, exit code 3); else the health."""
+    state = row.get("state")
+    if state in ("starting", "unhealthy") and row.get("probe"):
+        return str(row["probe"])
+    if state in ("pending", "failed", "backoff") and row.get("reason"):
+        return str(row["reason"])
+    health = row.get("health")
+    return None if health is None else str(health)
+
+
 def table_cells(row: Mapping[str, Any]) -> list[str]:
     """One row's cells, in COLUMNS order."""
 
@@ -46,8 +59,7 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         str(row["state"]),
         text(row.get("pid")),
         text(row.get("port")),
-        # The last probe result says why a service is not ready yet, or not healthy.
-        text(row.get("probe") if row.get("state") in ("starting", "unhealthy") and row.get("probe") else row.get("health")),
+        text(health_cell(row)),
         format_uptime(row.get("uptime_s")),
         str(row.get("restarts", 0)),
         text(row.get("url")),

@@ -11,8 +11,6 @@ from a3s_dev.core.events import LogLine
 from a3s_dev.core.state import READY_STATES, ServiceState, ServiceStatus
 
 _READY = frozenset(s.value for s in READY_STATES)
-# `backoff` means the service exited under a restart policy: for a waiting client that is a failure.
-_FAILED = frozenset({ServiceState.FAILED.value, ServiceState.BACKOFF.value})
 
 
 @dataclass(frozen=True)
@@ -20,41 +18,56 @@ class Readiness:
     """Where waiting for a set of services stands."""
 
     done: bool
-    failed: str | None = None  # the first service that failed, when one did
-    reason: str | None = None
+    failures: tuple[tuple[str, str], ...] = ()  # (name, why) of every service that failed
     waiting: tuple[tuple[str, str], ...] = ()  # (name, state) not ready yet, in order
+    ready: frozenset[str] = frozenset()  # ready now, or earlier in this wait (`was_ready`)
+
+    @property
+    def failed(self) -> str | None:
+        """The first service that failed, when one did."""
+        return self.failures[0][0] if self.failures else None
+
+    @property
+    def reason(self) -> str | None:
+        return self.failures[0][1] if self.failures else None
 
 
 def readiness(
-    services: Sequence[dict[str, Any]], names: Sequence[str], since: float | None = None
+    services: Sequence[dict[str, Any]],
+    names: Sequence[str],
+    since: float | None = None,
+    was_ready: frozenset[str] = frozenset(),
 ) -> Readiness:
-    """Decide from status dicts whether `names` are all ready (running or completed), or one failed.
+    """Decide from status dicts whether `names` are all ready (running or completed), or some failed.
 
-    With `since` (when the start was requested), a service that was spawned after it and is
-    `stopped` again has exited on its own (exit 0 under on-failure): that is a failure too.
+    A service in `was_ready` (ready earlier in the same wait) counts as ready whatever it does
+    now: a service that exits 0 right after it was ready did become ready. Failed are: a
+    `failed` service; one in `backoff` after a non-zero exit that was never ready (it crashes
+    while starting: waiting for its next attempt would hide why); with `since` (when the start
+    was requested), one spawned after it that is `stopped` again (it exited 0 under on-failure
+    and will not come back). A clean exit under `restart = "always"` is not a failure: it comes back.
     """
     by_name = {s["name"]: s for s in services}
-    waiting = []
+    waiting: list[tuple[str, str]] = []
+    failures: list[tuple[str, str]] = []
+    ready: set[str] = set()
     for name in names:
         svc = by_name.get(name)
         if svc is None:
             continue
-        exited = (
-            since is not None
-            and svc["state"] == ServiceState.STOPPED.value
-            and (svc.get("started_at") or 0.0) >= since
-        )
-        if svc["state"] in _FAILED or exited:
-            reason = svc.get("reason") or (
-                f"exit code {svc['exit_code']}"
-                if svc.get("exit_code") is not None
-                else svc["state"]
-            )
-            return Readiness(False, name, reason)
-        if svc["state"] not in _READY or svc.get("health") == "unhealthy":
+        state = svc["state"]
+        if name in was_ready or (state in _READY and svc.get("health") != "unhealthy"):
+            ready.add(name)
+            continue
+        crashed = state == ServiceState.BACKOFF.value and svc.get("exit_code") not in (0, None)
+        exited = since is not None and state == ServiceState.STOPPED.value and (svc.get("started_at") or 0.0) >= since
+        if state == ServiceState.FAILED.value or crashed or exited:
+            code = svc.get("exit_code")
+            failures.append((name, svc.get("reason") or (f"exit code {code}" if code is not None else state)))
+        else:
             probe = svc.get("probe")
-            waiting.append((name, f"{svc['state']}: {probe}" if probe else svc["state"]))
-    return Readiness(not waiting, waiting=tuple(waiting))
+            waiting.append((name, f"{state}: {probe}" if probe else state))
+    return Readiness(not waiting and not failures, tuple(failures), tuple(waiting), frozenset(ready))
 
 
 def _label(value: str) -> str:

@@ -30,11 +30,12 @@ READ_CHUNK = 1 << 18  # smaller reads than the 1 MB pipe: cache-friendlier split
 # --------------------------------------------------------------------------- ports
 
 
-def check_port_free(service: ServiceDef) -> None:
-    """Raise RuntimeFailure("port 8080 is already in use by pid 12 (x)") before spawning onto a taken port."""
+def check_port_free(service: ServiceDef, holder: Callable[[int], str | None] = port_owner) -> None:
+    """Raise RuntimeFailure("port 8080 is already in use by pid 12 (x)") before spawning onto a
+    taken port; `holder` names who holds it (the run's names a service of another project)."""
     if service.port is None or not port_in_use(service.port):
         return
-    owner = port_owner(service.port)
+    owner = holder(service.port)
     raise RuntimeFailure(
         f"port {service.port} is already in use" + (f" by {owner}" if owner else "")
     )

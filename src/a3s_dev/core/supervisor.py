@@ -105,11 +105,13 @@ class Supervisor:
         groups: GroupRegistry | None = None,
         proxy_port: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        port_holder: Callable[[int], str | None] | None = None,
     ) -> None:
         """`sinks` subscribe to the bus's log batches, like every other consumer of the output.
         `groups`: where each live process group is recorded (groups.json; None: nowhere).
         `proxy_port`: where the proxy listens for this stack, so status URLs point through it.
-        `sleep` waits out a restart delay (tests pass one that records the delays)."""
+        `sleep` waits out a restart delay (tests pass one that records the delays).
+        `port_holder` names who holds a taken port (the run's knows other projects' services)."""
         self.config = config
         self.bus = bus if bus is not None else EventBus()
         for sink in sinks:
@@ -130,6 +132,7 @@ class Supervisor:
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.proxy_port = proxy_port
         self._sleep = sleep
+        self._port_holder = port_holder
         self._probing = 0  # services in their start-up probe loop
         self._shutdown_cause: str | None = None
 
@@ -464,7 +467,10 @@ class Supervisor:
             await self._changed.wait()
 
     def _spawn(self, svc: _Service) -> ServiceProcess:
-        check_port_free(svc.defn)
+        if self._port_holder is not None:
+            check_port_free(svc.defn, self._port_holder)
+        else:
+            check_port_free(svc.defn)
         proc = spawn(svc.defn, service_env(svc.defn, self.config))
         return proc
 

@@ -168,24 +168,27 @@ def wait_ready(
     last log lines), or `timeout` passed (1, naming what is not ready)."""
     began = time.monotonic()
     seq: int | None = None
+    was_ready: frozenset[str] = frozenset()
     while True:
         # Long-polled: the answer comes as soon as a state changes (NotRunning: the caller explains).
         remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
         answer = client.status(after=seq, wait=1.0 if remaining is None else min(1.0, remaining))
         seq, services = answer.get("seq"), answer["services"]
-        state = readiness(services, names, since=since)
+        state = readiness(services, names, since=since, was_ready=was_ready)
+        was_ready = state.ready
         if state.done:
             # From the command's own start: what the user waited, imports and fork included.
             took = time.monotonic() - procfs.started_monotonic()
             progress.say(f"a3s: ready: {', '.join(names)} ({took:.2f}s)")
             return 0
-        if state.failed:
+        if state.failures:
             progress.done()
-            try:
-                lines = client.tail(state.failed, TAIL)
-            except A3sError:
-                lines = []
-            print_failure(f"{state.failed} failed: {state.reason}", state.failed, lines, err)
+            for name, reason in state.failures:  # every one, not only the first
+                try:
+                    lines = client.tail(name, TAIL)
+                except A3sError:
+                    lines = []
+                print_failure(f"{name} failed: {reason}", name, lines, err)
             return 1
         if remaining is not None and remaining <= 0:
             progress.done()

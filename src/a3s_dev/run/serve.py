@@ -38,6 +38,7 @@ from a3s_dev.run.workspace import (
     SupervisorLock,
     bind_control_socket,
     paths_for,
+    port_holder,
 )
 
 if TYPE_CHECKING:
@@ -200,6 +201,7 @@ class Run:
             prespawned=self.prespawned,
             groups=self.groups,
             proxy_port=self.config.settings.proxy_port if self.proxy is not None else None,
+            port_holder=port_holder,
         )
         self.prespawned = {}  # the supervisor owns them now
         self.answered = anyio.Event()  # the shared proxy answered this project's registration

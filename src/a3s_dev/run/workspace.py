@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Self
 
-from a3s_dev.core.groups import GROUPS_FILE, Orphan, end_groups, recorded_orphans
+from a3s_dev.core.groups import GROUPS_FILE, Orphan, end_groups, read_groups, recorded_orphans
 from a3s_dev.errors import A3sError, ConfigError, project_name_taken
 from a3s_dev.system import procfs
 from a3s_dev.system.files import bind_unix_socket, private_dir, write_private
@@ -226,6 +226,27 @@ def lock_held(paths: RuntimePaths) -> bool:
     finally:
         os.close(fd)  # also releases the probe lock if we got it
     return False
+
+
+def port_holder(port: int) -> str | None:
+    """Who listens on `port`: `api of project notes (pid 1234)` when it is a service of a
+    running a3s project (its group is in that project's groups.json), else `pid 1234 (uvicorn)`;
+    None when /proc does not say."""
+    pid = procfs.port_owner_pid(port)
+    if pid is None:
+        return None
+    group = procfs.process_group(pid)
+    for claim in sorted((runtime_dir() / "projects").glob("*.lock")):
+        try:
+            a3sfile = claim.read_text().strip()
+        except OSError:
+            continue
+        if not a3sfile:
+            continue
+        for service, record in read_groups(paths_for(Path(a3sfile)).groups).items():
+            if group is not None and record.get("pgid") == group:
+                return f"{service} of project {claim.stem} (pid {pid})"
+    return f"pid {pid} ({procfs.comm(pid) or '?'})"
 
 
 def wait_for_supervisor(paths: RuntimePaths, answers: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:

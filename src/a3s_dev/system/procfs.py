@@ -116,8 +116,8 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def port_owner(port: int) -> str | None:
-    """`pid 1234 (postgres)` for the process listening on `port`, when /proc lets us see it."""
+def port_owner_pid(port: int) -> int | None:
+    """The pid of a process listening on `port`, when /proc lets us see it."""
     inodes = _listening_inodes(port)
     if not inodes:
         return None
@@ -132,8 +132,28 @@ def port_owner(port: int) -> str | None:
         for fd in fds:
             try:
                 if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
-                    with open(f"/proc/{entry}/comm") as f:
-                        return f"pid {entry} ({f.read().strip()})"
+                    return int(entry)
             except OSError:
                 continue
     return None
+
+
+def comm(pid: int) -> str | None:
+    """The process's command name (`postgres`), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def process_group(pid: int) -> int | None:
+    """The process group of `pid`, None when it is gone."""
+    fields = stat_fields(pid)
+    return int(fields[2]) if fields is not None and len(fields) > 2 else None
+
+
+def port_owner(port: int) -> str | None:
+    """`pid 1234 (postgres)` for the process listening on `port`, when /proc lets us see it."""
+    pid = port_owner_pid(port)
+    return None if pid is None else f"pid {pid} ({comm(pid) or '?'})"
