@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from a3s_dev.tls.ca import LocalCA
-from a3s_dev.tls.trust import SystemStore, install, uninstall
+from a3s_dev.tls.trust import CA_NAME, SystemStore, install, uninstall
 
 pytestmark = pytest.mark.timeout(60)
 CERTUTIL = shutil.which("certutil")
@@ -127,3 +127,27 @@ def test_a_ca_folder_it_cannot_use_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("a3s: https: cannot use the local CA folder /proc/a3s-nope")
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@needs_certutil
+def test_with_no_browser_database_it_makes_chromiums_and_trusts_the_ca_there(tmp_path: Path) -> None:
+    """SPEC §16: a fresh user (or headless Chromium) has no ~/.pki/nssdb; `a3s trust` said only
+    the sudo line and Chromium went on refusing every certificate."""
+    ca = LocalCA(tmp_path / "ca")
+    home = tmp_path / "home"
+    home.mkdir()
+    store, _ = fake_store(tmp_path)
+    outcome = install(ca, store=store, nss=[], certutil=CERTUTIL, home=home)
+    chromium = home / ".pki" / "nssdb"
+    assert f"browsers (NSS): no database found; made Chromium's {chromium}" in outcome.lines
+    assert f'{chromium}: added as "{CA_NAME}' in "\n".join(outcome.lines)
+    assert len(nicknames(chromium)) == 1
+
+
+def test_with_no_browser_database_and_no_certutil_it_says_what_to_do(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    store, _ = fake_store(tmp_path)
+    outcome = install(LocalCA(tmp_path / "ca"), store=store, nss=[], certutil=None, home=home)
+    assert any("no certificate database found" in line and "libnss3-tools" in line for line in outcome.lines)
+    assert not (home / ".pki").exists()

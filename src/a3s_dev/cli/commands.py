@@ -373,8 +373,9 @@ def trust(*, uninstall: bool, print_path: bool, out: IO[str]) -> int:
     if uninstall:
         outcome = stores.uninstall(ca, certutil=certutil)
     else:
+        home = Path.home()
         outcome = stores.install(
-            ca, store=stores.system_store(), nss=stores.nss_databases(Path.home()), certutil=certutil
+            ca, store=stores.system_store(), nss=stores.nss_databases(home), certutil=certutil, home=home
         )
     for line in outcome.lines:
         print(f"a3s: {line}" if not line.startswith("  ") else line, file=out)

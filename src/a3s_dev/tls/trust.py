@@ -130,6 +130,23 @@ def _shell(args: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def chromium_database(home: Path, certutil: str | None, run: Run = subprocess.run) -> tuple[Path | None, str]:
+    """Chromium's `~/.pki/nssdb`, made now (empty password, as Chromium makes it on its first
+    start) when no browser made one yet; the line saying what happened."""
+    db = home / ".pki" / "nssdb"
+    if certutil is None:
+        return None, ("browsers (NSS): no certificate database found, and certutil is not installed to make one "
+                      "(Debian: apt install libnss3-tools; then run `a3s trust` again, or start Chromium once)")
+    try:
+        db.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        return None, f"browsers (NSS): cannot make {db}: {exc.strerror or exc}"
+    result = run([certutil, "-N", "-d", f"sql:{db}", "--empty-password"], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return None, f"browsers (NSS): cannot make {db}: {result.stderr.strip() or 'certutil failed'}"
+    return db, f"browsers (NSS): no database found; made Chromium's {db}"
+
+
 def install(
     ca: LocalCA,
     *,
@@ -137,11 +154,18 @@ def install(
     nss: Sequence[Path],
     certutil: str | None,
     run: Run = subprocess.run,
+    home: Path | None = None,
 ) -> Outcome:
-    """Trust `ca` in `store` and in each NSS database of `nss`; record what changed."""
+    """Trust `ca` in `store` and in each NSS database of `nss`; record what changed. With
+    `home` and no database in `nss`, Chromium's is made first (headless Chromium and a fresh
+    user have none, and Chromium then refuses every a3s certificate)."""
     ca.ensure()
     out = Outcome()
     record = _record(ca)
+    if not nss and home is not None:
+        made, said = chromium_database(home, certutil, run)
+        out.lines.append(said)
+        nss = [made] if made is not None else []
     if store is None:
         out.lines.append("system store: not one a3s knows on this system; add the CA yourself: " + str(ca.cert_path))
     elif record.get("system", {}).get("target") == str(store.target):
