@@ -33,6 +33,15 @@ def test_help_shows_flags_without_type_placeholders() -> None:
     assert "-d, --detach" in out and "[SERVICE]..." in out and "--timeout DURATION" in out
 
 
+@pytest.mark.parametrize("command", ["up", "down", "restart", "logs", "status", "validate", "proxy", "trust"])
+def test_no_help_shows_typers_type_notation(command: str) -> None:
+    """SPEC §16: `SERVICE <list[str]>`, `--port <int range>` read as noise to a user."""
+    out = subprocess.run(
+        [sys.executable, "-m", "a3s_dev", command, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "<list[" not in out and "range>" not in out and "<int>" not in out, out
+
+
 def test_no_color_is_accepted_after_any_command(tmp_path: Path) -> None:
     (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
     for args in (["validate", "--no-color"], ["status", "--no-color"], ["logs", "--no-color"], ["down", "--no-color"]):

@@ -323,6 +323,8 @@ def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: P
         again = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy"], env=env, capture_output=True,
                                text=True, timeout=30, check=False)
         assert again.returncode == 1 and f"a proxy already runs on port {port}" in again.stderr
+        assert f"stop it with `a3s proxy stop --port {port}`" in again.stderr
+        assert proxy_process.pid_path(port).exists()
         # a project registers with it, and leaving does not end a foreground proxy
         with stack_in(project(tmp_path / "shop", "shop"), {"A3S_PROXY_PORT": str(port)}) as st:
             assert st.a3s("up", "-d").code == 0
@@ -334,6 +336,7 @@ def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: P
         assert stopped.returncode == 0 and f"stopped the proxy on port {port}" in stopped.stdout
         assert proc.wait(timeout=10) == 0
         assert not port_open(port)
+        assert not proxy_process.pid_path(port).exists(), "the pid file of a proxy that exited"
         none = subprocess.run([sys.executable, "-m", "a3s_dev", "proxy", "stop"], env=env, capture_output=True,
                               text=True, timeout=30, check=False)
         assert none.returncode == 0 and f"no proxy is running on port {port}" in none.stdout

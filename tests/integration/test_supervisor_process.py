@@ -148,3 +148,18 @@ def test_each_first_wave_group_is_on_disk_before_the_next_spawn(tmp_path: Path, 
     finally:
         for proc in procs.values():
             proc.kill()
+
+
+def test_ps_shows_the_command_as_written_not_the_parent_check(tmp_path: Path) -> None:
+    """SPEC §16: `/bin/sh -c [ "$PPID" = … ] || exit 129; …` was what `ps` showed."""
+    from a3s_dev.core.process import spawn
+
+    proc = spawn(ServiceDef("api", "sleep 30; true", tmp_path), dict(os.environ))
+    try:
+        wait_until(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[:3]
+                   == [b"/bin/sh", b"-c", b"sleep 30; true"], timeout=5, message="the shell that runs the command")
+    finally:
+        kill_group(proc.pid)
+        proc.popen.wait()
+        if proc.popen.stdout is not None:
+            proc.popen.stdout.close()

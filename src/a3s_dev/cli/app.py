@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 
 from a3s_dev import __version__
 
@@ -169,7 +170,7 @@ def status(
 def logs(
     services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).", metavar="SERVICE", show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new lines.")] = False,
-    lines: Annotated[int | None, typer.Option("-n", "--lines", help="Last N lines per service.")] = None,
+    lines: Annotated[int | None, typer.Option("-n", "--lines", metavar="N", help="Last N lines per service.")] = None,
     since: Annotated[
         str | None, typer.Option("--since", metavar="DURATION", help="Only lines newer than this (30s, 5m).")
     ] = None,
@@ -197,7 +198,7 @@ def logs(
 @app.command()
 def proxy(
     action: Annotated[str | None, typer.Argument(help="`stop`: stop the proxy that runs.", metavar="[stop]", show_default=False)] = None,
-    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Its port (default: A3S_PROXY_PORT, else 7080).", show_default=False)] = None,
+    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="Its port, 1-65535 (default: A3S_PROXY_PORT, else 7080).", show_default=False)] = None,
     no_color: NoColorOpt = False,
 ) -> None:
     """Run the shared proxy in the foreground (`a3s up` starts it by itself), or stop it."""
@@ -216,3 +217,19 @@ def trust(
     from a3s_dev.cli import commands
 
     raise typer.Exit(commands.trust(uninstall=uninstall, print_path=print_, out=sys.stdout))
+
+
+def command() -> typer.core.TyperGroup:
+    """The app as a click command, its help written for people: an argument is shown by its
+    name alone (`SERVICE`), without typer's `<list[str]>` after it."""
+    built = typer.main.get_command(app)
+    assert isinstance(built, typer.core.TyperGroup)
+    for sub in built.commands.values():
+        for param in sub.params:
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+    return built
+
+
+def _no_type(ctx: object) -> None:
+    return None

@@ -312,6 +312,8 @@ def proxy_port(port: int | None) -> int:
     from a3s_dev.config.model import GlobalSettings
 
     if port is not None:
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--port {port} is not a port number (1-65535)")
         return port
     raw = os.environ.get("A3S_PROXY_PORT", "").strip()
     if not raw:
@@ -346,7 +348,7 @@ def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:
             pid = proxy_process.running_pid(port)
             raise A3sError(
                 f"a proxy already runs on port {port}" + (f" (pid {pid})" if pid else "")
-                + "; stop it with `a3s proxy stop`"
+                + f"; stop it with `a3s proxy stop --port {port}`"
             )
         tcp, unix = proxy_process.listen(port)
     from a3s_dev.proxy.server import serve_shared

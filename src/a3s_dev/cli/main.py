@@ -26,9 +26,9 @@ def _fast(command: argv.Command) -> int:
 
 
 def _typer(args: list[str]) -> int:
-    from a3s_dev.cli.app import app
+    from a3s_dev.cli.app import command
 
-    app(args=args, prog_name="a3s")  # standalone: click prints usage errors itself and exits 2
+    command().main(args=args, prog_name="a3s")  # standalone: click prints usage errors itself and exits 2
     return 0
 
 

@@ -276,12 +276,12 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
     if setpriv is not None:
         # setpriv sets the parent-death signal and execs the shell, so Popen needs no
         # preexec_fn and can use vfork: 8 spawns take ~9 ms instead of ~36 ms.
-        # The shell then checks that its parent is still us: had we died between the spawn
-        # and setpriv's prctl, no signal would ever come and the service would be orphaned.
-        # On the command's own first line: the shell's messages (`/bin/sh: 1: x: not found`)
-        # then count the user's lines, not ours.
-        guard = f'[ "$PPID" = {os.getpid()} ] || exit 129; '
-        argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard + service.cmd]
+        # A first shell then checks that its parent is still us (had we died between the spawn
+        # and setpriv's prctl, no signal would ever come and the service would be orphaned)
+        # and execs the shell that runs the command, given as its $0: `ps` shows the command
+        # as written, and the shell's messages (`/bin/sh: 1: x: not found`) count its lines.
+        guard = f'[ "$PPID" = {os.getpid()} ] || exit 129; exec /bin/sh -c "$0"'
+        argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard, service.cmd]
         preexec = None
     else:
         preexec = _child_setup(os.getpid(), _prctl())

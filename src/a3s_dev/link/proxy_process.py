@@ -193,6 +193,14 @@ def write_pid(port: int) -> None:
     write_private(pid_path(port), f"{os.getpid()}\n")
 
 
+def remove_pid(port: int) -> None:
+    """Remove the pid file as the proxy exits, when it is still this process's."""
+    path = pid_path(port)
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+
+
 def running_pid(port: int) -> int | None:
     """The pid of this user's proxy on `port`, when one answers."""
     sock = connect(port, timeout=2.0)

@@ -741,5 +741,8 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
             proxy_process.write_pid(port)
             log(f"serving http://localhost:{port} (pid {os.getpid()})")
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    finally:
+        proxy_process.remove_pid(port)
     return 0
