@@ -316,3 +316,63 @@ def test_after_the_proxy_is_replaced_the_open_page_reconnects_and_can_still_act(
         expect(api.locator("td.pid")).not_to_have_text(old_pid, timeout=20_000)
         expect(api.locator("td.pid")).to_have_text(re.compile(r"^\d+$"), timeout=20_000)
         assert old_token not in request(proxy, "/")[1].decode()  # the new proxy made a new token
+
+
+def test_the_page_tells_the_truth_buttons_times_empty_lines_and_a_confirmed_project_stop(
+    tmp_path: Path, browser: object
+) -> None:
+    """SPEC §16: buttons follow the state; stopping a project asks first; the log view shows
+    each line's time, colors names as the terminal does, and copies empty lines too."""
+    folder = tmp_path / "truth"
+    folder.mkdir()
+    (folder / "lines.py").write_text(
+        'import time\nprint("first\\n\\n\\nlast", flush=True)\ntime.sleep(600)\n'
+    )
+    (folder / "A3sfile.hcl").write_text(
+        f'dev {{ name = "truth" }}\n'
+        f'service "task" {{\n  cmd = "echo done"\n  oneshot = true\n}}\n'
+        f'service "lines" {{ cmd = "exec {sys.executable} lines.py" }}\n'
+    )
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        assert st.a3s("up", "-d").code == 0
+        page = browser.new_page()  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://a3s.localhost:{proxy}/")
+        page.wait_for_selector("#live.on", timeout=10_000)
+        task, lines = (page.locator(f'tr.service[data-service="{n}"]') for n in ("task", "lines"))
+        expect(task.locator("td.state")).to_have_text("completed", timeout=10_000)
+        assert task.locator("button[data-act]").all_inner_texts() == ["start"]  # no stop on a finished task
+        assert lines.locator("button[data-act]").all_inner_texts() == ["restart", "stop"]  # no start
+
+        # stopping the project asks first: dismissed, nothing happens
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+        page.locator("button.stop-project").click()
+        holds(lambda: st.status()["lines"]["state"] == "running", 1.0, message="nothing stopped")
+        assert asked == ["Stop every service of truth?"]
+        # the buttons follow a live change of state
+        assert st.a3s("down", "lines").code == 0
+        expect(lines.locator("td.state")).to_have_text("stopped", timeout=10_000)
+        assert lines.locator("button[data-act]").all_inner_texts() == ["start"]
+        lines.locator('button[data-act="start"]').click()
+        expect(lines.locator("td.state")).to_have_text("running", timeout=10_000)
+
+        # the merged log: times as the terminal shows them, names in their terminal colors,
+        # and a selection copies the empty lines between "first" and "last"
+        page.locator("button.logs-all").click()
+        expect(page.locator("#log .line", has_text="last").first).to_be_visible(timeout=10_000)
+        stamp = page.locator("#log .line .at").first.inner_text()
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", stamp), stamp
+        color = page.locator("#log .line .who", has_text="lines").first.evaluate("e => getComputedStyle(e).color")
+        assert color not in ("", "rgb(0, 0, 0)") and color != page.locator("#log .line .at").first.evaluate(
+            "e => getComputedStyle(e).color")
+        copied = page.evaluate(
+            "(() => { const r = document.createRange(); r.selectNodeContents(document.getElementById('log'));"
+            " const s = getSelection(); s.removeAllRanges(); s.addRange(r); return s.toString(); })()"
+        )
+        assert "first\n\n\nlast" in copied, repr(copied)
+        assert stamp not in copied  # the times are shown, not copied
+        assert page.locator('link[rel="icon"]').count() == 1
+        assert errors == [], errors

@@ -302,7 +302,7 @@ def test_twenty_projects_coming_and_going_leave_no_route_and_no_descriptor_behin
                 assert read_answer(sock)["type"] == "registered"
                 socks.append(sock)
             _, text = fetch(proxy, f"localhost:{proxy}")
-            assert all(f'<section class="project" data-project="p{i}">' in text for i in range(20)), round_
+            assert all(f'<section class="project" data-project="p{i}"' in text for i in range(20)), round_
             for sock in socks:
                 sock.close()
             wait_until(lambda: 'data-project="p' not in fetch(proxy, f"localhost:{proxy}")[1], timeout=5,

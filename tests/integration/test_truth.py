@@ -174,3 +174,76 @@ def test_a_port_held_by_a_service_of_another_project_names_that_project_and_serv
         refused = second.a3s("up", "-d")
         assert refused.code == 1
         assert f"port {port} is already in use by api of project notes (pid {pid})" in refused.err, refused.err
+
+
+# ---------------------------------------------------------------------------- a changed A3sfile (SPEC §16)
+
+
+def _block(name: str, port: int, *, depends_on: tuple[str, ...] = (), env: str = "") -> str:
+    extra = f'env = {{ RECORD = "r"{env} }}'
+    return service_block(name, f"exec {sys.executable} server.py", port=port, depends_on=depends_on, extra=extra)
+
+
+def test_up_applies_a_changed_a3sfile_to_the_running_stack_and_touches_nothing_else(tmp_path: Path) -> None:
+    folder = tmp_path / "edit"
+    folder.mkdir()
+    (folder / "server.py").write_text(SERVICE)
+    proxy = free_port()
+    api_port, web_port, extra_port, moved_port = free_port(), free_port(), free_port(), free_port()
+    head = 'dev {\n  name = "edit"\n  stop_timeout = "3s"\n}\n'
+    a3sfile = folder / "A3sfile.hcl"
+    a3sfile.write_text(head + _block("api", api_port) + _block("web", web_port, depends_on=("api",)))
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        assert st.a3s("up", "-d").code == 0
+        pids = {n: r["pid"] for n, r in st.status().items()}
+
+        # added: started, and routed by the proxy; nothing else touched
+        a3sfile.write_text(a3sfile.read_text() + _block("extra", extra_port))
+        assert "changed since the stack applied it" in st.a3s("status").err
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        assert "a3s: extra: new in the A3sfile, starting it" in result.out
+        rows = st.status()
+        assert rows["extra"]["state"] == "running" and {n: rows[n]["pid"] for n in pids} == pids
+        assert "changed since" not in st.a3s("status").err
+        wait_until(lambda: request(proxy, "/", host="extra.edit.localhost")[0] == 200, timeout=10,
+                   message="the new service through the proxy")
+
+        # changed env: that service restarts, its dependency does not
+        a3sfile.write_text(a3sfile.read_text().replace(_block("web", web_port, depends_on=("api",)),
+                                                       _block("web", web_port, depends_on=("api",), env=', COLOR = "blue"')))
+        result = st.a3s("up", "-d")
+        assert "a3s: web: changed (env), restarting it" in result.out, result.out
+        rows = st.status()
+        assert rows["web"]["pid"] != pids["web"] and rows["api"]["pid"] == pids["api"]
+        assert rows["extra"]["state"] == "running"
+        pids = {n: r["pid"] for n, r in rows.items()}
+
+        # a moved port: the service and its dependent (whose A3S_API_URL changed) restart
+        a3sfile.write_text(a3sfile.read_text().replace(f"port = {api_port}", f"port = {moved_port}"))
+        result = st.a3s("up", "-d")
+        assert "a3s: api: changed (port), restarting it" in result.out
+        assert "a3s: web: a dependency's address changed, restarting it" in result.out
+        rows = st.status()
+        assert rows["api"]["port"] == moved_port and rows["api"]["pid"] != pids["api"]
+        assert rows["web"]["pid"] != pids["web"] and rows["extra"]["pid"] == pids["extra"]
+        pids = {n: r["pid"] for n, r in rows.items()}
+
+        # removed: stopped and gone
+        a3sfile.write_text(a3sfile.read_text().replace(_block("extra", extra_port), ""))
+        result = st.a3s("up", "-d")
+        assert "a3s: extra: removed from the A3sfile, stopping it" in result.out
+        rows = st.status()
+        assert "extra" not in rows and {n: rows[n]["pid"] for n in ("api", "web")} == {n: pids[n] for n in ("api", "web")}
+        wait_until(lambda: not _listening(extra_port), timeout=10, message="the removed service's process gone")
+
+        # invalid: the errors, exit 1, nothing touched
+        a3sfile.write_text(a3sfile.read_text() + 'service "broken" {\n  prot = 1\n}\n')
+        result = st.a3s("up", "-d")
+        assert result.code == 1 and 'unknown attribute "prot"' in result.err and "has no cmd" in result.err
+        assert {n: r["pid"] for n, r in st.status().items()} == {n: pids[n] for n in ("api", "web")}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

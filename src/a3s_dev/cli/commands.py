@@ -125,13 +125,20 @@ def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
     """The status of every service: from the supervisor when one answers, else `stopped` or
     `orphaned`. A supervisor that takes the connection but does not answer within `timeout`
     (stopped with SIGSTOP, hung) is an A3sError saying so."""
+    return status_answer(a3sfile, timeout=timeout)[0]
+
+
+def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str, Any]], str | None]:
+    """`status_rows`, and the digest of the A3sfile the running supervisor applied (None when
+    none runs)."""
     from a3s_dev.control.client import ControlError
 
     paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
     for attempt in (1, 2):
         try:
-            return list(client.status(timeout=timeout)["services"])
+            answer = client.status(timeout=timeout)
+            return list(answer["services"]), answer.get("applied")
         except ControlError:
             pid = workspace.read_pid(paths)
             who = f"the supervisor (pid {pid})" if pid else "the supervisor"
@@ -144,15 +151,18 @@ def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
             # settle (at most a few seconds): wait for it rather than call its services stopped.
             if attempt == 2 or not workspace.wait_for_supervisor(paths, client.healthz, 5.0):
                 break
-    return _rows_without_supervisor(a3sfile)
+    return _rows_without_supervisor(a3sfile), None
 
 
 def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
     """`a3s status [--json]`; the orphans of a killed supervisor are named with what to do."""
     from a3s_dev.cli.render import render_status
 
-    rows = status_rows(workspace.find_file(file))
+    a3sfile = workspace.find_file(file)
+    rows, applied = status_answer(a3sfile)
     render_status(rows, as_json=as_json, out=out or sys.stdout, color=use_color(color))
+    if applied and applied != workspace.file_digest(a3sfile):
+        print(f"a3s: {a3sfile.name} changed since the stack applied it; `a3s up -d` applies it", file=sys.stderr)
     orphaned = [r["name"] for r in rows if r["state"] == "orphaned"]
     if orphaned:
         print(

@@ -158,6 +158,15 @@ def _flag(value: Any, name: str, *, default: bool) -> bool:
     raise _BadRequest(f"{name} must be true or false, got {json.dumps(value)}")
 
 
+class Applier(Protocol):
+    """What applies the A3sfile on disk to the running stack (the run: it loads, validates and
+    chooses ports); `digest` names the file's text the stack runs now."""
+
+    digest: str
+
+    async def apply(self) -> dict[str, Any]: ...
+
+
 class ControlServer:
     """The routes of the control API over one supervisor (docs/api.md)."""
 
@@ -166,10 +175,12 @@ class ControlServer:
         supervisor: SupervisorLike,
         hub: LogHub,
         on_down: Callable[[], None],
+        applier: Applier | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.hub = hub
         self.on_down = on_down
+        self.applier = applier
         self.started_at = time.time()
 
     @property
@@ -187,6 +198,7 @@ class ControlServer:
         app.router.add_post(f"/{v}/stop", self.stop)
         app.router.add_post(f"/{v}/restart", self.restart)
         app.router.add_post(f"/{v}/down", self.down)
+        app.router.add_post(f"/{v}/apply", self.apply)
         app.router.add_get(f"/{v}/logs", self.logs)
         app.router.add_get(f"/{v}/tail", self.tail)
         return app
@@ -272,9 +284,16 @@ class ControlServer:
                 "project": self.config.project,
                 "started_at": self.started_at,
                 "seq": self.hub.seq,
+                "applied": self.applier.digest if self.applier is not None else None,
                 "services": self.services_json(),
             }
         )
+
+    async def apply(self, request: web.Request) -> web.Response:
+        """Apply the A3sfile on disk (SPEC §16): `{"ok", "errors", "changes"}`; invalid: nothing touched."""
+        if self.applier is None:
+            raise _NotFound("this supervisor cannot apply a changed A3sfile")
+        return web.json_response(await self.applier.apply())
 
     async def plan(self, request: web.Request) -> web.Response:
         """What `start` with these services would wait for, starting nothing (`up -d` waits on it)."""
@@ -385,6 +404,7 @@ async def serve_control(
     *,
     bind: Callable[[], socket.socket],
     path: Path,
+    applier: Applier | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the control API on the Unix socket `bind()` gives (listening at `path`) until
@@ -402,7 +422,7 @@ async def serve_control(
         def on_down() -> None:
             tg.start_soon(supervisor.shutdown, "a3s down")
 
-        app = ControlServer(supervisor, hub, on_down).app()
+        app = ControlServer(supervisor, hub, on_down, applier).app()
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         sock = bind()

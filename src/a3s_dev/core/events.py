@@ -44,6 +44,15 @@ class ProbeChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigApplied:
+    """The supervisor runs a changed A3sfile now (`a3s up` applied it): whoever copied the
+    services (the proxy's registration) takes them anew from `supervisor.config`."""
+
+    at: float
+    service: str = ""  # no one service: the whole project
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """One line of output. `service` is "a3s" for the orchestrator's own messages."""
 
@@ -68,7 +77,7 @@ class LogBatch:
         return [LogLine(self.service, text, self.at, self.stream) for text in self.lines]
 
 
-Event = StateChanged | HealthChanged | ProbeChanged | LogLine | LogBatch
+Event = StateChanged | HealthChanged | ProbeChanged | ConfigApplied | LogLine | LogBatch
 Subscriber = Callable[[Event], None]
 
 

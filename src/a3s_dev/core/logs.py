@@ -114,6 +114,15 @@ def color_for(name: str) -> str:
     return str(_PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)])
 
 
+def service_colors(names: Iterable[str]) -> dict[str, str]:
+    """Each service's SGR color, by declaration order so that neighbours never share one (up to
+    10 services); a3s's own lines in bold white. The terminal and the dashboard use these."""
+    services = [n for n in names if n != A3S]
+    colors = {n: str(_PALETTE[i % len(_PALETTE)]) for i, n in enumerate(services)}
+    colors[A3S] = _A3S_COLOR
+    return colors
+
+
 def use_color(stream: IO[str] | IO[bytes] | None, no_color: bool = False) -> bool:
     """Color only on a TTY, and never with --no-color or NO_COLOR set."""
     if no_color or os.environ.get("NO_COLOR"):
@@ -195,9 +204,7 @@ class TerminalSink:
         self._width = max([len(A3S), *(len(n) for n in names)])
         # Declaration order picks the colors, so neighbours never share one (up to 10 services);
         # a name not declared falls back to its hash.
-        services = [n for n in names if n != A3S]
-        self._colors = {n: str(_PALETTE[i % len(_PALETTE)]) for i, n in enumerate(services)}
-        self._colors[A3S] = _A3S_COLOR
+        self._colors = service_colors(names)
         self._prefix_cache: dict[tuple[str, int], str] = {}
         self._writer = _Writer(self._out, max_pending)
         self._writer.start()

@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from a3s_dev.config import graph
+from a3s_dev.config.diff import ConfigDiff
 from a3s_dev.config.model import (
     Condition,
     DevConfig,
@@ -27,7 +28,14 @@ from a3s_dev.config.model import (
     format_duration,
 )
 from a3s_dev.core import state as st
-from a3s_dev.core.events import EventBus, HealthChanged, LogBatch, ProbeChanged, StateChanged
+from a3s_dev.core.events import (
+    ConfigApplied,
+    EventBus,
+    HealthChanged,
+    LogBatch,
+    ProbeChanged,
+    StateChanged,
+)
 from a3s_dev.core.groups import GroupRecord, GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
@@ -246,6 +254,32 @@ class Supervisor:
         self.policy.reset(name)
         self._launch(svc)
 
+    async def apply(self, config: DevConfig, changes: ConfigDiff) -> None:
+        """Run `config` from now on (SPEC §16): stop what was removed, restart what changed and the
+        dependents whose environment changed (only those that run: a stopped one takes the new
+        definition at its next start), start what was added; the rest is not touched."""
+        if changes.removed:
+            await self.stop(changes.removed, cause="removed from the A3sfile")
+        running = {name for name in (*changes.changed, *changes.dependents) if self._has_runner(self._svcs[name])}
+        for name in running:
+            await self._stop_one(self._svcs[name], reason="restarting", cause="A3sfile changed")
+        self.config = config
+        self._plan = None  # decided anew from the new graph, when next needed
+        for name in changes.removed:
+            del self._svcs[name]
+        for name in changes.changed:
+            self._svcs[name].defn = config.service(name)
+        for name in changes.added:
+            self._svcs[name] = _Service(config.service(name))
+        self.bus.publish(ConfigApplied(time.time()))
+        self._wake()
+        for name in config.names:  # in declaration order: each waits for its own dependencies
+            if name in running:
+                self.policy.reset(name)
+                self._launch(self._svcs[name])
+        if changes.added:
+            await self.start(changes.added)
+
     async def shutdown(self, cause: str | None = None) -> None:
         """Stop everything in reverse dependency order, logging `cause` with each stop; run() then returns."""
         if not self._shutdown.is_set():
@@ -381,6 +415,10 @@ class Supervisor:
             self.bus.publish(LogBatch(name, tuple(lines), at, stream))
 
     # ------------------------------------------------------------------ runners
+
+    @staticmethod
+    def _has_runner(svc: _Service) -> bool:
+        return svc.done is not None and not svc.done.is_set()
 
     def _launch(self, svc: _Service) -> None:
         svc.wanted = True

@@ -5,7 +5,9 @@ script (`static/dashboard.js`) then keeps it live. Everything shown is HTML-esca
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +15,20 @@ from a3s_dev.config.model import format_duration
 from a3s_dev.core.state import ACTIVE_STATES, ServiceState, ServiceStatus
 
 ASSETS = "/_a3s"  # where the page's script and style are served
+
+# What a user may ask of a service in each state (SPEC §16: no start on a running service,
+# no stop on a completed task). The page carries it for the script (`data-actions`).
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "pending": ("stop",),
+    "starting": ("restart", "stop"),
+    "running": ("restart", "stop"),
+    "unhealthy": ("restart", "stop"),
+    "backoff": ("restart", "stop"),
+    "stopping": (),
+    "stopped": ("start",),
+    "failed": ("start",),
+    "completed": ("start",),
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +41,7 @@ class Board:
     links: Mapping[str, str]  # service -> its URL through the proxy
     waves: Sequence[Sequence[str]]  # topological generations of depends_on (networkx)
     depends_on: Mapping[str, Sequence[str]]
+    colors: Mapping[str, str] = dataclasses.field(default_factory=dict)  # service -> its SGR color, as in the terminal
 
 
 def esc(value: object) -> str:
@@ -46,13 +63,16 @@ def render_dashboard(boards: Sequence[Board], *, token: str, now: float) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="a3s-token" content="{esc(token)}">'
         f"<title>{esc(title(boards))}</title>"
+        '<link rel="icon" href="data:,">'  # no icon: browsers then never ask for /favicon.ico
         f'<link rel="stylesheet" href="{ASSETS}/dashboard.css">'
         f'<script type="module" src="{ASSETS}/dashboard.js"></script>'
         "</head><body>"
         '<header class="top"><h1>a3s</h1><span id="live" class="live" title="live updates">offline</span></header>'
-        f'<main id="projects">{sections}</main>'
-        '<section id="logs" hidden><div class="logbar"><strong id="log-title"></strong>'
+        f'<main id="projects" data-actions="{esc(json.dumps(ACTIONS))}">{sections}</main>'
+        '<section id="logs" hidden><div id="log-resize" title="drag to resize"></div>'
+        '<div class="logbar"><strong id="log-title"></strong>'
         '<input id="log-filter" type="search" placeholder="filter" aria-label="filter the log">'
+        '<label><input id="log-probes" type="checkbox"> a3s probes</label>'
         '<button id="log-pause" type="button">pause</button>'
         '<button id="log-clear" type="button">clear</button>'
         '<button id="log-close" type="button">close</button><span id="log-count"></span></div>'
@@ -65,7 +85,7 @@ def _project(board: Board, now: float) -> str:
     p = esc(board.name)
     rows = "".join(_row(board, st, now) for st in board.statuses)
     return (
-        f'<section class="project" data-project="{p}">'
+        f'<section class="project" data-project="{p}" data-colors="{esc(json.dumps(dict(board.colors)))}">'
         f'<h2>{p} <small>{esc(board.a3sfile)}</small> '
         f'<button type="button" class="logs-all" data-project="{p}">logs</button> '
         f'<button type="button" class="stop-project" data-project="{p}">stop project</button></h2>'
@@ -86,7 +106,7 @@ def _row(board: Board, st: ServiceStatus, now: float) -> str:
     s, p = esc(st.name), esc(board.name)
     buttons = "".join(
         f'<button type="button" data-act="{a}" data-project="{p}" data-service="{s}">{a}</button>'
-        for a in ("restart", "stop", "start")
+        for a in ACTIONS.get(st.state.value, ())
     )
     return (
         f'<tr class="service" data-project="{p}" data-service="{s}" data-started="{esc(started)}">'
@@ -105,6 +125,24 @@ def _row(board: Board, st: ServiceStatus, now: float) -> str:
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 140, 30, 50, 14, 8
 
 
+def edge_route(start: tuple[float, float], end: tuple[float, float]) -> list[tuple[float, float]]:
+    """The points of an arrow from the box at `start` (a dependency) to the box at `end` (its
+    dependent, in a later column), both top-left corners. Between neighbouring columns it is
+    straight; across columns it turns into the gap after the first, runs along the gap between
+    two rows nearest the middle of its ends (no box is ever there: rows share one grid), and
+    turns down or up again in the gap before the last, so it never passes under a box."""
+    (x1, y1), (x2, y2) = start, end
+    a, b = (x1 + NODE_W, y1 + NODE_H / 2), (x2, y2 + NODE_H / 2)
+    if x2 - x1 <= NODE_W + GAP_X:
+        return [a, b]
+    middle = (a[1] + b[1]) / 2
+    # row gaps: the space above row r, centred, for r = 0 (above the first row) and onwards
+    rows = int(max(y1, y2) // (NODE_H + GAP_Y)) + 2
+    lane = min((PAD + r * (NODE_H + GAP_Y) - GAP_Y / 2 for r in range(rows)), key=lambda y: (abs(y - middle), y))
+    gx1, gx2 = a[0] + GAP_X / 2, b[0] - GAP_X / 2
+    return [a, (gx1, a[1]), (gx1, lane), (gx2, lane), (gx2, b[1]), b]
+
+
 def render_graph(board: Board) -> str:
     """The dependency graph, one column per topological generation, an arrow from each
     dependency to its dependent, each node colored by its service's state."""
@@ -121,11 +159,13 @@ def render_graph(board: Board) -> str:
     for name, deps in board.depends_on.items():
         for dep in deps:
             if dep in where and name in where:
-                (x1, y1), (x2, y2) = where[dep], where[name]
-                edges.append(
-                    f'<line x1="{x1 + NODE_W:g}" y1="{y1 + NODE_H / 2:g}" x2="{x2:g}" y2="{y2 + NODE_H / 2:g}" '
-                    'marker-end="url(#arrow)"/>'
-                )
+                points = edge_route(where[dep], where[name])
+                if len(points) == 2:
+                    (x1, y1), (x2, y2) = points
+                    edges.append(f'<line x1="{x1:g}" y1="{y1:g}" x2="{x2:g}" y2="{y2:g}" marker-end="url(#arrow)"/>')
+                else:
+                    path = " ".join(f"{x:g},{y:g}" for x, y in points)
+                    edges.append(f'<polyline points="{path}" marker-end="url(#arrow)"/>')
     nodes = []
     for name, (x, y) in where.items():
         label = name if len(name) <= 18 else name[:17] + "…"

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from a3s_dev.config.model import parse_duration
 from a3s_dev.core import history
-from a3s_dev.core.logs import probe_requests
+from a3s_dev.core.logs import probe_requests, service_colors
 from a3s_dev.core.state import ServiceStatus, status_row
 from a3s_dev.dashboard.board import Board, render_dashboard
 from a3s_dev.link.protocol import ProjectView
@@ -159,6 +159,7 @@ class Dashboard:
             links={svc: url for (p, svc), url in links.items() if p == name},
             waves=cached[1],
             depends_on=deps,
+            colors=service_colors(s.name for s in view.services),
         )
 
     def _asset(self, name: str) -> web.Response:

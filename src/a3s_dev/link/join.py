@@ -20,7 +20,14 @@ import anyio
 from anyio.abc import TaskStatus
 
 from a3s_dev.config.model import DevConfig
-from a3s_dev.core.events import Event, EventBus, HealthChanged, ProbeChanged, StateChanged
+from a3s_dev.core.events import (
+    ConfigApplied,
+    Event,
+    EventBus,
+    HealthChanged,
+    ProbeChanged,
+    StateChanged,
+)
 from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure
@@ -89,6 +96,10 @@ class _Refused(Exception):
     pass
 
 
+class _Reregister(Exception):
+    """The supervisor runs a changed A3sfile: register the project anew."""
+
+
 async def join_proxy(
     supervisor: Member,
     *,
@@ -104,12 +115,16 @@ async def join_proxy(
     answered = answered or anyio.Event()
     changed: set[str] = set()
     wake = asyncio.Event()
+    reregister = asyncio.Event()  # the A3sfile was applied: the proxy needs the new services
 
     def on_event(event: Event) -> None:
-        changed.add(event.service)
+        if isinstance(event, ConfigApplied):
+            reregister.set()
+        else:
+            changed.add(event.service)
         wake.set()
 
-    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged, ProbeChanged))
+    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged, ProbeChanged, ConfigApplied))
     announced = False  # the routes, once the proxy first answered
     registered = connection is not None
     failures = 0
@@ -144,11 +159,15 @@ async def join_proxy(
                     elif failures or lost:
                         supervisor.announce("registered with the proxy again; every route is back")
                     failures, lost = 0, False
-                    await _pump(supervisor, reader, writer, changed, wake)
+                    await _pump(supervisor, reader, writer, changed, wake, reregister)
                 finally:
                     writer.close()
                     with contextlib.suppress(Exception):
                         await writer.wait_closed()
+            except _Reregister:
+                # The connection is the registration: closed, the old services' routes go; the
+                # next one registers the services the supervisor runs now.
+                reregister.clear()
             except _Stopped:
                 supervisor.announce("the proxy was stopped (a3s proxy stop); it comes back at the next change of state")
                 wake.clear()
@@ -215,8 +234,10 @@ async def _pump(
     writer: asyncio.StreamWriter,
     changed: set[str],
     wake: asyncio.Event,
+    reregister: asyncio.Event,
 ) -> None:
-    """Send each changed service's status until the proxy goes away or says it stops."""
+    """Send each changed service's status until the proxy goes away or says it stops, or the
+    project must register anew (`reregister`)."""
 
     async def until_stopping() -> None:
         while True:
@@ -232,6 +253,8 @@ async def _pump(
                 waiter.cancel()
                 listener.result()  # raises _Lost or _Stopped
             wake.clear()
+            if reregister.is_set():
+                raise _Reregister
             names = list(changed)
             changed.clear()
             for name in names:

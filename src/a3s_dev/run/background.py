@@ -259,8 +259,21 @@ def up(
         progress.done()  # a live line left running would leave the cursor hidden
 
 
+def apply_changes(client: ControlClient, progress: Reporter, err: IO[str]) -> bool:
+    """Have the running supervisor apply the A3sfile as it is now (SPEC §16), each change said in
+    one line; False (the errors printed, nothing touched) when the file is not valid."""
+    answer = client.request("POST", "/v1/apply")
+    for line in answer.get("errors") or []:
+        print(line, file=err)
+    for line in answer.get("changes") or []:
+        progress.say(f"a3s: {line}")
+    return bool(answer.get("ok"))
+
+
 def _ask_running(client: ControlClient, opts: UpOptions, progress: Reporter, err: IO[str]) -> int:
     try:
+        if not apply_changes(client, progress, err):
+            return 1
         return start_and_wait(client, opts, progress, err)
     except NotRunning:
         progress.done()

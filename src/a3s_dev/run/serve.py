@@ -18,6 +18,7 @@ Everything a phase takes is given back, in reverse, by `close` on every way out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import signal
 import sys
@@ -37,11 +38,13 @@ from a3s_dev.run.workspace import (
     RuntimePaths,
     SupervisorLock,
     bind_control_socket,
+    file_digest,
     paths_for,
     port_holder,
 )
 
 if TYPE_CHECKING:
+    import anyio
     from anyio.abc import TaskGroup
 
     from a3s_dev.core.supervisor import Supervisor
@@ -115,6 +118,8 @@ class Run:
         self.groups: GroupRegistry | None = None
         self.prespawned: dict[str, ServiceProcess] = {}
         self._cleanup = contextlib.ExitStack()  # whatever a phase took is given back, in reverse
+        self.digest = file_digest(config.path)  # the A3sfile's text this stack runs
+        self._applying: anyio.Lock | None = None
 
     # ------------------------------------------------------------------ the whole run
 
@@ -265,7 +270,7 @@ class Run:
                 sup,
             )
         bind = functools.partial(bind_control_socket, self.paths)
-        await tg.start(functools.partial(serve_control, bind=bind, path=self.paths.socket), sup)
+        await tg.start(functools.partial(serve_control, bind=bind, path=self.paths.socket, applier=self), sup)
         for attachment in self.extra:
             await tg.start(attachment, sup)
         tg.start_soon(self.plan_once_settled)
@@ -279,6 +284,36 @@ class Run:
         await sup.wait_ready(self.wanted)
         await anyio.to_thread.run_sync(import_quietly, ["networkx"])
         await sup.plan()
+
+    # ------------------------------------------------------------------ a changed A3sfile
+
+    async def apply(self) -> dict[str, Any]:
+        """Apply the A3sfile on disk to the running stack (SPEC §16): validated first (errors:
+        nothing touched), then `Supervisor.apply` with the differences, each said in one line.
+        Automatic ports already chosen are kept; new ones are chosen now."""
+        import anyio
+
+        from a3s_dev.config.diff import diff, keep_ports
+        from a3s_dev.config.load import load_with_report
+
+        sup = self.supervisor_or_fail()
+        self._applying = self._applying or anyio.Lock()
+        async with self._applying:  # two `up` at once apply once
+            digest = await anyio.to_thread.run_sync(file_digest, self.paths.a3sfile)
+            report = await anyio.to_thread.run_sync(functools.partial(load_with_report, self.paths.a3sfile, order=False))
+            if report.config is None:
+                return {"ok": False, "errors": report.lines(errors_only=True), "changes": []}
+            running = sup.config
+            edited = keep_ports(running, report.config)
+            changes = diff(running, edited)
+            if changes.added or changes.removed or changes.changed or changes.dependents:
+                # the dev block stays as the supervisor started with it (changes.settings says so)
+                applied = prepare.choose_ports(dataclasses.replace(edited, settings=running.settings))
+                await sup.apply(applied, changes)
+            for line in changes.lines():
+                sup.announce(line)
+            self.digest = digest
+            return {"ok": True, "errors": [], "changes": changes.lines()}
 
     # ------------------------------------------------------------------ helpers
 

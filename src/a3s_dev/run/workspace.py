@@ -249,6 +249,16 @@ def port_holder(port: int) -> str | None:
     return f"pid {pid} ({procfs.comm(pid) or '?'})"
 
 
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes ("" when it cannot be read): which A3sfile a stack runs."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
 def wait_for_supervisor(paths: RuntimePaths, answers: Callable[[], bool], timeout: float, poll: float = 0.01) -> bool:
     """While a supervisor holds the lock but its control socket is silent, it is starting: wait
     for it to answer (`answers()`), at most `timeout` s. True once it answers; False when no

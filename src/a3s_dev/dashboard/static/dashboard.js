@@ -24,6 +24,24 @@ function nodeOf(project, service) {
 
 const ACTIVE = new Set(["starting", "running", "unhealthy", "stopping"]);
 
+function actionsFor(state) {
+  // The server's table (board.ACTIONS), carried by the page: one list of what each state allows.
+  const table = JSON.parse(document.getElementById("projects").dataset.actions || "{}");
+  return table[state] || [];
+}
+
+function setActions(row, project, service, state) {
+  const cell = row.querySelector("td.actions");
+  if (!cell) return;
+  cell.replaceChildren(...actionsFor(state).map((act) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    Object.assign(button.dataset, { act, project, service });
+    button.textContent = act;
+    return button;
+  }));
+}
+
 function formatDuration(seconds) {
   if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
   const total = Math.round(seconds);
@@ -49,6 +67,7 @@ function applyState(project, service, status) {
     setText(row, "port", status.port);
     setText(row, "restarts", status.restarts);
     row.dataset.started = active && status.started_at ? String(status.started_at) : "";
+    setActions(row, project, service, status.state);
     tickRow(row);
   }
   const node = nodeOf(project, service);
@@ -124,7 +143,9 @@ document.addEventListener("click", (e) => {
   if (!button) return;
   const { project, service } = button.dataset;
   if (button.dataset.act) act(`/api/${enc(project)}/${enc(service)}/${button.dataset.act}`, button);
-  else if (button.classList.contains("stop-project")) act(`/api/${enc(project)}/stop`, button);
+  else if (button.classList.contains("stop-project")) {
+    if (confirm(`Stop every service of ${project}?`)) act(`/api/${enc(project)}/stop`, button);
+  }
   else if (button.classList.contains("logs")) openLog(project, service);
   else if (button.classList.contains("logs-all")) openLog(project, null);
 });
@@ -206,23 +227,46 @@ let paused = false;
 let drawScheduled = false;
 let merged = false;
 let generation = 0;
+let colors = {}; // service -> SGR color of the open project, as in the terminal
 
 function plain(text) {
   return text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "");
+}
+
+function clock(at) {
+  // HH:MM:SS, local time, as the terminal shows it
+  const d = new Date(at * 1000);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+function sgrColor(code) {
+  const n = parseInt(code, 10);
+  if (n >= 30 && n <= 37) return PALETTE[n - 30];
+  if (n >= 90 && n <= 97) return PALETTE[n - 90 + 8];
+  return null;
 }
 
 function lineElement(item) {
   const div = document.createElement("div");
   div.className = "line";
   div.dataset.text = plain(item.text).toLowerCase();
+  // time and name are not selectable: a copy holds the lines as the service wrote them
+  const at = document.createElement("span");
+  at.className = "at";
+  at.textContent = item.at ? clock(item.at) : "";
+  at.setAttribute("aria-hidden", "true");
+  div.append(at);
   if (merged) {
     const who = document.createElement("span");
     who.className = "who";
     who.textContent = `${item.service} `;
     who.setAttribute("aria-hidden", "true");
+    const color = sgrColor(colors[item.service]);
+    if (color) who.style.color = color;
     div.append(who);
   }
   div.append(renderAnsi(item.text));
+  if (!item.text) div.append(document.createElement("br")); // an empty line is copied too
   if (!matches(div)) div.classList.add("hide");
   return div;
 }
@@ -267,15 +311,19 @@ async function openLog(project, service) {
   const mine = ++generation;
   if (stream) stream.close();
   merged = service === null;
+  const section = [...document.querySelectorAll("section.project")].find((s) => s.dataset.project === project);
+  colors = section ? JSON.parse(section.dataset.colors || "{}") : {};
   const base = service === null ? `/api/${enc(project)}/logs` : `/api/${enc(project)}/${enc(service)}/logs`;
+  const probes = document.getElementById("log-probes").checked ? "&probes=1" : "";
   panel.hidden = false;
   document.getElementById("log-title").textContent = service === null ? `${project} (all)` : `${project} / ${service}`;
   logBox.replaceChildren();
   pending = [];
-  const response = await fetch(`${base}?n=1000`, { cache: "no-store" });
+  const response = await fetch(`${base}?n=1000${probes}`, { cache: "no-store" });
   if (mine !== generation) return;
   if (response.ok) receive(await response.json());
-  stream = new EventSource(`${base}?follow=1`);
+  stream = new EventSource(`${base}?follow=1${probes}`);
+  current = [project, service];
   stream.addEventListener("lines", (e) => receive(JSON.parse(e.data)));
   logBox.scrollTop = logBox.scrollHeight;
 }
@@ -291,6 +339,24 @@ pauseButton.addEventListener("click", () => {
 document.getElementById("log-clear").addEventListener("click", () => {
   logBox.replaceChildren();
   countBox.textContent = "";
+});
+let current = null; // [project, service] of the open log
+document.getElementById("log-probes").addEventListener("change", () => {
+  if (current) openLog(...current); // a3s's own probe requests: hidden unless asked for
+});
+// The panel's top edge resizes it; the height is kept for the next visit.
+const resizer = document.getElementById("log-resize");
+const savedHeight = localStorage.getItem("a3s-log-height");
+if (savedHeight) panel.style.setProperty("--log-height", savedHeight);
+resizer.addEventListener("pointerdown", (down) => {
+  resizer.setPointerCapture(down.pointerId);
+  const move = (e) => {
+    const height = `${Math.max(80, window.innerHeight - e.clientY)}px`;
+    panel.style.setProperty("--log-height", height);
+    localStorage.setItem("a3s-log-height", height);
+  };
+  resizer.addEventListener("pointermove", move);
+  resizer.addEventListener("pointerup", () => resizer.removeEventListener("pointermove", move), { once: true });
 });
 document.getElementById("log-close").addEventListener("click", () => {
   generation++;
