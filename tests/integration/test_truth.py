@@ -247,3 +247,22 @@ def test_up_applies_a_changed_a3sfile_to_the_running_stack_and_touches_nothing_e
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_d_succeeds_when_an_always_service_exits_0_after_it_was_ready(tmp_path: Path) -> None:
+    """SPEC §16: `always failed: exit code 0, restarting in 1s` and exit 1, although every
+    service became healthy (an always-service exiting 0 right after it was ready, beside a
+    slower one)."""
+    (tmp_path / "server.py").write_text(SERVICE)
+    blocks = [
+        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n',
+        service_block("always", "echo up; sleep 0.5; exit 0", extra='restart = "always"'),
+        service_block("slow", f"sleep 1.5; exec {sys.executable} server.py", port=free_port()),
+    ]
+    (tmp_path / "A3sfile.hcl").write_text("\n".join(blocks))
+    with stack_in(tmp_path) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        assert "failed" not in result.err
+        wait_until(lambda: "always exited (exit code 0), restarting in" in st.a3s("logs", "a3s").out, timeout=10,
+                   message="the clean exit said as an exit")
