@@ -130,6 +130,21 @@ def up(
     raise typer.Exit(commands.up(config_file(file), opts, color=color(no_color)))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="The service whose environment and folder the command gets.", metavar="SERVICE", show_default=False)],
+    no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not start the service's dependencies first.")] = False,
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Run a one-off command (`a3s run db -- psql`) with a service's environment, its dependencies up first."""
+    from a3s_dev.cli import commands
+
+    command = list(ctx.args[1:] if ctx.args[:1] == ["--"] else ctx.args)
+    raise typer.Exit(commands.run(config_file(file), service, command, deps=not no_deps, color=color(no_color)))
+
+
 @app.command()
 def down(
     services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).", metavar="SERVICE", show_default=False)] = None,

@@ -34,7 +34,15 @@ class Up(NamedTuple):
     options: UpOptions
 
 
-Command = Status | Validate | Up
+class Run(NamedTuple):
+    file: str | None
+    color: bool
+    service: str
+    deps: bool
+    command: tuple[str, ...]
+
+
+Command = Status | Validate | Up | Run
 
 # Each command's own flags (without values), --detach spelled -d, and whether it takes service names.
 _FLAGS: dict[str, tuple[frozenset[str], bool]] = {
@@ -43,6 +51,38 @@ _FLAGS: dict[str, tuple[frozenset[str], bool]] = {
     "up": (frozenset({"-d", "--no-deps", "--no-proxy", "--no-watch"}), True),
 }
 _WITH_VALUE = {"up": frozenset({"--timeout"})}
+
+
+def _run(rest: Sequence[str], file: str | None, color: bool) -> Run | None:
+    """`run [-f F | --no-deps | --no-color]... SVC [-f F | --no-deps | --no-color]... [--] CMD...`:
+    everything from the first word after SVC (or after `--`) on is the command, as it is."""
+    service: str | None = None
+    deps = True
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--no-deps":
+            deps = False
+        elif arg == "--no-color":
+            color = False
+        elif arg in ("-f", "--file") and i + 1 < len(rest):
+            i += 1
+            file = rest[i]
+        elif arg.startswith("--file="):
+            file = arg.split("=", 1)[1]
+        elif arg == "--":
+            i += 1
+            break
+        elif arg.startswith("-"):
+            return None  # help, or an option the typer app explains
+        elif service is None:
+            service = arg
+        else:
+            break
+        i += 1
+    if service is None:
+        return None
+    return Run(file, color, service, deps, tuple(rest[i:]))
 
 
 def parse(argv: Sequence[str]) -> Command | None:
@@ -78,6 +118,8 @@ def parse(argv: Sequence[str]) -> Command | None:
                 value = inline
         elif arg == "--no-color":
             color = False
+        elif command is None and arg == "run":
+            return _run(args[i + 1 :], before, color)
         elif command is None:
             if arg not in _FLAGS:
                 return None

@@ -249,6 +249,71 @@ def logs(
     return 0
 
 
+# ---------------------------------------------------------------------------- run
+
+
+def run(file: str | Path | None, service: str, command: Sequence[str], *, deps: bool, color: bool) -> int:
+    """`a3s run SVC [--no-deps] [--] CMD...`: CMD in SVC's folder with SVC's environment exactly as
+    the supervisor gives it (SPEC §10), after SVC's dependencies are up (a background supervisor
+    is started for them when none runs). The command replaces this process: the terminal, Ctrl-C
+    and the exit code are its own. Returns only when it cannot be run."""
+    if not command:
+        raise UsageError("a3s run: name the command to run, e.g. `a3s run api -- python manage.py migrate`")
+    a3sfile = workspace.find_file(file)
+    client = ControlClient(workspace.paths_for(a3sfile).socket)
+    place = _service_place(a3sfile, client, service)
+    if deps and place["depends_on"]:
+        from a3s_dev.cli.render import Progress
+        from a3s_dev.run import background
+        from a3s_dev.run.options import UpOptions
+
+        # Progress on stderr: stdout is the command's.
+        code = background.up(
+            a3sfile, UpOptions(tuple(place["depends_on"]), detach=True), Progress(sys.stderr, use_color(color))
+        )
+        if code != 0:
+            return code
+        place = _service_place(a3sfile, client, service)  # from the supervisor now: its automatic ports
+    env = dict(place["env"], PWD=place["dir"])  # as the service's shell sets it
+    if sys.stdin.isatty() and os.environ.get("TERM"):
+        env["TERM"] = os.environ["TERM"]  # this terminal's, which the command now talks to
+    argv = list(command) if len(command) > 1 else ["/bin/sh", "-c", command[0]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.chdir(place["dir"])
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError:
+        print(f"a3s: run: {argv[0]}: command not found", file=sys.stderr)
+        return 127
+    except PermissionError:
+        print(f"a3s: run: {argv[0]}: permission denied", file=sys.stderr)
+        return 126
+    except OSError as exc:
+        raise A3sError(f"run: cannot run {argv[0]} in {place['dir']}: {exc.strerror or exc}") from None
+    return 0  # pragma: no cover - exec does not return
+
+
+def _service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[str, Any]:
+    """{"dir", "env", "depends_on"} of `service`: from the running supervisor (its automatic
+    ports), else computed here by the same function (`service_env`)."""
+    from urllib.parse import urlencode
+
+    try:
+        return dict(client.request("GET", f"/v1/env?{urlencode({'service': service})}"))
+    except NotRunning:
+        pass
+    from a3s_dev.config.load import load
+    from a3s_dev.core.service_env import service_env
+    from a3s_dev.run.prepare import choose_ports
+
+    config = load(a3sfile)
+    _check_names([service], config.names)
+    config = choose_ports(config)
+    defn = config.service(service)
+    return {"dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": service_env(defn, config)}
+
+
 # ---------------------------------------------------------------------------- down
 
 

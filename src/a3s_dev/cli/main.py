@@ -22,6 +22,8 @@ def _fast(command: argv.Command) -> int:
         return commands.status(command.file, as_json=command.json, color=command.color)
     if isinstance(command, argv.Validate):
         return commands.validate(command.file, as_json=command.json, color=command.color)
+    if isinstance(command, argv.Run):
+        return commands.run(command.file, command.service, command.command, deps=command.deps, color=command.color)
     return commands.up(command.file, command.options, color=command.color)
 
 

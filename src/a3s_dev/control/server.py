@@ -36,8 +36,9 @@ from a3s_dev.core.events import (
     ProbeChanged,
     StateChanged,
 )
+from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
-from a3s_dev.errors import unknown_service
+from a3s_dev.errors import RuntimeFailure, unknown_service
 
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
 FOLLOWER_BACKLOG = 10_000  # lines a streaming client may fall behind before it loses some
@@ -201,6 +202,7 @@ class ControlServer:
         app.router.add_post(f"/{v}/apply", self.apply)
         app.router.add_get(f"/{v}/logs", self.logs)
         app.router.add_get(f"/{v}/tail", self.tail)
+        app.router.add_get(f"/{v}/env", self.env)
         return app
 
     # ------------------------------------------------------------------ helpers
@@ -352,6 +354,17 @@ class ControlServer:
     async def down(self, request: web.Request) -> web.Response:
         self.on_down()
         return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
+
+    async def env(self, request: web.Request) -> web.Response:
+        """A service's environment and folder exactly as the supervisor gives them to it (its
+        automatic ports included): what `a3s run SVC` runs a command with."""
+        name = self.known([request.query.get("service", "")])[0]
+        defn = self.config.service(name)
+        try:
+            env = await asyncio.to_thread(service_env, defn, self.config)
+        except RuntimeFailure as exc:  # an env_file that cannot be read
+            raise _BadRequest(exc.message) from None
+        return web.json_response({"service": name, "dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": env})
 
     async def tail(self, request: web.Request) -> web.Response:
         # From the supervisor, which keeps every service's last lines from its first spawn

@@ -1,0 +1,135 @@
+"""Working inside the stack (SPEC §10): `a3s run` with a service's exact environment, on a real
+terminal; `a3s wait`; JSON from every command. Real `up -d` supervisors, a real pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import free_port, wait_until
+from support_control import SERVICE, Stack, service_block, stack_in
+
+pytestmark = pytest.mark.timeout(120)
+
+DUMP_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
+
+
+def stack_with_deps(folder: Path) -> None:
+    """db <- api (port auto, env_file, env) <- web: what `run` must reproduce for api."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "server.py").write_text(SERVICE)
+    (folder / ".env").write_text('FROM_FILE="from the file"\nSHARED=file\n')
+    python = sys.executable
+    (folder / "A3sfile.hcl").write_text(
+        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
+        + service_block("db", f"exec {python} server.py", port=free_port())
+        + service_block("api", f"exec {python} server.py", depends_on=["db"],
+                        extra='port = "auto"\nenv_file = ".env"\nenv = { SHARED = "env", COLOR = "blue" }')
+        + service_block("web", f"exec {python} server.py", port=free_port(), depends_on=["api"])
+    )
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def test_run_gives_the_command_the_services_exact_environment_and_folder(tmp_path: Path) -> None:
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d").code == 0
+        api = st.status()["api"]
+        result = st.a3s("run", "api", "--", sys.executable, "-c", DUMP_ENV)
+        assert result.code == 0, result.err
+        seen = json.loads(result.out)
+        expected = environ_of(api["pid"])
+        assert seen == expected  # the automatic port, the env_file, env and A3S_DB_URL alike
+        assert seen["PORT"] == str(api["port"]) and seen["SHARED"] == "env" and seen["FROM_FILE"] == "from the file"
+        where = st.a3s("run", "api", "pwd")  # one argument: run by /bin/sh -c, in the service's dir
+        assert where.out.strip() == str(tmp_path)
+        assert api["pid"] == st.status()["api"]["pid"], "run never touches the service itself"
+
+
+def test_run_passes_the_exit_code_and_refuses_an_unknown_service_with_a_suggestion(tmp_path: Path) -> None:
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        assert st.a3s("run", "--no-deps", "db", "--", "sh", "-c", "exit 7").code == 7
+        unknown = st.a3s("run", "ap", "--", "true")
+        assert unknown.code == 2 and "unknown service 'ap' (did you mean 'api'?)" in unknown.err, unknown.err
+        assert st.a3s("run", "db", "--", "no-such-program-here").code == 127
+
+
+def test_run_starts_the_dependencies_first_and_never_the_service(tmp_path: Path) -> None:
+    """docker compose's `run`: web's dependencies (api, and db under it) come up in a
+    background supervisor that keeps running; web itself does not start."""
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        result = st.a3s("run", "web", "--", sys.executable, "-c", DUMP_ENV)
+        assert result.code == 0, result.err
+        rows = st.status()
+        assert rows["db"]["state"] == "running" and rows["api"]["state"] == "running"
+        assert rows["web"]["state"] == "stopped"
+        seen = json.loads(result.out)
+        assert seen["A3S_API_URL"] == f"http://127.0.0.1:{rows['api']['port']}"  # the port api really got
+        assert "a3s: ready: db, api" in result.err  # progress on stderr: stdout is the command's
+
+
+def test_run_on_a_terminal_stays_a_terminal(tmp_path: Path) -> None:
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        code = "import sys; print('tty', sys.stdin.isatty(), sys.stdout.isatty()); sys.exit(int(input()))"
+        output, status = run_on_pty(st, ["run", "--no-deps", "db", "--", sys.executable, "-c", code], answer=b"5\n")
+        assert "tty True True" in output, output
+        assert status == 5
+
+
+def run_on_pty(st: Stack, args: list[str], *, answer: bytes) -> tuple[str, int]:
+    """`a3s ARGS` on a fresh pseudo-terminal: what it printed, its exit code; `answer` is typed
+    once it printed something."""
+    main, side = pty.openpty()
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", *args], cwd=st.folder, env=env,
+                            stdin=side, stdout=side, stderr=side, close_fds=True, start_new_session=True)
+    os.close(side)
+    out = b""
+    typed = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the other side closed
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if not typed and b"tty" in out:
+                    os.write(main, answer)
+                    typed = True
+            elif proc.poll() is not None:
+                break
+        return out.decode(errors="replace"), proc.wait(timeout=10)
+    finally:
+        os.close(main)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_every_port_is_the_supervisors(tmp_path: Path) -> None:
+    """An automatic port is chosen once, by the supervisor: run asks it, never picks its own."""
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d").code == 0
+        port = st.status()["api"]["port"]
+        ports = {json.loads(st.a3s("run", "api", "--", sys.executable, "-c", DUMP_ENV).out)["PORT"] for _ in range(3)}
+        assert ports == {str(port)}
+        wait_until(lambda: st.status()["api"]["state"] == "running", timeout=5, message="api untouched")
