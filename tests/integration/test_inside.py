@@ -133,3 +133,86 @@ def test_every_port_is_the_supervisors(tmp_path: Path) -> None:
         ports = {json.loads(st.a3s("run", "api", "--", sys.executable, "-c", DUMP_ENV).out)["PORT"] for _ in range(3)}
         assert ports == {str(port)}
         wait_until(lambda: st.status()["api"]["state"] == "running", timeout=5, message="api untouched")
+
+
+SICK = """
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500 if self.path == "/health" else 200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def sick_stack(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "server.py").write_text(SERVICE)
+    (folder / "sick.py").write_text(SICK)
+    python = sys.executable
+    (folder / "A3sfile.hcl").write_text(
+        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
+        + service_block("db", f"exec {python} server.py", port=free_port())
+        + service_block("api", f"exec {python} sick.py", port=free_port(),
+                        extra='health {\n  path = "/health"\n  interval = "200ms"\n}')
+        + service_block("web", f"exec {python} server.py", port=free_port(), depends_on=["api"])
+    )
+
+
+def test_wait_says_why_each_service_is_not_ready_and_waits_for_stopped_too(tmp_path: Path) -> None:
+    sick_stack(tmp_path)
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d", "db", "--timeout", "10s").code == 0
+        assert st.a3s("up", "-d", "web", "--timeout", "1s").code == 1  # api never gets healthy
+        assert st.a3s("wait", "db").code == 0 and "ready: db" in st.a3s("wait", "db").out
+        waited = st.a3s("wait", "api", "web", "--timeout", "1s")
+        assert waited.code == 1
+        assert "api (starting: GET /health → 500)" in waited.err and "web (pending: waiting for api)" in waited.err
+        as_json = json.loads(st.a3s("wait", "--json", "--timeout", "500ms").out)
+        assert as_json["ok"] is False
+        assert {s["name"]: s["probe"] for s in as_json["services"]}["api"] == "GET /health → 500"
+        assert st.a3s("down", "db").code == 0
+        assert st.a3s("wait", "db", "--for", "stopped", "--timeout", "5s").code == 0
+        assert st.a3s("wait", "nope").code == 2
+
+
+def test_every_command_speaks_json_and_only_json_on_stdout(tmp_path: Path) -> None:
+    stack_with_deps(tmp_path)
+    with stack_in(tmp_path) as st:
+        up = st.a3s("up", "-d", "--json")
+        assert up.code == 0, up.err
+        started = json.loads(up.out)
+        assert started["ok"] is True and started["ready_in"] > 0
+        assert {s["name"]: s["state"] for s in started["services"]} == {"db": "running", "api": "running", "web": "running"}
+        restarted = json.loads(st.a3s("restart", "api", "--json").out)
+        assert restarted["ok"] is True and restarted["services"][0]["name"] == "api"
+        assert isinstance(json.loads(st.a3s("status", "--json").out), list)
+        assert json.loads(st.a3s("wait", "--json").out)["ok"] is True
+        assert json.loads(st.a3s("validate", "--json").out)["ok"] is True
+        lines = [json.loads(line) for line in st.a3s("logs", "--json", "db").out.splitlines()]
+        assert lines and all(set(line) == {"service", "at", "text"} for line in lines)
+        assert all(line["service"] == "db" and len(line["at"]) >= 23 and "T" in line["at"] for line in lines)
+        grepped = st.a3s("logs", "--grep", "listening on [0-9]+", "db").out.splitlines()
+        assert grepped and all("listening on" in line for line in grepped)
+        stopped = json.loads(st.a3s("down", "web", "--json").out)
+        assert stopped == {"ok": True, "stopped": ["web"], "supervisor_stopped": False}
+        everything = json.loads(st.a3s("down", "--json").out)
+        assert everything["ok"] is True and set(everything["stopped"]) == {"db", "api"}
+
+
+def test_up_d_json_names_each_failure_with_its_lines(tmp_path: Path) -> None:
+    (tmp_path / "A3sfile.hcl").write_text(
+        'dev {\n  proxy_port = 0\n}\n' + service_block("task", "echo about to fail; exit 3", extra="oneshot = true")
+    )
+    with stack_in(tmp_path) as st:
+        result = st.a3s("up", "-d", "--json")
+        assert result.code == 1
+        answer = json.loads(result.out)
+        assert answer["ok"] is False and answer["failures"][0]["name"] == "task"
+        assert answer["failures"][0]["reason"] == "exit code 3" and "about to fail" in answer["failures"][0]["lines"]

@@ -84,6 +84,7 @@ UP_LINES = [
     ["up", "-d", "--no-proxy", "--no-watch", "a", "b", "--file=y.hcl"],
     ["up", "-d", "--timeout", "1m30s"],
     ["up", "--no-color", "--timeout=2s"],
+    ["up", "-d", "--json", "web"],
 ]
 
 
@@ -94,10 +95,10 @@ def test_the_fast_reader_and_typer_make_the_same_options(line: list[str], monkey
 
     from a3s_dev.cli import app, commands
 
-    seen: list[tuple[object, UpOptions, bool]] = []
+    seen: list[tuple[object, UpOptions, bool, bool]] = []
 
-    def up(file: object, opts: UpOptions, *, color: bool) -> int:
-        seen.append((None if file is None else str(file), opts, color))
+    def up(file: object, opts: UpOptions, *, color: bool, as_json: bool = False) -> int:
+        seen.append((None if file is None else str(file), opts, color, as_json))
         return 0
 
     monkeypatch.setattr(commands, "up", up)
@@ -106,7 +107,7 @@ def test_the_fast_reader_and_typer_make_the_same_options(line: list[str], monkey
     assert result.exit_code == 0, result.output
     fast = argv.parse(line)
     assert isinstance(fast, argv.Up)
-    assert seen == [(fast.file, fast.options, fast.color)]
+    assert seen == [(fast.file, fast.options, fast.color, fast.json)]
 
 
 def test_find_file_searches_upward_and_honours_file_and_env(tmp_path: Path) -> None:

@@ -112,6 +112,7 @@ def up(
     no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not start dependencies.")] = False,
     no_proxy: Annotated[bool, typer.Option("--no-proxy", help="Do not start the reverse proxy.")] = False,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="Do not restart on file changes.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="With -d: one JSON object, each service's state.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -127,7 +128,23 @@ def up(
         detach=detach,
         timeout=_duration(timeout, "--timeout"),
     )
-    raise typer.Exit(commands.up(config_file(file), opts, color=color(no_color)))
+    raise typer.Exit(commands.up(config_file(file), opts, color=color(no_color), as_json=json_))
+
+
+@app.command()
+def wait(
+    services: Annotated[list[str] | None, typer.Argument(help="Services to wait for (default: all).", metavar="SERVICE", show_default=False)] = None,
+    for_: Annotated[str, typer.Option("--for", metavar="ready|stopped", help="What to wait for.")] = "ready",
+    timeout: Annotated[str | None, typer.Option("--timeout", metavar="DURATION", help="Give up after this long (30s, 2m).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Wait until services are ready (or stopped); say why each one that is not, is not."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.wait(config_file(file), services or [], until=for_, timeout=_duration(timeout, "--timeout"),
+                                   as_json=json_, out=sys.stdout, err=sys.stderr))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -148,25 +165,27 @@ def run(
 @app.command()
 def down(
     services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).", metavar="SERVICE", show_default=False)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
     """Stop services (their dependents first) or everything, in reverse order."""
     from a3s_dev.cli import commands
 
-    raise typer.Exit(commands.down(a3sfile(file), services or [], out=sys.stdout))
+    raise typer.Exit(commands.down(a3sfile(file), services or [], out=sys.stdout, as_json=json_))
 
 
 @app.command()
 def restart(
     services: Annotated[list[str], typer.Argument(help="Services to restart.", metavar="SERVICE", show_default=False)],
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
     """Gracefully stop, start and wait until healthy. Exit 1 if one does not get healthy."""
     from a3s_dev.cli import commands
 
-    raise typer.Exit(commands.restart(a3sfile(file), services, out=sys.stdout, err=sys.stderr))
+    raise typer.Exit(commands.restart(a3sfile(file), services, out=sys.stdout, err=sys.stderr, as_json=json_))
 
 
 @app.command()
@@ -189,15 +208,23 @@ def logs(
     since: Annotated[
         str | None, typer.Option("--since", metavar="DURATION", help="Only lines newer than this (30s, 5m).")
     ] = None,
+    grep: Annotated[str | None, typer.Option("--grep", metavar="REGEX", help="Only lines this regular expression matches.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON object a line: service, at (ISO 8601), text.")] = False,
     file: LongFileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
     """The merged log history in time order; --follow keeps following."""
+    import re
+
     from a3s_dev.cli import commands
 
     window = _duration(since, "--since")
     if lines is not None and lines < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="-n")
+    try:
+        pattern = re.compile(grep) if grep is not None else None
+    except re.error as exc:
+        raise typer.BadParameter(f"not a regular expression: {exc}", param_hint="--grep") from None
     code = commands.logs(
         a3sfile(file),
         services or [],
@@ -206,6 +233,8 @@ def logs(
         since=window,
         out=commands.stdout_bytes(),
         color=commands.use_color(color(no_color)) and sys.stdout.isatty(),
+        grep=pattern,
+        as_json=json_,
     )
     raise typer.Exit(code)
 

@@ -32,6 +32,7 @@ class Up(NamedTuple):
     file: str | None
     color: bool
     options: UpOptions
+    json: bool = False
 
 
 class Run(NamedTuple):
@@ -48,7 +49,7 @@ Command = Status | Validate | Up | Run
 _FLAGS: dict[str, tuple[frozenset[str], bool]] = {
     "status": (frozenset({"--json"}), False),
     "validate": (frozenset({"--json"}), False),
-    "up": (frozenset({"-d", "--no-deps", "--no-proxy", "--no-watch"}), True),
+    "up": (frozenset({"-d", "--no-deps", "--no-proxy", "--no-watch", "--json"}), True),
 }
 _WITH_VALUE = {"up": frozenset({"--timeout"})}
 
@@ -160,5 +161,5 @@ def parse(argv: Sequence[str]) -> Command | None:
             detach="-d" in flags,
             timeout=timeout,
         )
-        return Up(file, color, options)
+        return Up(file, color, options, "--json" in flags)
     return None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -78,16 +79,20 @@ def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str
 # ---------------------------------------------------------------------------- up
 
 
-def up(file: str | Path | None, opts: UpOptions, *, color: bool) -> int:
+def up(file: str | Path | None, opts: UpOptions, *, color: bool, as_json: bool = False) -> int:
     """`a3s up`: in the background with `-d`, through the running supervisor when there is
-    one, else in the foreground until Ctrl-C."""
+    one, else in the foreground until Ctrl-C. `as_json` (with `-d`): one JSON object."""
     a3sfile = workspace.find_file(file)
     paths = workspace.paths_for(a3sfile)
+    if as_json and not opts.detach:
+        raise UsageError("--json goes with -d (a foreground `up` streams the logs)")
     # A supervisor serves this A3sfile, or holds its lock while it starts: ask it.
     if opts.detach or workspace.lock_held(paths) or ControlClient(paths.socket).healthz():
         from a3s_dev.cli.render import Progress
         from a3s_dev.run import background
 
+        if as_json:
+            return background.up_json(a3sfile, opts, sys.stdout, sys.stderr)
         return background.up(a3sfile, opts, Progress(sys.stdout, use_color(color)))
     from a3s_dev.config.load import load
     from a3s_dev.run.serve import run_foreground
@@ -207,11 +212,15 @@ def logs(
     since: float | None,
     out: IO[bytes],
     color: bool,
+    grep: re.Pattern[str] | None = None,
+    as_json: bool = False,
 ) -> int:
     """`a3s logs`: the merged history from `.a3s/logs/` in time order, then (with `follow`) the
-    live lines from the supervisor's log stream until it stops or Ctrl-C."""
+    live lines from the supervisor's log stream until it stops or Ctrl-C; only the lines `grep`
+    matches; with `as_json` one JSON object a line."""
+    from a3s_dev.cli.render import JsonLines
     from a3s_dev.core.history import read_history, service_files
-    from a3s_dev.core.logs import TerminalSink
+    from a3s_dev.core.logs import LogSink, TerminalSink
 
     paths = workspace.paths_for(a3sfile)
     client = ControlClient(paths.socket)
@@ -233,20 +242,84 @@ def logs(
     history = read_history(paths.logs_dir, services or None, since=since_at, until=until, last=last)
     # The declared names in their order give the foreground's padding and colors exactly.
     names = list(declared) if declared is not None else sorted(set(services) | set(files))
-    sink = TerminalSink([*names, "a3s"], out, color=color)
+    sink: LogSink = JsonLines(out) if as_json else TerminalSink([*names, "a3s"], out, color=color)
     try:
         for entry in history:
-            sink.write(entry.service, [entry.text], entry.at, "stdout")
+            if grep is None or grep.search(entry.text):
+                sink.write(entry.service, [entry.text], entry.at, "stdout")
         if stream is not None:
             try:
                 for line in stream:
-                    if "text" in line:
+                    if "text" in line and (grep is None or grep.search(line["text"])):
                         sink.write(line["service"], [line["text"]], float(line["at"]), line.get("stream", "stdout"))
             except KeyboardInterrupt:
                 pass
     finally:
         sink.close()
     return 0
+
+
+# ---------------------------------------------------------------------------- wait
+
+STOPPED_STATES = ("stopped", "completed", "failed")
+
+
+def wait(file: str | Path | None, services: Sequence[str], *, until: str, timeout: float | None,
+         as_json: bool, out: IO[str], err: IO[str]) -> int:
+    """`a3s wait [SVC...] [--for ready|stopped] [--timeout D] [--json]`: 0 once every named
+    service (default: all) is ready, or stopped; 1 on timeout or when one failed, naming each
+    service that is not there yet with its state and last probe result or reason (SPEC §10)."""
+    from a3s_dev.control.api import readiness
+
+    if until not in ("ready", "stopped"):
+        raise UsageError(f'--for must be "ready" or "stopped", got "{until}"')
+    a3sfile = workspace.find_file(file)
+    client = ControlClient(workspace.paths_for(a3sfile).socket)
+    began = time.monotonic()
+    seq: int | None = None
+    was_ready: frozenset[str] = frozenset()
+    while True:
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        try:
+            answer = client.status(after=seq, wait=1.0 if remaining is None else min(1.0, remaining))
+        except NotRunning:
+            if until == "stopped":
+                return _waited(as_json, out, err, True, [], "nothing is running")
+            raise NothingRunning("nothing is running (start the stack with `a3s up -d`)") from None
+        seq, rows = answer.get("seq"), list(answer["services"])
+        names = list(services) or [r["name"] for r in rows]
+        _check_names(names, [r["name"] for r in rows])
+        chosen = [r for r in rows if r["name"] in names]
+        if until == "stopped":
+            missing = [r for r in chosen if r["state"] not in STOPPED_STATES]
+            failed: list[str] = []
+        else:
+            state = readiness(rows, names, was_ready=was_ready)
+            was_ready = state.ready
+            missing = [r for r in chosen if r["name"] not in state.ready]
+            failed = [name for name, _ in state.failures]
+        if not missing:
+            return _waited(as_json, out, err, True, chosen, f"{until}: {', '.join(names)}")
+        if failed:
+            return _waited(as_json, out, err, False, missing, f"{', '.join(failed)} failed")
+        if remaining is not None and remaining <= 0:
+            return _waited(as_json, out, err, False, missing, f"not {until} after {timeout:g}s")
+
+
+def _why(row: Mapping[str, Any]) -> str:
+    detail = row.get("probe") if row.get("state") in ("starting", "unhealthy") else row.get("reason")
+    return f"{row['name']} ({row['state']}: {detail})" if detail else f"{row['name']} ({row['state']})"
+
+
+def _waited(as_json: bool, out: IO[str], err: IO[str], ok: bool, rows: Sequence[Mapping[str, Any]], said: str) -> int:
+    if as_json:
+        keys = ("name", "state", "probe", "reason")
+        out.write(json.dumps({"ok": ok, "services": [{k: r.get(k) for k in keys} for r in rows]}) + "\n")
+    elif ok:
+        print(f"a3s: {said}", file=out)
+    else:
+        print(f"a3s: {said}: {', '.join(_why(r) for r in rows)}", file=err)
+    return 0 if ok else 1
 
 
 # ---------------------------------------------------------------------------- run
@@ -317,7 +390,7 @@ def _service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[s
 # ---------------------------------------------------------------------------- down
 
 
-def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 300.0) -> int:
+def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 300.0, as_json: bool = False) -> int:
     """`a3s down [SVC...]`: everything (the supervisor exits) or the named services, dependents
     first. With no supervisor: end what a SIGKILLed one left, or say nothing is running."""
     from a3s_dev.system import procfs
@@ -326,7 +399,9 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
     client = ControlClient(paths.socket)
     if not workspace.wait_for_supervisor(paths, client.healthz, 30.0):
         ended = workspace.clean_stale(paths)
-        if ended:
+        if as_json:
+            out.write(json.dumps({"ok": True, "stopped": [], "orphans_ended": [o.service for o in ended]}) + "\n")
+        elif ended:
             names = ", ".join(o.service for o in ended)
             print(f"a3s: ended the process groups a killed supervisor left: {names}", file=out)
         else:
@@ -337,30 +412,48 @@ def down(a3sfile: Path, services: Sequence[str], *, out: IO[str], wait: float = 
         _check_names(services, list(before))
         after = client.stop(services)["services"]
         stopped = [r["name"] for r in after if r["state"] == "stopped" and before[r["name"]]["state"] in STARTED]
-        print(f"a3s: stopped {', '.join(stopped)}" if stopped else "a3s: nothing to stop", file=out)
+        if as_json:
+            out.write(json.dumps({"ok": True, "stopped": stopped, "supervisor_stopped": False}) + "\n")
+        else:
+            print(f"a3s: stopped {', '.join(stopped)}" if stopped else "a3s: nothing to stop", file=out)
         return 0
     pid = int(client.down().get("pid") or 0)
     deadline = time.monotonic() + wait
     # The supervisor stops every service, removes its socket and releases its lock, then exits.
     while workspace.lock_held(paths) or (pid and procfs.alive(pid)):
         if time.monotonic() > deadline:
-            print(f"a3s: the supervisor (pid {pid}) is still stopping after {wait:g}s", file=out)
+            if as_json:
+                out.write(json.dumps({"ok": False, "reason": f"the supervisor (pid {pid}) is still stopping"}) + "\n")
+            else:
+                print(f"a3s: the supervisor (pid {pid}) is still stopping after {wait:g}s", file=out)
             return 1
         time.sleep(0.02)
     live = [n for n, r in before.items() if r["state"] in STARTED]
-    print(f"a3s: stopped {', '.join(live)}" if live else "a3s: stopped the supervisor", file=out)
+    if as_json:
+        out.write(json.dumps({"ok": True, "stopped": live, "supervisor_stopped": True}) + "\n")
+    else:
+        print(f"a3s: stopped {', '.join(live)}" if live else "a3s: stopped the supervisor", file=out)
     return 0
 
 
 # ---------------------------------------------------------------------------- restart
 
 
-def restart(a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0) -> int:
+def restart(
+    a3sfile: Path, services: Sequence[str], *, out: IO[str], err: IO[str], timeout: float = 60.0, as_json: bool = False
+) -> int:
     """`a3s restart SVC...`: graceful stop, start, wait until healthy; 1 with the reason if not."""
     client = ControlClient(workspace.socket_path_for(a3sfile))
     if not client.healthz():
         raise NothingRunning("nothing is running (start the stack with `a3s up -d`)")
     answer = client.restart(services, timeout=timeout)
+    if as_json:
+        rows = [r for r in answer.get("services", []) if r["name"] in services]
+        result = {"ok": bool(answer.get("ok")), "services": rows}
+        if not answer.get("ok"):
+            result.update(failed=answer.get("failed"), reason=answer.get("reason"), tail=answer.get("tail") or [])
+        out.write(json.dumps(result) + "\n")
+        return 0 if answer.get("ok") else 1
     if answer.get("ok"):
         pids = {r["name"]: r["pid"] for r in answer.get("services", [])}
         done = ", ".join(f"{n} (pid {pids.get(n)})" if pids.get(n) else n for n in services)

@@ -24,7 +24,7 @@ def _fast(command: argv.Command) -> int:
         return commands.validate(command.file, as_json=command.json, color=command.color)
     if isinstance(command, argv.Run):
         return commands.run(command.file, command.service, command.command, deps=command.deps, color=command.color)
-    return commands.up(command.file, command.options, color=command.color)
+    return commands.up(command.file, command.options, color=command.color, as_json=command.json)
 
 
 def _typer(args: list[str]) -> int:

@@ -164,3 +164,23 @@ def paint_diagnostic(line: str, color: bool) -> str:
         return line
     code = "31" if ": error: " in line else "33"
     return f"\x1b[{code}m{line}\x1b[0m"
+
+
+class JsonLines:
+    """A log sink writing one JSON object a line (`a3s logs --json`): `service`, `at` as ISO 8601
+    with milliseconds in local time, `text`."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+
+    def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
+        from datetime import datetime
+
+        stamp = datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+        self.out.write(b"".join(
+            json.dumps({"service": service, "at": stamp, "text": text}).encode() + b"\n" for text in lines
+        ))
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()

@@ -224,6 +224,55 @@ def start_and_wait(client: ControlClient, opts: UpOptions, progress: Reporter, e
     return wait_ready(client, names, since, progress, err, timeout=opts.timeout)
 
 
+class Quiet:
+    """A Reporter that shows nothing (`up -d --json`: stdout holds only the JSON)."""
+
+    def waiting(self, waiting: Sequence[tuple[str, str]]) -> None:
+        pass
+
+    def done(self) -> None:
+        pass
+
+    def say(self, text: str) -> None:
+        pass
+
+
+def up_json(a3sfile: Path, opts: UpOptions, out: IO[str], err: IO[str]) -> int:
+    """`a3s up -d --json`: the same start and wait, then one JSON object on `out`: `ok`,
+    `ready_in` (seconds from the command's start), each requested service's `name`, `state`,
+    `url`, `probe`, `reason`, and for each failed one its `reason` and last 20 lines (SPEC §10).
+    What went wrong before any service ran is in `error` (and on `err`)."""
+    import io
+    import json
+
+    said = io.StringIO()
+    code = up(a3sfile, opts, Quiet(), out=io.StringIO(), err=said)
+    took = time.monotonic() - procfs.started_monotonic()
+    result: dict[str, object] = {"ok": code == 0, "ready_in": round(took, 3) if code == 0 else None}
+    client = ControlClient(workspace.paths_for(a3sfile).socket)
+    try:
+        rows = client.status()["services"]
+    except A3sError:
+        rows = []
+    names = set(opts.services) or {r["name"] for r in rows}
+    keys = ("name", "state", "url", "probe", "reason")
+    result["services"] = [{k: r.get(k) for k in keys} for r in rows if r["name"] in names]
+    failures = []
+    for row in rows:
+        if row["state"] == "failed" or (code and row["name"] in names and row["state"] == "backoff"):
+            try:
+                tail = client.tail(row["name"], TAIL)
+            except A3sError:
+                tail = []
+            failures.append({"name": row["name"], "reason": row.get("reason"), "lines": tail})
+    result["failures"] = failures
+    if code and not rows:
+        result["error"] = said.getvalue().strip()
+    err.write(said.getvalue())
+    out.write(json.dumps(result) + "\n")
+    return code
+
+
 def up(
     a3sfile: Path,
     opts: UpOptions,
