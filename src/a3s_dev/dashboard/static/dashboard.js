@@ -32,8 +32,10 @@ function actionsFor(state) {
 
 function setActions(row, project, service, state) {
   const cell = row.querySelector("td.actions");
-  if (!cell) return;
-  cell.replaceChildren(...actionsFor(state).map((act) => {
+  const wanted = actionsFor(state);
+  const shown = cell ? [...cell.querySelectorAll("button[data-act]")].map((b) => b.dataset.act) : wanted;
+  if (!cell || shown.join() === wanted.join()) return; // a button being clicked is never replaced for nothing
+  cell.replaceChildren(...wanted.map((act) => {
     const button = document.createElement("button");
     button.type = "button";
     Object.assign(button.dataset, { act, project, service });
