@@ -334,6 +334,7 @@ def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
     for row in rows:
         assert list(row) == [
             "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+            "reason", "cpu", "rss",
         ]
         assert row["state"] in STATES
         assert isinstance(row["pid"], int) and isinstance(row["uptime_s"], float)
@@ -346,6 +347,8 @@ def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
         "PID",
         "PORT",
         "HEALTH",
+        "CPU",
+        "MEM",
         "UPTIME",
         "RESTARTS",
         "URL",

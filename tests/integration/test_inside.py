@@ -16,6 +16,8 @@ import pytest
 from support import free_port, wait_until
 from support_control import SERVICE, Stack, service_block, stack_in
 
+from a3s_dev.control.client import ControlClient
+
 pytestmark = pytest.mark.timeout(120)
 
 DUMP_ENV = "import json, os; print(json.dumps(dict(os.environ)))"
@@ -216,3 +218,32 @@ def test_up_d_json_names_each_failure_with_its_lines(tmp_path: Path) -> None:
         answer = json.loads(result.out)
         assert answer["ok"] is False and answer["failures"][0]["name"] == "task"
         assert answer["failures"][0]["reason"] == "exit code 3" and "about to fail" in answer["failures"][0]["lines"]
+
+
+HUNGRY = """
+import subprocess, sys
+child = "import time; b = bytearray(50 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]); time.sleep(600)"
+subprocess.Popen([sys.executable, "-c", child])
+while True:
+    pass  # one busy core
+"""
+
+
+def test_status_and_metrics_show_cpu_and_memory_of_the_whole_process_group(tmp_path: Path) -> None:
+    """The service's own process is small; its child holds 50 MB: the group's figure counts it."""
+    (tmp_path / "hungry.py").write_text(HUNGRY)
+    (tmp_path / "A3sfile.hcl").write_text(
+        'dev {\n  proxy_port = 0\n}\n' + service_block("hungry", f"exec {sys.executable} hungry.py")
+    )
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d").code == 0
+        row = wait_until(lambda: (r := st.status()["hungry"])["rss"] and r["rss"] >= 40 * 2**20 and r["cpu"] and r,
+                         timeout=15, message="the group's memory and CPU")
+        assert row["cpu"] >= 20.0, row
+        table = st.a3s("status").out.splitlines()
+        assert table[0].split()[5:7] == ["CPU", "MEM"]
+        header, line = table[0], table[1]
+        assert line[header.index("CPU"):].split()[0].endswith("%") and line[header.index("MEM"):].split()[0].endswith("M")
+        metrics = ControlClient(st.paths.socket).metrics()
+        assert 'a3s_service_memory_bytes{service="hungry"}' in metrics
+        assert 'a3s_service_cpu_seconds_total{service="hungry"}' in metrics

@@ -141,6 +141,8 @@ def test_plain_table_aligns_columns_and_formats_uptime() -> None:
             "pid": 41,
             "port": 5432,
             "health": "healthy",
+            "cpu": 2.5,
+            "rss": 48 * 1024 * 1024,
             "uptime_s": 3725.0,
             "restarts": 2,
             "exit_code": None,
@@ -159,8 +161,9 @@ def test_plain_table_aligns_columns_and_formats_uptime() -> None:
         },
     ]
     lines = render.render_plain(rows).splitlines()
-    assert lines[0].split() == ["NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL"]
-    assert lines[1].split() == ["db", "running", "41", "5432", "healthy", "1h02m", "2", "http://127.0.0.1:5432"]
+    assert lines[0].split() == ["NAME", "STATE", "PID", "PORT", "HEALTH", "CPU", "MEM", "UPTIME", "RESTARTS", "URL"]
+    assert lines[1].split() == ["db", "running", "41", "5432", "healthy", "2.5%", "48M", "1h02m", "2",
+                                "http://127.0.0.1:5432"]
     assert lines[2].split() == ["migrate", "completed", "0"]
     assert lines[1].index("running") == lines[0].index("STATE") == lines[2].index("completed")
 
@@ -176,9 +179,10 @@ def test_uptime_format() -> None:
     ]
 
 
-# SPEC §2, written out here rather than taken from the implementation.
+# SPEC §2 and §10, written out here rather than taken from the implementation.
 SPEC_STATUS_KEYS = [
     "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+    "reason", "cpu", "rss",
 ]
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
-COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "UPTIME", "RESTARTS", "URL")
+COLUMNS = ("NAME", "STATE", "PID", "PORT", "HEALTH", "CPU", "MEM", "UPTIME", "RESTARTS", "URL")
 STATE_STYLE = {
     "running": "green",
     "completed": "green",
@@ -35,6 +35,17 @@ def format_uptime(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
+def format_bytes(value: int | None) -> str:
+    """`48M`, `1.2G`, `640K`; empty when not measured."""
+    if value is None:
+        return ""
+    for unit, size in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if value >= size:
+            amount = value / size
+            return f"{amount:.1f}{unit}" if amount < 10 and unit == "G" else f"{amount:.0f}{unit}"
+    return f"{value}B"
+
+
 def health_cell(row: Mapping[str, Any]) -> str | None:
     """What the HEALTH column says: the last probe result while it explains why a service is not
     ready or not healthy; the reason of a service that is pending, failed or backing off (waiting
@@ -60,6 +71,8 @@ def table_cells(row: Mapping[str, Any]) -> list[str]:
         text(row.get("pid")),
         text(row.get("port")),
         text(health_cell(row)),
+        f"{row['cpu']:.1f}%" if row.get("cpu") is not None else "",
+        format_bytes(row.get("rss")),
         format_uptime(row.get("uptime_s")),
         str(row.get("restarts", 0)),
         text(row.get("url")),
@@ -86,7 +99,7 @@ def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) ->
         table.add_column(
             col,
             no_wrap=col != "URL",
-            justify="right" if col in ("PID", "PORT", "RESTARTS") else "left",
+            justify="right" if col in ("PID", "PORT", "CPU", "MEM", "RESTARTS") else "left",
         )
     for row in rows:
         cells: list[Any] = table_cells(row)

@@ -100,6 +100,17 @@ def render_metrics(statuses: Sequence[ServiceStatus], health_failures: dict[str,
         f'a3s_health_check_failures_total{{service="{_label(s.name)}"}} {health_failures.get(s.name, 0)}'
         for s in statuses
     ]
+    sampled = [s for s in statuses if s.cpu_seconds is not None and s.rss is not None]
+    out += [
+        "# HELP a3s_service_cpu_seconds_total CPU time of the service's process group (children included).",
+        "# TYPE a3s_service_cpu_seconds_total counter",
+    ]
+    out += [f'a3s_service_cpu_seconds_total{{service="{_label(s.name)}"}} {s.cpu_seconds:.2f}' for s in sampled]
+    out += [
+        "# HELP a3s_service_memory_bytes Resident memory of the service's process group (children included).",
+        "# TYPE a3s_service_memory_bytes gauge",
+    ]
+    out += [f'a3s_service_memory_bytes{{service="{_label(s.name)}"}} {s.rss}' for s in sampled]
     return "\n".join(out) + "\n"
 
 

@@ -53,6 +53,15 @@ class ConfigApplied:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageSampled:
+    """CPU and memory of the running services were sampled anew (every few seconds): who shows
+    them elsewhere (the proxy, for the dashboard) takes the figures from `status`."""
+
+    at: float
+    service: str = ""  # every running service
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """One line of output. `service` is "a3s" for the orchestrator's own messages."""
 
@@ -77,7 +86,7 @@ class LogBatch:
         return [LogLine(self.service, text, self.at, self.stream) for text in self.lines]
 
 
-Event = StateChanged | HealthChanged | ProbeChanged | ConfigApplied | LogLine | LogBatch
+Event = StateChanged | HealthChanged | ProbeChanged | ConfigApplied | UsageSampled | LogLine | LogBatch
 Subscriber = Callable[[Event], None]
 
 

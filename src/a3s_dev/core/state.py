@@ -35,6 +35,9 @@ class ServiceStatus:
     url: str | None = None
     reason: str | None = None  # why it is in this state ("waiting for db", "exit code 3")
     probe: str | None = None  # the last probe result ("GET /health → 500", "connection refused")
+    cpu: float | None = None  # percent of one core, its process group (children included), last interval
+    rss: int | None = None  # resident bytes, the same group
+    cpu_seconds: float | None = None  # CPU time the group used, for /metrics
 
 
 # The allowed transitions. Re-entering the same state is always allowed (the reason may
@@ -156,10 +159,11 @@ def format_delay(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
-# The keys of one `a3s status --json` object (SPEC §2), in order: `status_row` gives them
-# first, then `reason` and `started_at` for the control API and the dashboard.
+# The keys of one `a3s status --json` object (SPEC §2, §10), in order: `status_row` gives them
+# first, then `started_at` for the control API and the dashboard.
 STATUS_KEYS = (
     "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
+    "reason", "cpu", "rss",
 )
 
 
@@ -183,5 +187,7 @@ def status_row(st: ServiceStatus, now: float, project: str | None = None) -> dic
         "probe": st.probe if st.state in ACTIVE_STATES else None,
         "project": project,
         "reason": st.reason,
+        "cpu": st.cpu if st.state in ACTIVE_STATES else None,
+        "rss": st.rss if st.state in ACTIVE_STATES else None,
         "started_at": st.started_at,
     }

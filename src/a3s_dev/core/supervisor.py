@@ -35,6 +35,7 @@ from a3s_dev.core.events import (
     LogBatch,
     ProbeChanged,
     StateChanged,
+    UsageSampled,
 )
 from a3s_dev.core.groups import GroupRecord, GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
@@ -43,7 +44,9 @@ from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy, after_exit
 from a3s_dev.core.process import ServiceProcess, check_port_free, signal_named, spawn
 from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
+from a3s_dev.core.usage import SAMPLE_EVERY, Usage
 from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
+from a3s_dev.system.procfs import clock_ticks, group_usage
 
 S = ServiceState
 TAIL_LINES = 200
@@ -141,6 +144,7 @@ class Supervisor:
         self.proxy_port = proxy_port
         self._sleep = sleep
         self._port_holder = port_holder
+        self._usage = Usage(clock_ticks())
         self._probing = 0  # services in their start-up probe loop
         self._shutdown_cause: str | None = None
 
@@ -153,6 +157,7 @@ class Supervisor:
                 self._groups.schedule = _call_soon  # from here on, changes made together are written once
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                tg.start_soon(self._sample_usage)
                 task_status.started()
                 try:
                     await self._shutdown.wait()
@@ -301,6 +306,9 @@ class Supervisor:
             exit_code=svc.exit_code,
             url=self._proxy_url(d) or d.url,
             reason=svc.reason,
+            cpu=usage.cpu if (usage := self._usage.figures.get(name)) is not None else None,
+            rss=usage.rss if usage is not None else None,
+            cpu_seconds=usage.cpu_seconds if usage is not None else None,
         )
 
     def _proxy_url(self, d: ServiceDef) -> str | None:
@@ -390,6 +398,21 @@ class Supervisor:
         """Wake every task waiting for a change (dependency gates, wait_ready)."""
         self._changed.set()
         self._changed = anyio.Event()
+
+    async def _sample_usage(self) -> None:
+        """CPU and memory of every running service, one pass over /proc per interval (SPEC §10)."""
+        while True:
+            groups = {
+                name: svc.proc.pgid for name, svc in self._svcs.items()
+                if svc.proc is not None and svc.proc.returncode is None
+            }
+            if groups:
+                sample = group_usage(set(groups.values()))
+                self._usage.update(time.monotonic(), groups, sample)
+                self.bus.publish(UsageSampled(time.time()))
+            else:
+                self._usage.figures = {}
+            await anyio.sleep(SAMPLE_EVERY)
 
     def _set_probe(self, svc: _Service, detail: str | None) -> None:
         """Keep the last probe result; a new text is published (the proxy, the dashboard and the

@@ -91,7 +91,7 @@ def _project(board: Board, now: float) -> str:
         f'<button type="button" class="stop-project" data-project="{p}">stop project</button></h2>'
         f'<div class="graph">{render_graph(board)}</div>'
         '<table class="services"><thead><tr><th>service</th><th>state</th><th>probe</th><th>pid</th>'
-        "<th>port</th><th>uptime</th><th>restarts</th><th>link</th><th></th></tr></thead>"
+        "<th>port</th><th>cpu</th><th>mem</th><th>uptime</th><th>restarts</th><th>link</th><th></th></tr></thead>"
         f"<tbody>{rows}</tbody></table></section>"
     )
 
@@ -115,11 +115,22 @@ def _row(board: Board, st: ServiceStatus, now: float) -> str:
         f'<td class="probe">{esc(st.probe if live else st.reason)}</td>'
         f'<td class="pid">{esc(st.pid if live else "")}</td>'
         f'<td class="port">{esc(st.port)}</td>'
+        f'<td class="cpu">{esc(cpu_text(st.cpu) if live else "")}</td>'
+        f'<td class="mem">{esc(mem_text(st.rss) if live else "")}</td>'
         f'<td class="uptime">{esc(uptime)}</td>'
         f'<td class="restarts">{esc(st.restarts)}</td>'
         f'<td class="link">{link}</td>'
         f'<td class="actions">{buttons}</td></tr>'
     )
+
+
+def cpu_text(cpu: float | None) -> str:
+    return "" if cpu is None else f"{cpu:.1f}%"
+
+
+def mem_text(rss: int | None) -> str:
+    """Resident memory in MB, as the terminal's MEM column rounds it."""
+    return "" if rss is None else f"{rss / (1 << 20):.0f} MB"
 
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 140, 30, 50, 14, 8

@@ -27,6 +27,7 @@ from a3s_dev.core.events import (
     HealthChanged,
     ProbeChanged,
     StateChanged,
+    UsageSampled,
 )
 from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState, ServiceStatus
@@ -120,11 +121,14 @@ async def join_proxy(
     def on_event(event: Event) -> None:
         if isinstance(event, ConfigApplied):
             reregister.set()
+        elif isinstance(event, UsageSampled):  # the figures of every service with a process
+            changed.update(s.name for s in supervisor.snapshot() if s.pid is not None)
         else:
             changed.add(event.service)
         wake.set()
 
-    unsubscribe = supervisor.bus.subscribe(on_event, (StateChanged, HealthChanged, ProbeChanged, ConfigApplied))
+    kinds = (StateChanged, HealthChanged, ProbeChanged, ConfigApplied, UsageSampled)
+    unsubscribe = supervisor.bus.subscribe(on_event, kinds)
     announced = False  # the routes, once the proxy first answered
     registered = connection is not None
     failures = 0

@@ -149,6 +149,9 @@ def parse_status(obj: Any) -> ServiceStatus:
         url=_field(obj, "url", str, optional=True),
         reason=_field(obj, "reason", str, optional=True),
         probe=_field(obj, "probe", str, optional=True),
+        cpu=_field(obj, "cpu", (int, float), optional=True),
+        rss=_field(obj, "rss", int, optional=True),
+        cpu_seconds=_field(obj, "cpu_seconds", (int, float), optional=True),
     )
 
 

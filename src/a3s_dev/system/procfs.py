@@ -157,3 +157,34 @@ def port_owner(port: int) -> str | None:
     """`pid 1234 (postgres)` for the process listening on `port`, when /proc lets us see it."""
     pid = port_owner_pid(port)
     return None if pid is None else f"pid {pid} ({comm(pid) or '?'})"
+
+
+def group_usage(groups: set[int]) -> dict[int, tuple[int, int]]:
+    """For each process group of `groups`: (CPU clock ticks used, resident bytes), summed over
+    its live members (children included; a reaped child's ticks count through its parent's
+    cutime/cstime). One pass over /proc for every group at once."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    found: dict[int, tuple[int, int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fields = stat_fields(entry)
+        if fields is None or len(fields) < 22 or fields[0] == b"Z":
+            continue
+        group = int(fields[2])
+        if group not in groups:
+            continue
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        rss = int(fields[21]) * page
+        before = found.get(group, (0, 0))
+        found[group] = (before[0] + ticks, before[1] + rss)
+    return found
+
+
+def clock_ticks() -> int:
+    """Clock ticks per second (the unit of /proc's CPU times)."""
+    return os.sysconf("SC_CLK_TCK")

@@ -67,6 +67,8 @@ function applyState(project, service, status) {
     setText(row, "probe", active ? status.probe : status.reason);
     setText(row, "pid", active ? status.pid : "");
     setText(row, "port", status.port);
+    setText(row, "cpu", active && status.cpu !== null && status.cpu !== undefined ? `${status.cpu.toFixed(1)}%` : "");
+    setText(row, "mem", active && status.rss !== null && status.rss !== undefined ? `${Math.round(status.rss / 1048576)} MB` : "");
     setText(row, "restarts", status.restarts);
     row.dataset.started = active && status.started_at ? String(status.started_at) : "";
     setActions(row, project, service, status.state);
