@@ -247,3 +247,24 @@ def test_status_and_metrics_show_cpu_and_memory_of_the_whole_process_group(tmp_p
         metrics = ControlClient(st.paths.socket).metrics()
         assert 'a3s_service_memory_bytes{service="hungry"}' in metrics
         assert 'a3s_service_cpu_seconds_total{service="hungry"}' in metrics
+
+
+def test_open_prints_the_url_and_hands_it_to_the_browser_and_completion_knows_the_services(tmp_path: Path) -> None:
+    stack_with_deps(tmp_path)
+    record = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {record}\n')
+    browser.chmod(0o755)
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d", "db").code == 0
+        env = {**os.environ, "BROWSER": str(browser), "NO_COLOR": "1"}
+        opened = subprocess.run([sys.executable, "-m", "a3s_dev", "open", "db"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=30, check=False)
+        url = st.status()["db"]["url"]
+        assert opened.returncode == 0 and opened.stdout.strip() == url
+        wait_until(lambda: record.exists() and record.read_text().strip() == url, timeout=5, message="the browser")
+        completion = subprocess.run(
+            [sys.executable, "-m", "a3s_dev"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False,
+            env={**env, "_A3S_COMPLETE": "complete_bash", "COMP_WORDS": "a3s restart a", "COMP_CWORD": "2"},
+        )
+        assert completion.stdout.split() == ["api"]

@@ -21,11 +21,25 @@ app = typer.Typer(
     name="a3s",
     help="Local development orchestrator: every service of A3sfile.hcl up, healthy, proxied and watched.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # `a3s --install-completion`: commands, options and service names
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def service_names(incomplete: str) -> list[str]:
+    """The A3sfile's service names that start with `incomplete` (shell completion); none when no
+    A3sfile is found or it does not load."""
+    from a3s_dev.config.load import load_with_report
+    from a3s_dev.run.workspace import find_file
+
+    try:
+        report = load_with_report(find_file(G.file), order=False)
+    except Exception:  # noqa: BLE001 - completion must never print a traceback into the shell
+        return []
+    names = report.config.names if report.config is not None else ()
+    return [name for name in names if name.startswith(incomplete)]
 
 
 class Globals:
@@ -103,7 +117,7 @@ def validate(
 
 @app.command()
 def up(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).", metavar="SERVICE", show_default=False)] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).", metavar="SERVICE", show_default=False, autocompletion=service_names)] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run the supervisor in the background.")] = False,
     timeout: Annotated[
         str | None,
@@ -133,7 +147,7 @@ def up(
 
 @app.command()
 def wait(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to wait for (default: all).", metavar="SERVICE", show_default=False)] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to wait for (default: all).", metavar="SERVICE", show_default=False, autocompletion=service_names)] = None,
     for_: Annotated[str, typer.Option("--for", metavar="ready|stopped", help="What to wait for.")] = "ready",
     timeout: Annotated[str | None, typer.Option("--timeout", metavar="DURATION", help="Give up after this long (30s, 2m).")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
@@ -150,7 +164,7 @@ def wait(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    service: Annotated[str, typer.Argument(help="The service whose environment and folder the command gets.", metavar="SERVICE", show_default=False)],
+    service: Annotated[str, typer.Argument(help="The service whose environment and folder the command gets.", metavar="SERVICE", show_default=False, autocompletion=service_names)],
     no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not start the service's dependencies first.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
@@ -162,9 +176,21 @@ def run(
     raise typer.Exit(commands.run(config_file(file), service, command, deps=not no_deps, color=color(no_color)))
 
 
+@app.command("open")
+def open_(
+    service: Annotated[str, typer.Argument(help="The service to open.", metavar="SERVICE", show_default=False, autocompletion=service_names)],
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Open a service's URL in the browser (print it when it has none to open)."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.open_service(config_file(file), service, out=sys.stdout))
+
+
 @app.command()
 def down(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).", metavar="SERVICE", show_default=False)] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: everything).", metavar="SERVICE", show_default=False, autocompletion=service_names)] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
@@ -177,7 +203,7 @@ def down(
 
 @app.command()
 def restart(
-    services: Annotated[list[str], typer.Argument(help="Services to restart.", metavar="SERVICE", show_default=False)],
+    services: Annotated[list[str], typer.Argument(help="Services to restart.", metavar="SERVICE", show_default=False, autocompletion=service_names)],
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable result.")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
@@ -202,7 +228,7 @@ def status(
 
 @app.command()
 def logs(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).", metavar="SERVICE", show_default=False)] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to show (default: all).", metavar="SERVICE", show_default=False, autocompletion=service_names)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following new lines.")] = False,
     lines: Annotated[int | None, typer.Option("-n", "--lines", metavar="N", help="Last N lines per service.")] = None,
     since: Annotated[

@@ -8,6 +8,7 @@ inside the function that needs them, so that `a3s status` and `a3s validate` sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -320,6 +321,27 @@ def _waited(as_json: bool, out: IO[str], err: IO[str], ok: bool, rows: Sequence[
     else:
         print(f"a3s: {said}: {', '.join(_why(r) for r in rows)}", file=err)
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------------------- open
+
+
+def open_service(file: str | Path | None, service: str, *, out: IO[str]) -> int:
+    """`a3s open SVC`: its URL (through the proxy while it runs) in the browser, and printed; a
+    service that is not HTTP (`proxy = false`) or has no port: its address, or why there is none."""
+    rows = status_rows(workspace.find_file(file))
+    _check_names([service], [r["name"] for r in rows])
+    url = next(r.get("url") for r in rows if r["name"] == service)
+    if not url:
+        print(f"a3s: {service} has no port, so there is nothing to open", file=out)
+        return 1
+    print(url, file=out)
+    if url.startswith(("http://", "https://")):
+        import webbrowser
+
+        with contextlib.suppress(webbrowser.Error):
+            webbrowser.open(url)
+    return 0
 
 
 # ---------------------------------------------------------------------------- run
