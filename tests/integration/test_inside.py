@@ -268,3 +268,61 @@ def test_open_prints_the_url_and_hands_it_to_the_browser_and_completion_knows_th
             env={**env, "_A3S_COMPLETE": "complete_bash", "COMP_WORDS": "a3s restart a", "COMP_CWORD": "2"},
         )
         assert completion.stdout.split() == ["api"]
+
+
+DEBUGGED = """
+import time
+print("before", flush=True)
+x = 41
+breakpoint()
+print("after", x + 1, flush=True)
+time.sleep(600)
+"""
+
+
+def test_attach_to_a_service_stopped_at_a_breakpoint_and_detach_leaves_it_running(tmp_path: Path) -> None:
+    """foreman#703's "debugger input": pdb in a service, typed into from another terminal,
+    while its output also goes on to the log files."""
+    (tmp_path / "debugme.py").write_text(DEBUGGED)
+    (tmp_path / "server.py").write_text(SERVICE)
+    (tmp_path / "A3sfile.hcl").write_text(
+        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
+        + service_block("debugme", f"exec {sys.executable} -u debugme.py", extra="interactive = true")
+        + service_block("plain", f"exec {sys.executable} server.py", port=free_port())
+    )
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d").code == 0
+        # the prompt has no newline: it still reaches the log within moments
+        wait_until(lambda: "(Pdb)" in st.a3s("logs", "debugme").out, timeout=10, message="the pdb prompt in the log")
+        main, side = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", "attach", "debugme"], cwd=tmp_path,
+                                env={**os.environ, "TERM": "xterm"}, stdin=side, stdout=side, stderr=side,
+                                start_new_session=True)
+        os.close(side)
+        screen = b""
+
+        def read_until(needle: bytes, timeout: float = 10.0) -> None:
+            nonlocal screen
+            deadline = time.monotonic() + timeout
+            while needle not in screen:
+                assert time.monotonic() < deadline, f"{needle!r} not seen in {screen[-300:]!r}"
+                if select.select([main], [], [], 0.1)[0]:
+                    screen += os.read(main, 4096)
+
+        try:
+            read_until(b"(Pdb)")  # the screen as it is: the prompt
+            os.write(main, b"p 1+1\r")
+            read_until(b"\n2\r\n")
+            os.write(main, b"c\r")
+            read_until(b"after 42")
+            os.write(main, b"\x1d")  # Ctrl-]
+            assert proc.wait(timeout=10) == 0
+            read_until(b"detached")
+        finally:
+            os.close(main)
+            if proc.poll() is None:
+                proc.kill()
+        assert st.status()["debugme"]["state"] == "running"
+        wait_until(lambda: "after 42" in st.a3s("logs", "debugme").out, timeout=5, message="the output in the log too")
+        refused = st.a3s("attach", "plain")
+        assert refused.code == 1 and "plain is not interactive: set interactive = true" in refused.err, refused.err

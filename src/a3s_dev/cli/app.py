@@ -176,6 +176,18 @@ def run(
     raise typer.Exit(commands.run(config_file(file), service, command, deps=not no_deps, color=color(no_color)))
 
 
+@app.command()
+def attach(
+    service: Annotated[str, typer.Argument(help="The interactive service to attach to.", metavar="SERVICE", show_default=False, autocompletion=service_names)],
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Connect this terminal to an interactive service (its keys, its screen); Ctrl-] detaches."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.attach(config_file(file), service))
+
+
 @app.command("open")
 def open_(
     service: Annotated[str, typer.Argument(help="The service to open.", metavar="SERVICE", show_default=False, autocompletion=service_names)],

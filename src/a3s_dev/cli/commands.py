@@ -323,6 +323,20 @@ def _waited(as_json: bool, out: IO[str], err: IO[str], ok: bool, rows: Sequence[
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------------------- attach
+
+
+def attach(file: str | Path | None, service: str) -> int:
+    """`a3s attach SVC`: this terminal on an interactive service until `Ctrl-]` (cli/attach.py)."""
+    from a3s_dev.cli.attach import attach as attach_terminal
+
+    socket = workspace.paths_for(workspace.find_file(file)).socket
+    try:
+        return attach_terminal(socket, service)
+    except NotRunning:
+        raise NothingRunning("nothing is running (start the stack with `a3s up -d`)") from None
+
+
 # ---------------------------------------------------------------------------- open
 
 

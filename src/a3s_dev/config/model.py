@@ -97,6 +97,7 @@ class ServiceDef:
     health: HealthConfig | None = None  # the explicit block, if any
     proxy: bool = True  # false: not an HTTP service (a database): never routed, no http:// URL
     auto_port: bool = False  # `port = "auto"`: `port` is chosen when the supervisor starts
+    interactive: bool = False  # runs on a pseudo-terminal: `a3s attach` types into it (SPEC §10)
     line: int | None = None  # where the block starts in the A3sfile
 
     @property

@@ -138,6 +138,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "stop_signal": Field(Kind.SIGNAL, SIGNALS),
         "oneshot": Field(Kind.BOOL),
         "proxy": Field(Kind.BOOL),
+        "interactive": Field(Kind.BOOL),
     },
     "watch": {
         "paths": Field(Kind.STRING_LIST),
@@ -329,6 +330,7 @@ class _Checker:
             watch=watch,
             health=health,
             proxy=True if proxy is None else proxy,
+            interactive=bool(get("interactive")),
             auto_port=auto_port,
             line=block.line,
         )

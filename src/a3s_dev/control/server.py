@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
@@ -36,11 +36,13 @@ from a3s_dev.core.events import (
     ProbeChanged,
     StateChanged,
 )
+from a3s_dev.core.process import ServiceProcess
 from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
 from a3s_dev.errors import RuntimeFailure, unknown_service
 
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
+ATTACH_BACKLOG = 4096  # output chunks an attached terminal may fall behind before it loses some
 FOLLOWER_BACKLOG = 10_000  # lines a streaming client may fall behind before it loses some
 
 
@@ -60,6 +62,7 @@ class SupervisorLike(Protocol):
     def snapshot(self) -> list[ServiceStatus]: ...
     def tail(self, name: str, n: int = 20) -> list[str]: ...
     def health_failures(self, name: str) -> int: ...
+    def terminal(self, name: str) -> ServiceProcess: ...
 
 
 class LogHub:
@@ -114,6 +117,11 @@ class LogHub:
 
 
 class _BadRequest(web.HTTPBadRequest):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+
+
+class _Conflict(web.HTTPConflict):
     def __init__(self, message: str) -> None:
         super().__init__(text=json.dumps({"error": message}), content_type="application/json")
 
@@ -203,6 +211,7 @@ class ControlServer:
         app.router.add_get(f"/{v}/logs", self.logs)
         app.router.add_get(f"/{v}/tail", self.tail)
         app.router.add_get(f"/{v}/env", self.env)
+        app.router.add_get(f"/{v}/attach", self.attach)
         return app
 
     # ------------------------------------------------------------------ helpers
@@ -354,6 +363,54 @@ class ControlServer:
     async def down(self, request: web.Request) -> web.Response:
         self.on_down()
         return web.json_response({"status": "stopping", "pid": os.getpid()}, status=202)
+
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        """A terminal for an interactive service (docs/api.md): a WebSocket whose binary messages
+        are keys in and the service's raw output out (its last 4 KB first, so the prompt shows),
+        and whose text messages `{"resize": [rows, columns]}` follow the window. It ends when
+        the client goes or the service's process exits."""
+        name = self.known([request.query.get("service", "")])[0]
+        try:
+            proc = self.supervisor.terminal(name)
+        except RuntimeFailure as exc:
+            raise _Conflict(exc.message) from None
+        if request.query.get("check"):  # the client asks before it makes its terminal raw
+            return web.json_response({"ok": True})
+        ws = web.WebSocketResponse(max_msg_size=1 << 20)
+        await ws.prepare(request)
+        output: asyncio.Queue[bytes] = asyncio.Queue(ATTACH_BACKLOG)
+
+        def tap(data: bytes) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled terminal loses output, never the service
+                output.put_nowait(data)
+
+        async def relay() -> None:
+            await ws.send_bytes(bytes(proc.recent))
+            while True:
+                await ws.send_bytes(await output.get())
+
+        async def until_exit() -> None:
+            await proc.wait()
+            while not output.empty():
+                await ws.send_bytes(output.get_nowait())
+            await ws.close(message=f"{name} exited".encode())
+
+        proc.taps.append(tap)
+        tasks = [asyncio.ensure_future(relay()), asyncio.ensure_future(until_exit())]
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.BINARY:
+                    proc.write_input(message.data)
+                elif message.type == WSMsgType.TEXT:
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        rows, columns = json.loads(message.data)["resize"]
+                        proc.resize(int(rows), int(columns))
+        finally:
+            with contextlib.suppress(ValueError):
+                proc.taps.remove(tap)
+            for task in tasks:
+                task.cancel()
+        return ws
 
     async def env(self, request: web.Request) -> web.Response:
         """A service's environment and folder exactly as the supervisor gives them to it (its

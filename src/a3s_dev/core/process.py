@@ -8,6 +8,7 @@ child watcher, which on Python 3.11 costs one thread per child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import asyncio
 
 READ_CHUNK = 1 << 18  # smaller reads than the 1 MB pipe: cache-friendlier splitting
+PROMPT_AFTER = 0.15  # seconds of quiet after which an interactive service's open line is shown
+RECENT_BYTES = 4096  # an interactive service's last output, shown to a terminal that attaches
 
 # --------------------------------------------------------------------------- ports
 
@@ -101,6 +104,10 @@ class ServiceProcess:
     started_mono: float
     returncode: int | None = None
     killed: bool = False  # a stop had to escalate to SIGKILL
+    terminal: int = -1  # an interactive service's side of its pseudo-terminal (its output, our input)
+    taps: list[Callable[[bytes], None]] = field(default_factory=list)  # `a3s attach` sessions: raw output
+    recent: bytearray = field(default_factory=bytearray)  # the last output bytes, for a new attach
+    _fed: int = 0  # reads of an interactive service's output so far (the prompt timer's clock)
     _pidfd: int = -1
     _out_fd: int = -1
     _exited: Any = None  # anyio.Event, created once a loop runs
@@ -129,8 +136,11 @@ class ServiceProcess:
         self._exited = anyio.Event()
         self._eof = anyio.Event()
         self._on_lines = on_lines
-        assert self.popen.stdout is not None
-        self._out_fd = self.popen.stdout.fileno()
+        if self.terminal >= 0:
+            self._out_fd = self.terminal
+        else:
+            assert self.popen.stdout is not None
+            self._out_fd = self.popen.stdout.fileno()
         os.set_blocking(self._out_fd, False)
         loop.add_reader(self._out_fd, self._read, loop)
         try:
@@ -151,11 +161,46 @@ class ServiceProcess:
         except OSError:
             data = b""
         if data:
+            if self.terminal >= 0:
+                self._relay_raw(data, loop)
             lines = self._splitter.feed(data)
             if lines and self._on_lines is not None:
                 self._on_lines(lines)
             return
         self._close_output(loop)
+
+    def _relay_raw(self, data: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """An interactive service's bytes as they came, to each attached terminal; a line left
+        open (a `(Pdb) ` prompt) reaches the stream once the output pauses for PROMPT_AFTER s."""
+        for tap in list(self.taps):
+            tap(data)
+        self.recent += data
+        del self.recent[:-RECENT_BYTES]
+        self._fed += 1
+        loop.call_later(PROMPT_AFTER, self._flush_prompt, self._fed)
+
+    def _flush_prompt(self, seen: int) -> None:
+        if seen != self._fed or self._out_fd < 0:
+            return  # more came since: the line may still end
+        rest = self._splitter.flush()
+        if rest and self._on_lines is not None:
+            self._on_lines(rest)
+
+    def write_input(self, data: bytes) -> None:
+        """Keys typed into an attached terminal, to the interactive service."""
+        if self.terminal >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self.terminal, data)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """The attached terminal's window size, for the service's terminal (SIGWINCH follows)."""
+        if self.terminal >= 0:
+            import fcntl
+            import struct
+            import termios
+
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def _close_output(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._out_fd < 0:
@@ -164,8 +209,12 @@ class ServiceProcess:
         rest = self._splitter.flush()
         if rest and self._on_lines is not None:
             self._on_lines(rest)
-        assert self.popen.stdout is not None
-        self.popen.stdout.close()
+        if self.terminal >= 0:
+            os.close(self.terminal)
+            self.terminal = -1
+        else:
+            assert self.popen.stdout is not None
+            self.popen.stdout.close()
         self._out_fd = -1
         self._eof.set()
 
@@ -264,13 +313,29 @@ def signal_group(pgid: int, sig: signal.Signals) -> bool:
     return True
 
 
+def _terminal_setup(parent: int, prctl: Callable[..., int] | None) -> Callable[[], None]:
+    def setup() -> None:
+        # In the child, after setsid: the pseudo-terminal on fd 0 becomes the session's
+        # controlling terminal, so a typed Ctrl-C interrupts the service as in a real terminal.
+        import fcntl
+        import termios
+
+        _child_setup(parent, prctl)()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    return setup
+
+
 def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
-    """Start `/bin/sh -c cmd` in the service's dir, in its own session, output (stdout+stderr) on one pipe.
+    """Start `/bin/sh -c cmd` in the service's dir, in its own session, output (stdout+stderr) on one pipe
+    (on a pseudo-terminal for an `interactive` service: `a3s attach` types into it).
 
     stderr shares the pipe so that a traceback stays in order with the prints before it.
     """
     if not service.dir.is_dir():
         raise RuntimeFailure(f"service {service.name}: dir {service.dir} does not exist")
+    if service.interactive:
+        return _spawn_on_terminal(service, env)
     argv = ["/bin/sh", "-c", service.cmd]
     setpriv = _setpriv()
     if setpriv is not None:
@@ -307,6 +372,32 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
         raise RuntimeFailure(f"service {service.name}: cannot start: {exc}") from None
     _grow_pipe(popen)
     return ServiceProcess(service.name, popen, time.time(), time.monotonic())
+
+
+def _spawn_on_terminal(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
+    """An interactive service: its stdin, stdout and stderr are a new pseudo-terminal's side, its
+    controlling terminal; the supervisor keeps the other side (`ServiceProcess.terminal`)."""
+    import pty
+
+    main, side = pty.openpty()
+    try:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", service.cmd],
+            cwd=service.dir,
+            env={"TERM": "xterm-256color", **env},
+            stdin=side,
+            stdout=side,
+            stderr=side,
+            start_new_session=True,
+            preexec_fn=_terminal_setup(os.getpid(), _prctl()),  # noqa: PLW1509 - prctl and TIOCSCTTY only
+            close_fds=True,
+        )
+    except (OSError, ValueError, UnicodeError) as exc:
+        os.close(main)
+        raise RuntimeFailure(f"service {service.name}: cannot start: {getattr(exc, 'strerror', None) or exc}") from None
+    finally:
+        os.close(side)
+    return ServiceProcess(service.name, popen, time.time(), time.monotonic(), terminal=main)
 
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not exposed by the fcntl module before Python 3.10 on all builds

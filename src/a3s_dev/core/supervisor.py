@@ -322,6 +322,16 @@ class Supervisor:
     def snapshot(self) -> list[ServiceStatus]:
         return [self.status(n) for n in self.config.names]
 
+    def terminal(self, name: str) -> ServiceProcess:
+        """The running process of an interactive service, for `a3s attach`; RuntimeFailure saying
+        why there is none."""
+        svc = self._svcs[self._names([name])[0]]
+        if not svc.defn.interactive:
+            raise RuntimeFailure(f"{name} is not interactive: set interactive = true on it to attach")
+        if svc.proc is None or svc.proc.returncode is not None or svc.proc.terminal < 0:
+            raise RuntimeFailure(f"{name} is not running ({svc.state.value})")
+        return svc.proc
+
     def tail(self, name: str, n: int = 20) -> list[str]:
         lines = self._a3s_tail if name == A3S else self._svcs[name].tail
         return list(lines)[-n:] if n > 0 else []
