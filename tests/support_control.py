@@ -192,3 +192,13 @@ def no_process_left(pgids: Sequence[int], timeout: float = 10.0) -> None:
         timeout=timeout,
         message=f"no process left in groups {list(pgids)}",
     )
+
+
+@contextmanager
+def proxied_stack(folder: Path) -> Iterator[tuple[Stack, int]]:
+    """`a3s up -d` in `folder` on a proxy port of its own; the stack and that port."""
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        yield st, proxy

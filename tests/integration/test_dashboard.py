@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, holds, wait_until
-from support_control import SERVICE, Stack, stack_in
+from support_control import SERVICE, Stack, proxied_stack, stack_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,10 +58,7 @@ def dashboard_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
     folder.mkdir()
     (folder / "server.py").write_text(SERVICE)
     (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable))
-    proxy = free_port()
-    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
-        result = st.a3s("up", "-d")
-        assert result.code == 0, result.out + result.err
+    with proxied_stack(folder) as (st, proxy):
         yield st, proxy
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, wait_until
-from support_control import SERVICE, Stack, service_block, stack_in
+from support_control import SERVICE, Stack, proxied_stack, service_block, stack_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -69,10 +69,7 @@ def flipping_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
     (folder / "server.py").write_text(FLIPPING)
     (folder / "health.txt").write_text("200")
     (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable))
-    proxy = free_port()
-    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
-        result = st.a3s("up", "-d")
-        assert result.code == 0, result.out + result.err
+    with proxied_stack(folder) as (st, proxy):
         yield st, proxy
 
 

@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any
 from a3s_dev.control.client import ControlClient, NotRunning
 from a3s_dev.errors import A3sError, UsageError, unknown_service
 from a3s_dev.run import workspace
+from a3s_dev.run.inspect import status_answer, status_rows
 
 if TYPE_CHECKING:
     from a3s_dev.run.options import UpOptions
@@ -102,62 +103,6 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool, as_json: bool =
 
 
 # ---------------------------------------------------------------------------- status
-
-
-def _rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
-    """Every service of the A3sfile when no supervisor runs: `stopped`, or `orphaned` (with its
-    pid) when the groups a killed supervisor recorded still have live processes. Parses the file."""
-    from a3s_dev.config.load import load
-    from a3s_dev.core.groups import recorded_orphans
-    from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
-    from a3s_dev.system import procfs
-
-    orphans = {o.service: o for o in recorded_orphans(workspace.paths_for(a3sfile).groups)}
-    rows = []
-    config = load(a3sfile)
-    now = time.time()
-    for s in config.services:
-        row = status_row(ServiceStatus(s.name, ServiceState.STOPPED, port=s.port, url=s.url), now, config.project)
-        orphan = orphans.get(s.name)
-        if orphan is not None:  # not a state of a supervisor's: what this command found
-            members = procfs.live_members(orphan.pgid)
-            pid = orphan.pgid if orphan.pgid in members else (members[0] if members else orphan.pgid)
-            row.update(state="orphaned", pid=pid)
-        rows.append(row)
-    return rows
-
-
-def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
-    """The status of every service: from the supervisor when one answers, else `stopped` or
-    `orphaned`. A supervisor that takes the connection but does not answer within `timeout`
-    (stopped with SIGSTOP, hung) is an A3sError saying so."""
-    return status_answer(a3sfile, timeout=timeout)[0]
-
-
-def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str, Any]], str | None]:
-    """`status_rows`, and the digest of the A3sfile the running supervisor applied (None when
-    none runs)."""
-    from a3s_dev.control.client import ControlError
-
-    paths = workspace.paths_for(a3sfile)
-    client = ControlClient(paths.socket)
-    for attempt in (1, 2):
-        try:
-            answer = client.status(timeout=timeout)
-            return list(answer["services"]), answer.get("applied")
-        except ControlError:
-            pid = workspace.read_pid(paths)
-            who = f"the supervisor (pid {pid})" if pid else "the supervisor"
-            raise ControlError(
-                f"{who} is not answering (stopped or hung?); `kill -CONT {pid or '<pid>'}` resumes a stopped one, "
-                "`a3s down` ends it"
-            ) from None
-        except NotRunning:
-            # A supervisor holding the lock attaches its control API once its first services
-            # settle (at most a few seconds): wait for it rather than call its services stopped.
-            if attempt == 2 or not workspace.wait_for_supervisor(paths, client.healthz, 5.0):
-                break
-    return _rows_without_supervisor(a3sfile), None
 
 
 def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] | None = None) -> int:
@@ -262,49 +207,21 @@ def logs(
 
 # ---------------------------------------------------------------------------- wait
 
-STOPPED_STATES = ("stopped", "completed", "failed")
-
-
 def wait(file: str | Path | None, services: Sequence[str], *, until: str, timeout: float | None,
          as_json: bool, out: IO[str], err: IO[str]) -> int:
     """`a3s wait [SVC...] [--for ready|stopped] [--timeout D] [--json]`: 0 once every named
     service (default: all) is ready, or stopped; 1 on timeout or when one failed, naming each
     service that is not there yet with its state and last probe result or reason (SPEC §10)."""
-    from a3s_dev.control.api import readiness
+    from a3s_dev.run.background import wait_for
 
     if until not in ("ready", "stopped"):
         raise UsageError(f'--for must be "ready" or "stopped", got "{until}"')
-    a3sfile = workspace.find_file(file)
-    client = ControlClient(workspace.paths_for(a3sfile).socket)
-    began = time.monotonic()
-    seq: int | None = None
-    was_ready: frozenset[str] = frozenset()
-    while True:
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
-        try:
-            answer = client.status(after=seq, wait=1.0 if remaining is None else min(1.0, remaining))
-        except NotRunning:
-            if until == "stopped":
-                return _waited(as_json, out, err, True, [], "nothing is running")
-            raise NothingRunning("nothing is running (start the stack with `a3s up -d`)") from None
-        seq, rows = answer.get("seq"), list(answer["services"])
-        names = list(services) or [r["name"] for r in rows]
-        _check_names(names, [r["name"] for r in rows])
-        chosen = [r for r in rows if r["name"] in names]
-        if until == "stopped":
-            missing = [r for r in chosen if r["state"] not in STOPPED_STATES]
-            failed: list[str] = []
-        else:
-            state = readiness(rows, names, was_ready=was_ready)
-            was_ready = state.ready
-            missing = [r for r in chosen if r["name"] not in state.ready]
-            failed = [name for name, _ in state.failures]
-        if not missing:
-            return _waited(as_json, out, err, True, chosen, f"{until}: {', '.join(names)}")
-        if failed:
-            return _waited(as_json, out, err, False, missing, f"{', '.join(failed)} failed")
-        if remaining is not None and remaining <= 0:
-            return _waited(as_json, out, err, False, missing, f"not {until} after {timeout:g}s")
+    client = ControlClient(workspace.paths_for(workspace.find_file(file)).socket)
+    try:
+        ok, rows, said = wait_for(client, services, until=until, timeout=timeout)
+    except NotRunning:
+        raise NothingRunning("nothing is running (start the stack with `a3s up -d`)") from None
+    return _waited(as_json, out, err, ok, rows, said)
 
 
 def _why(row: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from a3s_dev.control.api import readiness
 from a3s_dev.control.client import ControlClient, ControlError, NotRunning
@@ -224,6 +224,51 @@ def start_and_wait(client: ControlClient, opts: UpOptions, progress: Reporter, e
     return wait_ready(client, names, since, progress, err, timeout=opts.timeout)
 
 
+STOPPED_STATES = ("stopped", "completed", "failed")
+
+
+def wait_for(
+    client: ControlClient, services: Sequence[str], *, until: str, timeout: float | None
+) -> tuple[bool, list[dict[str, Any]], str]:
+    """Until every named service (none named: all) is ready (`until="ready"`) or stopped, one of
+    them failed, or `timeout` passed: (done, the services concerned, what to say). Done: those
+    services; not: the ones not there yet, each with its state, probe result and reason.
+    NothingRunning (ready) when no supervisor answers; stopped is then true at once."""
+    from a3s_dev.errors import unknown_service
+
+    began = time.monotonic()
+    seq: int | None = None
+    was_ready: frozenset[str] = frozenset()
+    while True:
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        try:
+            answer = client.status(after=seq, wait=1.0 if remaining is None else min(1.0, remaining))
+        except NotRunning:
+            if until == "stopped":
+                return True, [], "nothing is running"
+            raise
+        seq, rows = answer.get("seq"), list(answer["services"])
+        names = list(services) or [r["name"] for r in rows]
+        error = unknown_service(names, [r["name"] for r in rows])
+        if error is not None:
+            raise error
+        chosen = [r for r in rows if r["name"] in names]
+        if until == "stopped":
+            missing = [r for r in chosen if r["state"] not in STOPPED_STATES]
+            failed: list[str] = []
+        else:
+            state = readiness(rows, names, was_ready=was_ready)
+            was_ready = state.ready
+            missing = [r for r in chosen if r["name"] not in state.ready]
+            failed = [name for name, _ in state.failures]
+        if not missing:
+            return True, chosen, f"{until}: {', '.join(names)}"
+        if failed:
+            return False, missing, f"{', '.join(failed)} failed"
+        if remaining is not None and remaining <= 0:
+            return False, missing, f"not {until} after {timeout:g}s"
+
+
 class Quiet:
     """A Reporter that shows nothing (`up -d --json`: stdout holds only the JSON)."""
 
@@ -238,12 +283,21 @@ class Quiet:
 
 
 def up_json(a3sfile: Path, opts: UpOptions, out: IO[str], err: IO[str]) -> int:
-    """`a3s up -d --json`: the same start and wait, then one JSON object on `out`: `ok`,
-    `ready_in` (seconds from the command's start), each requested service's `name`, `state`,
-    `url`, `probe`, `reason`, and for each failed one its `reason` and last 20 lines (SPEC §10).
-    What went wrong before any service ran is in `error` (and on `err`)."""
-    import io
+    """`a3s up -d --json`: `up_result` as one JSON object on `out`, its words on `err`."""
     import json
+
+    code, result, said = up_result(a3sfile, opts)
+    err.write(said)
+    out.write(json.dumps(result) + "\n")
+    return code
+
+
+def up_result(a3sfile: Path, opts: UpOptions) -> tuple[int, dict[str, Any], str]:
+    """`up -d` without a word on the terminal: (exit code, result, what it would have said). The
+    result: `ok`, `ready_in` (seconds from the command's start), each requested service's
+    `name`, `state`, `url`, `probe`, `reason`, and for each failed one its `reason` and last 20
+    lines (SPEC §10); what went wrong before any service ran is in `error`."""
+    import io
 
     said = io.StringIO()
     code = up(a3sfile, opts, Quiet(), out=io.StringIO(), err=said)
@@ -268,9 +322,7 @@ def up_json(a3sfile: Path, opts: UpOptions, out: IO[str], err: IO[str]) -> int:
     result["failures"] = failures
     if code and not rows:
         result["error"] = said.getvalue().strip()
-    err.write(said.getvalue())
-    out.write(json.dumps(result) + "\n")
-    return code
+    return code, result, said.getvalue()
 
 
 def up(
