@@ -177,6 +177,18 @@ def run(
 
 
 @app.command()
+def mcp(
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the JSON that registers it in an MCP client.")] = False,
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """A Model Context Protocol server on stdio for coding agents (the `mcp` extra)."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.mcp(config_file(file), print_config=print_config, out=sys.stdout))
+
+
+@app.command()
 def attach(
     service: Annotated[str, typer.Argument(help="The interactive service to attach to.", metavar="SERVICE", show_default=False, autocompletion=service_names)],
     file: FileOpt = None,

@@ -240,6 +240,24 @@ def _waited(as_json: bool, out: IO[str], err: IO[str], ok: bool, rows: Sequence[
     return 0 if ok else 1
 
 
+# ---------------------------------------------------------------------------- mcp
+
+
+def mcp(file: str | Path | None, *, print_config: bool, out: IO[str]) -> int:
+    """`a3s mcp [--print-config]`: the MCP server of this project on stdio (agents/server.py)."""
+    a3sfile = workspace.find_file(file)
+    try:
+        from a3s_dev.agents import server
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("mcp"):
+            raise
+        raise A3sError("a3s mcp needs the MCP SDK: pip install 'a3s-dev[mcp]'") from None
+    if print_config:
+        print(server.client_config(a3sfile), file=out)
+        return 0
+    return server.serve(a3sfile)
+
+
 # ---------------------------------------------------------------------------- attach
 
 
@@ -285,21 +303,13 @@ def run(file: str | Path | None, service: str, command: Sequence[str], *, deps: 
     and the exit code are its own. Returns only when it cannot be run."""
     if not command:
         raise UsageError("a3s run: name the command to run, e.g. `a3s run api -- python manage.py migrate`")
-    a3sfile = workspace.find_file(file)
-    client = ControlClient(workspace.paths_for(a3sfile).socket)
-    place = _service_place(a3sfile, client, service)
-    if deps and place["depends_on"]:
-        from a3s_dev.cli.render import Progress
-        from a3s_dev.run import background
-        from a3s_dev.run.options import UpOptions
+    from a3s_dev.cli.render import Progress
+    from a3s_dev.run.background import run_place
 
-        # Progress on stderr: stdout is the command's.
-        code = background.up(
-            a3sfile, UpOptions(tuple(place["depends_on"]), detach=True), Progress(sys.stderr, use_color(color))
-        )
-        if code != 0:
-            return code
-        place = _service_place(a3sfile, client, service)  # from the supervisor now: its automatic ports
+    # Progress on stderr: stdout is the command's.
+    code, place = run_place(workspace.find_file(file), service, deps=deps, progress=Progress(sys.stderr, use_color(color)))
+    if code != 0:
+        return code
     env = dict(place["env"], PWD=place["dir"])  # as the service's shell sets it
     if sys.stdin.isatty() and os.environ.get("TERM"):
         env["TERM"] = os.environ["TERM"]  # this terminal's, which the command now talks to
@@ -318,26 +328,6 @@ def run(file: str | Path | None, service: str, command: Sequence[str], *, deps: 
     except OSError as exc:
         raise A3sError(f"run: cannot run {argv[0]} in {place['dir']}: {exc.strerror or exc}") from None
     return 0  # pragma: no cover - exec does not return
-
-
-def _service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[str, Any]:
-    """{"dir", "env", "depends_on"} of `service`: from the running supervisor (its automatic
-    ports), else computed here by the same function (`service_env`)."""
-    from urllib.parse import urlencode
-
-    try:
-        return dict(client.request("GET", f"/v1/env?{urlencode({'service': service})}"))
-    except NotRunning:
-        pass
-    from a3s_dev.config.load import load
-    from a3s_dev.core.service_env import service_env
-    from a3s_dev.run.prepare import choose_ports
-
-    config = load(a3sfile)
-    _check_names([service], config.names)
-    config = choose_ports(config)
-    defn = config.service(service)
-    return {"dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": service_env(defn, config)}
 
 
 # ---------------------------------------------------------------------------- down

@@ -224,6 +224,22 @@ def start_and_wait(client: ControlClient, opts: UpOptions, progress: Reporter, e
     return wait_ready(client, names, since, progress, err, timeout=opts.timeout)
 
 
+def run_place(a3sfile: Path, service: str, *, deps: bool, progress: Reporter) -> tuple[int, dict[str, Any]]:
+    """Where and with what environment `a3s run SVC` (and the agents' `run`) runs a command:
+    (0, {"dir", "env", "depends_on"}) once SVC's dependencies are up (a background supervisor
+    started for them when none runs), else (their `up` exit code, {})."""
+    from a3s_dev.run.inspect import service_place
+
+    client = ControlClient(workspace.paths_for(a3sfile).socket)
+    place = service_place(a3sfile, client, service)
+    if deps and place["depends_on"]:
+        code = up(a3sfile, UpOptions(tuple(place["depends_on"]), detach=True), progress)
+        if code != 0:
+            return code, {}
+        place = service_place(a3sfile, client, service)  # from the supervisor now: its automatic ports
+    return 0, place
+
+
 STOPPED_STATES = ("stopped", "completed", "failed")
 
 

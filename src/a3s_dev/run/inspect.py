@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from a3s_dev.control.client import ControlClient, NotRunning
+from a3s_dev.errors import unknown_service
 from a3s_dev.run import workspace
 
 
@@ -66,3 +67,25 @@ def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str
             if attempt == 2 or not workspace.wait_for_supervisor(paths, client.healthz, 5.0):
                 break
     return rows_without_supervisor(a3sfile), None
+
+
+def service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[str, Any]:
+    """{"dir", "env", "depends_on"} of `service`: from the running supervisor (its automatic
+    ports), else computed here by the same function (`service_env`)."""
+    from urllib.parse import urlencode
+
+    try:
+        return dict(client.request("GET", f"/v1/env?{urlencode({'service': service})}"))
+    except NotRunning:
+        pass
+    from a3s_dev.config.load import load
+    from a3s_dev.core.service_env import service_env
+    from a3s_dev.run.prepare import choose_ports
+
+    config = load(a3sfile)
+    error = unknown_service([service], config.names)
+    if error is not None:
+        raise error
+    config = choose_ports(config)
+    defn = config.service(service)
+    return {"dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": service_env(defn, config)}
