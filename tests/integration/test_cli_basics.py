@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,15 @@ def test_no_color_is_accepted_after_any_command(tmp_path: Path) -> None:
     for args in (["validate", "--no-color"], ["status", "--no-color"], ["logs", "--no-color"], ["down", "--no-color"]):
         proc = subprocess.run([sys.executable, "-m", "a3s_dev", *args], cwd=tmp_path, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (args, proc.stderr)
+
+
+def test_mcp_without_the_extra_says_how_to_install_it(tmp_path: Path) -> None:
+    """A stand-in `mcp` package that is not there (as without the extra) comes first on the path."""
+    shadow = tmp_path / "shadow" / "mcp"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'mcp'\", name='mcp')\n")
+    (tmp_path / "A3sfile.hcl").write_text('service "a" { cmd = "true" }\n')
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "shadow")}
+    proc = subprocess.run([sys.executable, "-m", "a3s_dev", "mcp"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == "a3s: a3s mcp needs the MCP SDK: pip install 'a3s-dev[mcp]'"
