@@ -151,3 +151,47 @@ def test_with_no_browser_database_and_no_certutil_it_says_what_to_do(tmp_path: P
     outcome = install(LocalCA(tmp_path / "ca"), store=store, nss=[], certutil=None, home=home)
     assert any("no certificate database found" in line and "libnss3-tools" in line for line in outcome.lines)
     assert not (home / ".pki").exists()
+
+
+@pytest.mark.parametrize("address", ["192.168.1.1", "1.1.1.1", "2606:4700:4700::1111"])
+def test_a_leaf_for_an_ip_address_signed_with_the_ca_key_does_not_verify(tmp_path: Path, address: str) -> None:
+    """SPEC §6 / issue 21: the name constraint covered DNS names only, so whoever held ca-key.pem
+    could sign any IP address that every store `a3s trust` touched accepts."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    ca = LocalCA(tmp_path / "ca").ensure()
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_path.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.key_path.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    ip = ipaddress.ip_address(address)
+
+    def leaf(san: x509.GeneralName) -> x509.Certificate:
+        key = ec.generate_private_key(ec.SECP256R1())
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil")]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+
+    verifier_for = PolicyBuilder().store(Store([ca_cert])).time(now).build_server_verifier
+    # a name the CA may sign verifies: the check is real
+    verifier_for(x509.DNSName("web.shop.localhost")).verify(leaf(x509.DNSName("web.shop.localhost")), [])
+    with pytest.raises(VerificationError):
+        verifier_for(x509.IPAddress(ip)).verify(leaf(x509.IPAddress(ip)), [])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import ipaddress
 import os
 import re
 import ssl
@@ -129,7 +130,15 @@ class LocalCA:
                 critical=True,
             )
             .add_extension(
-                x509.NameConstraints(permitted_subtrees=[x509.DNSName("localhost")], excluded_subtrees=None),
+                # RFC 5280: a name type with no constraint is unconstrained, so every address is
+                # excluded too: a leaked key can sign neither a real site nor an IP address.
+                x509.NameConstraints(
+                    permitted_subtrees=[x509.DNSName("localhost")],
+                    excluded_subtrees=[
+                        x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+                        x509.IPAddress(ipaddress.ip_network("::/0")),
+                    ],
+                ),
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
