@@ -346,6 +346,9 @@ def test_plan_names_what_a_start_waits_for_and_starts_nothing(served: Served) ->
     [
         ("GET", "/v1/logs?n=abc", None, 'n must be a whole number of 0 or more, got "abc"'),
         ("GET", "/v1/logs?n=-1", None, "n must be a whole number"),
+        ("GET", "/v1/logs?n=%C2%B2", None, "n must be a whole number of 0 or more"),  # ² was a 500
+        ("GET", "/v1/tail?service=api&n=" + "9" * 5000, None, "n must be a whole number"),  # so was this
+        ("GET", "/v1/status?after=%C2%B2", None, "after must be a whole number"),
         ("GET", "/v1/logs?follow=maybe", None, "follow must be true or false"),
         ("GET", "/v1/tail?service=api&n=x", None, "n must be a whole number"),
         ("GET", "/v1/status?after=x", None, "after must be a whole number"),

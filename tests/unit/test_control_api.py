@@ -96,3 +96,8 @@ def test_a_crash_while_starting_is_a_failure_and_every_failure_is_named() -> Non
     )
     assert not r.done and r.failures == (("a", "exit code 1, restarting in 1s"), ("b", "exit code 2"))
     assert r.failed == "a" and r.ready == {"c"}
+
+
+def test_a_count_is_ascii_digits_and_not_too_many_of_them() -> None:
+    assert [api.parse_count(t) for t in ("0", "42", "999999999")] == [0, 42, 999_999_999]
+    assert [api.parse_count(t) for t in ("²", "٣", "-1", "1.5", "", "9" * 10)] == [None] * 6

@@ -27,7 +27,7 @@ def parse_proxy_port(raw: str) -> int | None:
     """A3S_PROXY_PORT's value as a port (0-65535, 0: no proxy); None when it is not one. The
     one reader of the variable: `a3s up` and `a3s proxy` alike."""
     raw = raw.strip()
-    return int(raw) if raw.isdigit() and int(raw) <= 65535 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 5 and int(raw) <= 65535 else None
 
 
 def https_override(settings: GlobalSettings, environ: Mapping[str, str]) -> tuple[GlobalSettings, list[str]]:

@@ -70,6 +70,17 @@ def readiness(
     return Readiness(not waiting and not failures, tuple(failures), tuple(waiting), frozenset(ready))
 
 
+MAX_DIGITS = 9  # a count in a query: more digits than any count a3s keeps is refused, not parsed
+
+
+def parse_count(text: str) -> int | None:
+    """A whole number of 0 or more as a query gives it, or None: only ASCII digits (`str.isdigit`
+    takes `²` too, and `int("²")` then fails), at most MAX_DIGITS of them."""
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_DIGITS:
+        return None
+    return int(text)
+
+
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 

@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 
 from a3s_dev.config.graph import Plan
 from a3s_dev.config.model import DevConfig
-from a3s_dev.control.api import log_dict, readiness, render_metrics
+from a3s_dev.control.api import log_dict, parse_count, readiness, render_metrics
 from a3s_dev.control.client import API_VERSION
 from a3s_dev.core.events import (
     Event,
@@ -151,9 +151,10 @@ def _count(value: str | None, name: str, *, default: int | None) -> int | None:
     """A query value that must be a whole number of 0 or more; 400 otherwise."""
     if value is None or value == "":
         return default
-    if not value.isdigit():
-        raise _BadRequest(f"{name} must be a whole number of 0 or more, got {json.dumps(value)}")
-    return int(value)
+    number = parse_count(value)
+    if number is None:
+        raise _BadRequest(f"{name} must be a whole number of 0 or more, got {json.dumps(value[:40])}")
+    return number
 
 
 def _flag(value: Any, name: str, *, default: bool) -> bool:
@@ -282,7 +283,7 @@ class ControlServer:
         # `after=N&wait=S`: answer once something changed since change N (or after S seconds),
         # so a waiting client sees each change at once without polling.
         after = request.query.get("after")
-        if after is not None and not after.lstrip("-").isdigit():
+        if after is not None and parse_count(after.removeprefix("-")) is None:
             raise _BadRequest(f"after must be a whole number, got {json.dumps(after)}")
         wait = _number(request.query.get("wait"), "wait", default=10.0, high=60.0)
         if after is not None and self.hub.seq <= int(after):

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from a3s_dev.config.model import parse_duration
+from a3s_dev.control.api import parse_count
 from a3s_dev.core import history
 from a3s_dev.core.logs import probe_requests, service_colors
 from a3s_dev.core.state import ServiceStatus, status_row
@@ -341,9 +342,10 @@ class Dashboard:
 def _whole(raw: str | None, name: str, default: int, high: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
-        raise _Refused(400, f"{name} must be a whole number, got {json.dumps(raw)}")
-    return min(int(raw), high)
+    number = parse_count(raw)
+    if number is None:
+        raise _Refused(400, f"{name} must be a whole number, got {json.dumps(raw[:40])}")
+    return min(number, high)
 
 
 def _since(raw: str | None) -> float | None:
