@@ -35,6 +35,15 @@ def finding(name: str, text: str, line: int | None, message: str, env: dict[str,
 # (A3sfile, line, the one error as printed after `A3sfile.hcl:LINE: error: `, environment);
 # {folder} stands for the A3sfile's folder.
 ONE_ERROR = [
+    # issue 21: what validation let through
+    finding('https-port-is-proxy-port', 'dev {\n  https = true\n  proxy_port = 7443\n}\nservice "a" { cmd = "x" }\n', 3, 'dev: https_port 7443 is proxy_port too (give https its own port, e.g. 7443)'),
+    finding('service-on-the-https-port', 'dev {\n  https = true\n}\nservice "a" {\n  cmd = "x"\n  port = 7443\n}\n', 6, "service \"a\": port 7443 is the proxy's https_port (pick another port or change dev.https_port)"),
+    finding('path-beside-command', 'service "a" {\n  cmd = "x"\n  health {\n    command = "true"\n    path = "/h"\n  }\n}\n', 5, 'service "a" health: path applies to http probes only (remove it, or set type = "http")'),
+    finding('pattern-beside-command', 'service "a" {\n  cmd = "x"\n  health {\n    command = "true"\n    pattern = "up"\n  }\n}\n', 5, 'service "a" health: pattern applies to log probes only (set type = "log")'),
+    finding('endless-stop-timeout', 'service "a" {\n  cmd = "x"\n  stop_timeout = "99999999999999999999999h"\n}\n', 3, 'service "a": stop_timeout: "99999999999999999999999h" is longer than a day (at most "24h")'),
+    finding('project-named-a3s', 'dev {\n  name = "a3s"\n}\nservice "a" { cmd = "x" }\n', 2, 'dev: name "a3s" is reserved for the dashboard (a3s.localhost) (pick another name)'),
+    finding('A3S_PROJECT-not-a-label', 'service "a" { cmd = "x" }\n', None, 'A3S_PROJECT="Shop" cannot name a project (lower-case letters, digits and "-"; not a3s or localhost), e.g. A3S_PROJECT=shop', env={'A3S_PROJECT': 'Shop'}),
+    finding('A3S_PROJECT-a-path', 'service "a" { cmd = "x" }\n', None, 'A3S_PROJECT="../x" cannot name a project (lower-case letters, digits and "-"; not a3s or localhost), e.g. A3S_PROJECT=x', env={'A3S_PROJECT': '../x'}),
     finding('unknown-attribute', 'service "api" {\n  cmd = "x"\n  prot = 8080\n}\n', 3, 'unknown attribute "prot" in service "api" (did you mean "port"?)'),
     finding('unknown-block', 'services "api" {\n  cmd = "x"\n}\n', 1, 'unknown block "services" in the file (did you mean "service"?)'),
     finding('unknown-nested-block', 'service "api" {\n  cmd = "x"\n  port = 1234\n  heath {\n  }\n}\n', 4, 'unknown block "heath" in service "api" (did you mean "health"?)'),

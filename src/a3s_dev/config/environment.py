@@ -52,10 +52,16 @@ def proxy_port_override(settings: GlobalSettings, environ: Mapping[str, str]) ->
 
 
 def project_override(settings: GlobalSettings, environ: Mapping[str, str]) -> tuple[GlobalSettings, list[str]]:
+    """A3S_PROJECT, when `dev.name` does not name the project: the same rule as `dev.name`
+    (a DNS label, not the dashboard's), never silently rewritten."""
     raw = environ.get("A3S_PROJECT", "").strip()
     if settings.name is not None or not raw:
         return settings, []  # dev.name wins
-    return dataclasses.replace(settings, name=dns_label(raw) or None), []
+    if raw != dns_label(raw) or raw in ("a3s", "localhost"):
+        fix = dns_label(raw) if dns_label(raw) not in ("", "a3s", "localhost") else "shop"
+        said = f'A3S_PROJECT="{raw}" cannot name a project (lower-case letters, digits and "-"; not a3s or localhost)'
+        return settings, [f"{said}, e.g. A3S_PROJECT={fix}"]
+    return dataclasses.replace(settings, name=raw), []
 
 
 ENV_OVERRIDES: tuple[Mutator, ...] = (https_override, proxy_port_override, project_override)

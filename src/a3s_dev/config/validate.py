@@ -167,6 +167,19 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "health": (),
 }
 
+RESERVED_PROJECTS = ("a3s", "localhost")  # the dashboard's hosts
+
+
+def project_name_problem(name: str) -> tuple[str, str] | None:
+    """Why `name` cannot name a project, and the fix; None when it can. One rule for
+    `dev.name` and `A3S_PROJECT`."""
+    if not DNS_LABEL.match(name):
+        return f'name "{name}" is not a DNS label', f'use lower-case letters, digits and "-", e.g. "{dns_label(name) or "shop"}"'
+    if name in RESERVED_PROJECTS:
+        return f'name "{name}" is reserved for the dashboard ({name}.localhost)', "pick another name"
+    return None
+
+
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 RESERVED = "a3s"  # a3s's own log name and the proxy's dashboard host
@@ -280,12 +293,9 @@ class _Checker:
         get = self.getter(attrs, "dev", "dev")
         given = {key: get(key) for key in SCHEMA["dev"]}
         name = given["name"]
-        if name is not None and not DNS_LABEL.match(name):
-            self.error(
-                attrs["name"].line,
-                f'dev: name "{name}" is not a DNS label',
-                f'use lower-case letters, digits and "-", e.g. "{dns_label(name) or "shop"}"',
-            )
+        problem = project_name_problem(name) if name is not None else None
+        if problem is not None:
+            self.error(attrs["name"].line, f"dev: {problem[0]}", problem[1])
             given["name"] = None
         settings = GlobalSettings(**{key: value for key, value in given.items() if value is not None})
         return settings, attrs["proxy_port"].line if "proxy_port" in attrs else None
@@ -516,12 +526,13 @@ class _Checker:
         if type_text is None:
             return None  # a type that is not one: said already, and nothing else depends on it
         kind = ProbeKind(type_text)
-        if "type" in attrs and type_text is not None:
-            if kind is not ProbeKind.HTTP and "path" in attrs:
-                self.error(attrs["path"].line, f"{label}: path applies to http probes only", 'remove it, or set type = "http"')
-            for key, wanted in (("command", ProbeKind.CMD), ("pattern", ProbeKind.LOG)):
-                if key in attrs and kind is not wanted:
-                    self.error(attrs[key].line, f"{label}: {key} applies to {wanted.value} probes only", f'set type = "{wanted.value}"')
+        # Given or inferred, a probe is of one kind: an attribute of another kind is a mistake,
+        # never silently ignored (`path` beside `command` was).
+        if kind is not ProbeKind.HTTP and "path" in attrs:
+            self.error(attrs["path"].line, f"{label}: path applies to http probes only", 'remove it, or set type = "http"')
+        for key, wanted in (("command", ProbeKind.CMD), ("pattern", ProbeKind.LOG)):
+            if key in attrs and kind is not wanted:
+                self.error(attrs[key].line, f"{label}: {key} applies to {wanted.value} probes only", f'set type = "{wanted.value}"')
         if kind is ProbeKind.CMD and "command" not in attrs and type_text is not None:
             self.error(block.line, f"{label}: a cmd probe needs a command", 'add command = "pg_isready -q -p $PORT"')
         if command is not None and not command.strip():
@@ -608,6 +619,11 @@ def distinct_ports(config: DevConfig, where: Lines) -> list[Diagnostic]:
         if proxy and svc.port == proxy:
             said = f"line {where.proxy_port}" if where.proxy_port else "dev.proxy_port / A3S_PROXY_PORT"
             out.append(_error(where.at(svc, "port"), f"{owner}: port {svc.port} is the proxy's port ({said})", "pick another port or change proxy_port"))
+        if config.settings.https and proxy and svc.port == config.settings.https_port:
+            out.append(_error(where.at(svc, "port"), f"{owner}: port {svc.port} is the proxy's https_port",
+                              "pick another port or change dev.https_port"))
+    if config.settings.https and proxy and config.settings.https_port == proxy:
+        out.append(_error(where.proxy_port, f"dev: https_port {proxy} is proxy_port too", "give https its own port, e.g. 7443"))
     return out
 
 

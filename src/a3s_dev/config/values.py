@@ -162,15 +162,22 @@ def boolean(v: Value, spot: Spot) -> bool | None:
     return bool(v.data)
 
 
+MAX_DURATION = 24 * 3600.0  # no wait of a3s's lasts longer (a stop_timeout of 10^20 h made `down` hang)
+
+
 def duration(v: Value, spot: Spot) -> float | None:
     if v.kind not in ("string", "number"):
         spot.wrong(v)
         return None
     try:
-        return parse_duration(v.data)
+        seconds = parse_duration(v.data)
     except ValueError as exc:
         spot.error(f"{spot.label}: {exc}")
         return None
+    if seconds > MAX_DURATION:
+        spot.error(f'{spot.label}: "{v.data}" is longer than a day', 'at most "24h"')
+        return None
+    return seconds
 
 
 def string_list(v: Value, spot: Spot) -> list[tuple[str, int]] | None:
