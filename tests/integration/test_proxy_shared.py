@@ -282,6 +282,48 @@ def test_another_user_cannot_reach_the_registration_socket(tmp_path: Path) -> No
         assert result.returncode != 0 and "PermissionError" in result.stderr, result.stderr
 
 
+OTHER_USER_CLIENT = """
+import http.client, json, sys
+port = int(sys.argv[1])
+answers = []
+for method, host, path in json.loads(sys.argv[2]):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, headers={"Host": host, "Origin": f"http://a3s.localhost:{port}", "X-A3S-Token": "x"})
+    reply = conn.getresponse()
+    answers.append([reply.status, reply.read().decode(errors="replace")])
+    conn.close()
+print(json.dumps(answers))
+"""
+
+
+def test_another_user_gets_403_for_everything_and_learns_nothing(tmp_path: Path) -> None:
+    """Issue 21: loopback TCP reaches every user of the machine. Another user read the
+    dashboard (logs included), listed every route and restarted services through it."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        pid = stacks["shop"].status()["web"]["pid"]
+        asks = [
+            ["GET", f"a3s.localhost:{proxy}", "/"],
+            ["GET", f"a3s.localhost:{proxy}", "/api/services"],
+            ["GET", f"a3s.localhost:{proxy}", "/api/shop/web/logs?n=50"],
+            ["POST", f"a3s.localhost:{proxy}", "/api/shop/web/restart"],
+            ["GET", f"nope.localhost:{proxy}", "/"],  # the 404 page lists every route
+            ["GET", f"web.shop.localhost:{proxy}", "/"],
+        ]
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", OTHER_USER_CLIENT,
+             str(proxy), json.dumps(asks)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        answers = json.loads(result.stdout)
+        assert [status for status, _ in answers] == [403] * len(asks)
+        assert all(text == "this a3s proxy serves the user who runs it only\n" for _, text in answers)
+        holds(lambda: stacks["shop"].status()["web"]["pid"] == pid, 1.0, message="web was not restarted")
+        assert fetch(proxy, f"a3s.localhost:{proxy}", "/api/services")[0] == 200  # its own user is served
+
+
 def test_twenty_projects_coming_and_going_leave_no_route_and_no_descriptor_behind(tmp_path: Path) -> None:
     with projects(tmp_path, "shop") as (proxy, _):
         pid = proxy_pid(proxy)

@@ -23,6 +23,7 @@ second and halves the latency added under load (benchmarks/bench_proxy.py).
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -36,6 +37,7 @@ from a3s_dev.proxy.upstream import (
     UpstreamConnection,
     UpstreamPool,
 )
+from a3s_dev.system.peers import peer_uid
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -91,6 +93,14 @@ class DirectPath:
         self.counts = counts if counts is not None else ProxyCounts()
         self.connections: set[ClientConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self.uid = os.getuid()
+
+    def own_user(self, transport: asyncio.BaseTransport) -> bool:
+        """Whether the peer of a new connection is this proxy's user. True where the kernel does
+        not say (not Linux): the refusal is for what it knows, never a guess."""
+        sock = transport.get_extra_info("socket")
+        uid = peer_uid(sock) if sock is not None else None
+        return uid is None or uid == self.uid
 
     def __call__(self) -> ClientConnection:
         if self._sweeper is None:
@@ -122,6 +132,13 @@ class DirectPath:
             conn.close()
 
 
+FORBIDDEN_TEXT = b"this a3s proxy serves the user who runs it only\n"
+FORBIDDEN = (
+    b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(FORBIDDEN_TEXT), FORBIDDEN_TEXT)
+)
+
+
 class ClientConnection(asyncio.Protocol):
     """One client connection while it is on the direct path."""
 
@@ -149,6 +166,13 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        if not self.direct.own_user(transport):
+            # Loopback reaches every user of the machine; the dashboard, the routes and the
+            # services' logs are this user's only. Checked once per connection (~20 µs).
+            transport.write(FORBIDDEN)  # type: ignore[attr-defined]
+            transport.close()
+            self.transport = None
+            return
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
         self.direct.connections.add(self)
