@@ -373,3 +373,18 @@ def test_the_page_tells_the_truth_buttons_times_empty_lines_and_a_confirmed_proj
         assert stamp not in copied  # the times are shown, not copied
         assert page.locator('link[rel="icon"]').count() == 1
         assert errors == [], errors
+
+
+def test_hosts_outside_localhost_get_a_bare_421_and_never_the_routes(tmp_path: Path) -> None:
+    """Issue 21: a DNS-rebinding page (any Host) got the 404 page listing every route, and a
+    Host smuggling another made the dashboard redirect there."""
+    with dashboard_stack(tmp_path) as (_, proxy):
+        for host in ("evil.example", f"shop.localhost:{proxy}@evil.example", "api.shop.localhost.evil.example"):
+            status, body = request(proxy, "/", host=host)
+            assert status == 421 and b"api" not in body and b"shop" not in body, (host, body)
+        conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=30)
+        conn.request("GET", "/", headers={"Host": f"shop.localhost:{proxy}"})
+        answer = conn.getresponse()
+        assert answer.getheader("Location") == f"http://a3s.localhost:{proxy}/#shop"
+        conn.close()
+        assert request(proxy, "/", host="nope.localhost")[0] == 404  # a *.localhost name still gets its page

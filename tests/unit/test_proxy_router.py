@@ -55,9 +55,20 @@ def test_bare_localhost_and_a3s_localhost_give_the_index(router: Router, host: s
     assert router.resolve(host).kind is RouteKind.INDEX
 
 
-@pytest.mark.parametrize("host", ["nope.localhost", "example.com", "api.example.com", "", None, "x.api.localhost"])
+@pytest.mark.parametrize("host", ["nope.localhost", "", None, "x.api.localhost"])
 def test_unknown_hosts_are_unknown(router: Router, host: str | None) -> None:
     assert router.resolve(host).kind is RouteKind.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["example.com", "api.example.com", "api.localhost:7480@evil.example", "api.localhost:x", "api.localhost.evil.example",
+     "[::1]:7080@evil.example", "a b.localhost"],
+)
+def test_hosts_outside_localhost_or_not_hosts_at_all_are_foreign(router: Router, host: str) -> None:
+    """Issue 21: a DNS-rebinding page got the 404 page listing every route; a Host smuggling
+    another (`x.localhost:7480@evil.example`) made the dashboard redirect there."""
+    assert router.resolve(host).kind is RouteKind.FOREIGN
 
 
 def test_a_service_without_port_is_known_but_not_routable(router: Router) -> None:

@@ -135,8 +135,9 @@ class Dashboard:
 
     @staticmethod
     def _port_of(request: web.BaseRequest) -> str:
-        host = request.headers.get("Host", "")
-        return host.rsplit(":", 1)[1] if ":" in host and not host.endswith("]") else "80"
+        """The port the request came in on (never the Host header's text: it is the client's)."""
+        sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
+        return str(sockname[1]) if sockname else "80"
 
     async def _page(self) -> web.Response:
         links = self.proxy.links()

@@ -6,6 +6,7 @@ Pure: no sockets, no event loop; tested in microseconds.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ class RouteKind(str, enum.Enum):
     NOT_HTTP = "not-http"  # the service says `proxy = false` (a database): never sent HTTP
     AMBIGUOUS = "ambiguous"  # <subdomain>.localhost while several projects have it: 409, choices
     PROJECT_GONE = "project-gone"  # the host belongs to a project whose supervisor ended
+    FOREIGN = "foreign"  # not *.localhost nor loopback, or not a host at all: no page, no routes (421)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +41,26 @@ class Route:
     choices: tuple[RouteEntry, ...] = ()  # AMBIGUOUS: every project's entry for the subdomain
 
 
+HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")  # a service name may hold "_"
+FOREIGN_HOST = "-"  # what a Host header that is not `name[:port]` normalizes to
+
+
 def normalize_host(host: str | None) -> str:
-    """The host part of a Host header, lower-cased, without port, brackets or trailing dot."""
+    """The host part of a Host header, lower-cased, without port, brackets or trailing dot;
+    FOREIGN_HOST when it is not `name[:port]` with a numeric port."""
     if not host:
         return ""
     host = host.strip().lower()
     if host.startswith("["):  # IPv6 literal, maybe with a port: [::1]:7080
         end = host.find("]")
-        return host[1:end] if end != -1 else host[1:]
+        rest = host[end + 1 :] if end != -1 else ""
+        if end == -1 or (rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit())):
+            return FOREIGN_HOST
+        return host[1:end]
     if host.count(":") == 1:
-        host = host.split(":", 1)[0]
+        host, port = host.split(":", 1)
+        if not (port.isascii() and port.isdigit()):
+            return FOREIGN_HOST
     return host.rstrip(".")
 
 
@@ -119,8 +131,12 @@ class Router:
     def _resolve(self, host: str) -> Route:
         if host in INDEX_HOSTS:
             return Route(RouteKind.INDEX)
-        if not host.endswith(LOCALHOST_SUFFIX):
-            return Route(RouteKind.UNKNOWN)
+        if not host:
+            return Route(RouteKind.UNKNOWN)  # no Host header at all (HTTP/1.0)
+        if not host.endswith(LOCALHOST_SUFFIX) or not HOST_NAME.match(host):
+            # A DNS-rebinding page, or a Host made to smuggle another (`x.localhost:1@evil`):
+            # nothing to learn here, not even the routes.
+            return Route(RouteKind.FOREIGN)
         name = host[: -len(LOCALHOST_SUFFIX)]
         sub, dot, project = name.rpartition(".")
         if dot:  # <subdomain>.<project>.localhost

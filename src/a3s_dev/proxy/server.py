@@ -321,6 +321,8 @@ class ProxyServer:
             return self._html(409, render_ambiguous(route.subdomain or "", route.choices, self.port))
         if kind is RouteKind.PROJECT_GONE:
             return self._gone(route.project)
+        if kind is RouteKind.FOREIGN:
+            return web.Response(status=421, text="a3s: this proxy answers *.localhost and loopback hosts only\n")
         return self._html(404, render_not_found(host, self.router.entries, self.port))
 
     async def _arrival(self, host: str | None, route: Route) -> Route:
