@@ -70,6 +70,16 @@ class Handler(socketserver.StreamRequestHandler):
         if path == "/two-lengths":
             self.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 20\r\n\r\nhello" + b"x" * 15)
             return False
+        if path == "/split":  # two responses in one write: the second was never asked for
+            self.send(b"HTTP/1.1 204 No Content\r\n\r\n"
+                      b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nSet-Cookie: evil=1\r\n\r\ninjected!")
+            return True
+        if path == "/xchunked":
+            self.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            return False
+        if path == "/gzip-chunked":
+            self.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            return False
         if path == "/bare-cr":
             self.send(b"HTTP/1.1 200 OK\r\nX-Smuggle: a\rSet-Cookie: evil=1\r\nContent-Length: 2\r\n\r\nok")
             return False
@@ -411,12 +421,14 @@ async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close
         up.stop()
 
 
-@pytest.mark.parametrize("path", ["/two-lengths", "/bare-cr"])
+@pytest.mark.parametrize("path", ["/two-lengths", "/bare-cr", "/xchunked", "/gzip-chunked"])
 @pytest.mark.parametrize("method", ["GET", "POST"], ids=["direct", "aiohttp"])
 async def test_an_ambiguous_upstream_response_gets_the_502_page_on_both_paths(
     raw_upstream: int, path: str, method: str
 ) -> None:
-    """SPEC §8: conflicting Content-Lengths or a bare CR in a header are never relayed."""
+    """SPEC §8: conflicting Content-Lengths or a bare CR in a header are never relayed; nor is a
+    transfer-coding other than chunked (issue 21: `xchunked` was taken as chunked by substring
+    and the client hung; `gzip, chunked` lost its gzip)."""
 
     def ask(port: int) -> tuple[int, bytes, list[tuple[str, str]]]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -521,3 +533,16 @@ async def test_a_request_is_never_sent_twice_to_a_service_that_never_answered_ht
         async with running_proxy(b) as proxy_port:
             assert await to_thread.run_sync(ask, proxy_port) == 502
         assert len(seen) == 1, f"the request reached the service {len(seen)} times"
+
+
+async def test_a_second_response_nobody_asked_for_is_never_forwarded(raw_upstream: int) -> None:
+    """Issue 21: llhttp went on parsing; the second head overwrote the first (a 204 turned into
+    the injected 200, with its cookie). The first response is forwarded, the upstream
+    connection closed, and the client's connection stays in step."""
+    async with running_proxy(backend_for(svc("api", raw_upstream))) as port:
+        answers = await anyio.to_thread.run_sync(
+            requests_on_one_connection, port, [("GET", "/split", None), ("GET", "/after", None)]
+        )
+    (status, headers, body, _), (after_status, _, after_body, _) = answers
+    assert status == 204 and body == b"" and "Set-Cookie" not in headers
+    assert after_status == 200 and json.loads(after_body)["path"] == "/after"

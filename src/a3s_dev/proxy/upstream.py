@@ -28,6 +28,10 @@ READ_HIGH_WATER = 256 * 1024  # stop reading from the upstream while this much b
 NO_BODY_STATUS = frozenset({204, 304})
 
 
+class _Unasked(Exception):
+    """The upstream began a second response nobody asked for."""
+
+
 class UpstreamError(Exception):
     """The upstream broke the exchange (closed early, sent garbage)."""
 
@@ -150,6 +154,16 @@ class UpstreamConnection(asyncio.Protocol):
                 return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:  # one of our callbacks raised: llhttp wraps it
+            if isinstance(exc.__context__, _Unasked):
+                self._keep_alive = False  # the first response stands, whole; the rest is dropped
+                if self.transport is not None:
+                    self.transport.close()
+            else:
+                cause = exc.__context__
+                self._fail(cause if isinstance(cause, UpstreamError) else UpstreamError(
+                    f"127.0.0.1:{self.port}: malformed response ({_reason_of(exc)})"))
+                return
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"127.0.0.1:{self.port}: malformed response ({_reason_of(exc)})"))
             return
@@ -191,7 +205,15 @@ class UpstreamConnection(asyncio.Protocol):
                 length = int(value)  # llhttp checked it: digits, only one
             elif low in _HOP_BY_HOP:
                 if low == b"transfer-encoding":
-                    chunked = b"chunked" in value.lower()
+                    codings = [c.strip() for c in value.lower().split(b",") if c.strip()]
+                    unknown = [c for c in codings if c != b"chunked"]
+                    if unknown or not codings:
+                        # nginx answers 502 too: a coding the client would not be told about
+                        raise UpstreamError(
+                            f"127.0.0.1:{self.port}: malformed response (transfer-coding "
+                            f'"{value.decode("latin-1")}" is not supported)'
+                        )
+                    chunked = True
                 elif low == b"connection":
                     text = value.decode("latin-1")
                     connection = text if connection is None else f"{connection}, {text}"
@@ -220,6 +242,12 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._state != _DONE:
             self._push(body)
+
+    def on_message_begin(self) -> None:
+        if self._head is not None and self._state == _DONE:
+            # A second response in the same read, before the next request was sent: never
+            # relayed (it would overwrite the first head); the connection is not reused.
+            raise _Unasked
 
     def on_message_complete(self) -> None:
         if self._head is not None:
