@@ -345,3 +345,25 @@ def test_port_auto_is_read_and_checked(tmp_path: Path) -> None:
     assert report.config is not None
     api = report.config.service("api")
     assert api.auto_port and api.port is None and api.subdomain == "api" and api.probe is not None
+
+
+def test_an_env_file_that_is_a_fifo_or_a_device_is_an_error_and_is_never_opened(tmp_path: Path) -> None:
+    """Issue 21: a FIFO (a secret manager's pattern) hung `up` in open(); /dev/zero grew until
+    the OOM killer; `validate` said they "do not exist"."""
+    import os
+
+    from a3s_dev.core.service_env import read_env_file
+    from a3s_dev.errors import RuntimeFailure
+
+    os.mkfifo(tmp_path / "secrets.env")  # nobody ever writes it: opening it would block for good
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  env_file = "secrets.env"\n}\n', tmp_path))
+    assert line == 3 and 'env_file "secrets.env" is a FIFO, not a regular file' in message
+    line, message = only_error(check('service "a" {\n  cmd = "x"\n  env_file = "/dev/zero"\n}\n', tmp_path))
+    assert line == 3 and "is a device or a socket, not a regular file" in message
+    with pytest.raises(RuntimeFailure, match="a FIFO, not a regular file"):
+        read_env_file(tmp_path / "secrets.env")
+    with pytest.raises(RuntimeFailure, match="a character device, not a regular file"):
+        read_env_file(Path("/dev/zero"))
+    (tmp_path / "huge.env").write_bytes(b"A=" + b"x" * (1 << 20) + b"\n")
+    with pytest.raises(RuntimeFailure, match="more than an env file holds"):
+        read_env_file(tmp_path / "huge.env")

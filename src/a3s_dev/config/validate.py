@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,7 @@ def display_name(path: Path) -> str:
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
+MAX_ENV_FILE = 1 << 20  # bytes (core.service_env reads no more either)
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "dev": {
@@ -422,9 +424,18 @@ class _Checker:
         if env_file is None:
             return None
         line = attrs["env_file"].line
-        if env_file.is_dir():
+        try:
+            mode = os.stat(env_file).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
             self.error(line, f'{owner}: env_file "{shown}" is a folder, not a file ({env_file})')
-        elif env_file.is_file():
+        elif mode is not None and not stat.S_ISREG(mode):
+            # never opened: a FIFO would wait for a writer, a device never end
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or a socket"
+            self.error(line, f'{owner}: env_file "{shown}" is {kind}, not a regular file ({env_file})',
+                       "a3s reads env files as plain files only")
+        elif mode is not None:
             self.env_file_text(env_file, shown, line, owner)
         elif service_dir.is_dir():
             self.warn(line, f'{owner}: env_file "{shown}" does not exist ({env_file})')
@@ -476,9 +487,13 @@ class _Checker:
     def env_file_text(self, path: Path, shown: str, line: int, owner: str) -> None:
         """An env_file a process environment cannot hold: a NUL byte, or bytes that are not UTF-8."""
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read(MAX_ENV_FILE + 1)
         except OSError as exc:
             self.error(line, f'{owner}: env_file "{shown}" cannot be read ({exc.strerror or exc})')
+            return
+        if len(data) > MAX_ENV_FILE:
+            self.error(line, f'{owner}: env_file "{shown}" is more than 1 MB, more than an env file holds')
             return
         at = data.find(b"\0")
         if at != -1:

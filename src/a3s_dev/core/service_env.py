@@ -5,6 +5,7 @@ probes and the first wave all call `service_env`."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,10 +19,30 @@ def env_var_name(service: str) -> str:
     return service.upper().replace("-", "_").replace(".", "_")
 
 
+MAX_ENV_FILE = 1 << 20  # bytes: more is not a dotenv file
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in a word a user recognises."""
+    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """A dotenv file: `KEY=value`, optional `export `, quotes, `#` comments. Raises RuntimeFailure if unreadable."""
+    """A dotenv file: `KEY=value`, optional `export `, quotes, `#` comments. Raises RuntimeFailure
+    if unreadable, not a regular file (a FIFO would hang the supervisor in open(), /dev/zero
+    would fill its memory) or over MAX_ENV_FILE bytes."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise RuntimeFailure(f"env_file {path}: {file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_ENV_FILE:
+            raise RuntimeFailure(f"env_file {path}: {info.st_size} bytes, more than an env file holds (at most 1 MB)")
+        with open(path, "rb") as f:
+            text = f.read(MAX_ENV_FILE + 1).decode("utf-8", errors="replace")
     except OSError as exc:
         raise RuntimeFailure(f"env_file {path}: {exc.strerror or exc}") from None
     env: dict[str, str] = {}
