@@ -133,6 +133,17 @@ def test_an_unknown_or_malformed_server_name_gets_no_certificate_and_the_proxy_k
         assert https_get(https_port, "web.shop.localhost", "/", ctx)[0] == 200
 
 
+def test_a_host_name_longer_than_a_common_name_may_be_is_served_from_its_san(tmp_path: Path) -> None:
+    # X.509 caps a common name at 64 characters; a worktree's branch in the name passes that
+    host = "feature-login-with-a-rather-long-branch-name-1234.web.shop.localhost"
+    assert len(host) > 64
+    with https_stack(tmp_path) as (_, _, https_port, ca):
+        status, _, cert = https_get(https_port, host, "/", trusting(ca))
+        assert status < 500
+        assert cert["subjectAltName"] == (("DNS", host),)
+        assert cert["subject"] == ()
+
+
 def test_the_ca_key_is_private_and_services_are_pointed_at_the_ca(tmp_path: Path) -> None:
     with https_stack(tmp_path) as (st, _, _, ca):
         assert stat.S_IMODE(os.stat(ca).st_mode) == 0o700

@@ -195,3 +195,44 @@ def test_a_leaf_for_an_ip_address_signed_with_the_ca_key_does_not_verify(tmp_pat
     verifier_for(x509.DNSName("web.shop.localhost")).verify(leaf(x509.DNSName("web.shop.localhost")), [])
     with pytest.raises(VerificationError):
         verifier_for(x509.IPAddress(ip)).verify(leaf(x509.IPAddress(ip)), [])
+
+
+def test_a_refused_handshake_is_said_once_per_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 21: a name whose certificate cannot be issued was refused with nothing said
+    anywhere; the client only sees an alert."""
+    import socket
+    import ssl
+    import threading
+
+    from a3s_dev.tls.ca import ServerContexts
+
+    contexts = ServerContexts(LocalCA(tmp_path / "ca"))
+    host = "web.shop.localhost"
+    (tmp_path / "ca" / "leaves" / f"{host}.pem").mkdir()  # neither readable nor writable as a file
+    client = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))
+
+    def handshake() -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            server = threading.Thread(target=_serve_one, args=(contexts.context, theirs), daemon=True)
+            server.start()
+            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+                client.wrap_socket(ours, server_hostname=host)
+            server.join(10)
+
+    with caplog.at_level("WARNING", logger="a3s_dev.tls.ca"):
+        handshake()
+        handshake()
+    said = [r.getMessage() for r in caplog.records if host in r.getMessage()]
+    assert len(said) == 1 and "handshakes are refused" in said[0]
+
+
+def _serve_one(context: object, sock: object) -> None:
+    import socket
+    import ssl
+
+    assert isinstance(context, ssl.SSLContext) and isinstance(sock, socket.socket)
+    try:
+        context.wrap_socket(sock, server_side=True).close()
+    except (ssl.SSLError, OSError):
+        pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import ipaddress
+import logging
 import os
 import re
 import ssl
@@ -32,6 +33,8 @@ CA_DAYS = 3650
 LEAF_DAYS = 397  # the CA/Browser Forum's ceiling for a server certificate
 RENEW_BEFORE = dt.timedelta(days=30)
 MAX_CONTEXTS = 1024
+MAX_COMMON_NAME = 64  # characters (RFC 5280, ub-common-name)
+_log = logging.getLogger(__name__)
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # The system bundle that the exported SSL_CERT_FILE / REQUESTS_CA_BUNDLE extend with our CA.
 SYSTEM_BUNDLES = (
@@ -197,15 +200,19 @@ class LocalCA:
         assert isinstance(ca_cert, x509.Certificate) and isinstance(ca_key, ec.EllipticCurvePrivateKey)
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
+        # X.509 caps a common name at 64 characters; a longer name is in the SAN alone, under an
+        # empty subject, which RFC 5280 allows when the SAN is critical (browsers read only the SAN)
+        short = len(host) <= MAX_COMMON_NAME
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, host)] if short else []
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(ca_cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=not short)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
@@ -231,8 +238,17 @@ class ServerContexts:
     def __init__(self, ca: LocalCA) -> None:
         self.ca = ca.ensure()
         self._by_host: dict[str, ssl.SSLContext] = {}
+        self._refused: set[str] = set()
         self.context = self._new(self.ca.leaf("localhost"))  # for a client that sends no SNI
         self.context.sni_callback = self._sni
+
+    def _say_refused(self, name: str, exc: Exception) -> None:
+        """Say once per name (and for a bounded number of names) why its handshake was refused:
+        the client only sees an alert."""
+        if name in self._refused or len(self._refused) >= MAX_CONTEXTS:
+            return
+        self._refused.add(name)
+        _log.warning("https: no certificate for %s, its handshakes are refused: %s", name, exc)
 
     @staticmethod
     def _new(leaf: Path) -> ssl.SSLContext:
@@ -258,7 +274,8 @@ class ServerContexts:
             return None  # no SNI, or an address as one (wrk sends it): the localhost certificate
         try:
             ctx = self.for_host(name)
-        except Exception:  # noqa: BLE001 - a handshake must never take the proxy down
+        except Exception as exc:  # noqa: BLE001 - a handshake must never take the proxy down
+            self._say_refused(name, exc)
             ctx = None
         if ctx is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
