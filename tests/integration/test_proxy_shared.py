@@ -406,3 +406,51 @@ def test_after_a3s_proxy_stop_the_next_change_brings_the_proxy_back(tmp_path: Pa
         log = (st.folder / ".a3s" / "logs" / "a3s.log").read_text()
         assert "the proxy was stopped (a3s proxy stop)" in log
         assert "Traceback" not in proxy_process.log_path(proxy).read_text()
+
+
+def test_idle_connections_do_not_lock_everyone_out_and_running_out_is_said_once(tmp_path: Path) -> None:
+    """Issue 21: a proxy started from a shell kept its soft limit of open files (1,024 there),
+    so a thousand idle connections from one process locked every project out, and asyncio
+    logged each failed accept with its traceback (megabytes a second)."""
+    import resource
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard limit on open files here is {hard}")
+    with ExitStack() as stack:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # what `a3s up` inherits
+        try:
+            proxy, _ = stack.enter_context(projects(tmp_path, "shop"))
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        pid = proxy_pid(proxy)
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        row = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+        assert row[0] == row[1], f"the proxy's soft limit on open files is not its hard one: {row}"
+
+        idle = [stack.enter_context(socket.create_connection(("127.0.0.1", proxy))) for _ in range(400)]
+        assert fetch(proxy, f"web.shop.localhost:{proxy}")[0] == 200
+
+        # now truly out of descriptors: said once, not once per try
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=64:64"], check=True)
+        log = proxy_process.log_path(proxy)
+        before = log.stat().st_size
+        waiting = stack.enter_context(socket.create_connection(("127.0.0.1", proxy)))
+
+        def said() -> str:
+            with log.open("rb") as f:
+                f.seek(before)
+                return f.read().decode(errors="replace")
+
+        wait_until(lambda: "cannot accept connections" in said(), timeout=10, message="running out said")
+        holds(lambda: said().count("cannot accept connections") == 1 and "Traceback" not in said(), 2.5,
+              message="said once, with no traceback")
+        assert len(said()) < 1024
+
+        # and it serves again once the descriptors are back
+        for sock in [*idle, waiting]:
+            sock.close()
+        wait_until(lambda: fetch(proxy, f"web.shop.localhost:{proxy}")[0] == 200, timeout=10,
+                   message="served again")

@@ -37,6 +37,7 @@ from a3s_dev.system.ports import ListenFailure, listen_loopback
 from a3s_dev.system.procfs import port_owner
 
 START_TIMEOUT = 10.0  # seconds a new proxy has to answer its first registration
+LOG_BYTES = 1024 * 1024  # past this, a new proxy starts a new log (the old one kept as .1)
 
 
 def folder() -> Path:
@@ -172,6 +173,7 @@ def start(port: int, sockets: Sequence[socket.socket]) -> int:
     """Start `python -m a3s_dev.proxy` in its own session on `sockets` (TCP ones first, the
     Unix one last); its pid. Its output is `proxy-<port>.log`."""
     fds = [s.fileno() for s in sockets]
+    rotate_log(port)
     with open(log_path(port), "ab") as log:
         os.chmod(log_path(port), 0o600)
         proc = subprocess.Popen(
@@ -187,6 +189,17 @@ def start(port: int, sockets: Sequence[socket.socket]) -> int:
     # reaped when it exits, so it never lingers as a zombie of a long-running supervisor
     threading.Thread(target=proc.wait, name="a3s-proxy-reaper", daemon=True).start()
     return proc.pid
+
+
+def rotate_log(port: int) -> None:
+    """Move `proxy-<port>.log` to `proxy-<port>.log.1` once it passed `LOG_BYTES`, before a new
+    proxy appends to it: one file per proxy port must not grow for good."""
+    path = log_path(port)
+    try:
+        if path.stat().st_size >= LOG_BYTES:
+            os.replace(path, path.with_name(path.name + ".1"))
+    except FileNotFoundError:
+        pass
 
 
 def write_pid(port: int) -> None:

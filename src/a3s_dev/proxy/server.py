@@ -11,6 +11,7 @@ only when a proxy runs, so aiohttp stays out of every other command.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import os
@@ -65,6 +66,7 @@ from a3s_dev.proxy.upstream import (
     UpstreamError,
     UpstreamPool,
 )
+from a3s_dev.system.limits import open_files_limit, raise_open_files
 from a3s_dev.system.places import ca_folder
 from a3s_dev.system.ports import LISTEN_BACKLOG
 from a3s_dev.tls.ca import LocalCA, ServerContexts
@@ -709,6 +711,41 @@ async def serve_proxy(
             await session.close()
 
 
+OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+SAY_FAILED_ACCEPTS_EVERY = 60.0  # seconds
+
+
+class FailedAccepts:
+    """The shared proxy's loop exception handler. When accept() fails for want of descriptors,
+    asyncio reports each try, once per connection waiting in the backlog and again each second,
+    with its traceback (about 1.8 MB a second here); say it once a minute, with how many tries
+    failed since, and leave everything else to asyncio's own handler."""
+
+    def __init__(self, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.clock = clock
+        self.failed = 0
+        self.said_at: float | None = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if not (isinstance(exc, OSError) and exc.errno in OUT_OF_RESOURCES
+                and "accept" in str(context.get("message", ""))):
+            loop.default_exception_handler(context)
+            return
+        self.failed += 1
+        now = self.clock()
+        if self.said_at is not None and now - self.said_at < SAY_FAILED_ACCEPTS_EVERY:
+            return
+        self.log(
+            f"cannot accept connections: {exc.strerror} (open files limit {open_files_limit()}; "
+            f"{self.failed} failed accepts since last said): a local process holds many connections "
+            f"open; said again in {SAY_FAILED_ACCEPTS_EVERY:.0f} s at most"
+        )
+        self.said_at = now
+        self.failed = 0
+
+
 def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER) -> int:
     """The shared proxy's process (`python -m a3s_dev.proxy`, `a3s proxy`): serve on the
     listening sockets `fds` (TCP ones, then the Unix one) until `a3s proxy stop`, a signal, or
@@ -717,11 +754,13 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
 
     tcp = [socket.socket(fileno=fd) for fd in fds[:-1]]
     unix = socket.socket(fileno=fds[-1])
+    raise_open_files()
 
     def log(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} a3s proxy: {text}", flush=True)
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(FailedAccepts(log))
         async with anyio.create_task_group() as tg:
             registry = Registry(
                 log=log,
