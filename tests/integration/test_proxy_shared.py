@@ -454,3 +454,58 @@ def test_idle_connections_do_not_lock_everyone_out_and_running_out_is_said_once(
             sock.close()
         wait_until(lambda: fetch(proxy, f"web.shop.localhost:{proxy}")[0] == 200, timeout=10,
                    message="served again")
+
+
+LOOPING_SERVICE = """
+import http.server, os, urllib.request
+
+PROXY = int(os.environ["LOOP_PROXY_PORT"])
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open("hits.txt", "a") as f:
+            f.write("hit\\n")
+        # a naive dev-server proxy pointed at its own subdomain: every header passed on
+        skip = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        request = urllib.request.Request(f"http://127.0.0.1:{PROXY}{self.path}", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=20) as r:
+                status, body = r.status, r.read()
+        except urllib.error.HTTPError as err:
+            status, body = err.code, err.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_a_service_that_sends_requests_back_to_itself_gets_508_after_a_few_hops(tmp_path: Path) -> None:
+    """Issue 21: one request to a service proxying to its own host turned into thousands (18,000
+    descriptors in the proxy, 9,000 threads in the service) until the service's own timeout."""
+    folder = tmp_path / "loop"
+    folder.mkdir()
+    (folder / "server.py").write_text(LOOPING_SERVICE)
+    proxy = free_port()
+    (folder / "A3sfile.hcl").write_text(
+        f'service "web" {{\n  cmd = "exec {sys.executable} server.py"\n  port = "auto"\n'
+        f'  env = {{ LOOP_PROXY_PORT = "{proxy}" }}\n}}\n'
+    )
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        assert st.a3s("up", "-d").code == 0
+        started = time.monotonic()
+        status, body = fetch(proxy, f"web.loop.localhost:{proxy}")
+        assert time.monotonic() - started < 5
+        assert status == 508 and "web loops back to itself" in body
+        hits = folder / "hits.txt"
+        holds(lambda: len(hits.read_text().splitlines()) <= 8, 1.0, message="the loop ended")
+        # the proxy itself is fine: no descriptor or thread storm left behind
+        assert fetch(proxy, f"a3s.localhost:{proxy}", "/api/services")[0] == 200

@@ -280,6 +280,7 @@ def test_plain_request_reads_the_common_browser_request() -> None:
         b"GET / HTTP/1.1\r\nHost: a.localhost\r\nHost: b.localhost",  # two
         b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a.localhost",  # raw non-ASCII target
         b"get / HTTP/1.1\r\nHost: a.localhost",
+        b"GET / HTTP/1.1\r\nHost: a.localhost\r\nX-A3s-Hops: 1",  # been through the proxy: hops are counted there
     ],
 )
 def test_plain_request_leaves_everything_else_to_aiohttp(raw: bytes) -> None:
@@ -424,3 +425,17 @@ def test_the_error_page_shows_the_last_probe_result_escaped() -> None:
     status = ServiceStatus("api", ServiceState.STARTING, probe="GET /health → 500 <script>")
     page = render_unavailable(status, [])
     assert "last probe: GET /health → 500 &lt;script&gt;" in page and "<script>" not in page
+
+
+def test_the_hop_count_is_the_proxys_own_one_more_each_time_and_no_token_removes_it() -> None:
+    """Issue 21: a service sending requests on to its own address is caught by this count."""
+    from a3s_dev.proxy.headers import hops_of
+
+    headers = [("Host", "api.localhost"), ("Connection", "X-A3s-Hops"), ("X-A3s-Hops", "3")]
+    lines = request_head("GET", "/", headers, None, chunked=False, connection="X-A3s-Hops", hops=4).decode().split("\r\n")
+    assert [line for line in lines if line.lower().startswith("x-a3s-hops")] == ["X-A3s-Hops: 4"]
+    first = request_head("GET", "/", [("Host", "api.localhost")], None, chunked=False, connection=None)
+    assert b"\r\nX-A3s-Hops: 1\r\n" in first
+    ws = forward_headers(dict(headers), REQUEST_DROP, None, "api.localhost", hops=4)
+    assert ws.getall("X-A3s-Hops") == ["4"]
+    assert [hops_of(v) for v in (None, "", "2", "08", "²", "-1", "1e3", "99999")] == [0, 0, 2, 8, 0, 0, 0, 0]

@@ -48,10 +48,23 @@ RESPONSE_DROP = HOP_BY_HOP
 # Dropping Content-Length on a kept-alive upstream connection would let a body be read as the
 # next request (request smuggling); the X-Forwarded-* are the proxy's own to set.
 NEVER_HOP_BY_HOP = frozenset(
-    {"content-length", "transfer-encoding", "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+    {"content-length", "transfer-encoding", "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+     "x-a3s-hops"}
 )
 # Always the proxy's own: whatever a client sends in these is dropped, never passed through.
-FORWARDED_OWN = frozenset({"x-forwarded-host", "x-forwarded-proto"})
+FORWARDED_OWN = frozenset({"x-forwarded-host", "x-forwarded-proto", "x-a3s-hops"})
+# How many times one request has been through the proxy: a service that sends a request on to
+# its own address (a dev server's proxy pointed at its own subdomain) passes the header along,
+# and past MAX_HOPS the proxy answers 508 instead of going round again.
+HOPS = "X-A3s-Hops"
+MAX_HOPS = 8
+
+
+def hops_of(value: str | None) -> int:
+    """The hop count a request arrived with: 0 when it has none, or none that is a small number."""
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 3:
+        return 0
+    return int(value)
 
 
 def header_tokens(value: str | None) -> set[str]:
@@ -73,8 +86,10 @@ def forward_headers(
     client_ip: str | None,
     host: str | None,
     proto: str = "http",
+    hops: int = 1,
 ) -> CIMultiDict[str]:
-    """Copy request headers minus `drop` and those named in Connection; set X-Forwarded-*."""
+    """Copy request headers minus `drop` and those named in Connection; set X-Forwarded-* and
+    the hop count."""
     out: CIMultiDict[str] = CIMultiDict()
     extra = connection_named(headers.get("Connection"))
     for key, value in headers.items():
@@ -90,6 +105,7 @@ def forward_headers(
     if host is not None:
         out["X-Forwarded-Host"] = host
     out["X-Forwarded-Proto"] = proto
+    out[HOPS] = str(hops)
     return out
 
 
@@ -102,11 +118,12 @@ def request_head(
     chunked: bool,
     connection: str | None,
     proto: str = "http",
+    hops: int = 1,
 ) -> bytes:
     """The upstream request head in one string: original headers (`(name, value)` pairs)
     minus hop-by-hop ones and those `connection` (the Connection header) names, the original
-    Host kept, X-Forwarded-For appended to, X-Forwarded-Host/-Proto set, and our own body
-    framing. `path` is sent in origin form (`origin_form`)."""
+    Host kept, X-Forwarded-For appended to, X-Forwarded-Host/-Proto and the hop count set, and
+    our own body framing. `path` is sent in origin form (`origin_form`)."""
     extra = connection_named(connection)
     parts = [f"{method} {origin_form(path)} HTTP/1.1\r\n"]
     prior: str | None = None
@@ -127,7 +144,7 @@ def request_head(
         parts.append(f"X-Forwarded-For: {prior}\r\n")
     if host is not None:
         parts.append(f"X-Forwarded-Host: {host}\r\n")
-    parts.append(f"X-Forwarded-Proto: {proto}\r\n")
+    parts.append(f"X-Forwarded-Proto: {proto}\r\n{HOPS}: {hops}\r\n")
     if chunked:
         parts.append("Transfer-Encoding: chunked\r\n")
     parts.append("\r\n")
@@ -212,7 +229,8 @@ _PLAIN_HEAD = re.compile(
 )
 # Headers that mean more than "forward me": a body to stream, an interim response to send,
 # a protocol switch. Requests carrying them take aiohttp's path.
-_NOT_PLAIN = frozenset({"transfer-encoding", "upgrade", "expect", "http2-settings"})
+# A request already through the proxy (its hop count) is aiohttp's too, which counts hops.
+_NOT_PLAIN = frozenset({"transfer-encoding", "upgrade", "expect", "http2-settings", "x-a3s-hops"})
 
 
 def plain_request(raw: bytes) -> PlainRequest | None:

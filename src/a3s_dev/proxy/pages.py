@@ -64,6 +64,20 @@ def render_not_http(service: str, port: int | None) -> str:
     )
 
 
+def render_loop(project: str, service: str, host: str, hops: int) -> str:
+    """508 page: a request that came back through the proxy `hops` times; the service sends
+    requests for its own address on to itself."""
+    name = html.escape(service)
+    return _page(
+        f"a3s: {service} loops back to itself",
+        f"<h1>{name} loops back to itself</h1>"
+        f"<p>This request came through the proxy {hops} times for <code>{html.escape(host)}</code>: "
+        f"<b>{name}</b> (project <code>{html.escape(project)}</code>) sends it on to an address the "
+        f"proxy routes back to {name}. A dev server's proxy pointed at its own subdomain does this; "
+        f"point it at the service it means instead.</p>",
+    )
+
+
 def render_unavailable(
     status: ServiceStatus, lines: Iterable[str], *, detail: str | None = None, refresh: int | None = 3
 ) -> str:

@@ -41,17 +41,21 @@ from a3s_dev.link.protocol import ProjectView
 from a3s_dev.link.proxy_process import listen_tcp
 from a3s_dev.proxy.direct import IDLE_TIMEOUT, DirectPath, ProxyCounts
 from a3s_dev.proxy.headers import (
+    HOPS,
     IDEMPOTENT,
     LAST_CHUNK,
+    MAX_HOPS,
     WS_DROP,
     chunk,
     forward_headers,
+    hops_of,
     origin_form,
     request_head,
     response_headers,
 )
 from a3s_dev.proxy.pages import (
     render_ambiguous,
+    render_loop,
     render_not_found,
     render_not_http,
     render_project_gone,
@@ -417,6 +421,9 @@ class ProxyServer:
     async def _proxy(self, request: web.BaseRequest, project: str, name: str, port: int) -> web.StreamResponse:
         if self._no_resend and request.transport is not None and request.transport in self._no_resend:
             raise _Unavailable(502, self._no_resend.pop(request.transport))
+        hops = hops_of(request.headers.get(HOPS))
+        if hops >= MAX_HOPS:
+            return self._html(508, render_loop(project, name, request.headers.get("Host") or "", hops))
         loop = asyncio.get_running_loop()
         deadline: float | None = None
         refused_since: float | None = None
@@ -427,8 +434,8 @@ class ProxyServer:
                 await self._ready(project, name, deadline)
             try:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
-                    return await self._websocket(request, port)
-                return await self._forward(request, port)
+                    return await self._websocket(request, port, hops + 1)
+                return await self._forward(request, port, hops + 1)
             except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
                 # Nothing was sent: retrying is safe for any method. The supervisor may not
                 # have noticed yet that the process died or is being replaced.
@@ -456,14 +463,14 @@ class ProxyServer:
         # encoded=True: forward the path and query byte for byte, no re-quoting
         return URL(base + origin_form(request.raw_path), encoded=True)
 
-    async def _forward(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+    async def _forward(self, request: web.BaseRequest, port: int, hops: int) -> web.StreamResponse:
         method = request.method
         req_headers = request.headers
         has_body = request.body_exists
         chunked = has_body and "Content-Length" not in req_headers
         head = request_head(
             method, request.raw_path, req_headers.items(), request.remote, chunked=chunked,
-            connection=req_headers.get("Connection"), proto=request.scheme,
+            connection=req_headers.get("Connection"), proto=request.scheme, hops=hops,
         )
         if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -538,10 +545,10 @@ class ProxyServer:
         if chunked:
             conn.write(LAST_CHUNK)
 
-    async def _websocket(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+    async def _websocket(self, request: web.BaseRequest, port: int, hops: int) -> web.StreamResponse:
         await self.pool.locate(port)  # 127.0.0.1 or ::1: _url then names the one that answers
         headers = forward_headers(
-            request.headers, WS_DROP, request.remote, request.headers.get("Host"), proto=request.scheme
+            request.headers, WS_DROP, request.remote, request.headers.get("Host"), proto=request.scheme, hops=hops
         )
         protocols = tuple(
             p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
