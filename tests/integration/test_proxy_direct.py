@@ -421,6 +421,43 @@ async def test_only_idempotent_requests_are_sent_again_after_an_unanswered_close
         up.stop()
 
 
+ANSWERS_BADLY = ANSWERS_ONCE.replace(
+    "        read_head(f)  # noted, never answered\n",
+    "        while read_head(f) is not None:  # then a malformed answer to each request\n"
+    "            conn.sendall(b\"HTTP/1.1 200 OK\\r\\nX-Bad: a\\x00b\\r\\nContent-Length: 2\\r\\n\\r\\nok\")\n",
+)
+
+
+@pytest.mark.parametrize("hops", [None, "1"], ids=["direct", "aiohttp"])
+async def test_a_request_the_upstream_answered_badly_is_never_sent_again(tmp_path: Path, hops: str | None) -> None:
+    """Issue 21: a malformed answer (here a NUL in a header) was taken for no answer at all and
+    the request went a second time, DELETE included; only a close without a byte is retried."""
+    script, log = tmp_path / "answers_badly.py", tmp_path / "requests.log"
+    script.write_text(ANSWERS_BADLY)
+    up = start_upstream(script, "answers-badly", free_port())
+    try:
+        log.write_text("")
+
+        def ask(port: int, method: str, path: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            headers = {"Host": "api.localhost", **({"X-A3s-Hops": hops} if hops else {})}
+            try:
+                conn.request(method, path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        async with running_proxy(backend_for(svc("api", up.port))) as port:
+            assert await to_thread.run_sync(ask, port, "GET", "/first") == 200  # its connection is kept
+            assert await to_thread.run_sync(ask, port, "DELETE", "/thing") == 502  # on that connection
+        lines = log.read_text().splitlines()
+        assert lines.count("DELETE /thing HTTP/1.1") == 1, lines
+    finally:
+        up.stop()
+
+
 @pytest.mark.parametrize("path", ["/two-lengths", "/bare-cr", "/xchunked", "/gzip-chunked"])
 @pytest.mark.parametrize("method", ["GET", "POST"], ids=["direct", "aiohttp"])
 async def test_an_ambiguous_upstream_response_gets_the_502_page_on_both_paths(

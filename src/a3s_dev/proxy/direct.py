@@ -285,12 +285,13 @@ class ClientConnection(asyncio.Protocol):
         if not self._head_sent:
             head = up.head
             if head is None:
-                if up.error is not None:  # nothing came back: aiohttp's path retries or explains
+                if up.error is not None:  # no response: aiohttp's path retries or explains
                     error = up.error
                     self._let_go()
-                    if up.port not in self.proxy.pool.answered:
-                        # It has never answered HTTP (a database routed by mistake): the request
-                        # is not sent again, aiohttp's path answers it with the 502 page.
+                    if up.replied or up.port not in self.proxy.pool.answered:
+                        # A malformed answer (the request was read), or a port that has never
+                        # answered HTTP (a database routed by mistake): the request is not sent
+                        # again, aiohttp's path answers it with the 502 page.
                         self.proxy.refuse_resend(self.transport, str(error))
                     self._retry_in_full()
                 return

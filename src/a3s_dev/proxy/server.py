@@ -484,11 +484,12 @@ class ProxyServer:
             try:
                 up = await conn.response_head()
             except UpstreamError:
-                if not conn.reused or has_body or method not in IDEMPOTENT or port not in self.pool.answered:
+                if (not conn.reused or conn.replied or has_body or method not in IDEMPOTENT
+                        or port not in self.pool.answered):
                     raise
                 # The upstream closed this idle connection just as we reused it (its keep-alive
-                # timeout), most likely before reading the request: an idempotent one without
-                # a body can go again, fresh (RFC 9110 §9.2.2).
+                # timeout), without a byte, most likely before reading the request: an
+                # idempotent one without a body can go again, fresh (RFC 9110 §9.2.2).
                 conn.close()
                 conn = await self.pool.connect(port)
                 conn.begin(head, no_body=method == "HEAD")

@@ -365,6 +365,12 @@ class UpstreamConnection(asyncio.Protocol):
         return self._head
 
     @property
+    def replied(self) -> bool:
+        """Some of an answer to this exchange arrived, well-formed or not: the request was
+        read, so it is never sent again (only a close without a byte may be retried)."""
+        return self._head_bytes > 0 or self._head is not None
+
+    @property
     def error(self) -> Exception | None:
         """Why the exchange broke, including a close before the response."""
         return self._error
