@@ -192,6 +192,9 @@ class UpstreamConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         assert self._parser is not None
         status = self._parser.get_status_code()
+        if status == 101:  # the proxy never asks this connection for an upgrade
+            raise UpstreamError(f"127.0.0.1:{self.port}: malformed response (101 Switching Protocols "
+                                "to a request that asked for no upgrade)")
         if 100 <= status < 200:
             self._pairs = []  # 100 Continue and friends: the real response follows
             return
