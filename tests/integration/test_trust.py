@@ -236,3 +236,20 @@ def _serve_one(context: object, sock: object) -> None:
         context.wrap_socket(sock, server_side=True).close()
     except (ssl.SSLError, OSError):
         pass
+
+
+def test_names_a_client_invents_are_bounded_in_memory_and_on_disk(tmp_path: Path) -> None:
+    """Issue 21: a leaf file per SNI name, never deleted (1,000 names: 1,007 files, RSS 50 to
+    93 MB), and a web page can ask for as many subdomains as it likes."""
+    from a3s_dev.tls.ca import MAX_CONTEXTS, MAX_LEAVES, ServerContexts
+
+    contexts = ServerContexts(LocalCA(tmp_path / "ca"))
+    kept = contexts.for_host("web.shop.localhost")
+    for i in range(MAX_LEAVES + 50):
+        contexts.for_host(f"n{i}.evil.localhost")
+        if i % 10 == 0:
+            assert contexts.for_host("web.shop.localhost") is kept  # in use: never the one to go
+    assert contexts.cached == MAX_CONTEXTS
+    leaves = sorted(p.name for p in (tmp_path / "ca" / "leaves").iterdir())
+    assert len(leaves) == MAX_LEAVES
+    assert f"n{MAX_LEAVES + 49}.evil.localhost.pem" in leaves and "n0.evil.localhost.pem" not in leaves

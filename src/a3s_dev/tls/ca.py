@@ -7,8 +7,9 @@ valid for 10 years and may sign only certificates for `localhost` and `*.localho
 (X.509 name constraints), so a leaked key cannot impersonate any real site.
 
 The proxy asks for a certificate per host name as TLS handshakes arrive (SNI): each leaf is
-issued on demand for exactly that name, valid 397 days at most, kept in memory and under
-`leaves/` (cert and key in one 0600 file), and issued again when it nears its end. A name
+issued on demand for exactly that name, valid 397 days at most, kept in memory (the 128 most
+recently used) and under `leaves/` (cert and key in one 0600 file; the 256 most recently
+written), and issued again when it nears its end or was let go. A name
 that is not `localhost` or a well-formed `*.localhost` name gets no certificate: the
 handshake is refused, nothing is written.
 """
@@ -22,6 +23,7 @@ import logging
 import os
 import re
 import ssl
+from collections import OrderedDict
 from pathlib import Path
 
 from a3s_dev.errors import A3sError
@@ -32,7 +34,10 @@ CA_NAME = "a3s local development CA"
 CA_DAYS = 3650
 LEAF_DAYS = 397  # the CA/Browser Forum's ceiling for a server certificate
 RENEW_BEFORE = dt.timedelta(days=30)
-MAX_CONTEXTS = 1024
+# Bounds for a client inventing names (a web page can ask for a thousand subdomains): server
+# contexts kept in memory (about 40 KB each) and leaf files kept on disk, the least recent go.
+MAX_CONTEXTS = 128
+MAX_LEAVES = 256
 MAX_COMMON_NAME = 64  # characters (RFC 5280, ub-common-name)
 _log = logging.getLogger(__name__)
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -221,6 +226,7 @@ class LocalCA:
             .sign(ca_key, hashes.SHA256())
         )
         private_dir(self.leaves)
+        self._prune(keep=MAX_LEAVES - 1)
         pem = (
             cert.public_bytes(serialization.Encoding.PEM)
             + ca_cert.public_bytes(serialization.Encoding.PEM)
@@ -231,13 +237,27 @@ class LocalCA:
         write_private(path, pem.decode())
 
 
+    def _prune(self, keep: int) -> None:
+        """Delete all but the `keep` most recently written leaf files."""
+        files = list(self.leaves.glob("*.pem"))
+        if len(files) <= keep:
+            return
+        def written(path: Path) -> float:
+            try:
+                return path.stat().st_mtime
+            except FileNotFoundError:
+                return 0.0
+        for path in sorted(files, key=written)[: len(files) - keep]:
+            path.unlink(missing_ok=True)
+
+
 class ServerContexts:
     """The proxy's TLS server side: one `ssl.SSLContext` that picks each connection's
     certificate from its SNI name (`sni_callback`), a context per host cached in memory."""
 
     def __init__(self, ca: LocalCA) -> None:
         self.ca = ca.ensure()
-        self._by_host: dict[str, ssl.SSLContext] = {}
+        self._by_host: OrderedDict[str, ssl.SSLContext] = OrderedDict()  # least recently used first
         self._refused: set[str] = set()
         self.context = self._new(self.ca.leaf("localhost"))  # for a client that sends no SNI
         self.context.sni_callback = self._sni
@@ -264,10 +284,17 @@ class ServerContexts:
             return None
         ctx = self._by_host.get(host)
         if ctx is None:
-            if len(self._by_host) >= MAX_CONTEXTS:
-                self._by_host.clear()  # a client inventing names must not grow memory without bound
             ctx = self._by_host[host] = self._new(self.ca.leaf(host))
+            if len(self._by_host) > MAX_CONTEXTS:
+                self._by_host.popitem(last=False)
+        else:
+            self._by_host.move_to_end(host)
         return ctx
+
+    @property
+    def cached(self) -> int:
+        """How many server contexts are kept in memory."""
+        return len(self._by_host)
 
     def _sni(self, sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
         if name is None or _is_ip(name):
