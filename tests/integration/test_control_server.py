@@ -274,6 +274,41 @@ def test_metrics_are_prometheus_text_labelled_by_service(served: Served) -> None
     assert "# TYPE a3s_health_check_failures_total counter" in text
 
 
+def test_a_follower_that_does_not_read_loses_lines_and_is_told_how_many(served: Served) -> None:
+    """Issue 21: 200 followers that did not read grew the supervisor from 46 to 125 MB. Each one
+    now holds FOLLOWER_BACKLOG lines at most; every other line is counted and said."""
+    from a3s_dev.control.server import FOLLOWER_BACKLOG
+
+    stream = served.client.logs(n=0, follow=True)
+    next(stream)  # subscribed
+    sent = 50 * FOLLOWER_BACKLOG
+    for batch in range(50):
+        served.publish(LogBatch("api", tuple(f"line {batch} {i} " + "x" * 80 for i in range(FOLLOWER_BACKLOG)),
+                                time.time()))
+    got: list[dict[str, Any]] = []
+
+    def reader() -> None:
+        for item in stream:
+            got.append(item)
+            if item["text"] == "end":
+                return
+
+    def notes() -> list[dict[str, Any]]:
+        return [g for g in got if g["service"] == "a3s"]
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    wait_until(lambda: notes(), timeout=10, message="a line saying lines were dropped")
+    served.publish(LogBatch("api", ("end",), time.time()))
+    t.join(10)
+    assert not t.is_alive(), "the stream did not go on after the loss"
+    dropped = sum(int(n["text"].split()[0]) for n in notes())
+    assert "log lines dropped here: this client read too slowly" in notes()[0]["text"]
+    lines = [g for g in got if g["service"] == "api" and g["text"] != "end"]
+    assert dropped > 0 and len(lines) + dropped == sent  # every line delivered or counted
+    assert len(lines) < sent / 2
+
+
 def test_log_stream_gives_history_then_follows(served: Served) -> None:
     for i in range(5):
         served.publish(LogBatch("api", (f"old {i}",), time.time()))

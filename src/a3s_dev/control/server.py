@@ -36,6 +36,7 @@ from a3s_dev.core.events import (
     ProbeChanged,
     StateChanged,
 )
+from a3s_dev.core.logs import A3S
 from a3s_dev.core.process import ServiceProcess
 from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
@@ -43,7 +44,34 @@ from a3s_dev.errors import RuntimeFailure, unknown_service
 
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
 ATTACH_BACKLOG = 4096  # output chunks an attached terminal may fall behind before it loses some
-FOLLOWER_BACKLOG = 10_000  # lines a streaming client may fall behind before it loses some
+FOLLOWER_BACKLOG = 1000  # lines a streaming client may fall behind before it loses some
+
+
+class Follower:
+    """One streaming log client: its bounded queue (None ends it), and how many lines it lost
+    since it last read, said to it as one line of a3s's own before the next."""
+
+    def __init__(self, backlog: int = FOLLOWER_BACKLOG) -> None:
+        self.queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        self.backlog = backlog
+        self.dropped = 0
+
+    def offer(self, lines: list[LogLine]) -> None:
+        room = max(0, self.backlog - self.queue.qsize())
+        for line in lines[:room]:
+            self.queue.put_nowait(line)
+        self.dropped += max(0, len(lines) - room)
+
+    async def next(self) -> tuple[LogLine | None, LogLine] | None:
+        """The next line, with a line saying how many were lost before it if any (else None);
+        None at the end."""
+        line = await self.queue.get()
+        if line is None:
+            return None
+        if not self.dropped:
+            return None, line
+        lost, self.dropped = self.dropped, 0
+        return LogLine(A3S, f"{lost} log lines dropped here: this client read too slowly", line.at, "a3s"), line
 
 
 class SupervisorLike(Protocol):
@@ -76,7 +104,7 @@ class LogHub:
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
         self.ring: dict[str, deque[LogLine]] = {}
-        self.followers: set[asyncio.Queue[LogLine | None]] = set()
+        self.followers: set[Follower] = set()
         self.seq = 0  # counts state and health changes, for long-polling `status?after=`
         self.changed = asyncio.Event()
 
@@ -90,9 +118,8 @@ class LogHub:
             texts = event.lines if self.followers else event.lines[-LOG_RING:]
             lines = [LogLine(event.service, text, event.at, event.stream) for text in texts]
             ring.extend(lines[-LOG_RING:])
-            for queue in tuple(self.followers):
-                for line in lines[: max(0, FOLLOWER_BACKLOG - queue.qsize())]:
-                    queue.put_nowait(line)
+            for follower in tuple(self.followers):
+                follower.offer(lines)
             return
         # A state or health change: wake the long-polling status requests.
         self.seq += 1
@@ -109,8 +136,8 @@ class LogHub:
         return lines
 
     def close(self) -> None:
-        for queue in tuple(self.followers):
-            queue.put_nowait(None)
+        for follower in tuple(self.followers):
+            follower.queue.put_nowait(None)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -447,11 +474,11 @@ class ControlServer:
         n = _count(request.query.get("n"), "n", default=None)
         follow = _flag(request.query.get("follow"), "follow", default=False)
         only = set(wanted) or None
-        queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
+        follower = Follower()
         # Subscribe before taking the history so no line falls between the two.
         since = time.time()
         if follow:
-            self.hub.followers.add(queue)
+            self.hub.followers.add(follower)
         try:
             response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await response.prepare(request)
@@ -459,15 +486,18 @@ class ControlServer:
             for line in self.hub.history(only, n):
                 await response.write(json.dumps(log_dict(line)).encode() + b"\n")
             while follow:
-                new = await queue.get()
-                if new is None:
+                got = await follower.next()
+                if got is None:
                     break
+                note, new = got
+                if note is not None:
+                    await response.write(json.dumps(log_dict(note)).encode() + b"\n")
                 if only is None or new.service in only:
                     await response.write(json.dumps(log_dict(new)).encode() + b"\n")
             await response.write_eof()
             return response
         finally:
-            self.hub.followers.discard(queue)
+            self.hub.followers.discard(follower)
 
 
 async def serve_control(
