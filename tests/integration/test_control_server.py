@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from support import wait_until
+from support import holds, wait_until
 
 from a3s_dev.config.model import DevConfig, ServiceDef
 from a3s_dev.control.client import ControlClient, ControlError, NotRunning
@@ -307,6 +307,18 @@ def test_a_follower_that_does_not_read_loses_lines_and_is_told_how_many(served: 
     lines = [g for g in got if g["service"] == "api" and g["text"] != "end"]
     assert dropped > 0 and len(lines) + dropped == sent  # every line delivered or counted
     assert len(lines) < sent / 2
+
+
+def test_a_follower_that_leaves_leaves_no_traceback(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 21: every `a3s logs -f` ended with Ctrl-C left `Cannot write to closing transport`
+    and its traceback in supervisor.log."""
+    stream = served.client.logs(n=0, follow=True)
+    next(stream)  # subscribed
+    stream.close()  # the client goes, its socket closed
+    for i in range(20):
+        served.publish(LogBatch("api", tuple(f"after {i}.{j}" for j in range(100)), time.time()))
+    # the server writes these to the closed socket within milliseconds; nothing may be logged
+    holds(lambda: not [r for r in caplog.records if r.exc_info], 1.0, message="no traceback logged")
 
 
 def test_log_stream_gives_history_then_follows(served: Served) -> None:

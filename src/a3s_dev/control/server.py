@@ -479,8 +479,8 @@ class ControlServer:
         since = time.time()
         if follow:
             self.hub.followers.add(follower)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         try:
-            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
             await response.prepare(request)
             await response.write(json.dumps({"since": since}).encode() + b"\n")
             for line in self.hub.history(only, n):
@@ -495,6 +495,8 @@ class ControlServer:
                 if only is None or new.service in only:
                     await response.write(json.dumps(log_dict(new)).encode() + b"\n")
             await response.write_eof()
+            return response
+        except ConnectionResetError:  # the client left (Ctrl-C on `a3s logs -f`): nothing to say
             return response
         finally:
             self.hub.followers.discard(follower)
