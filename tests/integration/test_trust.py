@@ -253,3 +253,38 @@ def test_names_a_client_invents_are_bounded_in_memory_and_on_disk(tmp_path: Path
     leaves = sorted(p.name for p in (tmp_path / "ca" / "leaves").iterdir())
     assert len(leaves) == MAX_LEAVES
     assert f"n{MAX_LEAVES + 49}.evil.localhost.pem" in leaves and "n0.evil.localhost.pem" not in leaves
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl client to send such a name")
+def test_a_server_name_that_is_not_ascii_is_refused_without_a_traceback(tmp_path: Path) -> None:
+    """Issue 21: `ssl` reported a non-ASCII SNI as "Exception ignored" with a traceback in the
+    proxy's log (one per handshake a client likes to send)."""
+    import socket
+    import threading
+
+    from a3s_dev.tls.ca import ServerContexts, quiet_undecodable_server_names
+
+    reported: list[object] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = reported.append
+    try:
+        quiet_undecodable_server_names()
+        contexts = ServerContexts(LocalCA(tmp_path / "ca"))
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+
+            def serve() -> None:
+                conn, _ = server.accept()
+                _serve_one(contexts.context, conn)
+
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            client = subprocess.run(
+                ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "caf\xe9.localhost".encode("latin-1")],
+                input=b"", capture_output=True, timeout=30, check=False,
+            )
+            thread.join(10)
+        assert client.returncode != 0  # refused
+        assert reported == []
+    finally:
+        sys.unraisablehook = before

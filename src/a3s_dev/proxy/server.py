@@ -73,7 +73,7 @@ from a3s_dev.proxy.upstream import (
 from a3s_dev.system.limits import open_files_limit, raise_open_files
 from a3s_dev.system.places import ca_folder
 from a3s_dev.system.ports import LISTEN_BACKLOG
-from a3s_dev.tls.ca import LocalCA, ServerContexts
+from a3s_dev.tls.ca import LocalCA, ServerContexts, quiet_undecodable_server_names
 
 # How long a request for a (re)starting service is held before the 503 page.
 HOLD_TIMEOUT = 30.0
@@ -268,6 +268,7 @@ class ProxyServer:
         try:
             if self._tls_contexts is None:
                 self._tls_contexts = ServerContexts(LocalCA())
+                quiet_undecodable_server_names()
         except (OSError, A3sError) as exc:
             return f"https: the local CA at {ca_folder()} cannot be used: {exc}"
         try:

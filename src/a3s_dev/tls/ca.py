@@ -23,8 +23,10 @@ import logging
 import os
 import re
 import ssl
+import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from a3s_dev.errors import A3sError
 from a3s_dev.system.files import private_dir, write_private
@@ -249,6 +251,24 @@ class LocalCA:
                 return 0.0
         for path in sorted(files, key=written)[: len(files) - keep]:
             path.unlink(missing_ok=True)
+
+
+def quiet_undecodable_server_names() -> None:
+    """Keep a TLS client's server name that is not ASCII out of this process's log. `ssl` fails
+    to decode it before our SNI callback runs, refuses the handshake (as it should) and reports
+    the UnicodeDecodeError as "Exception ignored" with a traceback; that report is dropped.
+    Installed once per process, by the proxy when it starts serving TLS."""
+    hook = sys.unraisablehook
+    if getattr(hook, "a3s_quiet_server_names", False):
+        return
+
+    def quiet(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes):
+            return
+        hook(unraisable)
+
+    quiet.a3s_quiet_server_names = True  # type: ignore[attr-defined]
+    sys.unraisablehook = quiet
 
 
 class ServerContexts:
