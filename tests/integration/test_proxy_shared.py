@@ -509,3 +509,27 @@ def test_a_service_that_sends_requests_back_to_itself_gets_508_after_a_few_hops(
         holds(lambda: len(hits.read_text().splitlines()) <= 8, 1.0, message="the loop ended")
         # the proxy itself is fine: no descriptor or thread storm left behind
         assert fetch(proxy, f"a3s.localhost:{proxy}", "/api/services")[0] == 200
+
+
+def test_a_second_registration_of_a_running_project_is_refused_and_the_first_keeps_its_routes(tmp_path: Path) -> None:
+    """Issue 21: a registration with the same name and A3sfile replaced the live project, and
+    when it left, the real project stayed offline for good."""
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        a3sfile = stacks["shop"].a3sfile.resolve()
+        with registry_connection(proxy) as sock:
+            sock.sendall(encode({"type": "register", "protocol": PROTOCOL, "project": "shop", "a3sfile": str(a3sfile),
+                                 "logs": str(a3sfile.parent / ".a3s" / "logs"), "pid": os.getpid(),
+                                 "services": [{"name": "web", "port": 1}], "statuses": []}))
+            answer = read_answer(sock)
+        assert answer["type"] == "refused"
+        assert "is registered by its running supervisor" in str(answer["message"])
+        holds(lambda: fetch(proxy, f"web.shop.localhost:{proxy}")[0] == 200, 1.0, message="shop kept its routes")
+
+
+def test_a_connection_that_never_registers_does_not_hold_unknown_hosts(tmp_path: Path) -> None:
+    """Issue 21: one silent connection to the registration socket made every unknown host's
+    answer wait 60 s (the proxy waits briefly for registrations on their way)."""
+    with projects(tmp_path, "shop") as (proxy, _), registry_connection(proxy):
+        started = time.monotonic()
+        status, _ = fetch(proxy, f"nobody.localhost:{proxy}")
+        assert status == 404 and time.monotonic() - started < 5

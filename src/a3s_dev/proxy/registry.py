@@ -33,6 +33,7 @@ from a3s_dev.link.protocol import (
     parse_registration,
     parse_status,
 )
+from a3s_dev.system.procfs import alive
 
 FIRST_MESSAGE_TIMEOUT = 60.0  # a connection that says nothing this long is closed
 # A proxy just started may be asked for a host whose project's registration is still on its
@@ -192,6 +193,14 @@ class Registry:
                 refusal = project_name_taken(reg.project, str(other.a3sfile))
                 writer.write(encode({"type": "refused", "message": refusal}))
                 self.log(f"refused {reg.project} from {reg.a3sfile}: the name is taken")
+                return
+            if isinstance(other, RemoteProject) and other.pid != reg.pid and alive(other.pid):
+                # Same A3sfile, another live process: not its supervisor coming back (which has
+                # the same pid, or follows one that is gone), so the live one keeps its routes.
+                refusal = (f"project {reg.project} from {reg.a3sfile} is registered by its running "
+                           f"supervisor (pid {other.pid})")
+                writer.write(encode({"type": "refused", "message": refusal}))
+                self.log(f"refused {reg.project} from {reg.a3sfile} (pid {reg.pid}): {refusal}")
                 return
             view = RemoteProject(reg)
             self.members.add(view)

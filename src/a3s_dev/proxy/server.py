@@ -195,6 +195,7 @@ class _Gone(Exception):
 
 
 DEPARTED_KEPT = 64  # projects that left whose hosts still say "not running" (not "unknown")
+ARRIVAL_WAIT = 2.0  # seconds a request for an unknown host waits at most for a registration on its way
 
 
 class ProxyServer:
@@ -336,7 +337,11 @@ class ProxyServer:
         """The route once the registrations on their way have arrived (a proxy just started by
         an `a3s up` may read a browser's request before that `up`'s registration)."""
         assert self.registry is not None
-        while (wait := self.registry.expecting()) > 0:
+        loop = asyncio.get_running_loop()
+        # bounded whatever the registry expects: a connection that never says who it is must
+        # not hold every unknown host's answer until it is closed
+        deadline = loop.time() + ARRIVAL_WAIT
+        while (wait := min(self.registry.expecting(), deadline - loop.time())) > 0:
             await self.registry.news(wait)
             route = self.router.resolve(host)
             if route.kind not in (RouteKind.UNKNOWN, RouteKind.PROJECT_GONE):
