@@ -533,3 +533,38 @@ def test_a_connection_that_never_registers_does_not_hold_unknown_hosts(tmp_path:
         started = time.monotonic()
         status, _ = fetch(proxy, f"nobody.localhost:{proxy}")
         assert status == 404 and time.monotonic() - started < 5
+
+
+def test_a3s_proxy_stop_ends_a_paused_proxy_and_never_says_stopped_for_one_still_there(tmp_path: Path) -> None:
+    """Issue 21: `a3s proxy stop` said "stopped" for a proxy paused with SIGSTOP, which went on
+    holding its port."""
+    with projects(tmp_path, "shop") as (proxy, stacks):
+        pid = proxy_pid(proxy)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stopped = stacks["shop"].a3s("proxy", "stop")
+            assert stopped.code == 0 and f"stopped the proxy on port {proxy} (pid {pid})" in stopped.out
+            wait_until(lambda: not pid_alive(pid), timeout=5, message="the paused proxy gone")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # a paused proxy would outlive the test
+
+    # a "proxy" that takes the stop and does not go: said, with how to end it
+    port = free_port()
+    holder = subprocess.Popen(["sleep", "60"])
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        proxy_process.socket_path(port).parent.mkdir(parents=True, exist_ok=True)
+        server.bind(str(proxy_process.socket_path(port)))
+        server.listen()
+        proxy_process.pid_path(port).write_text(f"{holder.pid}\n")
+        from a3s_dev.errors import RuntimeFailure
+
+        with pytest.raises(RuntimeFailure, match=rf"did not stop within 1 s; end it with: kill {holder.pid}"):
+            proxy_process.stop(port, timeout=1.0)
+    finally:
+        server.close()
+        proxy_process.socket_path(port).unlink(missing_ok=True)
+        proxy_process.pid_path(port).unlink(missing_ok=True)
+        holder.kill()
+        holder.wait()

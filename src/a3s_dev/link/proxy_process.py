@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -227,11 +228,17 @@ def running_pid(port: int) -> int | None:
 
 
 def stop(port: int, timeout: float = 10.0) -> int | None:
-    """Ask this user's proxy on `port` to stop and wait until it has; its pid, None when none ran."""
+    """Ask this user's proxy on `port` to stop and wait until it has; its pid, None when none ran.
+    RuntimeFailure when it is still there after `timeout` seconds."""
     pid = running_pid(port)
     sock = connect(port, timeout=timeout)
     if sock is None:
         return None
+    if pid is not None and (fields := procfs.stat_fields(pid)) and fields[0] in (b"T", b"t"):
+        # paused (SIGSTOP, Ctrl-Z, a debugger): its socket still takes connections, but it can
+        # only read the stop once it runs again
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
     with sock:
         sock.sendall(json.dumps({"type": "stop"}).encode() + b"\n")
         deadline = time.monotonic() + timeout
@@ -240,4 +247,7 @@ def stop(port: int, timeout: float = 10.0) -> int | None:
                 pass  # the proxy closes every connection as it exits
     while pid is not None and time.monotonic() < deadline and procfs.alive(pid):
         time.sleep(0.02)
+    if pid is not None and procfs.alive(pid):
+        raise RuntimeFailure(f"the proxy on port {port} (pid {pid}) did not stop within {timeout:g} s; "
+                             f"end it with: kill {pid}")
     return pid if pid is not None else 0
