@@ -389,7 +389,7 @@ def test_a3s_proxy_runs_in_the_foreground_and_a3s_proxy_stop_ends_it(tmp_path: P
 
 
 def test_after_a3s_proxy_stop_the_next_change_brings_the_proxy_back(tmp_path: Path) -> None:
-    with projects(tmp_path, "shop") as (proxy, stacks):
+    with projects(tmp_path, "shop", "blog") as (proxy, stacks):
         st = stacks["shop"]
         pid = proxy_pid(proxy)
         env = {**os.environ, "A3S_PROXY_PORT": str(proxy)}
@@ -403,6 +403,9 @@ def test_after_a3s_proxy_stop_the_next_change_brings_the_proxy_back(tmp_path: Pa
         assert st.a3s("restart", "api").code == 0
         wait_until(lambda: fetch(proxy, f"api.shop.localhost:{proxy}")[0] == 200, timeout=15,
                    message="the proxy back with the project's routes")
+        # issue 21: every project comes back with it, not only the one whose state changed
+        wait_until(lambda: fetch(proxy, f"web.blog.localhost:{proxy}")[0] == 200, timeout=5,
+                   message="the other project registered with the proxy that came back")
         log = (st.folder / ".a3s" / "logs" / "a3s.log").read_text()
         assert "the proxy was stopped (a3s proxy stop)" in log
         assert "Traceback" not in proxy_process.log_path(proxy).read_text()

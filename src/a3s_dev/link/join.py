@@ -39,6 +39,7 @@ from a3s_dev.link.protocol import BadMessage, decode, encode, register_message, 
 ANSWER_TIMEOUT = proxy_process.START_TIMEOUT
 # Seconds between attempts to bring a lost proxy back: 0.05, 0.1, 0.2 ... 2, 2 (the restart policy's curve).
 RETRY = ExponentialBackoff(first=0.05, cap=2.0)
+PROXY_WATCH = 1.0  # seconds between looks for a proxy back after `a3s proxy stop`
 SAY_AGAIN_AT = 3  # the attempt whose failure is said too (it lasts): about 0.35 s in
 
 
@@ -118,6 +119,8 @@ async def join_proxy(
     wake = asyncio.Event()
     reregister = asyncio.Event()  # the A3sfile was applied: the proxy needs the new services
 
+    stirred = asyncio.Event()  # a change of state: after `a3s proxy stop`, what brings the proxy back
+
     def on_event(event: Event) -> None:
         if isinstance(event, ConfigApplied):
             reregister.set()
@@ -125,6 +128,8 @@ async def join_proxy(
             changed.update(s.name for s in supervisor.snapshot() if s.pid is not None)
         else:
             changed.add(event.service)
+        if not isinstance(event, UsageSampled):  # figures every 2 s are no reason to restart a stopped proxy
+            stirred.set()
         wake.set()
 
     kinds = (StateChanged, HealthChanged, ProbeChanged, ConfigApplied, UsageSampled)
@@ -174,13 +179,13 @@ async def join_proxy(
                 reregister.clear()
             except _Stopped:
                 supervisor.announce("the proxy was stopped (a3s proxy stop); it comes back at the next change of state")
-                wake.clear()
-                await wake.wait()
+                stirred.clear()
+                await _change_or_proxy(stirred, port)
             except _Refused as exc:
                 supervisor.announce(f"the proxy refused this project: {exc}")
                 answered.set()
-                wake.clear()
-                await wake.wait()
+                stirred.clear()
+                await stirred.wait()  # asked again at the next change of state
             except (_Lost, OSError, RuntimeFailure) as exc:
                 if sock is not None:
                     sock.close()
@@ -197,6 +202,23 @@ async def join_proxy(
                 failures += 1
     finally:
         unsubscribe()
+
+
+async def _change_or_proxy(stirred: asyncio.Event, port: int) -> None:
+    """Return at the next change of state, or once a proxy answers on `port` again (another
+    project's change brought it back: this project registers with it at once, not at its own
+    next change). Its socket file is looked at every PROXY_WATCH seconds, connected to only
+    when it is there."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PROXY_WATCH):
+                await stirred.wait()
+                return
+        if proxy_process.socket_path(port).exists():
+            sock = await anyio.to_thread.run_sync(proxy_process.connect, port, 0.5)
+            if sock is not None:
+                sock.close()
+                return
 
 
 async def _register(
