@@ -148,14 +148,19 @@ def test_the_event_stream_names_project_service_and_state_within_a_second(tmp_pa
 
 def test_logs_come_with_their_history(tmp_path: Path) -> None:
     with dashboard_stack(tmp_path) as (_, proxy):
+        mine = {"X-A3S-Token": token_of(request(proxy, "/")[1])}
         request(proxy, "/hello-history", host="api.shop.localhost")
-        wait_until(lambda: b"api got /hello-history" in request(proxy, "/api/shop/api/logs?n=50")[1], timeout=10,
-                   message="the line in the history")
-        lines = json.loads(request(proxy, "/api/shop/api/logs?n=50&since=1m")[1])
+        wait_until(lambda: b"api got /hello-history" in request(proxy, "/api/shop/api/logs?n=50", headers=mine)[1],
+                   timeout=10, message="the line in the history")
+        lines = json.loads(request(proxy, "/api/shop/api/logs?n=50&since=1m", headers=mine)[1])
         assert all(set(line) == {"service", "at", "text"} for line in lines)
-        merged = json.loads(request(proxy, "/api/shop/logs?n=500")[1])
+        merged = json.loads(request(proxy, "/api/shop/logs?n=500", headers=mine)[1])
         assert {line["service"] for line in merged} >= {"api", "web"}
-        assert request(proxy, "/api/shop/api/logs?n=lots")[0] == 400
+        # issue 21: history reads files; a page of another site must not be able to fire them
+        for headers in ({}, {"X-A3S-Token": "guessed"}):
+            status, body = request(proxy, "/api/shop/api/logs?n=50", headers=headers)
+            assert status == 403 and b"must carry the dashboard's token" in body
+        assert request(proxy, "/api/shop/api/logs?n=lots", headers=mine)[0] == 400
         assert request(proxy, "/api/shop/nope/logs")[0] == 404
         assert request(proxy, "/api/nope/api/logs")[0] == 404
 

@@ -73,10 +73,10 @@ def flipping_stack(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
         yield st, proxy
 
 
-def request(port: int, path: str, host: str = "a3s.localhost") -> tuple[int, bytes]:
+def request(port: int, path: str, host: str = "a3s.localhost", token: str | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path, headers={"Host": f"{host}:{port}"})
+        conn.request("GET", path, headers={"Host": f"{host}:{port}", **({"X-A3S-Token": token} if token else {})})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
@@ -116,11 +116,17 @@ def test_a_changed_probe_result_reaches_status_the_dashboard_and_its_stream_with
 
 def test_the_dashboards_logs_hide_a3s_probe_requests_unless_asked(tmp_path: Path) -> None:
     with flipping_stack(tmp_path) as (_, proxy):
+        page = request(proxy, "/")[1]
+        token = page.split(b'name="a3s-token" content="', 1)[1].split(b'"', 1)[0].decode()
+
+        def history(query: str) -> bytes:
+            return request(proxy, f"/api/truth/api/logs?{query}", token=token)[1]
+
         request(proxy, "/mine", host="api.truth.localhost")
-        wait_until(lambda: b"GET /mine" in request(proxy, "/api/truth/api/logs?n=500&probes=1")[1], timeout=10,
+        wait_until(lambda: b"GET /mine" in history("n=500&probes=1"), timeout=10,
                    message="the user's request in the history")
-        everything = [line["text"] for line in json.loads(request(proxy, "/api/truth/api/logs?n=500&probes=1")[1])]
-        shown = [line["text"] for line in json.loads(request(proxy, "/api/truth/api/logs?n=500")[1])]
+        everything = [line["text"] for line in json.loads(history("n=500&probes=1"))]
+        shown = [line["text"] for line in json.loads(history("n=500"))]
         assert any("GET /health" in text for text in everything), "the probe's requests are in the file"
         assert not any("GET /health" in text for text in shown)
         assert any("GET /mine" in text for text in shown)

@@ -99,3 +99,17 @@ def test_logs_command_pads_and_colors_like_the_foreground(tmp_path: Path) -> Non
         f"{time.strftime('%H:%M:%S', time.localtime(T0))} frontend | fe line",
         f"{hms} db       | db line",
     ]
+
+
+def test_a_window_reads_only_the_end_of_the_files_across_a_rotation(tmp_path: Path) -> None:
+    """Issue 21: one history request read and parsed 40 MB of rotated files on the proxy's loop."""
+    write_log(tmp_path, "api", [(T0 + i, f"old {i:04d} " + "x" * 80) for i in range(1000)], suffix=".log.1")
+    write_log(tmp_path, "api", [(T0 + 1000 + i, f"new {i:02d}") for i in range(10)])
+    line = len(f"{stamp(T0)} old 0000 " + "x" * 80 + "\n")
+    current = (tmp_path / "api.log").stat().st_size
+    entries = read_history(tmp_path, ["api"], window=current + 5 * line + 3)
+    # the current file whole, then the last 5 whole lines of the rotated one (the cut one goes)
+    assert [e.text[:8] for e in entries] == ["old 0995", "old 0996", "old 0997", "old 0998", "old 0999",
+                                              *[f"new {i:02d}" for i in range(10)]]
+    assert [e.text for e in read_history(tmp_path, ["api"], window=10**9)] == [
+        e.text for e in read_history(tmp_path, ["api"])]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,24 +96,55 @@ def read_service(
     since: float | None = None,
     until: float | None = None,
     last: int | None = None,
+    window: int | None = None,
 ) -> list[Entry]:
-    """One service's entries from its files, filtered to `since <= at <= until`, the last `last` of them."""
+    """One service's entries from its files, filtered to `since <= at <= until`, the last `last`
+    of them; from the last `window` bytes of its files only, when given (what one request of a
+    server may cost, whatever the history's size)."""
     kept: deque[Entry] = deque(maxlen=last) if last is not None else deque()
     if last == 0:
         return []
     cache = _StampCache()
+    sources: Iterable[Iterable[str]] = [tail_lines(list(files), window)] if window is not None else _whole(files)
+    for lines in sources:
+        for entry in parse_lines(service, lines, cache):
+            if since is not None and entry.at < since:
+                continue
+            if until is not None and entry.at > until:
+                continue
+            kept.append(entry)
+    return list(kept)
+
+
+def _whole(files: Iterable[Path]) -> Iterator[Iterable[str]]:
     for path in files:
         try:
             with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
-                for entry in parse_lines(service, f, cache):
-                    if since is not None and entry.at < since:
-                        continue
-                    if until is not None and entry.at > until:
-                        continue
-                    kept.append(entry)
+                yield f
         except FileNotFoundError:
             continue  # rotated away between listing and opening
-    return list(kept)
+
+
+def tail_lines(files: Sequence[Path], window: int) -> list[str]:
+    """The whole lines in the last `window` bytes of `files` (oldest first, as rotated)."""
+    chunks: list[bytes] = []
+    left = window
+    for path in reversed(files):
+        if left <= 0:
+            break
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, 2)
+                start = max(0, size - left)
+                f.seek(start)
+                data = f.read(size - start)
+        except FileNotFoundError:
+            continue
+        left -= len(data)
+        if start > 0:  # the first line is cut: it goes
+            data = data.split(b"\n", 1)[1] if b"\n" in data else b""
+        chunks.append(data)
+    return b"".join(reversed(chunks)).decode("utf-8", "replace").splitlines()
 
 
 def merged(per_service: Iterable[list[Entry]]) -> list[Entry]:
@@ -129,14 +160,16 @@ def read_history(
     since: float | None = None,
     until: float | None = None,
     last: int | None = None,
+    window: int | None = None,
 ) -> list[Entry]:
     """The merged history of `services` (None: every log file, a3s's own included), in time order.
 
-    `last` keeps the last N lines of each service, `since`/`until` bound the time.
+    `last` keeps the last N lines of each service, `since`/`until` bound the time, `window`
+    the bytes read per service (from the end).
     """
     files = service_files(logs_dir)
     names = list(files) if services is None else [s for s in services if s in files]
-    return merged(read_service(files[n], n, since=since, until=until, last=last) for n in names)
+    return merged(read_service(files[n], n, since=since, until=until, last=last, window=window) for n in names)
 
 
 def tail(logs_dir: Path, service: str, n: int = 20, *, window: int = 64 * 1024) -> list[str]:

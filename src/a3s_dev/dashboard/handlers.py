@@ -6,7 +6,9 @@ The page is rendered here complete (`board.py`); the shipped script keeps it liv
 projects' log files (history) and their control APIs (live lines); actions go to the
 control APIs. An action must carry the page's token (header `X-A3S-Token`) and come from
 the dashboard's own origin, else it is refused with 403 and nothing is done: a page from
-another site must not be able to restart your services.
+another site must not be able to restart your services. A history read must carry the token
+too (a page of another site could otherwise fire heavy reads at will), and reads at most
+HISTORY_BYTES of files, off the proxy's loop.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ from a3s_dev.link.protocol import ProjectView
 
 ACTIONS = ("restart", "stop", "start")
 MAX_LINES = 10_000  # lines one history request may ask for
+# Bytes of log files one history request reads, shared among its services (each gets at least
+# MIN_WINDOW), from the end: 40 MB of history took a second of the proxy's loop.
+HISTORY_BYTES = 4 * 1024 * 1024
+MIN_WINDOW = 256 * 1024
 QUEUE = 1000  # events a slow dashboard may fall behind by before it is told to reload
 BATCH = 0.05  # seconds: live log lines are sent in batches this often at most
 KEEPALIVE = 15.0
@@ -196,7 +202,10 @@ class Dashboard:
                 self._service(view, service)
             if request.query.get("follow") in ("1", "true"):
                 return await self._follow(request, view, service)
-            return _json(self._history(view, service, request.query))
+            # History reads files: the page's token first (a page of another site can fire GETs,
+            # but not with this header), then off the proxy's one loop, every project waits not
+            self._check_token(request, "reading a log's history")
+            return _json(await asyncio.to_thread(self._history, view, service, request.query))
         raise _Refused(404, f"no API at {request.path}")
 
     def _view(self, project: str) -> ProjectView:
@@ -217,9 +226,12 @@ class Dashboard:
         own |= {f"https://{h}:{p}" for p in self.proxy.https_ports() for h in ("a3s.localhost", "localhost")}
         if origin not in own:
             raise _Refused(403, f"refused: an action must come from the dashboard's own page (Origin {origin})")
+        self._check_token(request, "an action")
+
+    def _check_token(self, request: web.BaseRequest, what: str) -> None:
         token = request.headers.get("X-A3S-Token", "")
         if not hmac.compare_digest(token.encode(), self.token.encode()):
-            raise _Refused(403, "refused: an action must carry the dashboard's token (X-A3S-Token)")
+            raise _Refused(403, f"refused: {what} must carry the dashboard's token (X-A3S-Token)")
 
     async def _action(self, parts: list[str]) -> web.Response:
         if len(parts) == 2 and parts[1] == "stop":
@@ -259,7 +271,8 @@ class Dashboard:
         if logs is None:
             return []
         names = [service] if service else [s.name for s in view.services]
-        entries = history.read_history(logs, names, since=since, last=n)
+        window = max(HISTORY_BYTES // max(len(names), 1), MIN_WINDOW)
+        entries = history.read_history(logs, names, since=since, last=n, window=window)
         if query.get("probes") != "1":  # a3s's own probe requests are hidden unless asked for
             probes = {s.name: p for s in view.services if (p := probe_requests(s)) is not None}
             entries = [e for e in entries if e.service not in probes or not probes[e.service].search(e.text)]

@@ -323,7 +323,7 @@ async function openLog(project, service) {
   document.getElementById("log-title").textContent = service === null ? `${project} (all)` : `${project} / ${service}`;
   logBox.replaceChildren();
   pending = [];
-  const response = await fetch(`${base}?n=1000${probes}`, { cache: "no-store" });
+  const response = await fetch(`${base}?n=1000${probes}`, { cache: "no-store", headers: { "X-A3S-Token": token } });
   if (mine !== generation) return;
   if (response.ok) receive(await response.json());
   stream = new EventSource(`${base}?follow=1${probes}`);
