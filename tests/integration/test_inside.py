@@ -94,7 +94,8 @@ def test_run_on_a_terminal_stays_a_terminal(tmp_path: Path) -> None:
 
 def run_on_pty(st: Stack, args: list[str], *, answer: bytes) -> tuple[str, int]:
     """`a3s ARGS` on a fresh pseudo-terminal: what it printed, its exit code; `answer` is typed
-    once it printed something."""
+    once it printed a whole line starting with "tty" (typed sooner, its echo can land inside
+    that line when the program writes it in pieces)."""
     main, side = pty.openpty()
     env = {**os.environ, "NO_COLOR": "1", "TERM": "xterm"}
     proc = subprocess.Popen([sys.executable, "-m", "a3s_dev", *args], cwd=st.folder, env=env,
@@ -114,7 +115,7 @@ def run_on_pty(st: Stack, args: list[str], *, answer: bytes) -> tuple[str, int]:
                 if not chunk:
                     break
                 out += chunk
-                if not typed and b"tty" in out:
+                if not typed and b"\n" in out.partition(b"tty")[2]:  # the whole line: typing echoes
                     os.write(main, answer)
                     typed = True
             elif proc.poll() is not None:
