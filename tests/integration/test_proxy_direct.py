@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -340,7 +341,12 @@ async def test_a_malformed_request_is_refused_by_aiohttp(raw_upstream: int, capl
         assert bad.split(b" ")[1] == b"400" and b"Invalid header" in bad
         http10 = await to_thread.run_sync(send, port, b"GET /old HTTP/1.0\r\nHost: api.localhost\r\n\r\n")
         assert http10.startswith(b"HTTP/1.") and b'"/old"' in http10
-        assert (b.proxy_counts.direct, b.proxy_counts.handed_over) == (0, 2)
+        # issue 21: a TLS ClientHello on the plain port waited 10 s for a head that never comes
+        hello = bytes.fromhex("16030100f4010000f00303") + bytes(40)
+        started = time.monotonic()
+        tls = await to_thread.run_sync(send, port, hello)
+        assert tls.split(b" ")[1] == b"400" and time.monotonic() - started < 2
+        assert (b.proxy_counts.direct, b.proxy_counts.handed_over) == (0, 3)
     # a client's mistake is the client's answer, not a traceback in the developer's log stream
     assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
 

@@ -227,7 +227,9 @@ class ClientConnection(asyncio.Protocol):
             return
         end = buf.find(b"\r\n\r\n")
         if end == -1:
-            if len(buf) > MAX_HEAD or b"\n\n" in buf:  # too big, or bare-LF lines: aiohttp decides
+            # too big, bare-LF lines, or not a request line at all (a TLS ClientHello on the plain
+            # port waited for a head that never comes): aiohttp decides, with a 400 for the last
+            if len(buf) > MAX_HEAD or b"\n\n" in buf or not buf[:1].isalpha():
                 self._hand_over(buf)
             return
         request = plain_request(buf[:end])
