@@ -91,7 +91,8 @@ def forward_headers(
     """Copy request headers minus `drop` and those named in Connection; set X-Forwarded-* and
     the hop count."""
     out: CIMultiDict[str] = CIMultiDict()
-    extra = connection_named(headers.get("Connection"))
+    getall = getattr(headers, "getall", None)  # every Connection header, as the direct path reads them
+    extra = connection_named(", ".join(getall("Connection", [])) if getall else headers.get("Connection"))
     for key, value in headers.items():
         low = key.lower()
         if low in drop or low in extra or low in FORWARDED_OWN:

@@ -476,7 +476,7 @@ class ProxyServer:
         chunked = has_body and "Content-Length" not in req_headers
         head = request_head(
             method, request.raw_path, req_headers.items(), request.remote, chunked=chunked,
-            connection=req_headers.get("Connection"), proto=request.scheme, hops=hops,
+            connection=", ".join(req_headers.getall("Connection", [])) or None, proto=request.scheme, hops=hops,
         )
         if has_body and req_headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
