@@ -204,3 +204,21 @@ def test_an_https_port_someone_holds_is_said_and_http_keeps_serving(tmp_path: Pa
             conn.request("GET", "/", headers={"Host": "web.shop.localhost"})
             assert conn.getresponse().status == 200
             conn.close()
+
+
+def test_the_tls_port_is_let_go_when_the_project_that_asked_for_it_leaves(tmp_path: Path) -> None:
+    """Issue 21: the TLS listener stayed bound after the only project that asked for it left."""
+    from support import port_open
+
+    with https_stack(tmp_path) as (st, http_port, https_port, _):
+        other = tmp_path / "blog"
+        other.mkdir()
+        (other / "upstream.py").write_text(UPSTREAM)
+        (other / "A3sfile.hcl").write_text(f'service "web" {{\n  cmd = "exec {sys.executable} upstream.py"\n'
+                                           f'  port = "auto"\n  env = {{ NAME = "web" }}\n}}\n')
+        with stack_in(other, {"A3S_PROXY_PORT": str(http_port), "XDG_DATA_HOME": str(tmp_path / "data")}) as blog:
+            assert blog.a3s("up", "-d").code == 0
+            assert port_open(https_port)
+            assert st.a3s("down").code == 0
+            wait_until(lambda: not port_open(https_port), timeout=10, message="the TLS port let go")
+            assert port_open(http_port)  # the proxy serves on for the project still there

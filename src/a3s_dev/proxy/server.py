@@ -245,6 +245,19 @@ class ProxyServer:
         self.states.forget(view.name)
         self._reroute()
         self.dashboard.projects_changed()
+        self._release_tls()
+
+    def _release_tls(self) -> None:
+        """Stop listening on each TLS port no project asks for any more (one that asked for
+        port 0, any port, keeps them all)."""
+        wanted = {v.https_port for v in self.projects.values() if v.https_port is not None}
+        if 0 in wanted:
+            return
+        for port in [p for p in self.tls if p not in wanted]:
+            direct, servers = self.tls.pop(port)
+            for server in servers:
+                server.close()
+            direct.close()
 
     def changed(self, project: str, name: str, state: ServiceState) -> None:
         self.states.changed_to(project, name, state)
