@@ -273,6 +273,9 @@ def test_log_rotation_settings_are_read_and_checked(tmp_path: Path) -> None:
         ('health {\n    type = "cmd"\n  }', 3, 'service "db" health: a cmd probe needs a command'),
         ('health {\n    type = "log"\n  }', 3, 'service "db" health: a log probe needs a pattern'),
         ('health {\n    pattern = "(unclosed"\n  }', 4, 'service "db" health: pattern "(unclosed" is not a regular expression'),
+        # issue 21: `^(a+)+$` against 27 `a`s froze the supervisor's loop for seconds
+        ('health {\n    pattern = "^(a+)+$"\n  }', 4, 'pattern "^(a+)+$" repeats a repetition ((a+)+), which can take exponential time'),
+        ('health {\n    pattern = "(\\\\w+\\\\s?)*ready"\n  }', 4, "repeats a repetition ((\\w+\\s?)*)"),
         ('health {\n    type = "cmd"\n    command = "x"\n    path = "/h"\n  }', 6, "path applies to http probes only"),
         ('health {\n    type = "tcp"\n    pattern = "x"\n  }', 5, 'pattern applies to log probes only'),
         ('health {\n    type = "cdm"\n  }', 4, 'must be one of "http", "tcp", "cmd", "log", got "cdm" (did you mean "cmd"?)'),
@@ -367,3 +370,25 @@ def test_an_env_file_that_is_a_fifo_or_a_device_is_an_error_and_is_never_opened(
     (tmp_path / "huge.env").write_bytes(b"A=" + b"x" * (1 << 20) + b"\n")
     with pytest.raises(RuntimeFailure, match="more than an env file holds"):
         read_env_file(tmp_path / "huge.env")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "nested"),
+    [
+        ("^(a+)+$", "(a+)+"),
+        ("(a*)*", "(a*)*"),
+        ("(a+){2,}", "(a+){2,}"),
+        ("((x+)y)+z", "((x+)y)+"),
+        ("listening on port \\d+", None),
+        ("(GET|POST) /\\S+ 200", None),
+        ("(ab)+", None),
+        ("[(a+)]+", None),  # a character class: no group in it
+        ("\\(a+\\)+", None),  # escaped parentheses
+        ("(a+){1}", None),  # once is not a repetition
+        ("(?:x+y)?", None),
+    ],
+)
+def test_a_repetition_inside_a_repeated_group_is_found(pattern: str, nested: str | None) -> None:
+    from a3s_dev.config.patterns import nested_repetition
+
+    assert nested_repetition(pattern) == nested

@@ -32,6 +32,7 @@ from a3s_dev.config.model import (
     WatchConfig,
     dns_label,
 )
+from a3s_dev.config.patterns import nested_repetition
 from a3s_dev.config.values import AUTO, Field, Kind, Spot, convert, suggest
 
 
@@ -561,6 +562,14 @@ class _Checker:
                 re.compile(pattern)
             except re.error as exc:
                 self.error(attrs["pattern"].line, f'{label}: pattern "{pattern}" is not a regular expression ({exc})')
+            else:
+                if (nested := nested_repetition(pattern)) is not None:
+                    self.error(
+                        attrs["pattern"].line,
+                        f'{label}: pattern "{pattern}" repeats a repetition ({nested}), which can take '
+                        "exponential time on a line that nearly matches, and the supervisor waits meanwhile",
+                        "repeat once: (a+)+ matches what a+ matches",
+                    )
         if path is not None and not path.startswith("/"):
             self.error(attrs["path"].line, f'{label}: path "{path}" must start with "/"', f'write "/{path}"')
         for key, seconds in (("interval", interval), ("timeout", timeout), ("start_timeout", start_timeout)):
