@@ -213,6 +213,35 @@ async def test_a_vanished_browser_is_closed_upstream_with_1001_never_1006(ups: d
         assert (await closes_seen(client, port, before + 1))[before] == [1001, ""]
 
 
+async def test_a_close_frame_then_a_dropped_connection_still_gives_the_upstream_its_code(ups: dict[str, Upstream]) -> None:
+    """Issue 21: a client that sent close 4000 and went without waiting for the reply was
+    reported to the service as 1001."""
+    import base64
+    import os
+    import socket
+    import struct
+
+    async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
+        before = len(await closes_seen(client, port, 0))
+
+        def close_and_go() -> None:
+            key = base64.b64encode(os.urandom(16)).decode()
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as tab:
+                tab.sendall(
+                    f"GET /ws HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+                )
+                assert tab.recv(4096).startswith(b"HTTP/1.1 101")
+                payload = struct.pack("!H", 4000) + b"gone"
+                mask = os.urandom(4)
+                masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                tab.sendall(bytes([0x88, 0x80 | len(payload)]) + mask + masked)
+            # closed at once, the close's reply never read
+
+        await anyio.to_thread.run_sync(close_and_go)
+        assert (await closes_seen(client, port, before + 1))[before] == [4000, "gone"]
+
+
 async def test_request_for_a_starting_service_is_held_then_forwarded(ups: dict[str, Upstream]) -> None:
     b = backend(ups)
     b.states["api"] = ServiceState.STARTING
