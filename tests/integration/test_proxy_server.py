@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -190,24 +192,27 @@ async def test_a_browsers_close_code_and_reason_reach_the_upstream(ups: dict[str
         assert (await closes_seen(client, port, before + 1))[before] == [4002, "see you"]
 
 
+def raw_websocket(port: int) -> socket.socket:
+    """A WebSocket to api's /ws through the proxy on a bare socket, upgraded (the 101 read):
+    a test then says, or leaves unsaid, what a library would."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    tab = socket.create_connection(("127.0.0.1", port), timeout=10)
+    tab.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert tab.recv(4096).startswith(b"HTTP/1.1 101")
+    return tab
+
+
 async def test_a_vanished_browser_is_closed_upstream_with_1001_never_1006(ups: dict[str, Upstream]) -> None:
     """SPEC §8: 1006 is reserved and must not be sent (Vite logs a RangeError for each one)."""
-    import base64
-    import os
-    import socket
-
     async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
         before = len(await closes_seen(client, port, 0))
 
         def vanish() -> None:
-            key = base64.b64encode(os.urandom(16)).decode()
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as tab:
-                tab.sendall(
-                    f"GET /ws HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-                )
-                assert tab.recv(4096).startswith(b"HTTP/1.1 101")
-            # closed here without a close frame, as a killed tab does
+            with raw_websocket(port):
+                pass  # closed here without a close frame, as a killed tab does
 
         await anyio.to_thread.run_sync(vanish)
         assert (await closes_seen(client, port, before + 1))[before] == [1001, ""]
@@ -216,22 +221,13 @@ async def test_a_vanished_browser_is_closed_upstream_with_1001_never_1006(ups: d
 async def test_a_close_frame_then_a_dropped_connection_still_gives_the_upstream_its_code(ups: dict[str, Upstream]) -> None:
     """Issue 21: a client that sent close 4000 and went without waiting for the reply was
     reported to the service as 1001."""
-    import base64
-    import os
-    import socket
     import struct
 
     async with running_proxy(backend(ups)) as port, aiohttp.ClientSession() as client:
         before = len(await closes_seen(client, port, 0))
 
         def close_and_go() -> None:
-            key = base64.b64encode(os.urandom(16)).decode()
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as tab:
-                tab.sendall(
-                    f"GET /ws HTTP/1.1\r\nHost: api.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-                )
-                assert tab.recv(4096).startswith(b"HTTP/1.1 101")
+            with raw_websocket(port) as tab:
                 payload = struct.pack("!H", 4000) + b"gone"
                 mask = os.urandom(4)
                 masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
