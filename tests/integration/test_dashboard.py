@@ -393,3 +393,24 @@ def test_hosts_outside_localhost_get_a_bare_421_and_never_the_routes(tmp_path: P
         assert answer.getheader("Location") == f"http://a3s.localhost:{proxy}/#shop"
         conn.close()
         assert request(proxy, "/", host="nope.localhost")[0] == 404  # a *.localhost name still gets its page
+
+
+def test_live_log_streams_at_once_are_bounded(tmp_path: Path) -> None:
+    """Issue 21: 200 log views that never read grew the proxy from 40 to 188 MB."""
+    from a3s_dev.dashboard.handlers import MAX_FOLLOWING
+
+    with dashboard_stack(tmp_path) as (_, proxy):
+        def follow() -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", proxy), timeout=10)
+            sock.sendall(f"GET /api/shop/api/logs?follow=1 HTTP/1.1\r\nHost: a3s.localhost:{proxy}\r\n\r\n".encode())
+            return sock
+
+        views = [follow() for _ in range(MAX_FOLLOWING)]
+        try:
+            for view in views:
+                assert view.recv(4096).startswith(b"HTTP/1.1 200")
+            status, body = request(proxy, "/api/shop/api/logs?follow=1")
+            assert status == 503 and b"log streams are open already" in body
+        finally:
+            for view in views:
+                view.close()

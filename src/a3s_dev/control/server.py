@@ -45,6 +45,7 @@ from a3s_dev.errors import RuntimeFailure, unknown_service
 LOG_RING = 1000  # lines per service kept in memory for the log endpoint's history
 ATTACH_BACKLOG = 4096  # output chunks an attached terminal may fall behind before it loses some
 FOLLOWER_BACKLOG = 1000  # lines a streaming client may fall behind before it loses some
+MAX_FOLLOWERS = 64  # log streams at once: each may hold FOLLOWER_BACKLOG lines and socket buffers
 
 
 class Follower:
@@ -149,6 +150,11 @@ class _BadRequest(web.HTTPBadRequest):
 
 
 class _Conflict(web.HTTPConflict):
+    def __init__(self, message: str) -> None:
+        super().__init__(text=json.dumps({"error": message}), content_type="application/json")
+
+
+class _Busy(web.HTTPServiceUnavailable):
     def __init__(self, message: str) -> None:
         super().__init__(text=json.dumps({"error": message}), content_type="application/json")
 
@@ -475,6 +481,8 @@ class ControlServer:
         follow = _flag(request.query.get("follow"), "follow", default=False)
         only = set(wanted) or None
         follower = Follower()
+        if follow and len(self.hub.followers) >= MAX_FOLLOWERS:
+            raise _Busy(f"{MAX_FOLLOWERS} log streams are open already; close one (each holds memory)")
         # Subscribe before taking the history so no line falls between the two.
         since = time.time()
         if follow:

@@ -37,6 +37,8 @@ from a3s_dev.link.protocol import ProjectView
 
 ACTIONS = ("restart", "stop", "start")
 MAX_LINES = 10_000  # lines one history request may ask for
+# Live log streams relayed at once: a page that does not read holds about 700 KB of buffers.
+MAX_FOLLOWING = 64
 # Bytes of log files one history request reads, shared among its services (each gets at least
 # MIN_WINDOW), from the end: 40 MB of history took a second of the proxy's loop.
 HISTORY_BYTES = 4 * 1024 * 1024
@@ -87,6 +89,7 @@ class Dashboard:
         self.proxy = proxy
         self.token = secrets.token_urlsafe(32)
         self.subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self.following = 0  # live log streams relayed now
         self._waves: dict[str, tuple[ProjectView, list[list[str]]]] = {}
         self._assets: dict[str, bytes] = {}
 
@@ -307,7 +310,10 @@ class Dashboard:
 
     async def _follow(self, request: web.BaseRequest, view: ProjectView, service: str | None) -> web.StreamResponse:
         """Live lines from the project's control API, relayed as `lines` events in batches."""
+        if self.following >= MAX_FOLLOWING:
+            raise _Refused(503, f"{MAX_FOLLOWING} log streams are open already; close a log view (each holds memory)")
         query = "follow=1&n=0" + (f"&service={service}" if service else "")
+        self.following += 1
         try:
             async with self._supervisor(view, None) as s, s.get(f"http://a3s/v1/logs?{query}") as upstream:
                 if upstream.status != 200:
@@ -319,6 +325,8 @@ class Dashboard:
                 return response
         except (aiohttp.ClientError, OSError) as exc:
             raise _Refused(502, f"project {view.name}'s supervisor did not answer: {exc}") from None
+        finally:
+            self.following -= 1
 
     @staticmethod
     async def _relay(
