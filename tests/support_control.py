@@ -59,6 +59,26 @@ SERVICE = textwrap.dedent(
     """
 )
 
+# An HTTP service whose /health answers 500 (every other path 200): a probe that never passes.
+# It prints "sick got <path>" for each request.
+SICK = textwrap.dedent(
+    """
+    import os
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            print(f"sick got {self.path}", flush=True)
+            self.send_response(500 if self.path == "/health" else 200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+    """
+)
+
 
 def service_block(
     name: str, cmd: str, *, port: int | None = None, depends_on: Sequence[str] = (), extra: str = ""

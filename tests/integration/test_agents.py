@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from support import free_port
-from support_control import SERVICE, service_block, stack_in
+from support_control import SERVICE, SICK, service_block, stack_in
 
 mcp = pytest.importorskip("mcp", reason="the mcp extra (pip install -e '.[mcp]')")
 from mcp import ClientSession
@@ -21,23 +20,6 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 pytestmark = pytest.mark.timeout(120)
 
 TOOLS = {"status", "up", "down", "restart", "wait", "logs", "run", "graph"}
-SICK = textwrap.dedent(
-    """
-    import os
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            print(f"sick got {self.path}", flush=True)
-            self.send_response(500 if self.path == "/health" else 200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-    """
-)
 
 
 def project(folder: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, wait_until
-from support_control import SERVICE, Stack, service_block, stack_in
+from support_control import SERVICE, SICK, Stack, service_block, stack_in
 
 from a3s_dev.control.client import ControlClient
 
@@ -136,22 +136,6 @@ def test_every_port_is_the_supervisors(tmp_path: Path) -> None:
         ports = {json.loads(st.a3s("run", "api", "--", sys.executable, "-c", DUMP_ENV).out)["PORT"] for _ in range(3)}
         assert ports == {str(port)}
         wait_until(lambda: st.status()["api"]["state"] == "running", timeout=5, message="api untouched")
-
-
-SICK = """
-import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(500 if self.path == "/health" else 200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-"""
 
 
 def sick_stack(folder: Path) -> None:
