@@ -176,13 +176,7 @@ def tail(logs_dir: Path, service: str, n: int = 20, *, window: int = 64 * 1024) 
     """The last `n` lines of `service`'s current log file, read from its last `window` bytes
     (the proxy's error pages: cheap whatever the file's size)."""
     try:
-        with open(logs_dir / f"{service}.log", "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - window))
-            data = f.read()
+        lines = tail_lines([logs_dir / f"{service}.log"], window)
     except OSError:
         return []
-    lines = data.decode("utf-8", "replace").splitlines()
-    if size > window and lines:
-        lines = lines[1:]  # the first one is cut
     return [e.text for e in parse_lines(service, lines[-n:])] if n > 0 else []

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 from multidict import CIMultiDict
 
+from a3s_dev.control.api import parse_count
+
 # RFC 9110 §7.6.1 hop-by-hop headers, never forwarded. Upgrade is handled by the WebSocket path.
 HOP_BY_HOP = frozenset(
     {
@@ -62,9 +64,8 @@ MAX_HOPS = 8
 
 def hops_of(value: str | None) -> int:
     """The hop count a request arrived with: 0 when it has none, or none that is a small number."""
-    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 3:
-        return 0
-    return int(value)
+    count = parse_count(value) if value is not None else None
+    return count if count is not None and count < 1000 else 0
 
 
 def header_tokens(value: str | None) -> set[str]:
