@@ -94,7 +94,6 @@ class DirectPath:
         self.connections: set[ClientConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.uid = os.getuid()
-        self.tls = proto == "https"
 
     def own_user(self, transport: asyncio.BaseTransport) -> bool:
         """Whether the peer of a new connection is this proxy's user. True where the kernel does
@@ -199,7 +198,7 @@ class ClientConnection(asyncio.Protocol):
         self._eof = True
         # keep the socket open to finish the answer in flight; TLS cannot (asyncio closes it
         # whatever we say, and warns each time we ask)
-        return self.busy and not self.direct.tls
+        return self.busy and self.direct.proto != "https"
 
     def pause_writing(self) -> None:
         self._write_paused = True

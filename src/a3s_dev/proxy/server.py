@@ -254,10 +254,7 @@ class ProxyServer:
         if 0 in wanted:
             return
         for port in [p for p in self.tls if p not in wanted]:
-            direct, servers = self.tls.pop(port)
-            for server in servers:
-                server.close()
-            direct.close()
+            self._close_tls(port)
 
     def changed(self, project: str, name: str, state: ServiceState) -> None:
         self.states.changed_to(project, name, state)
@@ -301,11 +298,14 @@ class ProxyServer:
         return None
 
     def close_tls(self) -> None:
-        for direct, servers in self.tls.values():
-            for server in servers:
-                server.close()
-            direct.close()
-        self.tls.clear()
+        for port in list(self.tls):
+            self._close_tls(port)
+
+    def _close_tls(self, port: int) -> None:
+        direct, servers = self.tls.pop(port)
+        for server in servers:
+            server.close()
+        direct.close()
 
     def _reroute(self) -> None:
         self.router = Router({n: v.services for n, v in self.projects.items()}, self.departed)
