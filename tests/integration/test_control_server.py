@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import stat
 import threading
@@ -157,7 +158,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     try:
         yield s
     finally:
-        if thread.is_alive():
+        with contextlib.suppress(RuntimeError):  # the loop closed: the test ended it (`down`)
             s.loop.call_soon_threadsafe(sup.shutdown_requested.set)
         thread.join(20)
 

@@ -238,6 +238,7 @@ class Registry:
                 self.log(f"{view.name} left")
             self.connections.discard(writer)
             writer.close()
-            with contextlib.suppress(Exception):
+            # CancelledError too: a stop's own connection is still closing when the proxy exits
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
             self._arm()
