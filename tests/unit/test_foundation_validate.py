@@ -48,7 +48,7 @@ ONE_ERROR = [
     finding('unknown-block', 'services "api" {\n  cmd = "x"\n}\n', 1, 'unknown block "services" in the file (did you mean "service"?)'),
     finding('unknown-nested-block', 'service "api" {\n  cmd = "x"\n  port = 1234\n  heath {\n  }\n}\n', 4, 'unknown block "heath" in service "api" (did you mean "health"?)'),
     finding('attribute-at-top-level', 'proxy_port = 7000\nservice "a" { cmd = "x" }\n', 1, 'unknown attribute "proxy_port" in the file (it belongs in a dev block)'),
-    finding('missing-cmd', 'service "a" { cmd = "x" }\n\nservice "api" {\n  port = 8080\n}\n', 3, 'service "api" has no cmd (add the command to run, e.g. cmd = "python3 app.py")'),
+    finding('missing-cmd', 'service "a" { cmd = "x" }\n\nservice "api" {\n  port = 8080\n}\n', 3, 'service "api" has no cmd (add the command to run, e.g. cmd = "python3 app.py", or an image = "postgres:16")'),
     finding('wrong-type', 'service "api" {\n  cmd = 3\n}\n', 2, 'service "api": cmd must be a string, got the number 3'),
     finding('quoted-port', 'service "api" {\n  cmd = "x"\n  port = "8080"\n}\n', 3, 'service "api": port must be a whole number from 1 to 65535, or "auto", got the string "8080" (write 8080 without quotes)'),
     finding('depends-on-a-string', 'service "db" { cmd = "x" }\nservice "api" {\n  cmd = "x"\n  depends_on = "db"\n}\n', 4, 'service "api": depends_on must be a list of strings, like ["a", "b"], got the string "db" (write ["db"])'),
@@ -89,6 +89,19 @@ ONE_ERROR = [
     finding('dir-is-a-file', 'service "a" {\n  cmd = "x"\n  dir = "notes.txt"\n}\n', 3, 'service "a": dir "notes.txt" is a file, not a folder ({folder}/notes.txt)'),
     finding('log-max-size', 'dev {\n  log_max_size = "ten"\n}\n', 2, 'dev: log_max_size: "ten" is not a size (examples: "10MB", "512KB", "1GB")'),
     finding('log-keep', 'dev {\n  log_keep = -1\n}\n', 2, 'dev: log_keep -1 is out of range (must be a whole number of 0 or more)'),
+    # containers (SPEC §14)
+    finding('image-upper-case', 'service "db" {\n  image = "Postgres:16"\n}\n', 2, 'service "db": image "Postgres:16" is not an image reference (write it in lower case: "postgres:16")'),
+    finding('image-with-spaces', 'service "db" {\n  image = "postgres 16"\n}\n', 2, 'service "db": image "postgres 16" is not an image reference (e.g. "postgres:16" or "ghcr.io/org/app:1.2")'),
+    finding('container-port-without-image', 'service "a" {\n  cmd = "x"\n  container_port = 80\n}\n', 3, 'service "a": container_port applies to a container service only (add image = "..." or remove it)'),
+    finding('container-port-range', 'service "db" {\n  image = "redis:7"\n  container_port = 70000\n}\n', 3, 'service "db": container_port 70000 is out of range (must be a whole number from 1 to 65535)'),
+    finding('volumes-without-image', 'service "a" {\n  cmd = "x"\n  volumes = ["d:/data"]\n}\n', 3, 'service "a": volumes applies to a container service only (add image = "..." or remove it)'),
+    finding('volume-without-target', 'service "db" {\n  image = "redis:7"\n  volumes = ["data"]\n}\n', 3, 'service "db": volume "data" is not SOURCE:TARGET[:OPTIONS] (e.g. "pgdata:/var/lib/postgresql/data" or "./init:/docker-entrypoint-initdb.d:ro")'),
+    finding('volume-relative-target', 'service "db" {\n  image = "redis:7"\n  volumes = ["data:data"]\n}\n', 3, 'service "db": volume "data:data": the path in the container "data" must start with "/"'),
+    finding('volume-option', 'service "db" {\n  image = "redis:7"\n  volumes = ["data:/data:r0"]\n}\n', 3, 'service "db": volume "data:/data:r0": unknown option "r0" (use "ro" or "rw")'),
+    finding('volume-name', 'service "db" {\n  image = "redis:7"\n  volumes = ["my data:/data"]\n}\n', 3, 'service "db": volume "my data:/data": "my data" is neither a volume name nor a path (name volumes with letters, digits, "_", "." and "-"; start host paths with "./" or "/")'),
+    finding('in-container-without-image', 'service "a" {\n  cmd = "x"\n  health {\n    command = "true"\n    in_container = true\n  }\n}\n', 5, 'service "a" health: in_container = true needs an image (add image = "..." to the service, or remove in_container)'),
+    finding('in-container-http', 'service "db" {\n  image = "redis:7"\n  port = 6379\n  health {\n    type = "tcp"\n    in_container = true\n  }\n}\n', 6, 'service "db" health: in_container applies to cmd probes only (http and tcp probes reach the published port from the host)'),
+    finding('container-runtime', 'dev {\n  container_runtime = "lxc"\n}\n', 2, 'dev: container_runtime must be one of "podman", "docker", got "lxc"'),
 ]
 
 
@@ -98,6 +111,27 @@ def test_each_mistake_is_one_error_with_its_line_and_hint(
 ) -> None:
     (tmp_path / "notes.txt").write_text("")  # a file where a folder is wanted
     assert only_error(check(text, tmp_path, env)) == (line, message.replace("{folder}", str(tmp_path)))
+
+
+def test_a_container_service_reads_image_ports_volumes_and_its_own_command(tmp_path: Path) -> None:
+    (tmp_path / "init").mkdir()
+    report = check(
+        'dev {\n  container_runtime = "docker"\n}\n'
+        'service "db" {\n  image = "docker.io/library/postgres:16"\n  port = "auto"\n  container_port = 5432\n'
+        '  volumes = ["pgdata:/var/lib/postgresql/data", "./init:/docker-entrypoint-initdb.d:ro", "/scratch"]\n'
+        '  health {\n    command = "pg_isready -q"\n    in_container = true\n  }\n}\n'
+        'service "cache" {\n  image = "redis:7"\n  cmd = "redis-server --save \'\'"\n}\n',
+        tmp_path,
+    )
+    assert report.ok, report.lines()
+    assert report.config is not None
+    db, cache = report.config.services
+    assert report.config.settings.container_runtime == "docker"
+    assert (db.image, db.container_port, db.auto_port, db.cmd) == ("docker.io/library/postgres:16", 5432, True, "")
+    assert [v.spec("shop") for v in db.volumes] == [
+        "shop-pgdata:/var/lib/postgresql/data", f"{tmp_path}/init:/docker-entrypoint-initdb.d:ro", "/scratch"]
+    assert db.probe is not None and db.probe.in_container and db.probe.type.value == "cmd"
+    assert (cache.image, cache.cmd) == ("redis:7", "redis-server --save ''")
 
 
 def test_valid_file_has_no_diagnostics_and_a_start_order(tmp_path: Path) -> None:

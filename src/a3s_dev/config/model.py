@@ -47,6 +47,7 @@ class GlobalSettings:
     name: str | None = None  # the project's name: dev.name, else A3S_PROJECT (validate resolves it)
     https: bool = False  # the proxy also serves TLS (dev.https, A3S_HTTPS applied)
     https_port: int = 7443
+    container_runtime: str | None = None  # "podman" | "docker"; None: podman, else docker, on PATH
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,26 @@ class HealthConfig:
     pattern: str | None = None  # log probes: a Python regex on each output line
     start_timeout: float = 300.0  # not ready this long after its spawn: failed
     on_failure: OnFailure = OnFailure.REPORT
+    in_container: bool = False  # a cmd probe of an `image` service: run inside its container
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One entry of `volumes` (SPEC §14): a named volume (`pgdata:/var/lib/...`, given the
+    project's name as prefix when run), a bind mount (`source` an absolute host path) or an
+    anonymous volume (`source` None)."""
+
+    source: str | None
+    target: str
+    options: str = ""  # "ro", "rw", "z", ... as written after the second colon
+    named: bool = False
+
+    def spec(self, project: str) -> str:
+        """The `-v` argument of the container CLI for this project."""
+        if self.source is None:
+            return self.target
+        source = f"{project}-{self.source}" if self.named else self.source
+        return ":".join(filter(None, (source, self.target, self.options)))
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,9 @@ class ServiceDef:
     proxy: bool = True  # false: not an HTTP service (a database): never routed, no http:// URL
     auto_port: bool = False  # `port = "auto"`: `port` is chosen when the supervisor starts
     interactive: bool = False  # runs on a pseudo-terminal: `a3s attach` types into it (SPEC §10)
+    image: str | None = None  # a container service (SPEC §14): `cmd`, if any, is its command
+    container_port: int | None = None  # the port inside the container (default: `port`)
+    volumes: tuple[Volume, ...] = ()
     line: int | None = None  # where the block starts in the A3sfile
 
     @property

@@ -29,6 +29,7 @@ from a3s_dev.config.model import (
     ProbeKind,
     RestartMode,
     ServiceDef,
+    Volume,
     WatchConfig,
     dns_label,
 )
@@ -116,6 +117,11 @@ def display_name(path: Path) -> str:
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
 MAX_ENV_FILE = 1 << 20  # bytes (core.service_env reads no more either)
+CONTAINER_RUNTIMES = ("podman", "docker")
+# An image reference: [registry[:port]/]name[:tag][@digest]; the name part is lower case.
+IMAGE = re.compile(r"^(?:[A-Za-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._/-]+[a-z0-9]+)*(?::[\w][\w.-]{0,127})?(?:@[a-z0-9]+:[0-9a-fA-F]{32,})?$")
+VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+VOLUME_OPTIONS = ("ro", "rw", "z", "Z", "U", "O", "cached", "delegated", "consistent", "nocopy")
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "dev": {
@@ -127,6 +133,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "name": Field(Kind.STRING),
         "https": Field(Kind.BOOL),
         "https_port": Field(Kind.PORT),
+        "container_runtime": Field(Kind.CHOICE, CONTAINER_RUNTIMES),
     },
     "service": {
         "cmd": Field(Kind.STRING),
@@ -142,6 +149,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "oneshot": Field(Kind.BOOL),
         "proxy": Field(Kind.BOOL),
         "interactive": Field(Kind.BOOL),
+        "image": Field(Kind.STRING),
+        "container_port": Field(Kind.PORT),
+        "volumes": Field(Kind.STRING_LIST),
     },
     "watch": {
         "paths": Field(Kind.STRING_LIST),
@@ -159,6 +169,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "pattern": Field(Kind.STRING),
         "start_timeout": Field(Kind.DURATION),
         "on_failure": Field(Kind.CHOICE, tuple(m.value for m in OnFailure)),
+        "in_container": Field(Kind.BOOL),
     },
 }
 # Which blocks may appear inside which ("" is the top level of the file).
@@ -325,7 +336,8 @@ class _Checker:
         oneshot = bool(get("oneshot"))
         proxy, restart, stop_timeout, stop_signal = get("proxy"), get("restart"), get("stop_timeout"), get("stop_signal")
         portless = port is None and "port" not in attrs and not auto_port
-        watch, health = self.service_blocks(blocks, owner, service_dir, portless=portless)
+        watch, health = self.service_blocks(blocks, owner, service_dir, portless=portless, container="image" in attrs)
+        image, container_port, volumes = self.service_container(attrs, get, owner, cmd)
         return ServiceDef(
             name=name,
             cmd=cmd or "",
@@ -345,6 +357,9 @@ class _Checker:
             proxy=True if proxy is None else proxy,
             interactive=bool(get("interactive")),
             auto_port=auto_port,
+            image=image,
+            container_port=container_port,
+            volumes=volumes,
             line=block.line,
         )
 
@@ -370,8 +385,11 @@ class _Checker:
 
     def service_cmd(self, block: Block, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> str | None:
         cmd: str | None = get("cmd")
+        if "cmd" not in attrs and "image" in attrs:
+            return None  # a container runs its image's own command
         if "cmd" not in attrs:
-            self.error(block.line, f"{owner} has no cmd", 'add the command to run, e.g. cmd = "python3 app.py"')
+            self.error(block.line, f"{owner} has no cmd",
+                       'add the command to run, e.g. cmd = "python3 app.py", or an image = "postgres:16"')
         elif cmd is not None and not cmd.strip():
             self.error(attrs["cmd"].line, f"{owner}: cmd is empty")
         return cmd
@@ -442,6 +460,60 @@ class _Checker:
             self.warn(line, f'{owner}: env_file "{shown}" does not exist ({env_file})')
         return env_file
 
+    def service_container(
+        self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str, cmd: str | None
+    ) -> tuple[str | None, int | None, tuple[Volume, ...]]:
+        """`image`, `container_port` and `volumes` (SPEC §14): the last two need an image."""
+        image: str | None = get("image")
+        container_port: int | None = get("container_port")
+        if image is not None and not IMAGE.match(image):
+            hint = f'write it in lower case: "{image.lower()}"' if IMAGE.match(image.lower()) else 'e.g. "postgres:16" or "ghcr.io/org/app:1.2"'
+            self.error(attrs["image"].line, f'{owner}: image "{image}" is not an image reference', hint)
+            image = None
+        if cmd is not None and "image" in attrs:
+            import shlex
+
+            try:
+                shlex.split(cmd)
+            except ValueError as exc:
+                self.error(attrs["cmd"].line, f"{owner}: cmd cannot be split into the container's arguments ({exc})",
+                           "close the quote")
+        volumes = tuple(v for text, line in get("volumes") or [] if (v := self.volume(text, line, owner)) is not None)
+        if "image" not in attrs:
+            for key in ("container_port", "volumes"):
+                if key in attrs:
+                    self.error(attrs[key].line, f"{owner}: {key} applies to a container service only",
+                               'add image = "..." or remove it')
+        return image, container_port, volumes
+
+    def volume(self, text: str, line: int, owner: str) -> Volume | None:
+        """One `volumes` entry: `name:/path`, `./host:/path[:ro]`, or `/path` (anonymous)."""
+        parts = text.split(":")
+        if len(parts) == 1 and text.startswith("/"):
+            return Volume(None, text)
+        if len(parts) not in (2, 3) or not all(parts[:2]):
+            self.error(line, f'{owner}: volume "{text}" is not SOURCE:TARGET[:OPTIONS]',
+                       'e.g. "pgdata:/var/lib/postgresql/data" or "./init:/docker-entrypoint-initdb.d:ro"')
+            return None
+        source, target, options = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        bad_options = [o for o in options.split(",") if o and o not in VOLUME_OPTIONS]
+        if not target.startswith("/"):
+            self.error(line, f'{owner}: volume "{text}": the path in the container "{target}" must start with "/"')
+            return None
+        if bad_options:
+            self.error(line, f'{owner}: volume "{text}": unknown option "{bad_options[0]}"', suggest(bad_options[0], VOLUME_OPTIONS) or 'use "ro" or "rw"')
+            return None
+        if source.startswith(("/", ".", "~")):
+            host = Path(os.path.normpath(self.root / os.path.expanduser(source)))
+            if not host.exists():
+                self.warn(line, f'{owner}: volume "{text}": {host} does not exist', "create it before `a3s up`")
+            return Volume(str(host), target, options)
+        if not VOLUME_NAME.match(source):
+            self.error(line, f'{owner}: volume "{text}": "{source}" is neither a volume name nor a path',
+                       'name volumes with letters, digits, "_", "." and "-"; start host paths with "./" or "/"')
+            return None
+        return Volume(source, target, options, named=True)
+
     def service_depends(
         self, name: str, get: Callable[[str], Any], owner: str, lines: dict[tuple[str, str], int]
     ) -> tuple[tuple[str, ...], dict[str, Condition]]:
@@ -459,10 +531,11 @@ class _Checker:
         return tuple(depends_on), conditions
 
     def service_blocks(
-        self, blocks: list[Block], owner: str, service_dir: Path, *, portless: bool
+        self, blocks: list[Block], owner: str, service_dir: Path, *, portless: bool, container: bool
     ) -> tuple[WatchConfig | None, HealthConfig | None]:
         """The watch and health blocks, one of each; an http or tcp probe of a `portless`
-        service (no port, not "auto") is an error."""
+        service (no port, not "auto") is an error, as is a probe `in_container` of a service
+        that is no `container`."""
         watch: WatchConfig | None = None
         health: HealthConfig | None = None
         seen: dict[str, int] = {}
@@ -476,7 +549,7 @@ class _Checker:
             if sub.type == "watch":
                 watch = self.watch(sub, owner, service_dir)
                 continue
-            health = self.health(sub, owner)
+            health = self.health(sub, owner, container=container)
             if health is not None and health.type in (ProbeKind.HTTP, ProbeKind.TCP) and portless:
                 self.error(
                     sub.line,
@@ -525,7 +598,7 @@ class _Checker:
             debounce=WatchConfig.debounce if debounce is None else debounce,
         )
 
-    def health(self, block: Block, owner: str) -> HealthConfig | None:
+    def health(self, block: Block, owner: str, *, container: bool = False) -> HealthConfig | None:
         """A health block; without `type`: `command` means cmd, `pattern` log, `path` http, else tcp."""
         label = f"{owner} health"
         attrs, _ = self.members(block.body, "health", label)
@@ -537,6 +610,7 @@ class _Checker:
         type_text, path, command, pattern = get("type"), get("path"), get("command"), get("pattern")
         interval, timeout, retries = get("interval"), get("timeout"), get("retries")
         start_timeout, on_failure = get("start_timeout"), get("on_failure")
+        in_container = bool(get("in_container"))
         if type_text is None and "type" not in attrs:
             type_text = "cmd" if "command" in attrs else "log" if "pattern" in attrs else "http" if path is not None else "tcp"
         if type_text is None:
@@ -551,6 +625,12 @@ class _Checker:
                 self.error(attrs[key].line, f"{label}: {key} applies to {wanted.value} probes only", f'set type = "{wanted.value}"')
         if kind is ProbeKind.CMD and "command" not in attrs and type_text is not None:
             self.error(block.line, f"{label}: a cmd probe needs a command", 'add command = "pg_isready -q -p $PORT"')
+        if in_container and not container:
+            self.error(attrs["in_container"].line, f"{label}: in_container = true needs an image",
+                       'add image = "..." to the service, or remove in_container')
+        elif in_container and kind is not ProbeKind.CMD:
+            self.error(attrs["in_container"].line, f"{label}: in_container applies to cmd probes only",
+                       "http and tcp probes reach the published port from the host")
         if command is not None and not command.strip():
             self.error(attrs["command"].line, f"{label}: command is empty")
         if kind is ProbeKind.LOG and "pattern" not in attrs and type_text is not None:
@@ -586,6 +666,7 @@ class _Checker:
             pattern=pattern,
             start_timeout=start_timeout or defaults.start_timeout,
             on_failure=OnFailure(on_failure) if on_failure else defaults.on_failure,
+            in_container=in_container,
         )
 
 
