@@ -179,10 +179,10 @@ def test_uptime_format() -> None:
     ]
 
 
-# SPEC §2 and §10, written out here rather than taken from the implementation.
+# SPEC §2, §10 and §14, written out here rather than taken from the implementation.
 SPEC_STATUS_KEYS = [
     "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
-    "reason", "cpu", "rss",
+    "reason", "cpu", "rss", "image",
 ]
 
 

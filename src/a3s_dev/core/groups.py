@@ -26,6 +26,7 @@ class GroupRecord(NamedTuple):
     started: float  # time.time() at spawn
     stop_signal: str = "SIGTERM"  # how a later `up` or `down` ends it if we are killed
     stop_timeout: float = 5.0
+    runtime: str | None = None  # a container's client (SPEC §14): its containers go by label
 
 
 class GroupRegistry:
@@ -117,6 +118,17 @@ def recorded_orphans(path: Path) -> list[Orphan]:
                 float(stop_timeout) if isinstance(stop_timeout, (int, float)) and stop_timeout >= 0 else 5.0,
             )
         )
+    return found
+
+
+def recorded_runtimes(path: Path) -> set[str]:
+    """The container runtimes a (dead) supervisor's records name: its containers may outlive
+    their clients, and are removed by label through these."""
+    found: set[str] = set()
+    for rec in read_groups(path).values():
+        runtime = rec.get("runtime")
+        if isinstance(runtime, str) and os.path.isabs(runtime):
+            found.add(runtime)
     return found
 
 

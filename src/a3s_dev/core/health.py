@@ -41,9 +41,14 @@ class ProbeResources:
     httpx is imported only here, so a stack with only TCP probes never pays for it.
     """
 
-    def __init__(self, env_for: Callable[[ServiceDef], dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        env_for: Callable[[ServiceDef], dict[str, str]] | None = None,
+        inside: Callable[[ServiceDef, str], list[str]] | None = None,
+    ) -> None:
         self._http: httpx.AsyncClient | None = None
         self.env_for = env_for  # a service's environment (cmd probes run with it)
+        self.inside = inside  # the command line that runs a command in a service's container
 
     def http_client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -200,8 +205,10 @@ class CmdProbe:
     exits 0 within `timeout`. Its output is the probe result, never the service's log; its
     process group is killed once it is done or over time."""
 
-    def __init__(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float) -> None:
+    def __init__(self, command: str, cwd: str, env: dict[str, str] | None, timeout: float,
+                 argv: list[str] | None = None) -> None:
         self.command = command
+        self.argv = argv or ["/bin/sh", "-c", command]
         self.cwd = cwd
         self.env = env
         self.timeout = timeout
@@ -211,6 +218,8 @@ class CmdProbe:
     def create(cls, service: ServiceDef, cfg: HealthConfig, resources: ProbeResources) -> CmdProbe:
         assert cfg.command is not None  # validation requires it
         env = resources.env_for(service) if resources.env_for is not None else None
+        if cfg.in_container and resources.inside is not None:  # `runtime exec` in its container
+            return cls(cfg.command, str(service.dir), None, cfg.timeout, resources.inside(service, cfg.command))
         return cls(cfg.command, str(service.dir), env, cfg.timeout)
 
     async def check(self) -> ProbeResult:
@@ -221,7 +230,7 @@ class CmdProbe:
 
         try:
             proc = await anyio.open_process(
-                ["/bin/sh", "-c", self.command],
+                self.argv,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,

@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from a3s_dev.config.model import ServiceDef, signal_name
 from a3s_dev.core.logs import LineSplitter
@@ -332,13 +332,20 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
 
     stderr shares the pipe so that a traceback stays in order with the prints before it.
     """
+    return spawn_argv(service, ["/bin/sh", "-c", service.cmd], env)
+
+
+P = TypeVar("P", bound=ServiceProcess)
+
+
+def spawn_argv(service: ServiceDef, argv: list[str], env: Mapping[str, str], make: type[P] = ServiceProcess) -> P:  # type: ignore[assignment]
+    """`spawn` of any command line (a container's client: core.containers), as a `make`."""
     if not service.dir.is_dir():
         raise RuntimeFailure(f"service {service.name}: dir {service.dir} does not exist")
     if service.interactive:
-        return _spawn_on_terminal(service, env)
-    argv = ["/bin/sh", "-c", service.cmd]
+        return _spawn_on_terminal(service, argv, env, make)
     setpriv = _setpriv()
-    if setpriv is not None:
+    if setpriv is not None and argv[:2] == ["/bin/sh", "-c"] and len(argv) == 3:
         # setpriv sets the parent-death signal and execs the shell, so Popen needs no
         # preexec_fn and can use vfork: 8 spawns take ~9 ms instead of ~36 ms.
         # A first shell then checks that its parent is still us (had we died between the spawn
@@ -346,7 +353,11 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
         # and execs the shell that runs the command, given as its $0: `ps` shows the command
         # as written, and the shell's messages (`/bin/sh: 1: x: not found`) count its lines.
         guard = f'[ "$PPID" = {os.getpid()} ] || exit 129; exec /bin/sh -c "$0"'
-        argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard, service.cmd]
+        argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard, argv[2]]
+        preexec = None
+    elif setpriv is not None:
+        guard = f'[ "$PPID" = {os.getpid()} ] || exit 129; exec "$@"'
+        argv = [setpriv, "--pdeathsig", "KILL", "/bin/sh", "-c", guard, argv[0], *argv]
         preexec = None
     else:
         preexec = _child_setup(os.getpid(), _prctl())
@@ -371,10 +382,10 @@ def spawn(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
         # env_file validation did not see, or a variable a3s inherited): one line, not a crash.
         raise RuntimeFailure(f"service {service.name}: cannot start: {exc}") from None
     _grow_pipe(popen)
-    return ServiceProcess(service.name, popen, time.time(), time.monotonic())
+    return make(service.name, popen, time.time(), time.monotonic())
 
 
-def _spawn_on_terminal(service: ServiceDef, env: Mapping[str, str]) -> ServiceProcess:
+def _spawn_on_terminal(service: ServiceDef, argv: list[str], env: Mapping[str, str], make: type[P]) -> P:
     """An interactive service: its stdin, stdout and stderr are a new pseudo-terminal's side, its
     controlling terminal; the supervisor keeps the other side (`ServiceProcess.terminal`)."""
     import pty
@@ -382,7 +393,7 @@ def _spawn_on_terminal(service: ServiceDef, env: Mapping[str, str]) -> ServicePr
     main, side = pty.openpty()
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", service.cmd],
+            argv,
             cwd=service.dir,
             env={"TERM": "xterm-256color", **env},
             stdin=side,
@@ -397,7 +408,7 @@ def _spawn_on_terminal(service: ServiceDef, env: Mapping[str, str]) -> ServicePr
         raise RuntimeFailure(f"service {service.name}: cannot start: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         os.close(side)
-    return ServiceProcess(service.name, popen, time.time(), time.monotonic(), terminal=main)
+    return make(service.name, popen, time.time(), time.monotonic(), terminal=main)
 
 
 F_SETPIPE_SZ = 1031  # Linux fcntl; not exposed by the fcntl module before Python 3.10 on all builds

@@ -38,6 +38,7 @@ class ServiceStatus:
     cpu: float | None = None  # percent of one core, its process group (children included), last interval
     rss: int | None = None  # resident bytes, the same group
     cpu_seconds: float | None = None  # CPU time the group used, for /metrics
+    image: str | None = None  # a container service's image (SPEC §14)
 
 
 # The allowed transitions. Re-entering the same state is always allowed (the reason may
@@ -163,7 +164,7 @@ def format_delay(seconds: float) -> str:
 # first, then `started_at` for the control API and the dashboard.
 STATUS_KEYS = (
     "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
-    "reason", "cpu", "rss",
+    "reason", "cpu", "rss", "image",
 )
 
 
@@ -189,5 +190,6 @@ def status_row(st: ServiceStatus, now: float, project: str | None = None) -> dic
         "reason": st.reason,
         "cpu": st.cpu if st.state in ACTIVE_STATES else None,
         "rss": st.rss if st.state in ACTIVE_STATES else None,
+        "image": st.image,
         "started_at": st.started_at,
     }

@@ -28,6 +28,7 @@ from a3s_dev.config.model import (
     format_duration,
 )
 from a3s_dev.core import state as st
+from a3s_dev.core.containers import exec_argv, find_runtime, start
 from a3s_dev.core.events import (
     ConfigApplied,
     EventBus,
@@ -41,7 +42,7 @@ from a3s_dev.core.groups import GroupRecord, GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
 from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy, after_exit
-from a3s_dev.core.process import ServiceProcess, check_port_free, signal_named, spawn
+from a3s_dev.core.process import ServiceProcess, check_port_free, signal_named
 from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.core.usage import SAMPLE_EVERY, Usage
@@ -137,7 +138,7 @@ class Supervisor:
         self._tg: TaskGroup | None = None
         self._changed = anyio.Event()
         self._shutdown = anyio.Event()
-        self._resources = ProbeResources(env_for=lambda svc: service_env(svc, self.config))
+        self._resources = ProbeResources(env_for=lambda svc: service_env(svc, self.config), inside=self._inside)
         self._groups = groups  # the first wave's groups already in it (run.prespawn)
         self._prespawned = dict(prespawned or {})
         self._a3s_tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -309,6 +310,7 @@ class Supervisor:
             cpu=usage.cpu if (usage := self._usage.figures.get(name)) is not None else None,
             rss=usage.rss if usage is not None else None,
             cpu_seconds=usage.cpu_seconds if usage is not None else None,
+            image=d.image,
         )
 
     def _proxy_url(self, d: ServiceDef) -> str | None:
@@ -537,13 +539,17 @@ class Supervisor:
             self._set(svc, S.PENDING, reason)
             await self._changed.wait()
 
+    def _inside(self, defn: ServiceDef, command: str) -> list[str]:
+        """The command line that runs `command` in `defn`'s container (an `in_container` probe)."""
+        runtime = find_runtime(self.config.settings.container_runtime) or "podman"
+        return exec_argv(runtime, self.config.project, defn.name, command)
+
     def _spawn(self, svc: _Service) -> ServiceProcess:
         if self._port_holder is not None:
             check_port_free(svc.defn, self._port_holder)
         else:
             check_port_free(svc.defn)
-        proc = spawn(svc.defn, service_env(svc.defn, self.config))
-        return proc
+        return start(svc.defn, self.config)
 
     async def _supervise(self, svc: _Service, proc: ServiceProcess) -> int:
         """From spawn to exit: relay output, probe, record the group. Returns the exit code."""
@@ -564,7 +570,8 @@ class Supervisor:
         proc.attach(on_lines)
         if self._groups is not None:
             d = svc.defn
-            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, d.stop_signal, d.stop_timeout))
+            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, d.stop_signal, d.stop_timeout,
+                                               getattr(proc, "runtime", None)))
         self._set(svc, S.STARTING, None)
         try:
             async with anyio.create_task_group() as tg:

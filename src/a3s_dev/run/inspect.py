@@ -17,21 +17,29 @@ def rows_without_supervisor(a3sfile: Path) -> list[dict[str, Any]]:
     """Every service of the A3sfile when no supervisor runs: `stopped`, or `orphaned` (with its
     pid) when the groups a killed supervisor recorded still have live processes. Parses the file."""
     from a3s_dev.config.load import load
-    from a3s_dev.core.groups import recorded_orphans
+    from a3s_dev.core.groups import recorded_orphans, recorded_runtimes
     from a3s_dev.core.state import ServiceState, ServiceStatus, status_row
     from a3s_dev.system import procfs
 
-    orphans = {o.service: o for o in recorded_orphans(workspace.paths_for(a3sfile).groups)}
+    groups = workspace.paths_for(a3sfile).groups
+    orphans = {o.service: o for o in recorded_orphans(groups)}
+    containers: set[str] = set()
+    for runtime in recorded_runtimes(groups):  # a killed client's container runs on
+        from a3s_dev.core.containers import listed
+
+        containers.update(listed(runtime, str(a3sfile)).values())
     rows = []
     config = load(a3sfile)
     now = time.time()
     for s in config.services:
-        row = status_row(ServiceStatus(s.name, ServiceState.STOPPED, port=s.port, url=s.url), now, config.project)
+        row = status_row(ServiceStatus(s.name, ServiceState.STOPPED, port=s.port, url=s.url, image=s.image), now, config.project)
         orphan = orphans.get(s.name)
         if orphan is not None:  # not a state of a supervisor's: what this command found
             members = procfs.live_members(orphan.pgid)
             pid = orphan.pgid if orphan.pgid in members else (members[0] if members else orphan.pgid)
             row.update(state="orphaned", pid=pid)
+        elif s.name in containers:
+            row.update(state="orphaned")
         rows.append(row)
     return rows
 

@@ -11,9 +11,15 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from a3s_dev.config.model import BROWSER_BLOCKED_PORTS, DevConfig, with_ports
-from a3s_dev.core.groups import GroupRecord, GroupRegistry, end_groups, recorded_orphans
-from a3s_dev.core.process import ServiceProcess, check_port_free, spawn
-from a3s_dev.core.service_env import service_env
+from a3s_dev.core.containers import find_runtime, remove_left, start
+from a3s_dev.core.groups import (
+    GroupRecord,
+    GroupRegistry,
+    end_groups,
+    recorded_orphans,
+    recorded_runtimes,
+)
+from a3s_dev.core.process import ServiceProcess, check_port_free
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.run.workspace import RuntimePaths
 
@@ -61,13 +67,20 @@ def choose_ports(config: DevConfig) -> DevConfig:
     return with_ports(config, chosen)
 
 
-def end_orphans(paths: RuntimePaths) -> list[str]:
+def end_orphans(paths: RuntimePaths, config: DevConfig) -> list[str]:
     """End the groups `groups.json` still lists (call with the lock held: they belong to a dead
-    supervisor), each with its service's stop signal; the services they were."""
+    supervisor), each with its service's stop signal, and remove this A3sfile's containers
+    (SPEC §14: a killed client leaves its container running); the services they were."""
     orphans = recorded_orphans(paths.groups)
     if orphans:
         end_groups(orphans)
-    return [o.service for o in orphans]
+    ended = [o.service for o in orphans]
+    runtimes = recorded_runtimes(paths.groups)
+    if any(svc.image for svc in config.services) and (runtime := find_runtime(config.settings.container_runtime)):
+        runtimes.add(runtime)
+    for runtime in sorted(runtimes):
+        ended += [name for name in remove_left(runtime, str(paths.a3sfile)) if name not in ended]
+    return ended
 
 
 def reach_proxy(config: DevConfig, paths: RuntimePaths) -> Reached:
@@ -105,9 +118,10 @@ def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | N
         svc = config.service(name)
         try:
             check_port_free(svc)
-            proc = spawned[name] = spawn(svc, service_env(svc, config))
+            proc = spawned[name] = start(svc, config)
         except RuntimeFailure:
             continue
         if groups is not None:
-            groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, svc.stop_signal, svc.stop_timeout))
+            groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, svc.stop_signal, svc.stop_timeout,
+                                         getattr(proc, "runtime", None)))
     return spawned

@@ -175,7 +175,7 @@ class Run:
 
     def end_orphans(self) -> None:
         """We hold the lock, so whatever groups.json still lists belongs to a dead supervisor."""
-        ended = prepare.end_orphans(self.paths)
+        ended = prepare.end_orphans(self.paths, self.config)
         if ended:
             print(f"{prepare.ORPHANS}{', '.join(ended)}", flush=True)
 

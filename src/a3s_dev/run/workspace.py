@@ -16,7 +16,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Self
 
-from a3s_dev.core.groups import GROUPS_FILE, Orphan, end_groups, read_groups, recorded_orphans
+from a3s_dev.core.groups import (
+    GROUPS_FILE,
+    Orphan,
+    end_groups,
+    read_groups,
+    recorded_orphans,
+    recorded_runtimes,
+)
 from a3s_dev.errors import A3sError, ConfigError, project_name_taken
 from a3s_dev.system import procfs
 from a3s_dev.system.files import bind_unix_socket, private_dir, write_private
@@ -340,6 +347,11 @@ def clean_stale(paths: RuntimePaths, grace: float | None = None) -> list[Orphan]
         return []
     orphans = recorded_orphans(paths.groups)
     end_groups(orphans, grace)
+    listed = {o.service for o in orphans}
+    for runtime in sorted(recorded_runtimes(paths.groups)):  # a killed client's container runs on
+        from a3s_dev.core.containers import remove_left
+
+        orphans += [Orphan(name, 0) for name in remove_left(runtime, str(paths.a3sfile)) if name not in listed]
     for leftover in (paths.socket, paths.pid, paths.groups):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
