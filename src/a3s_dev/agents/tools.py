@@ -135,12 +135,23 @@ def run(a3sfile: Path, service: str, command: str, timeout: float) -> dict[str, 
     if code != 0:
         raise A3sError(f"run: the dependencies of {service} did not get ready (see the `wait` tool)")
     env = dict(place["env"], PWD=place["dir"])
+    argv = ["/bin/sh", "-c", command]
+    runtime = None
+    if place.get("image"):  # a new container of its image (SPEC §14)
+        from a3s_dev.config.load import load
+        from a3s_dev.core.containers import one_off
+
+        argv, env, runtime = one_off(load(a3sfile), service, argv, tty=False)
     try:
-        done = subprocess.run(["/bin/sh", "-c", command], cwd=place["dir"], env=env, stdin=subprocess.DEVNULL,
+        done = subprocess.run(argv, cwd=place["dir"], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False)
         output, exit_code, timed_out = done.stdout, done.returncode, False
     except subprocess.TimeoutExpired as exc:
         output, exit_code, timed_out = exc.stdout or b"", None, True
+        if runtime is not None:  # the client is gone; its container is not
+            from a3s_dev.core.containers import remove
+
+            remove(runtime, argv[argv.index("--name") + 1])
     cut = len(output) > MAX_OUTPUT
     return {
         "exit_code": exit_code,

@@ -307,13 +307,16 @@ def run(file: str | Path | None, service: str, command: Sequence[str], *, deps: 
     from a3s_dev.run.background import run_place
 
     # Progress on stderr: stdout is the command's.
-    code, place = run_place(workspace.find_file(file), service, deps=deps, progress=Progress(sys.stderr, use_color(color)))
+    a3sfile = workspace.find_file(file)
+    code, place = run_place(a3sfile, service, deps=deps, progress=Progress(sys.stderr, use_color(color)))
     if code != 0:
         return code
     env = dict(place["env"], PWD=place["dir"])  # as the service's shell sets it
     if sys.stdin.isatty() and os.environ.get("TERM"):
         env["TERM"] = os.environ["TERM"]  # this terminal's, which the command now talks to
     argv = list(command) if len(command) > 1 else ["/bin/sh", "-c", command[0]]
+    if place.get("image"):  # SPEC §14: a new container of its image, its environment and volumes
+        argv, env = _in_new_container(a3sfile, service, argv)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -328,6 +331,15 @@ def run(file: str | Path | None, service: str, command: Sequence[str], *, deps: 
     except OSError as exc:
         raise A3sError(f"run: cannot run {argv[0]} in {place['dir']}: {exc.strerror or exc}") from None
     return 0  # pragma: no cover - exec does not return
+
+
+def _in_new_container(a3sfile: Path, service: str, command: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`a3s run` of a container service: the runtime's client line and environment."""
+    from a3s_dev.config.load import load
+    from a3s_dev.core.containers import one_off
+
+    argv, env, _ = one_off(load(a3sfile), service, command, tty=sys.stdin.isatty() and sys.stdout.isatty())
+    return argv, env
 
 
 # ---------------------------------------------------------------------------- down

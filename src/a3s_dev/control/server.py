@@ -455,7 +455,8 @@ class ControlServer:
             env = await asyncio.to_thread(service_env, defn, self.config)
         except RuntimeFailure as exc:  # an env_file that cannot be read
             raise _BadRequest(exc.message) from None
-        return web.json_response({"service": name, "dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": env})
+        return web.json_response({"service": name, "dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": env,
+                                  "image": defn.image})
 
     async def tail(self, request: web.Request) -> web.Response:
         # From the supervisor, which keeps every service's last lines from its first spawn

@@ -75,13 +75,15 @@ def labels(config: DevConfig, service: str) -> list[str]:
 
 
 def run_argv(runtime: str, service: ServiceDef, config: DevConfig, environment: Mapping[str, str], *,
-             command: list[str] | None = None, tty: bool = False) -> list[str]:
+             command: list[str] | None = None, tty: bool = False, name: str | None = None) -> list[str]:
     """The client's command line for `service`'s container; with `command`, a new container of
-    its image that runs that instead (`a3s run`): no name, no published port."""
+    its image that runs that instead (`a3s run`), named `name`, no port published."""
     assert service.image is not None
     argv = [runtime, "run", "--rm", "--init"]
     for label in labels(config, service.name):
         argv += ["--label", label]
+    if command is not None and name is not None:
+        argv += ["--name", name]
     if command is None:
         argv += ["--name", container_name(config.project, service.name)]
         if os.path.basename(runtime) == "podman":
@@ -113,6 +115,21 @@ def client_env(environment: Mapping[str, str], base: Mapping[str, str] | None = 
     env = dict(os.environ if base is None else base)
     env.update((k, v) for k, v in environment.items() if k not in CLIENT_VARIABLES)
     return env
+
+
+def one_off(config: DevConfig, service: str, command: list[str], *, tty: bool) -> tuple[list[str], dict[str, str], str]:
+    """`a3s run` of a container service: the client's command line and environment for a new
+    container of its image with `command`, and the runtime. RuntimeFailure without one."""
+    defn = config.service(service)
+    runtime = find_runtime(config.settings.container_runtime)
+    if runtime is None:
+        raise RuntimeFailure(f"service {service}: {NO_RUNTIME}")
+    environment = container_env(defn)
+    # named, so that a caller that gives up on it (a timeout) can remove it: a client's exit
+    # does not end its container
+    name = f"{container_name(config.project, service)}-run-{os.getpid()}"
+    argv = run_argv(runtime, defn, config, environment, command=command, tty=tty, name=name)
+    return argv, client_env(environment), runtime
 
 
 def exec_argv(runtime: str, project: str, service: str, command: str) -> list[str]:

@@ -78,7 +78,7 @@ def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str
 
 
 def service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[str, Any]:
-    """{"dir", "env", "depends_on"} of `service`: from the running supervisor (its automatic
+    """{"dir", "env", "depends_on", "image"} of `service`: from the running supervisor (its automatic
     ports), else computed here by the same function (`service_env`)."""
     from urllib.parse import urlencode
 
@@ -96,4 +96,5 @@ def service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[st
         raise error
     config = choose_ports(config)
     defn = config.service(service)
-    return {"dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": service_env(defn, config)}
+    return {"dir": str(defn.dir), "depends_on": list(defn.depends_on), "env": service_env(defn, config),
+            "image": defn.image}
