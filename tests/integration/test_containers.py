@@ -194,7 +194,7 @@ def test_the_next_up_after_a_sigkill_removes_the_old_container_and_a_leftover_of
 ) -> None:
     folder = project(tmp_path / "shop", "shop", WEB)
     # a container of the same name that no a3s run labelled (a hand-made one, an older a3s)
-    podman("run", "-d", "--rm", "--name", "a3s-shop-web", IMAGE, "sleep", "1000")
+    podman("run", "-d", "--rm", "--stop-timeout", "1", "--name", "a3s-shop-web", IMAGE, "sleep", "1000")
     try:
         with up(folder, containers_conf) as st:
             first = podman("inspect", "--format", "{{.Id}}", "a3s-shop-web").stdout.strip()
