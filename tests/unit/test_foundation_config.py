@@ -241,7 +241,7 @@ def test_find_file_explains_when_there_is_none(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- bundled examples
 
 
-@pytest.mark.parametrize("rel", ["A3sfile.hcl", "examples/quickstart/A3sfile.hcl", "examples/monorepo/A3sfile.hcl"])
+@pytest.mark.parametrize("rel", ["A3sfile.hcl", "examples/quickstart/A3sfile.hcl", "examples/monorepo/A3sfile.hcl", "examples/containers/A3sfile.hcl"])
 def test_bundled_examples_are_valid_without_warnings(rel: str) -> None:
     report = load_with_report(ROOT / rel, environ={})
     assert report.ok and report.diagnostics == (), report.lines()

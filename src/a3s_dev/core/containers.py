@@ -98,9 +98,9 @@ def run_argv(runtime: str, service: ServiceDef, config: DevConfig, environment: 
         argv.append("--interactive")
     for volume in service.volumes:
         argv += ["--volume", volume.spec(config.project)]
-    for name, value in environment.items():
+    for key, value in environment.items():
         # the value through the client's environment, out of sight of `ps`
-        argv += ["--env", f"{name}={value}" if name in CLIENT_VARIABLES else name]
+        argv += ["--env", f"{key}={value}" if key in CLIENT_VARIABLES else key]
     argv.append(service.image)
     if command is not None:
         argv += command
