@@ -334,7 +334,7 @@ def test_status_json_schema_with_a_running_supervisor(stack: Stack) -> None:
     for row in rows:
         assert list(row) == [
             "name", "state", "pid", "port", "health", "uptime_s", "restarts", "exit_code", "url", "probe", "project",
-            "reason", "cpu", "rss",
+            "reason", "cpu", "rss", "image",
         ]
         assert row["state"] in STATES
         assert isinstance(row["pid"], int) and isinstance(row["uptime_s"], float)

@@ -177,6 +177,29 @@ def run(
 
 
 @app.command()
+def export(
+    target: Annotated[str, typer.Argument(help="compose or kubernetes.", metavar="compose|kubernetes", show_default=False)],
+    services: Annotated[list[str] | None, typer.Argument(help="Services to export (default: every one with an image).", metavar="SERVICE", show_default=False, autocompletion=service_names)] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="compose: the file; kubernetes: the folder (default: stdout).", metavar="PATH")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", help="kubernetes: the namespace of every object (and a Namespace).", metavar="NS")] = None,
+    domain: Annotated[str, typer.Option("--domain", help="kubernetes: Ingress hosts are <subdomain>.<project>.DOMAIN.", metavar="DOMAIN")] = "localhost",
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Write the services that have an image as a Compose file or Kubernetes objects; report what
+    does not carry over (stderr). Exit 1 on errors."""
+    from a3s_dev.cli import commands
+
+    if target not in ("compose", "kubernetes"):
+        raise typer.BadParameter(f'"{target}" is not a target: use compose or kubernetes', param_hint="TARGET")
+    for option, given in (("--namespace", namespace), ("--domain", domain != "localhost" or None)):
+        if target == "compose" and given:
+            raise typer.BadParameter("applies to kubernetes only", param_hint=option)
+    raise typer.Exit(commands.export(a3sfile(file), target, services or [], output=output, namespace=namespace,
+                                     domain=domain, out=sys.stdout))
+
+
+@app.command()
 def mcp(
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the JSON that registers it in an MCP client.")] = False,
     file: FileOpt = None,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from a3s_dev.control.client import ControlClient, NotRunning
-from a3s_dev.errors import A3sError, UsageError, unknown_service
+from a3s_dev.errors import A3sError, ConfigError, UsageError, unknown_service
 from a3s_dev.run import workspace
 from a3s_dev.run.inspect import status_answer, status_rows
 
@@ -340,6 +340,62 @@ def _in_new_container(a3sfile: Path, service: str, command: list[str]) -> tuple[
 
     argv, env, _ = one_off(load(a3sfile), service, command, tty=sys.stdin.isatty() and sys.stdout.isatty())
     return argv, env
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path | None, namespace: str | None,
+           domain: str, out: IO[str]) -> int:
+    """`a3s export compose|kubernetes`: the documents to `output` (stdout without), what did not
+    carry over on stderr, one line each; 1 when nothing could be exported."""
+    from a3s_dev.config.load import load_with_report
+    from a3s_dev.config.validate import DNS_LABEL, display_name
+    from a3s_dev.core.service_env import read_env_file
+    from a3s_dev.export.common import Source
+
+    report = load_with_report(a3sfile, order=False)
+    if report.config is None:
+        raise ConfigError("\n".join(report.lines(errors_only=True)))
+    _check_names(services, list(report.config.names))
+    if namespace is not None and not DNS_LABEL.match(namespace):
+        raise UsageError(f'export: --namespace "{namespace}" is not a DNS label (lower-case letters, digits and "-")')
+    source = Source(report.config, report.positions)
+    if target == "compose":
+        from a3s_dev.export import compose
+
+        base = (output.absolute().parent if output is not None else Path.cwd())
+        result = compose.export(source, services, base=base)
+        text = compose.render(result) if result.ok else ""
+    else:
+        from a3s_dev.export import kubernetes
+
+        result = kubernetes.export(source, services, read_env=read_env_file, namespace=namespace, domain=domain)
+        text = kubernetes.render(result) if result.ok else ""
+    name = display_name(a3sfile)
+    for finding in sorted(result.findings, key=lambda f: (f.line or 0, f.message)):
+        print(finding.format(name), file=sys.stderr)
+    if not result.ok:
+        return 1
+    if output is None:
+        out.write(text)
+        return 0
+    try:
+        if target == "compose":
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text)
+        else:
+            from a3s_dev.export.common import to_yaml
+
+            output.mkdir(parents=True, exist_ok=True)
+            for filename, documents in result.files.items():
+                (output / filename).write_text(to_yaml(documents))
+    except OSError as exc:
+        raise A3sError(f"export: cannot write {exc.filename or output}: {exc.strerror or exc}") from None
+    if output is not None:
+        count = len(result.files) if target == "kubernetes" else 1
+        print(f"a3s: wrote {output}" + (f" ({count} files)" if target == "kubernetes" else ""), file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------------------- down

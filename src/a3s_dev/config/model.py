@@ -134,6 +134,20 @@ class ServiceDef:
         return None
 
     @property
+    def inside_port(self) -> int | None:
+        """A container service's port inside its container: `container_port`, else `port`."""
+        return self.container_port if self.container_port is not None else self.port
+
+    def container_variables(self) -> dict[str, str]:
+        """A container's own variables besides its env_file (SPEC §14): `env`, A3S_SERVICE and
+        PORT, the port inside. Never a3s's environment: `a3s up` and the exports agree."""
+        env = dict(self.env)
+        env["A3S_SERVICE"] = self.name
+        if self.inside_port is not None:
+            env.setdefault("PORT", str(self.inside_port))
+        return env
+
+    @property
     def url(self) -> str | None:
         """`http://127.0.0.1:PORT`; `127.0.0.1:PORT` for a service that does not speak HTTP."""
         if self.port is None:

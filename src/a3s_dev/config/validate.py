@@ -70,6 +70,8 @@ class Report:
     diagnostics: tuple[Diagnostic, ...] = ()
     config: DevConfig | None = None
     start_order: tuple[str, ...] = ()
+    # where each attribute and nested block of each service was written: (service, name) -> line
+    positions: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -325,6 +327,8 @@ class _Checker:
         attrs, blocks = self.members(block.body, "service", owner)
         for attr_name, attr in attrs.items():
             lines[(name, attr_name)] = attr.line
+        for sub in blocks:
+            lines.setdefault((name, sub.type), sub.line)
         get = self.getter(attrs, "service", owner)
         # In the file's order of concerns, so that two findings on one line read as before.
         cmd = self.service_cmd(block, attrs, get, owner)
@@ -935,10 +939,10 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None, 
     if any(d.severity is Severity.ERROR for d in diagnostics):
         return Report(path, tuple(diagnostics))
     if not order:
-        return Report(path, tuple(diagnostics), config)
+        return Report(path, tuple(diagnostics), config, positions=lines)
     from a3s_dev.config.graph import start_order
 
-    return Report(path, tuple(diagnostics), config, tuple(start_order(config)))
+    return Report(path, tuple(diagnostics), config, tuple(start_order(config)), lines)
 
 
 def check(config: DevConfig) -> list[Diagnostic]:

@@ -54,19 +54,11 @@ def container_name(project: str, service: str) -> str:
     return f"a3s-{project}-{service}"
 
 
-def inside_port(service: ServiceDef) -> int | None:
-    """The port the container listens on: `container_port`, else `port`."""
-    return service.container_port if service.container_port is not None else service.port
-
-
 def container_env(service: ServiceDef) -> dict[str, str]:
     """What the container's environment holds: its env_file, its env, A3S_SERVICE and PORT (the
     port inside). Never a3s's own environment, nor host paths (the CA's files) it cannot see."""
     env = read_env_file(service.env_file) if service.env_file is not None else {}
-    env.update(service.env)
-    env["A3S_SERVICE"] = service.name
-    if (port := inside_port(service)) is not None:
-        env.setdefault("PORT", str(port))
+    env.update(service.container_variables())
     return env
 
 
@@ -90,7 +82,7 @@ def run_argv(runtime: str, service: ServiceDef, config: DevConfig, environment: 
             argv.append("--replace")  # a container of this name left by an earlier run
         argv += ["--stop-signal", signal_name(service.stop_signal),
                  "--stop-timeout", str(max(1, math.ceil(service.stop_timeout)))]
-        if service.port is not None and (port := inside_port(service)) is not None:
+        if service.port is not None and (port := service.inside_port) is not None:
             argv += ["--publish", f"127.0.0.1:{service.port}:{port}"]
     if service.interactive or tty:
         argv += ["--interactive", "--tty"]
