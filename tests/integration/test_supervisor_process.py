@@ -124,19 +124,18 @@ def test_each_first_wave_group_is_on_disk_before_the_next_spawn(tmp_path: Path, 
     import json
 
     from a3s_dev.config.model import DevConfig
-    from a3s_dev.core import process
     from a3s_dev.core.groups import GroupRegistry
     from a3s_dev.run import prepare
 
     groups_file = tmp_path / ".a3s" / "groups.json"
     on_disk: list[list[str]] = []
-    real_spawn = process.spawn
+    real_start = prepare.start
 
-    def spying_spawn(service: ServiceDef, env: dict[str, str]) -> process.ServiceProcess:
+    def spying_start(service: ServiceDef, config: DevConfig) -> object:
         on_disk.append(sorted(json.loads(groups_file.read_text())) if groups_file.exists() else [])
-        return real_spawn(service, env)
+        return real_start(service, config)
 
-    monkeypatch.setattr(prepare, "spawn", spying_spawn)
+    monkeypatch.setattr(prepare, "start", spying_start)
     config = DevConfig(
         path=tmp_path / "A3sfile.hcl", services=tuple(ServiceDef(n, "exec sleep 30", tmp_path) for n in ("a", "b", "c"))
     )
