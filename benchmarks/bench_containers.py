@@ -8,6 +8,8 @@
 - a3s: the same container as a service; the supervisor's own figure from spawn to ready (`web
   is healthy (0.16s)` in a3s.log: the same span as above plus the probe's cadence), and `a3s
   down` from the command to its exit, container removed (target: <= its stop time + 100 ms).
+  Beside it, the same busybox httpd as a host process under a3s: what a3s itself adds to any
+  service (its event loop and probe client starting while the first wave runs).
 
 The image is Debian's static busybox imported locally (no registry here); podman is given a
 containers.conf of this run's own (runc, explicit ulimits), as the tests do.
@@ -97,10 +99,27 @@ service "web" {{
 """
 
 
-def with_a3s(folder: Path, runs: int) -> tuple[list[float], list[float]]:
+HOST = """\
+dev {{
+  name = "bench-containers"
+  proxy_port = 0
+}}
+service "web" {{
+  cmd = "exec {busybox} httpd -f -p $PORT -h {www}"
+  port = {port}
+  health {{
+    path = "/"
+  }}
+}}
+"""
+
+
+def with_a3s(folder: Path, runs: int, template: str) -> tuple[list[float], list[float]]:
     ready, down = [], []
+    www = folder.parent / "root" / "www"
+    busybox = www.parent / "bin" / "busybox"
     for _ in range(runs):
-        (folder / "A3sfile.hcl").write_text(A3SFILE.format(image=IMAGE, port=free_port()))
+        (folder / "A3sfile.hcl").write_text(template.format(image=IMAGE, port=free_port(), busybox=busybox, www=www))
         subprocess.run([A3S, "up", "-d"], cwd=folder, check=True, stdout=subprocess.DEVNULL)
         log = (folder / ".a3s" / "logs" / "a3s.log").read_text()
         ready.append(float(re.findall(r"web is healthy \((\d+\.\d+)s\)", log)[-1]))
@@ -129,14 +148,17 @@ def main() -> None:
         image(folder, podman)
         raw_ready, raw_stop = alone(podman, args.runs)
         (folder / "stack").mkdir()
-        a3s_ready, a3s_down = with_a3s(folder / "stack", args.runs)
+        a3s_ready, a3s_down = with_a3s(folder / "stack", args.runs, A3SFILE)
+        host_ready, host_down = with_a3s(folder / "stack", args.runs, HOST)
     print(f"busybox httpd in a container, {args.runs} runs each")
     print(f"  podman run -> first answer      {ms(raw_ready)}")
     print(f"  a3s: spawn -> ready (its log)   {ms(a3s_ready)}   "
           f"(+{(statistics.median(a3s_ready) - statistics.median(raw_ready)) * 1000:.0f} ms)")
+    print(f"  a3s, the same httpd on the host {ms(host_ready)}   (a3s's own share of the figure above)")
     print(f"  podman stop -> client exited    {ms(raw_stop)}")
     print(f"  a3s down (command to exit)      {ms(a3s_down)}   "
           f"(+{(statistics.median(a3s_down) - statistics.median(raw_stop)) * 1000:.0f} ms)")
+    print(f"  a3s down, the host httpd        {ms(host_down)}")
 
 
 if __name__ == "__main__":

@@ -148,11 +148,13 @@ class ContainerProcess(ServiceProcess):
         return await super().terminate(signal.SIGKILL, 0.5)
 
     async def end_group(self, grace: float = 0.0) -> None:
-        """The client's group, then the container if the client left it (it was killed)."""
+        """The client's group, then the container if the client left it: a client that exited
+        by itself removed its container (`--rm`); one ended by a signal did not."""
         import anyio
 
         await super().end_group(grace)
-        await anyio.to_thread.run_sync(self.remove)
+        if self.returncode is None or self.returncode < 0:
+            await anyio.to_thread.run_sync(self.remove)
 
     def kill(self) -> None:
         super().kill()
