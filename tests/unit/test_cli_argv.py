@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from a3s_dev.cli import argv, render
+from a3s_dev.control import table
 from a3s_dev.control.client import ControlClient
 from a3s_dev.errors import ConfigError
 from a3s_dev.run import workspace
@@ -169,7 +170,7 @@ def test_plain_table_aligns_columns_and_formats_uptime() -> None:
 
 
 def test_uptime_format() -> None:
-    assert [render.format_uptime(s) for s in (None, 5, 64, 3599, 7200, 90000)] == [
+    assert [table.format_uptime(s) for s in (None, 5, 64, 3599, 7200, 90000)] == [
         "",
         "5s",
         "1m04s",
