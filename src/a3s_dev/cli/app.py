@@ -127,6 +127,7 @@ def up(
     no_proxy: Annotated[bool, typer.Option("--no-proxy", help="Do not start the reverse proxy.")] = False,
     no_watch: Annotated[bool, typer.Option("--no-watch", help="Do not restart on file changes.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="With -d: one JSON object, each service's state.")] = False,
+    ui: Annotated[bool, typer.Option("--ui", help="Start in the background, then open the terminal UI (a3s ui).")] = False,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -134,15 +135,32 @@ def up(
     from a3s_dev.cli import commands
     from a3s_dev.run.options import UpOptions
 
+    if ui and json_:
+        raise typer.BadParameter("--json and --ui do not go together", param_hint="--ui")
     opts = UpOptions(
         tuple(services or ()),
         deps=not no_deps,
         proxy=not no_proxy,
         watch=not no_watch,
-        detach=detach,
+        detach=detach or ui,
         timeout=_duration(timeout, "--timeout"),
     )
-    raise typer.Exit(commands.up(config_file(file), opts, color=color(no_color), as_json=json_))
+    code = commands.up(config_file(file), opts, color=color(no_color), as_json=json_)
+    if ui:
+        code = commands.ui(config_file(file), color=color(no_color))
+    raise typer.Exit(code)
+
+
+@app.command()
+def ui(
+    file: FileOpt = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """A terminal UI on the stack (started in the background when it is not running); q quits
+    and leaves it running."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.ui(config_file(file), color=color(no_color)))
 
 
 @app.command()

@@ -102,6 +102,28 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool, as_json: bool =
     return run_foreground(load(a3sfile), opts, color=None if use_color(color) else False)
 
 
+# ---------------------------------------------------------------------------- ui
+
+
+def ui(file: str | Path | None, *, color: bool) -> int:
+    """`a3s ui`: the terminal UI on the project's supervisor, started in the background first
+    when none runs. Quitting leaves the stack running."""
+    a3sfile = workspace.find_file(file)
+    client = ControlClient(workspace.paths_for(a3sfile).socket)
+    if not client.healthz():
+        from a3s_dev.run.options import UpOptions
+
+        up(a3sfile, UpOptions(detach=True), color=color)  # a service that failed is shown in the UI
+        if not client.healthz():
+            raise NothingRunning("the supervisor did not start (see `a3s logs a3s`)")
+    from a3s_dev.ui.app import StackView
+
+    rows = client.status().get("services", [])
+    project = next((str(r["project"]) for r in rows if r.get("project")), a3sfile.parent.name)
+    StackView(client, project, attach=lambda service: attach(a3sfile, service)).run()
+    return 0
+
+
 # ---------------------------------------------------------------------------- status
 
 

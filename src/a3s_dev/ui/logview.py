@@ -1,0 +1,94 @@
+"""The log pane: lines as the services wrote them (ANSI colors shown), a service-name gutter in
+the merged view, and copying that gives the text alone, without that gutter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from rich.highlighter import Highlighter
+from rich.text import Text
+from textual.selection import Selection
+from textual.widgets import Log
+
+GUTTER = " \u2502 "  # between a service's name and its line in the merged view
+PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def plain(line: str) -> str:
+    """A line without its terminal escapes: what a user means to copy."""
+    return ANSI.sub("", line)
+
+
+def color_of(service: str, names: Iterable[str]) -> str:
+    """A service's color, stable for the stack (its place among the names)."""
+    ordered = sorted(names)
+    return PALETTE[ordered.index(service) % len(PALETTE)] if service in ordered else PALETTE[0]
+
+
+class AnsiHighlighter(Highlighter):
+    """Shows a line's ANSI colors (Log keeps lines as text); colors the gutter's name."""
+
+    def __init__(self) -> None:
+        self.gutter: dict[str, str] = {}  # service name as shown -> its color (merged view)
+        self.width = 0  # the gutter's width, names padded to it; 0: no gutter
+
+    def highlight(self, text: Text) -> None:
+        line = text.plain
+        if "\x1b" in line:
+            decoded = Text.from_ansi(line)
+            text.plain = decoded.plain
+            text.spans = decoded.spans
+        if self.width:
+            name = text.plain[: self.width].strip()
+            if name in self.gutter:
+                text.stylize(self.gutter[name], 0, self.width)
+                text.stylize("dim", self.width, self.width + len(GUTTER))
+
+
+class LogView(Log):
+    """A Log whose lines may hold ANSI escapes and a gutter; selections copy the bare text."""
+
+    def __init__(self, *, max_lines: int, id: str | None = None) -> None:
+        super().__init__(highlight=True, max_lines=max_lines, auto_scroll=True, id=id)
+        self.painter = AnsiHighlighter()
+        self.highlighter = self.painter
+
+    def set_gutter(self, names: Iterable[str]) -> None:
+        """The merged view: each line starts with its service's name padded to the longest."""
+        shown = list(names)
+        self.painter.width = max((len(n) for n in shown), default=0)
+        self.painter.gutter = {n: color_of(n, shown) for n in shown}
+
+    def no_gutter(self) -> None:
+        self.painter.width = 0
+        self.painter.gutter = {}
+
+    def entry(self, service: str, text: str) -> str:
+        """How one line of `service` is written in this view."""
+        if not self.painter.width:
+            return text
+        return f"{service:<{self.painter.width}}{GUTTER}{text}"
+
+    def bare(self, line: str) -> str:
+        """A written line as a user copies it: no escapes, no gutter."""
+        text = plain(line)
+        if self.painter.width and text[self.painter.width: self.painter.width + len(GUTTER)] == GUTTER:
+            return text[self.painter.width + len(GUTTER):]
+        return text
+
+    def visible_text(self) -> str:
+        """The lines on screen now, bare (the `c` key)."""
+        top = int(self.scroll_offset.y)
+        return "\n".join(self.bare(line) for line in self.lines[top: top + self.size.height])
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The selected text as shown, then each whole line's gutter taken off."""
+        shown = "\n".join(plain(line) for line in self.lines)
+        picked = selection.extract(shown)
+        if not self.painter.width:
+            return picked, "\n"
+        cut = self.painter.width + len(GUTTER)
+        return "\n".join(line[cut:] if line[self.painter.width: cut] == GUTTER else line
+                         for line in picked.split("\n")), "\n"
