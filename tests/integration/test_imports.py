@@ -17,12 +17,24 @@ def test_status_without_a_supervisor_imports_neither_typer_nor_the_servers_nor_n
     code = (
         "import sys, io; from a3s_dev.cli import commands\n"
         "commands.status(None, as_json=True, color=False, out=io.StringIO())\n"
-        "print(sorted(m for m in ('typer', 'aiohttp', 'anyio', 'networkx', 'httpx') if m in sys.modules))"
+        "print(sorted(m for m in ('typer', 'aiohttp', 'anyio', 'networkx', 'httpx', 'textual', 'yaml') if m in sys.modules))"
     )
     (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
     )
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_validate_and_up_load_neither_textual_nor_yaml_nor_a_container_runtime(tmp_path: Path) -> None:
+    """The terminal UI (Textual) and the exports (PyYAML) are imported by their own commands only."""
+    code = (
+        "import sys, io; from a3s_dev.cli import commands, argv; from a3s_dev.run import serve, prepare, background\n"
+        "commands.validate(None, as_json=True, color=False, out=io.StringIO())\n"
+        "print(sorted(m for m in ('textual', 'yaml', 'a3s_dev.ui', 'a3s_dev.export') if m in sys.modules))"
+    )
+    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
     assert out.stdout.strip() == "[]", out.stderr
 
 
