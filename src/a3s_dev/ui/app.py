@@ -255,7 +255,7 @@ class StackView(App[None]):
         else:
             view.no_gutter()
             name = self.selected() or ""
-            lines = [t for t in self.buffers.by_service.get(name, ()) if self._shows(name, t)]
+            lines = [view.entry(name, t) for t in self.buffers.by_service.get(name, ()) if self._shows(name, t)]
         view.write_lines(lines)
         self._title()
 

@@ -3,24 +3,15 @@ the merged view, and copying that gives the text alone, without that gutter."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from rich.highlighter import Highlighter
-from rich.text import Text
+from rich.text import Span, Text
 from textual.selection import Selection
 from textual.widgets import Log
 
 GUTTER = " \u2502 "  # between a service's name and its line in the merged view
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
-
-
-def plain(line: str) -> str:
-    """A line without its terminal escapes: what a user means to copy."""
-    return ANSI.sub("", line)
-
-
 def color_of(service: str, names: Iterable[str]) -> str:
     """A service's color, stable for the stack (its place among the names)."""
     ordered = sorted(names)
@@ -28,18 +19,24 @@ def color_of(service: str, names: Iterable[str]) -> str:
 
 
 class AnsiHighlighter(Highlighter):
-    """Shows a line's ANSI colors (Log keeps lines as text); colors the gutter's name."""
+    """Gives a line the ANSI colors it was written with (Log keeps lines as plain text, so that
+    widths and selections count what is shown), and colors the gutter's name."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember: int) -> None:
         self.gutter: dict[str, str] = {}  # service name as shown -> its color (merged view)
         self.width = 0  # the gutter's width, names padded to it; 0: no gutter
+        self.styles: dict[str, list[Span]] = {}  # a shown line -> the spans of its escapes
+        self.remember = remember  # lines whose spans are kept (the oldest forgotten first)
+
+    def keep(self, line: str, spans: list[Span]) -> None:
+        self.styles[line] = spans
+        while len(self.styles) > self.remember:
+            del self.styles[next(iter(self.styles))]
 
     def highlight(self, text: Text) -> None:
-        line = text.plain
-        if "\x1b" in line:
-            decoded = Text.from_ansi(line)
-            text.plain = decoded.plain
-            text.spans = decoded.spans
+        spans = self.styles.get(text.plain)
+        if spans:
+            text.spans = [*text.spans, *spans]
         if self.width:
             name = text.plain[: self.width].strip()
             if name in self.gutter:
@@ -52,7 +49,7 @@ class LogView(Log):
 
     def __init__(self, *, max_lines: int, id: str | None = None) -> None:
         super().__init__(highlight=True, max_lines=max_lines, auto_scroll=True, id=id)
-        self.painter = AnsiHighlighter()
+        self.painter = AnsiHighlighter(remember=max_lines)
         self.highlighter = self.painter
 
     def set_gutter(self, names: Iterable[str]) -> None:
@@ -66,17 +63,24 @@ class LogView(Log):
         self.painter.gutter = {}
 
     def entry(self, service: str, text: str) -> str:
-        """How one line of `service` is written in this view."""
-        if not self.painter.width:
-            return text
-        return f"{service:<{self.painter.width}}{GUTTER}{text}"
+        """How one line of `service` is written in this view: plain text, its colors kept aside."""
+        spans: list[Span] = []
+        if "\x1b" in text:
+            decoded = Text.from_ansi(text)
+            text, spans = decoded.plain, decoded.spans
+        if self.painter.width:
+            cut = self.painter.width + len(GUTTER)
+            text = f"{service:<{self.painter.width}}{GUTTER}{text}"
+            spans = [Span(s.start + cut, s.end + cut, s.style) for s in spans]
+        if spans:
+            self.painter.keep(text, spans)
+        return text
 
     def bare(self, line: str) -> str:
-        """A written line as a user copies it: no escapes, no gutter."""
-        text = plain(line)
-        if self.painter.width and text[self.painter.width: self.painter.width + len(GUTTER)] == GUTTER:
-            return text[self.painter.width + len(GUTTER):]
-        return text
+        """A written line as a user copies it: no gutter."""
+        if self.painter.width and line[self.painter.width: self.painter.width + len(GUTTER)] == GUTTER:
+            return line[self.painter.width + len(GUTTER):]
+        return line
 
     def visible_text(self) -> str:
         """The lines on screen now, bare (the `c` key)."""
@@ -85,8 +89,7 @@ class LogView(Log):
 
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text as shown, then each whole line's gutter taken off."""
-        shown = "\n".join(plain(line) for line in self.lines)
-        picked = selection.extract(shown)
+        picked = selection.extract("\n".join(self.lines))
         if not self.painter.width:
             return picked, "\n"
         cut = self.painter.width + len(GUTTER)
