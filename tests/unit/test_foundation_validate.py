@@ -101,6 +101,12 @@ ONE_ERROR = [
     finding('volume-name', 'service "db" {\n  image = "redis:7"\n  volumes = ["my data:/data"]\n}\n', 3, 'service "db": volume "my data:/data": "my data" is neither a volume name nor a path (name volumes with letters, digits, "_", "." and "-"; start host paths with "./" or "/")'),
     finding('in-container-without-image', 'service "a" {\n  cmd = "x"\n  health {\n    command = "true"\n    in_container = true\n  }\n}\n', 5, 'service "a" health: in_container = true needs an image (add image = "..." to the service, or remove in_container)'),
     finding('in-container-http', 'service "db" {\n  image = "redis:7"\n  port = 6379\n  health {\n    type = "tcp"\n    in_container = true\n  }\n}\n', 6, 'service "db" health: in_container applies to cmd probes only (http and tcp probes reach the published port from the host)'),
+    # interpolation (SPEC §13)
+    finding('unknown-service-reference', 'service "db" {\n  cmd = "x"\n  port = 5432\n}\nservice "api" {\n  cmd = "serve --db ${services.dbb.port}"\n}\n', 6, 'service "api": cmd: ${services.dbb.port} names no service (did you mean "db"?)'),
+    finding('unknown-service-attribute', 'service "db" {\n  cmd = "x"\n  port = 5432\n}\nservice "api" {\n  cmd = "x"\n  env = { DB = "${services.db.prot}" }\n}\n', 7, 'service "api": env: ${services.db.prot}: a service has no "prot" (did you mean "port"?)'),
+    finding('reference-to-a-portless-service', 'service "worker" { cmd = "x" }\nservice "api" {\n  cmd = "x"\n  health {\n    command = "curl ${services.worker.url}"\n  }\n}\n', 4, 'service "api": health: ${services.worker.url}: worker has no port (give worker a port)'),
+    finding('unset-env', 'service "api" {\n  cmd = "serve --key ${env.API_KEY}"\n}\n', 2, 'service "api": cmd: ${env.API_KEY}: API_KEY is not set in a3s\'s environment (set it, or give a default: ${env.API_KEY:-value})'),
+    finding('services-in-a-path', 'service "db" {\n  cmd = "x"\n  port = 5432\n}\nservice "api" {\n  cmd = "x"\n  env_file = "${services.db.port}.env"\n}\n', 7, 'service "api": env_file: ${services.db.port} cannot be used here (only ${project} and ${env.NAME} are)'),
     finding('container-runtime', 'dev {\n  container_runtime = "lxc"\n}\n', 2, 'dev: container_runtime must be one of "podman", "docker", got "lxc"'),
 ]
 
@@ -132,6 +138,33 @@ def test_a_container_service_reads_image_ports_volumes_and_its_own_command(tmp_p
         "shop-pgdata:/var/lib/postgresql/data", f"{tmp_path}/init:/docker-entrypoint-initdb.d:ro", "/scratch"]
     assert db.probe is not None and db.probe.in_container and db.probe.type.value == "cmd"
     assert (cache.image, cache.cmd) == ("redis:7", "redis-server --save ''")
+
+
+def test_project_and_env_are_expanded_and_service_references_resolved_once_ports_are_known(tmp_path: Path) -> None:
+    from a3s_dev.config.interpolate import resolve
+    from a3s_dev.config.model import with_ports
+
+    report = check(
+        'dev {\n  name = "shop"\n}\n'
+        'service "db" {\n  cmd = "pg -p $PORT"\n  port = "auto"\n  proxy = false\n}\n'
+        'service "api" {\n  cmd = "serve --name ${project} --home ${env.HOME} --mode ${env.MODE:-dev} ${PORT}"\n'
+        '  port = 8000\n  dir = "app-${project}"\n'
+        '  env = { DATABASE_URL = "postgres://127.0.0.1:${services.db.port}/app_${project}", SELF = "${services.api.url}" }\n'
+        '  health {\n    path = "/health?db=${services.db.url}"\n  }\n}\n',
+        tmp_path,
+        {"HOME": "/home/dev"},
+    )
+    assert report.ok, report.lines()
+    assert report.config is not None
+    api = report.config.service("api")
+    assert api.cmd == "serve --name shop --home /home/dev --mode dev ${PORT}"  # ${PORT}: the shell's
+    assert api.dir == tmp_path / "app-shop"
+    assert api.env["DATABASE_URL"] == "postgres://127.0.0.1:${services.db.port}/app_shop"  # until ports are known
+    resolved = resolve(with_ports(report.config, {"db": 54321}))
+    api = resolved.service("api")
+    assert api.env["DATABASE_URL"] == "postgres://127.0.0.1:54321/app_shop"
+    assert api.env["SELF"] == "http://api.shop.localhost:7080"  # through the proxy
+    assert api.health is not None and api.health.path == "/health?db=127.0.0.1:54321"  # proxy = false
 
 
 def test_valid_file_has_no_diagnostics_and_a_start_order(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ we walk lark's tree ourselves and keep every position.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -263,12 +264,27 @@ def parse_lark(text: str) -> Body:
     """Parse with python-hcl2's grammar on lark, always (the authority; see `parse`)."""
     from lark.exceptions import UnexpectedInput
 
+    source = _ENV_DEFAULT.sub(_encode_default, text) if ":-" in text else text
     try:
         # python-hcl2 appends a newline too: the grammar needs one after the last item.
-        tree = parser().parse(text + "\n")
+        tree = parser().parse(source + "\n")
     except UnexpectedInput as exc:
         raise _syntax_error(exc, text) from None
-    return _Walker(text).body(tree.children[0])  # type: ignore[arg-type]  # the start rule holds one body
+    return _Walker(source).body(tree.children[0])  # type: ignore[arg-type]  # the start rule holds one body
+
+
+# `${env.NAME:-default}` (SPEC §13) is no HCL expression: before parsing it is written as the
+# attribute access `${env.NAME.a3s_default_<hex of default>}`, and read back as written.
+_ENV_DEFAULT = re.compile(r'(?<!\$)\$\{(\s*env\.[A-Za-z_][A-Za-z0-9_]*)\s*:-([^}"\n]*)\}')
+_ENCODED_DEFAULT = re.compile(r"\$\{(\s*env\.[A-Za-z_][A-Za-z0-9_]*)\.a3s_default_([0-9a-f]*)\}")
+
+
+def _encode_default(match: re.Match[str]) -> str:
+    return "${" + f"{match.group(1)}.a3s_default_{match.group(2).encode().hex()}" + "}"
+
+
+def _decode_defaults(text: str) -> str:
+    return _ENCODED_DEFAULT.sub(lambda m: "${" + f"{m.group(1)}:-{bytes.fromhex(m.group(2)).decode()}" + "}", text)
 
 
 # Human names for the terminals that appear in "expected ..." lists.
@@ -434,7 +450,7 @@ class _Walker:
             if hasattr(inner, "data"):
                 # ${...} and %{...} are kept verbatim: a3s does not evaluate templates, and
                 # in `cmd` the shell then expands ${PORT} from the service's environment.
-                parts.append(self._source(inner))
+                parts.append(_decode_defaults(self._source(inner)))
                 continue
             tok: Any = inner  # a Token
             if tok.type == "ESCAPED_INTERPOLATION":

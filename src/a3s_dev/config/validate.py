@@ -20,6 +20,13 @@ from typing import Any
 
 from a3s_dev.config.environment import apply_environment, parse_proxy_port
 from a3s_dev.config.hcl import Attribute, Block, Body, HclSyntaxError, Value, parse
+from a3s_dev.config.interpolate import (
+    SERVICE_ATTRIBUTES,
+    Problem,
+    expand,
+    service_references,
+    texts,
+)
 from a3s_dev.config.model import (
     Condition,
     DevConfig,
@@ -209,10 +216,22 @@ class _Checker:
     path: Path
     environ: Mapping[str, str]
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    project: str = ""  # the project's name, once the dev block is read: `${project}`
 
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    def expand(self, text: str | None, line: int | None, label: str, *, services: bool = True) -> str | None:
+        """`${project}` and `${env.*}` in `text` expanded (SPEC §13); a reference that cannot
+        be is reported and the text kept."""
+        if text is None or "${" not in text:
+            return text
+        try:
+            return expand(text, self.project, self.environ, services=services)
+        except Problem as problem:
+            self.error(line, f"{label}: {problem.message}", problem.hint)
+            return text
 
     def error(self, line: int | None, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(Severity.ERROR, message, line, hint))
@@ -334,7 +353,8 @@ class _Checker:
         cmd = self.service_cmd(block, attrs, get, owner)
         service_dir = self.service_dir(attrs, get, owner)
         port, auto_port, subdomain = self.service_port(name, attrs, get, owner)
-        env = get("env") or {}
+        env = {key: self.expand(value, attrs["env"].line, f"{owner}: env {key}") or "" for key, value in (get("env") or {}).items()}
+        cmd = self.expand(cmd, attrs["cmd"].line if "cmd" in attrs else None, f"{owner}: cmd")
         env_file = self.service_env_file(attrs, get, owner, service_dir)
         depends_on, conditions = self.service_depends(name, get, owner, lines)
         oneshot = bool(get("oneshot"))
@@ -401,7 +421,7 @@ class _Checker:
     def service_dir(self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> Path:
         """`dir` below the A3sfile's folder (that folder when absent): a file is an error, a
         missing folder a warning (it may be made before `up`)."""
-        dir_text = get("dir")
+        dir_text = self.expand(get("dir"), attrs["dir"].line if "dir" in attrs else None, f"{owner}: dir", services=False)
         service_dir = Path(os.path.normpath(self.root / (dir_text or ".")))
         if dir_text is not None and service_dir.exists() and not service_dir.is_dir():
             self.error(attrs["dir"].line, f'{owner}: dir "{dir_text}" is a file, not a folder ({service_dir})')
@@ -442,10 +462,11 @@ class _Checker:
     ) -> Path | None:
         """`env_file` below the service's dir: a folder is an error, a missing file a warning,
         a file no environment can carry (a NUL byte) an error."""
-        shown = get("env_file")
-        env_file = Path(os.path.normpath(service_dir / shown)) if shown else None
-        if env_file is None:
+        shown = self.expand(get("env_file"), attrs["env_file"].line if "env_file" in attrs else None,
+                            f"{owner}: env_file", services=False)
+        if not shown:
             return None
+        env_file = Path(os.path.normpath(service_dir / shown))
         line = attrs["env_file"].line
         try:
             mode = os.stat(env_file).st_mode
@@ -612,6 +633,8 @@ class _Checker:
             return self.value(attrs.get(key), spec[key], label)
 
         type_text, path, command, pattern = get("type"), get("path"), get("command"), get("pattern")
+        path = self.expand(path, attrs["path"].line if "path" in attrs else None, f"{label}: path")
+        command = self.expand(command, attrs["command"].line if "command" in attrs else None, f"{label}: command")
         interval, timeout, retries = get("interval"), get("timeout"), get("retries")
         start_timeout, on_failure = get("start_timeout"), get("on_failure")
         in_container = bool(get("in_container"))
@@ -807,7 +830,35 @@ def no_cycles(config: DevConfig, where: Lines) -> list[Diagnostic]:
     return out
 
 
-SERVICE_VALIDATORS: tuple[Validator, ...] = (unique_names, distinct_ports, distinct_subdomains, known_dependencies, no_cycles)
+def known_references(config: DevConfig, where: Lines) -> list[Diagnostic]:
+    """Each `${services.NAME.port|url}` names a service with a port, and one of those two."""
+    names = {s.name: s for s in config.services}
+    out = []
+    for svc in config.services:
+        for attribute, text in texts(svc):
+            line = where.at(svc, attribute)
+            try:
+                found = service_references(text)
+            except Problem as problem:
+                out.append(_error(line, f'service "{svc.name}": {attribute}: {problem.message}'))
+                continue
+            for name, what in found:
+                ref = f"${{services.{name}.{what}}}"
+                if name not in names:
+                    out.append(_error(line, f'service "{svc.name}": {attribute}: {ref} names no service',
+                                      suggest(name, names) or f"services: {', '.join(names)}"))
+                elif what not in SERVICE_ATTRIBUTES:
+                    out.append(_error(line, f'service "{svc.name}": {attribute}: {ref}: a service has no "{what}"',
+                                      suggest(what, SERVICE_ATTRIBUTES) or "use port or url"))
+                elif names[name].port is None and not names[name].auto_port:
+                    out.append(_error(line, f'service "{svc.name}": {attribute}: {ref}: {name} has no port',
+                                      f"give {name} a port"))
+    return out
+
+
+SERVICE_VALIDATORS: tuple[Validator, ...] = (
+    unique_names, distinct_ports, distinct_subdomains, known_dependencies, no_cycles, known_references,
+)
 
 
 def check_services(config: DevConfig, where: Lines | None = None) -> list[Diagnostic]:
@@ -922,6 +973,7 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None, 
     checker = _Checker(path, env)
     _, blocks = checker.members(body, "", "the file")
     settings, proxy_line = checker.settings(blocks)
+    checker.project = DevConfig(path=path, settings=settings).project
     lines: dict[tuple[str, str], int] = {}
     services: list[ServiceDef] = []
     for block in blocks:

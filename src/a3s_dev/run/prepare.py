@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from a3s_dev.config.interpolate import resolve
 from a3s_dev.config.model import BROWSER_BLOCKED_PORTS, DevConfig, with_ports
 from a3s_dev.core.containers import find_runtime, remove_left, start
 from a3s_dev.core.groups import (
@@ -55,7 +56,7 @@ def choose_ports(config: DevConfig) -> DevConfig:
 
     wanted = [s.name for s in config.services if s.auto_port and s.port is None]
     if not wanted:
-        return config
+        return resolve(config)
     taken = {s.port for s in config.services if s.port is not None} | proxy_ports(config) | BROWSER_BLOCKED_PORTS
     chosen: dict[str, int] = {}
     for name in wanted:
@@ -64,7 +65,7 @@ def choose_ports(config: DevConfig) -> DevConfig:
             raise RuntimeFailure(f'service {name}: no free loopback port found for port = "auto"')
         chosen[name] = port
         taken.add(port)
-    return with_ports(config, chosen)
+    return resolve(with_ports(config, chosen))  # then `${services.NAME.port}` can be filled in
 
 
 def end_orphans(paths: RuntimePaths, config: DevConfig) -> list[str]:

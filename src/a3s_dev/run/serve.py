@@ -305,10 +305,11 @@ class Run:
                 return {"ok": False, "errors": report.lines(errors_only=True), "changes": []}
             running = sup.config
             edited = keep_ports(running, report.config)
-            changes = diff(running, edited)
+            # the dev block stays as the supervisor started with it (changes.settings says so);
+            # `${services.*}` filled in as the running stack has them, before comparing
+            applied = prepare.choose_ports(dataclasses.replace(edited, settings=running.settings))
+            changes = diff(running, dataclasses.replace(applied, settings=edited.settings))
             if changes.added or changes.removed or changes.changed or changes.dependents:
-                # the dev block stays as the supervisor started with it (changes.settings says so)
-                applied = prepare.choose_ports(dataclasses.replace(edited, settings=running.settings))
                 await sup.apply(applied, changes)
             for line in changes.lines():
                 sup.announce(line)
