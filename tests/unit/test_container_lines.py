@@ -34,7 +34,7 @@ def db(tmp_path: Path, **extra: object) -> ServiceDef:
 def test_the_run_line_names_labels_publishes_on_loopback_and_keeps_values_off_the_command_line(tmp_path: Path) -> None:
     svc = db(tmp_path)
     config = config_of(tmp_path, svc)
-    env = container_env(svc)
+    env = container_env(svc, config)
     argv = run_argv("/usr/bin/podman", svc, config, env)
     assert argv[:4] == ["/usr/bin/podman", "run", "--rm", "--init"]
     line = " ".join(argv)
@@ -53,7 +53,7 @@ def test_the_run_line_names_labels_publishes_on_loopback_and_keeps_values_off_th
 
 def test_cmd_is_split_like_a_shell_line_and_docker_gets_no_replace(tmp_path: Path) -> None:
     svc = db(tmp_path, cmd="redis-server --save '' --port 6379", volumes=(), env={})
-    argv = run_argv("/usr/bin/docker", svc, config_of(tmp_path, svc), container_env(svc))
+    argv = run_argv("/usr/bin/docker", svc, config_of(tmp_path, svc), container_env(svc, config_of(tmp_path, svc)))
     assert argv[argv.index("postgres:16") + 1:] == ["redis-server", "--save", "", "--port", "6379"]
     assert "--replace" not in argv
 

@@ -128,6 +128,7 @@ def up(
     no_watch: Annotated[bool, typer.Option("--no-watch", help="Do not restart on file changes.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="With -d: one JSON object, each service's state.")] = False,
     ui: Annotated[bool, typer.Option("--ui", help="Start in the background, then open the terminal UI (a3s ui).")] = False,
+    profile: Annotated[list[str] | None, typer.Option("--profile", help="Also start the services of this profile (repeatable; else A3S_PROFILES).", metavar="NAME")] = None,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -144,6 +145,7 @@ def up(
         watch=not no_watch,
         detach=detach or ui,
         timeout=_duration(timeout, "--timeout"),
+        profiles=tuple(profile or ()),
     )
     code = commands.up(config_file(file), opts, color=color(no_color), as_json=json_)
     if ui:
@@ -340,6 +342,18 @@ def proxy(
     from a3s_dev.cli import commands
 
     raise typer.Exit(commands.proxy(action, port, out=sys.stdout))
+
+
+@app.command("ls")
+def ls_(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+    port: Annotated[int | None, typer.Option("--port", metavar="PORT", help="The proxy's port (default: A3S_PROXY_PORT, else 7080).", show_default=False)] = None,
+    no_color: NoColorOpt = False,
+) -> None:
+    """Every project registered with this user's proxy: services running, failed, its A3sfile."""
+    from a3s_dev.cli import commands
+
+    raise typer.Exit(commands.ls(port, as_json=json_, out=sys.stdout))
 
 
 @app.command()

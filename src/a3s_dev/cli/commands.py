@@ -75,6 +75,8 @@ def validate(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str
     out.write(f"{display_name(report.path)}: valid, {services} service{'s' if services != 1 else ''}\n")
     if report.start_order:
         out.write("start order: " + " -> ".join(report.start_order) + "\n")
+    if profiles := report.config.profiles:
+        out.write("profiles: " + ", ".join(f"{p} ({', '.join(names)})" for p, names in profiles.items()) + "\n")
     return 0
 
 
@@ -88,6 +90,7 @@ def up(file: str | Path | None, opts: UpOptions, *, color: bool, as_json: bool =
     paths = workspace.paths_for(a3sfile)
     if as_json and not opts.detach:
         raise UsageError("--json goes with -d (a foreground `up` streams the logs)")
+    opts = with_profiles(a3sfile, opts)
     # A supervisor serves this A3sfile, or holds its lock while it starts: ask it.
     if opts.detach or workspace.lock_held(paths) or ControlClient(paths.socket).healthz():
         from a3s_dev.cli.render import Progress
@@ -122,6 +125,35 @@ def ui(file: str | Path | None, *, color: bool) -> int:
     project = next((str(r["project"]) for r in rows if r.get("project")), a3sfile.parent.name)
     StackView(client, project, attach=lambda service: attach(a3sfile, service)).run()
     return 0
+
+
+def with_profiles(a3sfile: Path, opts: UpOptions) -> UpOptions:
+    """SPEC §13: without service names, `up` starts the services without a profile and those in
+    a chosen one (`--profile`, else A3S_PROFILES), as names (their dependencies follow)."""
+    import dataclasses
+
+    profiles = opts.profiles or tuple(p.strip() for p in os.environ.get("A3S_PROFILES", "").split(",") if p.strip())
+    if opts.services or (not profiles and b"profiles" not in _read(a3sfile)):
+        return opts  # named services start whatever their profiles; no profiles: everything
+    from a3s_dev.config.load import load
+
+    config = load(a3sfile)
+    known = config.profiles
+    unknown = [p for p in profiles if p not in known]
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise UsageError(f"unknown profile {', '.join(map(repr, unknown))} (profiles in {a3sfile.name}: {listed})")
+    names = config.chosen(profiles)
+    if not names:
+        raise UsageError(f"every service has a profile: choose one with --profile ({', '.join(known)})")
+    return dataclasses.replace(opts, services=tuple(names))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""  # the load that follows says what is wrong
 
 
 # ---------------------------------------------------------------------------- status
@@ -525,6 +557,44 @@ def proxy_port(port: int | None) -> int:
     if found == 0:
         raise UsageError("A3S_PROXY_PORT=0 turns the proxy off; name its port with --port")
     return found
+
+
+def ls(port: int | None, *, as_json: bool, out: IO[str]) -> int:
+    """`a3s ls [--json]`: every project registered with this user's proxy (SPEC §13), read from
+    the proxy's dashboard API."""
+    import http.client
+
+    from a3s_dev.link import proxy_process
+
+    port = proxy_port(port)
+    projects: list[dict[str, Any]] = []
+    if proxy_process.running_pid(port) is not None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/api/projects", headers={"Host": f"a3s.localhost:{port}"})
+            answer = conn.getresponse()
+            body = answer.read()
+            if answer.status != 200:
+                raise A3sError(f"ls: the proxy on port {port} answered {answer.status}: {body[:200].decode(errors='replace')}")
+            projects = list(json.loads(body))
+        except OSError as exc:
+            raise A3sError(f"ls: the proxy on port {port} did not answer ({exc.strerror or exc})") from None
+        finally:
+            conn.close()
+    if as_json:
+        out.write(json.dumps(projects, indent=2) + "\n")
+        return 0
+    if not projects:
+        print(f"no project is registered with a proxy on port {port}", file=out)
+        return 0
+    cells = [["PROJECT", "SERVICES", "FAILED", "A3SFILE", "DASHBOARD"]] + [
+        [p["name"], f"{p['running']}/{p['total']} running", str(p["failed"]), str(p["a3sfile"] or ""), p["dashboard"]]
+        for p in projects
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    return 0
 
 
 def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:

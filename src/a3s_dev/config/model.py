@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,8 @@ class GlobalSettings:
     https: bool = False  # the proxy also serves TLS (dev.https, A3S_HTTPS applied)
     https_port: int = 7443
     container_runtime: str | None = None  # "podman" | "docker"; None: podman, else docker, on PATH
+    env: Mapping[str, str] = field(default_factory=dict)  # every service's, before its own (SPEC §13)
+    env_file: Path | None = None  # the same from a dotenv file, relative to the A3sfile's folder
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class ServiceDef:
     image: str | None = None  # a container service (SPEC §14): `cmd`, if any, is its command
     container_port: int | None = None  # the port inside the container (default: `port`)
     volumes: tuple[Volume, ...] = ()
+    profiles: tuple[str, ...] = ()  # started only when one of them is chosen (`up --profile`)
     line: int | None = None  # where the block starts in the A3sfile
 
     @property
@@ -178,6 +181,21 @@ class DevConfig:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.services)
+
+    @property
+    def profiles(self) -> dict[str, list[str]]:
+        """Each profile and its services, in the order they first appear."""
+        found: dict[str, list[str]] = {}
+        for svc in self.services:
+            for profile in svc.profiles:
+                found.setdefault(profile, []).append(svc.name)
+        return found
+
+    def chosen(self, profiles: Iterable[str]) -> list[str]:
+        """What `a3s up` starts with these profiles: every service without a profile, and those
+        in a chosen one (their dependencies are pulled in later, whatever their profiles)."""
+        wanted = set(profiles)
+        return [s.name for s in self.services if not s.profiles or wanted & set(s.profiles)]
 
     @property
     def project(self) -> str:

@@ -9,6 +9,7 @@ sockets); the only I/O is `Path.exists` for the dir/watch warnings and reading a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import re
@@ -110,6 +111,7 @@ class Report:
             "errors": [item(d) for d in self.errors],
             "warnings": [item(d) for d in self.warnings],
             "start_order": list(self.start_order),
+            "profiles": self.config.profiles if self.config is not None else {},
         }
 
 
@@ -143,6 +145,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "https": Field(Kind.BOOL),
         "https_port": Field(Kind.PORT),
         "container_runtime": Field(Kind.CHOICE, CONTAINER_RUNTIMES),
+        "env": Field(Kind.ENV_MAP),
+        "env_file": Field(Kind.STRING),
     },
     "service": {
         "cmd": Field(Kind.STRING),
@@ -161,6 +165,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "image": Field(Kind.STRING),
         "container_port": Field(Kind.PORT),
         "volumes": Field(Kind.STRING_LIST),
+        "profiles": Field(Kind.STRING_LIST),
     },
     "watch": {
         "paths": Field(Kind.STRING_LIST),
@@ -204,6 +209,7 @@ def project_name_problem(name: str) -> tuple[str, str] | None:
 
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 RESERVED = "a3s"  # a3s's own log name and the proxy's dashboard host
 
@@ -217,6 +223,7 @@ class _Checker:
     environ: Mapping[str, str]
     diagnostics: list[Diagnostic] = field(default_factory=list)
     project: str = ""  # the project's name, once the dev block is read: `${project}`
+    dev_attrs: dict[str, Attribute] = field(default_factory=dict)  # the dev block's, as read
 
     @property
     def root(self) -> Path:
@@ -325,8 +332,9 @@ class _Checker:
         if block.labels:
             self.error(block.line, f'the dev block takes no name, got "{block.labels[0]}"', "write dev { ... }")
         attrs, _ = self.members(block.body, "dev", "dev")
+        self.dev_attrs = attrs
         get = self.getter(attrs, "dev", "dev")
-        given = {key: get(key) for key in SCHEMA["dev"]}
+        given = {key: get(key) for key in SCHEMA["dev"] if key not in ("env", "env_file")}  # dev_environment
         name = given["name"]
         problem = project_name_problem(name) if name is not None else None
         if problem is not None:
@@ -334,6 +342,17 @@ class _Checker:
             given["name"] = None
         settings = GlobalSettings(**{key: value for key, value in given.items() if value is not None})
         return settings, attrs["proxy_port"].line if "proxy_port" in attrs else None
+
+    def dev_environment(self, settings: GlobalSettings) -> GlobalSettings:
+        """The project-wide `env` and `env_file` (SPEC §13), once the project's name is known."""
+        attrs = self.dev_attrs
+        if "env" not in attrs and "env_file" not in attrs:
+            return settings
+        get = self.getter(attrs, "dev", "dev")
+        env = {key: self.expand(value, attrs["env"].line, f"dev: env {key}", services=False) or ""
+               for key, value in (get("env") or {}).items()}
+        env_file = self.service_env_file(attrs, get, "dev", self.root)
+        return dataclasses.replace(settings, env=env, env_file=env_file)
 
     # ------------------------------------------------------------------ a service block
 
@@ -384,6 +403,7 @@ class _Checker:
             image=image,
             container_port=container_port,
             volumes=volumes,
+            profiles=self.service_profiles(get, owner),
             line=block.line,
         )
 
@@ -510,6 +530,18 @@ class _Checker:
                     self.error(attrs[key].line, f"{owner}: {key} applies to a container service only",
                                'add image = "..." or remove it')
         return image, container_port, volumes
+
+    def service_profiles(self, get: Callable[[str], Any], owner: str) -> tuple[str, ...]:
+        """`profiles`: names like `front` or `e2e`, each once."""
+        found: list[str] = []
+        for name, line in get("profiles") or []:
+            if not PROFILE.match(name):
+                self.error(line, f'{owner}: profile "{name}" may hold only letters, digits, "-" and "_"')
+            elif name in found:
+                self.warn(line, f'{owner}: profile "{name}" is listed twice')
+            else:
+                found.append(name)
+        return tuple(found)
 
     def volume(self, text: str, line: int, owner: str) -> Volume | None:
         """One `volumes` entry: `name:/path`, `./host:/path[:ro]`, or `/path` (anonymous)."""
@@ -974,6 +1006,7 @@ def check_text(text: str, path: Path, environ: Mapping[str, str] | None = None, 
     _, blocks = checker.members(body, "", "the file")
     settings, proxy_line = checker.settings(blocks)
     checker.project = DevConfig(path=path, settings=settings).project
+    settings = checker.dev_environment(settings)
     lines: dict[tuple[str, str], int] = {}
     services: list[ServiceDef] = []
     for block in blocks:

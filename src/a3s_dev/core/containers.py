@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from a3s_dev.config.model import DevConfig, ServiceDef, signal_name
 from a3s_dev.core.process import ServiceProcess, spawn_argv
-from a3s_dev.core.service_env import read_env_file, service_env
+from a3s_dev.core.service_env import project_env, read_env_file, service_env
 from a3s_dev.errors import RuntimeFailure
 
 RUNTIMES = ("podman", "docker")
@@ -54,10 +54,12 @@ def container_name(project: str, service: str) -> str:
     return f"a3s-{project}-{service}"
 
 
-def container_env(service: ServiceDef) -> dict[str, str]:
+def container_env(service: ServiceDef, config: DevConfig) -> dict[str, str]:
     """What the container's environment holds: its env_file, its env, A3S_SERVICE and PORT (the
     port inside). Never a3s's own environment, nor host paths (the CA's files) it cannot see."""
-    env = read_env_file(service.env_file) if service.env_file is not None else {}
+    env = project_env(config)
+    if service.env_file is not None:
+        env.update(read_env_file(service.env_file))
     env.update(service.container_variables())
     return env
 
@@ -116,7 +118,7 @@ def one_off(config: DevConfig, service: str, command: list[str], *, tty: bool) -
     runtime = find_runtime(config.settings.container_runtime)
     if runtime is None:
         raise RuntimeFailure(f"service {service}: {NO_RUNTIME}")
-    environment = container_env(defn)
+    environment = container_env(defn, config)
     # named, so that a caller that gives up on it (a timeout) can remove it: a client's exit
     # does not end its container
     name = f"{container_name(config.project, service)}-run-{os.getpid()}"
@@ -191,7 +193,7 @@ def spawn_container(service: ServiceDef, config: DevConfig, which: Callable[[str
     runtime = find_runtime(config.settings.container_runtime, which)
     if runtime is None:
         raise RuntimeFailure(NO_RUNTIME)
-    environment = container_env(service)
+    environment = container_env(service, config)
     name = container_name(config.project, service.name)
     if not _is_podman(runtime):  # docker has no --replace
         remove(runtime, name)

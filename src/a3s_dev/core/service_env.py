@@ -67,15 +67,24 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
+def project_env(config: DevConfig) -> dict[str, str]:
+    """`dev { env_file, env }`: every service's, before its own (SPEC §13)."""
+    env = read_env_file(config.settings.env_file) if config.settings.env_file is not None else {}
+    env.update(config.settings.env)
+    return env
+
+
 def service_env(
     service: ServiceDef, config: DevConfig, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """SPEC §1: a3s's environment, then env_file, then env, then PORT, A3S_SERVICE and A3S_<DEP>_URL.
+    """SPEC §1: a3s's environment, then the project's (dev env_file, env), then the service's
+    env_file, then env, then PORT, A3S_SERVICE and A3S_<DEP>_URL.
     With https on, the runtimes that ignore the system trust store are pointed at a3s's CA
     (SPEC §6), so services calling each other through the proxy verify; a service's own env wins."""
     env = dict(os.environ if base is None else base)
     if config.settings.https:
         env.update(ca_env())
+    env.update(project_env(config))
     if service.env_file is not None:
         env.update(read_env_file(service.env_file))
     env.update(service.env)

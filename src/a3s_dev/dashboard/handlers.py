@@ -196,6 +196,8 @@ class Dashboard:
                 for p, view in list(self.proxy.projects.items())
                 for s in view.services
             ])
+        if parts == ["projects"]:
+            return _json(self._projects(request))
         if parts == ["events"]:
             return await self._events(request)
         if len(parts) in (2, 3) and parts[-1] == "logs":
@@ -210,6 +212,22 @@ class Dashboard:
             self._check_token(request, "reading a log's history")
             return _json(await asyncio.to_thread(self._history, view, service, request.query))
         raise _Refused(404, f"no API at {request.path}")
+
+    def _projects(self, request: web.BaseRequest) -> list[dict[str, Any]]:
+        """`a3s ls` (SPEC §13): each registered project, its A3sfile, services running / total,
+        failed ones, and its place on the dashboard."""
+        out = []
+        for name, view in list(self.proxy.projects.items()):
+            states = [self.proxy.status_of(name, s.name).state.value for s in view.services]
+            out.append({
+                "name": name,
+                "a3sfile": str(view.a3sfile) if view.a3sfile is not None else None,
+                "running": states.count("running"),
+                "total": len(states),
+                "failed": states.count("failed"),
+                "dashboard": f"http://a3s.localhost:{self._port_of(request)}/#{name}",
+            })
+        return out
 
     def _view(self, project: str) -> ProjectView:
         view = self.proxy.projects.get(project)

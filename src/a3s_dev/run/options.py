@@ -15,3 +15,4 @@ class UpOptions:
     watch: bool = True
     detach: bool = False
     timeout: float | None = None  # `--timeout`: how long `up -d` waits for readiness
+    profiles: tuple[str, ...] = ()  # `--profile` (repeatable); else A3S_PROFILES
