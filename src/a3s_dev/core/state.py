@@ -151,6 +151,29 @@ def restarting_in(code: int, delay: float) -> str:
     return f"{exited(code)}, restarting in {format_delay(delay)}"
 
 
+# Dev servers that pick their own port unless told, and the flag that tells them (SPEC §13).
+PORT_FLAGS = (
+    ("vite", "--port $PORT --strictPort"),
+    ("next", "-p $PORT"),
+    ("astro", "--port $PORT"),
+    ("webpack", "--port $PORT"),
+    ("ng", "--port $PORT"),
+)
+
+
+def wrong_port(name: str, port: int, listening: list[int], cmd: str) -> str | None:
+    """`web listens on 5173, not on its port 18001 (pass --port $PORT --strictPort)` when the
+    service's processes listen elsewhere than its port; None when they do not (or on it)."""
+    if not listening or port in listening:
+        return None
+    said = f"{name} listens on {', '.join(map(str, listening))}, not on its port {port}"
+    words = {w.rsplit("/", 1)[-1] for w in cmd.replace("=", " ").split()}
+    for server, flag in PORT_FLAGS:
+        if server in words and "$PORT" not in cmd and "${PORT}" not in cmd:
+            return f"{said} (pass {flag})"
+    return f"{said} (make it listen on $PORT)"
+
+
 def format_delay(seconds: float) -> str:
     """`250ms`, `2s`, `1.5s`: short and human."""
     if seconds < 1:

@@ -47,9 +47,10 @@ from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.core.usage import SAMPLE_EVERY, Usage
 from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
-from a3s_dev.system.procfs import clock_ticks, group_usage
+from a3s_dev.system.procfs import clock_ticks, group_listening_ports, group_usage
 
 S = ServiceState
+WRONG_PORT_EVERY = 1.0  # seconds between two looks at what a service not ready listens on
 TAIL_LINES = 200
 
 
@@ -93,6 +94,7 @@ class _Service:
     exit_code: int | None = None
     health: str | None = None
     probe: str | None = None  # the last probe result, while a process lives
+    misport: str | None = None  # it listens elsewhere than its port, said (while not ready)
     failure: str | None = None  # why the supervisor ended the process: not ready in time, unhealthy
     health_failures: int = 0
     wanted: bool = False
@@ -645,19 +647,35 @@ class Supervisor:
         """Probe at the start-up cadence until ready (True) or `start_timeout` passed (False)."""
         c = self.cadence
         self._probing += 1
+        looked = 0.0  # when the group's listening ports were last read
         try:
             while True:
                 result = await probe.check()
-                self._set_probe(svc, result.detail)
-                if result.ok:
-                    return True
+                detail = result.detail
                 elapsed = time.monotonic() - proc.started_mono
+                if not result.ok and not result.reached and elapsed - looked >= WRONG_PORT_EVERY:
+                    looked = elapsed
+                    svc.misport = await self._wrong_port(svc, proc)
+                if not result.ok and not result.reached and svc.misport:
+                    detail = svc.misport
+                self._set_probe(svc, detail)
+                if result.ok:
+                    svc.misport = None
+                    return True
                 if elapsed >= cfg.start_timeout:
                     return False
                 delay = c.delay(elapsed, reached=result.reached, interval=cfg.interval, starting=self._probing)
                 await anyio.sleep(min(delay, max(0.0, cfg.start_timeout - elapsed)))
         finally:
             self._probing -= 1
+
+    async def _wrong_port(self, svc: _Service, proc: ServiceProcess) -> str | None:
+        """What the service listens on instead of its port, said (SPEC §13); None if nothing."""
+        d = svc.defn
+        if d.port is None or d.image is not None or proc.returncode is not None:
+            return None  # a container's ports are not its client's
+        listening = await anyio.to_thread.run_sync(group_listening_ports, proc.pgid)
+        return st.wrong_port(d.name, d.port, listening, d.cmd)
 
     async def _end(self, svc: _Service, proc: ServiceProcess) -> None:
         """End a process the supervisor gave up on (its runner then applies the restart policy)."""

@@ -116,6 +116,37 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
+def group_listening_ports(pgid: int) -> list[int]:
+    """The TCP ports the processes of group `pgid` listen on (any address), sorted."""
+    inodes: set[str] = set()
+    for pid in live_members(pgid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    if not inodes:
+        return []
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for row in f:
+                    cols = row.split()
+                    if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return sorted(ports)
+
+
 def port_owner_pid(port: int) -> int | None:
     """The pid of a process listening on `port`, when /proc lets us see it."""
     inodes = _listening_inodes(port)
