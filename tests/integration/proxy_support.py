@@ -153,6 +153,8 @@ class FakeBackend:
     announced: list[str] = field(default_factory=list)
     proxy_counts: ProxyCounts = field(default_factory=ProxyCounts)  # handed to the proxy by running_proxy
     asked: list[tuple[str, ServiceState]] = field(default_factory=list)  # each status() answer, in order
+    woken: list[str] = field(default_factory=list)  # the idle services the proxy asked to start
+    used: list[tuple[str, int | None]] = field(default_factory=list)  # what the proxy said it forwarded
 
     def status(self, name: str) -> ServiceStatus:
         svc = self.config.service(name)
@@ -162,6 +164,12 @@ class FakeBackend:
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.logs.get(name, [])[-n:]
+
+    def wake_up(self, name: str) -> None:
+        self.woken.append(name)
+
+    def traffic(self, name: str, open_sockets: int | None = None) -> None:
+        self.used.append((name, open_sockets))
 
     def announce(self, text: str) -> None:
         self.announced.append(text)

@@ -114,3 +114,67 @@ def test_a_service_listening_on_another_port_is_explained_with_the_flag(tmp_path
         assert result.code != 0 and said in result.out + result.err
         wait_until(lambda: st.status()["web"]["probe"] == said, message="status saying it")
         assert said in st.a3s("status").out
+
+
+LAZY = """\
+dev {
+  name = "lazy"
+}
+service "db" {
+  cmd        = "exec python3 -m http.server $PORT --bind 127.0.0.1"
+  port       = "auto"
+  proxy      = false
+  idle_stop  = "1s"
+}
+service "web" {
+  cmd        = "sleep 0.3; exec python3 -m http.server $PORT --bind 127.0.0.1"
+  port       = "auto"
+  lazy       = true
+  idle_stop  = "2s"
+  depends_on = ["db"]
+}
+service "docs" {
+  cmd  = "exec python3 -m http.server $PORT --bind 127.0.0.1"
+  port = "auto"
+  lazy = true
+}
+"""
+
+
+def fetch(proxy: int, host: str) -> int:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{proxy}/", headers={"Host": host}, timeout=30, trust_env=False).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_a_lazy_service_is_idle_until_a_request_starts_it_and_idle_stop_makes_it_idle_again(tmp_path: Path) -> None:
+    from support import holds, pid_alive
+
+    (tmp_path / "A3sfile.hcl").write_text(LAZY)
+    proxy = free_port()
+    with stack_in(tmp_path, {"A3S_PROXY_PORT": str(proxy)}) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        # db is not lazy: it runs; and though it has idle_stop, a web that needs it would keep it up
+        assert states(st) == {"db": "running", "web": "idle", "docs": "idle"}
+        assert fetch(proxy, "web.lazy.localhost") == 200  # held while web (and db) started
+        rows = st.status()
+        assert rows["web"]["state"] == "running" and rows["docs"]["state"] == "idle"
+        first = rows["web"]["pid"]
+        # db: no request of its own for 1 s, but web runs and needs it: never idle-stopped meanwhile
+        holds(lambda: st.status()["db"]["state"] == "running", 1.5, message="db kept up by its dependent")
+        wait_until(lambda: st.status()["web"]["state"] == "idle", timeout=10, message="web idle-stopped")
+        assert st.status()["web"]["reason"] == "no request for 2s"
+        assert not pid_alive(first)
+        wait_until(lambda: st.status()["db"]["state"] == "idle", timeout=10, message="db idle once web is")
+        assert "web stopped (idle for 2s)" in st.a3s("logs", "a3s").out
+        # the next request brings both back
+        assert fetch(proxy, "web.lazy.localhost") == 200
+        rows = st.status()
+        assert rows["web"]["state"] == "running" and rows["web"]["pid"] != first and rows["db"]["state"] == "running"
+        # `up SVC` starts a lazy one like any service
+        assert st.a3s("up", "-d", "docs").code == 0
+        assert st.status()["docs"]["state"] == "running"

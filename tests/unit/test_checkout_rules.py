@@ -29,3 +29,15 @@ def test_the_wrong_port_names_both_and_the_flag_of_a_known_dev_server() -> None:
         "api listens on 8080, 9090, not on its port 8000 (make it listen on $PORT)"
     assert wrong_port("web", 18001, [18001, 24678], "vite --port $PORT") is None  # it does listen there
     assert wrong_port("web", 18001, [], "vite") is None  # nothing listens yet: nothing to say
+
+
+def test_up_starts_every_service_but_the_lazy_ones_nothing_started_needs() -> None:
+    config = DevConfig(Path("/x/A3sfile.hcl"), services=(
+        ServiceDef("db", "x", Path("/x"), lazy=True),
+        ServiceDef("api", "x", Path("/x"), depends_on=("db",)),
+        ServiceDef("docs", "x", Path("/x"), lazy=True),
+        ServiceDef("web", "x", Path("/x"), lazy=True, profiles=("front",)),
+    ))
+    assert config.eager == ["db", "api"]  # db is lazy, but api needs it
+    assert config.needed(["web"]) == ["web"] and config.needed(["api"]) == ["db", "api"]
+    assert config.chosen(["front"]) == ["api"]  # a lazy service waits for its request, profile or not

@@ -107,6 +107,8 @@ ONE_ERROR = [
     finding('reference-to-a-portless-service', 'service "worker" { cmd = "x" }\nservice "api" {\n  cmd = "x"\n  health {\n    command = "curl ${services.worker.url}"\n  }\n}\n', 4, 'service "api": health: ${services.worker.url}: worker has no port (give worker a port)'),
     finding('unset-env', 'service "api" {\n  cmd = "serve --key ${env.API_KEY}"\n}\n', 2, 'service "api": cmd: ${env.API_KEY}: API_KEY is not set in a3s\'s environment (set it, or give a default: ${env.API_KEY:-value})'),
     finding('services-in-a-path', 'service "db" {\n  cmd = "x"\n  port = 5432\n}\nservice "api" {\n  cmd = "x"\n  env_file = "${services.db.port}.env"\n}\n', 7, 'service "api": env_file: ${services.db.port} cannot be used here (only ${project} and ${env.NAME} are)'),
+    finding('idle-stop-zero', 'service "a" {\n  cmd = "x"\n  port = 8000\n  idle_stop = "0s"\n}\n', 4, 'service "a": idle_stop must be more than zero (e.g. idle_stop = "15m")'),
+    finding('lazy-not-bool', 'service "a" {\n  cmd = "x"\n  lazy = "yes"\n}\n', 3, 'service "a": lazy must be true or false, got the string "yes"'),
     finding('container-runtime', 'dev {\n  container_runtime = "lxc"\n}\n', 2, 'dev: container_runtime must be one of "podman", "docker", got "lxc"'),
 ]
 

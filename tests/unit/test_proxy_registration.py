@@ -134,3 +134,14 @@ def test_nss_databases_are_the_profiles_that_hold_one(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in nss_databases(tmp_path)] == [
         ".pki/nssdb", ".mozilla/firefox/a.default", "snap/firefox/common/.mozilla/firefox/b.x",
     ]
+
+
+def test_start_and_traffic_messages_name_one_service_and_its_open_sockets() -> None:
+    from a3s_dev.link.protocol import parse_wake, start_message, traffic_message
+
+    assert parse_wake(decode(encode(start_message("web")))) == ("web", None)
+    assert parse_wake(decode(encode(traffic_message("web", 2)))) == ("web", 2)
+    for bad in ({"type": "start", "service": "../x"}, {"type": "traffic", "service": "web", "open": -1},
+                {"type": "traffic", "service": "web", "open": "2"}):
+        with pytest.raises(BadMessage):
+            parse_wake(bad)

@@ -215,6 +215,8 @@ S = ServiceState
         (S.STOPPED, None, (), Verdict.FAIL),
         (S.FAILED, "exit code 3", (), Verdict.FAIL),
         (S.COMPLETED, "exit code 0", (), Verdict.FAIL),
+        (S.IDLE, None, (), Verdict.START),  # lazy or idle-stopped: its supervisor starts it (SPEC §13)
+        (S.IDLE, "no request for 15m", (), Verdict.START),
     ],
 )
 def test_verdict_holds_only_what_will_become_ready(

@@ -125,6 +125,8 @@ class ServiceDef:
     container_port: int | None = None  # the port inside the container (default: `port`)
     volumes: tuple[Volume, ...] = ()
     profiles: tuple[str, ...] = ()  # started only when one of them is chosen (`up --profile`)
+    lazy: bool = False  # not started by `a3s up`: the first request through the proxy starts it
+    idle_stop: float | None = None  # seconds without a request after which it is stopped (`idle`)
     line: int | None = None  # where the block starts in the A3sfile
 
     @property
@@ -195,7 +197,24 @@ class DevConfig:
         """What `a3s up` starts with these profiles: every service without a profile, and those
         in a chosen one (their dependencies are pulled in later, whatever their profiles)."""
         wanted = set(profiles)
-        return [s.name for s in self.services if not s.profiles or wanted & set(s.profiles)]
+        return [s.name for s in self.services if not s.lazy and (not s.profiles or wanted & set(s.profiles))]
+
+    def needed(self, names: Iterable[str]) -> list[str]:
+        """`names` and everything they depend on, in declaration order."""
+        by_name = {s.name: s for s in self.services}
+        seen: set[str] = set()
+        todo = [n for n in names if n in by_name]
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen.add(name)
+                todo.extend(d for d in by_name[name].depends_on if d in by_name)
+        return [n for n in self.names if n in seen]
+
+    @property
+    def eager(self) -> list[str]:
+        """What a plain `a3s up` starts: every service but the lazy ones nothing started needs."""
+        return self.needed(s.name for s in self.services if not s.lazy)
 
     @property
     def project(self) -> str:

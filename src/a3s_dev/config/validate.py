@@ -166,6 +166,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "container_port": Field(Kind.PORT),
         "volumes": Field(Kind.STRING_LIST),
         "profiles": Field(Kind.STRING_LIST),
+        "lazy": Field(Kind.BOOL),
+        "idle_stop": Field(Kind.DURATION),
     },
     "watch": {
         "paths": Field(Kind.STRING_LIST),
@@ -404,6 +406,8 @@ class _Checker:
             container_port=container_port,
             volumes=volumes,
             profiles=self.service_profiles(get, owner),
+            lazy=bool(get("lazy")),
+            idle_stop=self.service_idle_stop(attrs, get, owner),
             line=block.line,
         )
 
@@ -530,6 +534,15 @@ class _Checker:
                     self.error(attrs[key].line, f"{owner}: {key} applies to a container service only",
                                'add image = "..." or remove it')
         return image, container_port, volumes
+
+    def service_idle_stop(self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> float | None:
+        """`idle_stop`: more than zero. A service the proxy does not route gets no request: it is
+        stopped once nothing running has needed it for that long."""
+        seconds: float | None = get("idle_stop")
+        if seconds is not None and seconds <= 0:
+            self.error(attrs["idle_stop"].line, f"{owner}: idle_stop must be more than zero", 'e.g. idle_stop = "15m"')
+            return None
+        return None if seconds is None else float(seconds)
 
     def service_profiles(self, get: Callable[[str], Any], owner: str) -> tuple[str, ...]:
         """`profiles`: names like `front` or `e2e`, each once."""

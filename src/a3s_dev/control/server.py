@@ -286,7 +286,7 @@ class ControlServer:
     async def wanted(self, names: list[str] | None, deps: bool) -> list[str]:
         """What `start` with these names asks for: everything, the names, or them and their dependencies."""
         if names is None:
-            return list(self.config.names)
+            return self.config.eager  # a lazy service waits for its first request
         return (await self.supervisor.plan()).closure(names) if deps else names
 
     async def wait_ready(self, names: list[str], timeout: float, since: float | None = None) -> dict[str, Any]:

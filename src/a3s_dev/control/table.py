@@ -17,6 +17,7 @@ STATE_STYLE = {
     "unhealthy": "red",
     "failed": "bold red",
     "stopped": "dim",
+    "idle": "cyan",
     "orphaned": "bold magenta",
 }
 

@@ -18,6 +18,7 @@ class ServiceState(str, enum.Enum):
     STOPPED = "stopped"
     COMPLETED = "completed"
     FAILED = "failed"
+    IDLE = "idle"  # lazy, or idle-stopped: the next request through the proxy starts it (SPEC §13)
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,11 @@ TRANSITIONS: dict[ServiceState, frozenset[ServiceState]] = {
     ServiceState.STOPPING: frozenset({ServiceState.STOPPED}),
     ServiceState.STOPPED: frozenset(
         # FAILED: it could not even be spawned (port taken, missing dir, unreadable env_file).
-        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.FAILED}
+        # IDLE: stopped because nobody used it (idle_stop).
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.FAILED, ServiceState.IDLE}
+    ),
+    ServiceState.IDLE: frozenset(
+        {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.STOPPED, ServiceState.FAILED}
     ),
     ServiceState.COMPLETED: frozenset(
         {ServiceState.PENDING, ServiceState.STARTING, ServiceState.STOPPING, ServiceState.STOPPED}

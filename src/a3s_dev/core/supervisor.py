@@ -50,6 +50,7 @@ from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
 from a3s_dev.system.procfs import clock_ticks, group_listening_ports, group_usage
 
 S = ServiceState
+IDLE_LOOK = 5.0  # seconds between two looks for services idle for longer than their idle_stop
 WRONG_PORT_EVERY = 1.0  # seconds between two looks at what a service not ready listens on
 TAIL_LINES = 200
 
@@ -102,6 +103,12 @@ class _Service:
     scope: anyio.CancelScope | None = None
     done: anyio.Event | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    used: float = 0.0  # time.monotonic() of its last request through the proxy (idle_stop)
+    open_sockets: int = 0  # WebSockets the proxy holds open to it: never idle meanwhile
+
+    @classmethod
+    def of(cls, defn: ServiceDef) -> _Service:
+        return cls(defn, state=S.IDLE if defn.lazy else S.STOPPED)
 
 
 class Supervisor:
@@ -132,7 +139,7 @@ class Supervisor:
             subscribe_sink(self.bus, sink)
         self.policy: RestartPolicy = policy if policy is not None else ExponentialBackoff()
         self.cadence = cadence
-        self._svcs = {s.name: _Service(s) for s in config.services}
+        self._svcs = {s.name: _Service.of(s) for s in config.services}
         # The plan, decided once (launch order by topological generation, closures, each
         # service's dependents for stopping them first), computed on first need.
         self._plan: graph.Plan | None = None
@@ -161,6 +168,7 @@ class Supervisor:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._sample_usage)
+                tg.start_soon(self._stop_the_idle)
                 task_status.started()
                 try:
                     await self._shutdown.wait()
@@ -278,7 +286,7 @@ class Supervisor:
         for name in changes.changed:
             self._svcs[name].defn = config.service(name)
         for name in changes.added:
-            self._svcs[name] = _Service(config.service(name))
+            self._svcs[name] = _Service.of(config.service(name))
         self.bus.publish(ConfigApplied(time.time()))
         self._wake()
         for name in config.names:  # in declaration order: each waits for its own dependencies
@@ -287,6 +295,24 @@ class Supervisor:
                 self._launch(self._svcs[name])
         if changes.added:
             await self.start(changes.added)
+
+    def wake_up(self, name: str) -> None:
+        """A request came through the proxy for `name` while it is idle (SPEC §13): start it,
+        and what it needs."""
+        svc = self._svcs.get(name)
+        if svc is None or svc.state is not S.IDLE or self._tg is None or self._shutdown.is_set():
+            return
+        svc.used = time.monotonic()
+        self.announce(f"{name}: a request came for it; starting it")
+        self._tg.start_soon(self.start, [name])
+
+    def traffic(self, name: str, open_sockets: int | None = None) -> None:
+        """The proxy forwarded a request to `name` (and holds `open_sockets` WebSockets to it)."""
+        svc = self._svcs.get(name)
+        if svc is not None:
+            svc.used = time.monotonic()
+            if open_sockets is not None:
+                svc.open_sockets = open_sockets
 
     async def shutdown(self, cause: str | None = None) -> None:
         """Stop everything in reverse dependency order, logging `cause` with each stop; run() then returns."""
@@ -412,6 +438,28 @@ class Supervisor:
         """Wake every task waiting for a change (dependency gates, wait_ready)."""
         self._changed.set()
         self._changed = anyio.Event()
+
+    async def _stop_the_idle(self) -> None:
+        """Stop each `idle_stop` service nobody used for that long and nothing running needs;
+        it becomes `idle` (the proxy's next request starts it again)."""
+        while True:
+            limits = [s.defn.idle_stop for s in self._svcs.values() if s.defn.idle_stop]
+            await anyio.sleep(min(IDLE_LOOK, *(limit / 4 for limit in limits)) if limits else IDLE_LOOK)
+            now = time.monotonic()
+            for svc in list(self._svcs.values()):
+                limit = svc.defn.idle_stop
+                if not limit or svc.state not in (S.RUNNING, S.UNHEALTHY) or svc.open_sockets or svc.proc is None:
+                    continue
+                if now - max(svc.used, svc.proc.started_mono) < limit or self._needed_by_running(svc):
+                    continue
+                said = format_duration(limit)
+                await self._stop_one(svc, cause=f"idle for {said}")
+                if svc.state is S.STOPPED:
+                    self._set(svc, S.IDLE, f"no request for {said}")
+
+    def _needed_by_running(self, svc: _Service) -> bool:
+        name = svc.defn.name
+        return any(name in other.defn.depends_on and self._has_runner(other) for other in self._svcs.values())
 
     async def _sample_usage(self) -> None:
         """CPU and memory of every running service, one pass over /proc per interval (SPEC §10)."""

@@ -34,7 +34,14 @@ from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.link import proxy_process
 from a3s_dev.link.addresses import proxy_banner, routed
-from a3s_dev.link.protocol import BadMessage, decode, encode, register_message, status_message
+from a3s_dev.link.protocol import (
+    BadMessage,
+    decode,
+    encode,
+    parse_wake,
+    register_message,
+    status_message,
+)
 
 ANSWER_TIMEOUT = proxy_process.START_TIMEOUT
 # Seconds between attempts to bring a lost proxy back: 0.05, 0.1, 0.2 ... 2, 2 (the restart policy's curve).
@@ -52,6 +59,8 @@ class Member(Protocol):
     def status(self, name: str) -> ServiceStatus: ...
     def snapshot(self) -> list[ServiceStatus]: ...
     def announce(self, text: str) -> None: ...
+    def wake_up(self, name: str) -> None: ...
+    def traffic(self, name: str, open_sockets: int | None = None) -> None: ...
 
 
 def register_now(sock: socket.socket, config: DevConfig, logs: Path, control: Path | None = None) -> None:
@@ -267,8 +276,19 @@ async def _pump(
 
     async def until_stopping() -> None:
         while True:
-            if (await _read(reader)).get("type") == "stopping":
+            message = await _read(reader)
+            kind = message.get("type")
+            if kind == "stopping":
                 raise _Stopped
+            if kind in ("start", "traffic"):  # SPEC §13: what the proxy saw of the services
+                try:
+                    name, open_sockets = parse_wake(message)
+                except BadMessage:
+                    continue
+                if kind == "start":
+                    supervisor.wake_up(name)
+                else:
+                    supervisor.traffic(name, open_sockets)
 
     listener = asyncio.ensure_future(until_stopping())
     try:

@@ -90,6 +90,29 @@ def status_message(st: ServiceStatus) -> dict[str, Any]:
     return {"type": "status", "status": status_wire(st)}
 
 
+def start_message(service: str) -> dict[str, Any]:
+    """Proxy to supervisor: a request came for an `idle` service; start it (SPEC §13)."""
+    return {"type": "start", "service": service}
+
+
+def traffic_message(service: str, open_sockets: int | None = None) -> dict[str, Any]:
+    """Proxy to supervisor: requests are being forwarded to `service` (and, when given, how many
+    WebSockets to it are open): what keeps an `idle_stop` service up."""
+    message: dict[str, Any] = {"type": "traffic", "service": service}
+    if open_sockets is not None:
+        message["open"] = open_sockets
+    return message
+
+
+def parse_wake(obj: Mapping[str, Any]) -> tuple[str, int | None]:
+    """A `start` or `traffic` message's service name, and its open WebSockets (None: not said)."""
+    name = _name(obj.get("service"), "the service")
+    open_sockets = _field(obj, "open", int, optional=True)
+    if open_sockets is not None and open_sockets < 0:
+        raise BadMessage('"open" is negative')
+    return name, open_sockets
+
+
 # ---------------------------------------------------------------------------- checking
 
 
@@ -223,3 +246,5 @@ class ProjectView(Protocol):
     def control(self) -> Path | None: ...  # the control socket: live lines and actions
     def status(self, name: str) -> ServiceStatus: ...
     def tail(self, name: str, n: int = 20) -> list[str]: ...
+    def wake(self, name: str) -> None: ...  # start an `idle` service (SPEC §13)
+    def traffic(self, name: str, open_sockets: int | None = None) -> None: ...  # it is being used

@@ -72,6 +72,7 @@ class FullPath(Protocol):
     @property
     def pool(self) -> UpstreamPool: ...
     def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None: ...
+    def used(self, project: str, name: str, open_sockets: int | None = None) -> None: ...
 
 
 class DirectPath:
@@ -252,6 +253,7 @@ class ClientConnection(asyncio.Protocol):
             connection=request.connection, proto=self.direct.proto,
         )
         port: int = route.port  # type: ignore[assignment]
+        proxy.used(route.project, route.service)  # type: ignore[arg-type]
         up = proxy.pool.take_idle(port)
         if up is None:
             self._connecting = asyncio.get_running_loop().create_task(self._connect(port, head))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -32,6 +33,8 @@ from a3s_dev.link.protocol import (
     encode,
     parse_registration,
     parse_status,
+    start_message,
+    traffic_message,
 )
 from a3s_dev.system.procfs import alive
 
@@ -55,6 +58,15 @@ class RemoteProject:
         self.logs: Path | None = reg.logs
         self._statuses = dict(reg.statuses)
         self._names = {s.name for s in reg.services}
+        self.send: Callable[[dict[str, object]], None] | None = None  # a line to its supervisor
+
+    def wake(self, name: str) -> None:
+        if self.send is not None and name in self._names:
+            self.send(start_message(name))
+
+    def traffic(self, name: str, open_sockets: int | None = None) -> None:
+        if self.send is not None and name in self._names:
+            self.send(traffic_message(name, open_sockets))
 
     def status(self, name: str) -> ServiceStatus:
         if name not in self._names:
@@ -203,6 +215,7 @@ class Registry:
                 self.log(f"refused {reg.project} from {reg.a3sfile} (pid {reg.pid}): {refusal}")
                 return
             view = RemoteProject(reg)
+            view.send = functools.partial(_say, writer)
             self.members.add(view)
             self._announce_news()
             https_error = None if reg.https_port is None else await self.members.serve_https(reg.https_port)
@@ -242,3 +255,9 @@ class Registry:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
             self._arm()
+
+
+def _say(writer: asyncio.StreamWriter, message: dict[str, object]) -> None:
+    """One line to a registered supervisor; a connection going away is the reader's to notice."""
+    with contextlib.suppress(Exception):
+        writer.write(encode(message))

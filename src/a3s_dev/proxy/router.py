@@ -175,6 +175,7 @@ RESTARTING_REASON = "restarting"
 class Verdict(str, enum.Enum):
     FORWARD = "forward"
     HOLD = "hold"  # the service will be ready on its own: wait for it
+    START = "start"  # it is idle (SPEC §13): have its supervisor start it, then wait for it
     FAIL = "fail"  # it will not: answer with its error page
 
 
@@ -188,6 +189,8 @@ def verdict(
         return Verdict.FAIL  # it waits for a dependency that will not come up
     if state in HOLD_STATES:
         return Verdict.HOLD
+    if state is ServiceState.IDLE:
+        return Verdict.START
     if state is ServiceState.STOPPED and reason == RESTARTING_REASON:
         return Verdict.HOLD  # between the old process's exit and the new one's spawn
     return Verdict.FAIL

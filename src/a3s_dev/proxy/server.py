@@ -81,6 +81,7 @@ HOLD_TIMEOUT = 30.0
 # A restart passes through `stopped` on its way to `starting`; a held request waits this long
 # for the next state before it gives up on a service that was stopping.
 RESTART_GRACE = 1.0
+TRAFFIC_EVERY = 1.0  # seconds: how often at most a supervisor hears that a service is used
 # Connection refused while the supervisor still says running: the process just died or is
 # being replaced and the event has not arrived yet. Retry this long before answering 502.
 REFUSED_GRACE = 1.0
@@ -102,6 +103,10 @@ class ProxyBackend(Protocol):
 
     def announce(self, text: str) -> None: ...
 
+    def wake_up(self, name: str) -> None: ...
+
+    def traffic(self, name: str, open_sockets: int | None = None) -> None: ...
+
 
 class LocalProject:
     """A Supervisor in this process, as a `ProjectView`."""
@@ -121,6 +126,12 @@ class LocalProject:
 
     def tail(self, name: str, n: int = 20) -> list[str]:
         return self.backend.tail(name, n)
+
+    def wake(self, name: str) -> None:
+        self.backend.wake_up(name)
+
+    def traffic(self, name: str, open_sockets: int | None = None) -> None:
+        self.backend.traffic(name, open_sockets)
 
 
 Key = tuple[str, str]  # (project, service)
@@ -222,6 +233,8 @@ class ProxyServer:
         # Client connections whose request in flight must not be sent again (the direct path
         # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
         self._no_resend: weakref.WeakKeyDictionary[asyncio.BaseTransport, str] = weakref.WeakKeyDictionary()
+        self._used_at: dict[Key, float] = {}  # when each service's supervisor last heard it is used
+        self._sockets: dict[Key, int] = {}  # open WebSockets per service
 
     def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None:
         if transport is not None:
@@ -408,16 +421,24 @@ class ProxyServer:
         return verdict(status.state, status.reason, deps), status
 
     async def _ready(self, project: str, name: str, deadline: float) -> None:
-        """Wait until the service can take requests; raise `_Unavailable` when it will not in time."""
+        """Wait until the service can take requests; raise `_Unavailable` when it will not in time.
+        An idle one is started first, and waited for up to its start_timeout (SPEC §13)."""
         loop = asyncio.get_running_loop()
         held = False
+        woken = False
         stopped_at: float | None = None
         while True:
             now = loop.time()
             decision, status = self._verdict(project, name)
             if decision is Verdict.FORWARD:
                 return
-            if decision is Verdict.HOLD:
+            if decision is Verdict.START and not woken:
+                woken = True
+                deadline = max(deadline, now + self._start_timeout(project, name))
+                view = self.projects.get(project)
+                if view is not None:
+                    view.wake(name)
+            if decision in (Verdict.HOLD, Verdict.START):
                 held = True
                 stopped_at = None
                 wait = deadline - now
@@ -435,6 +456,25 @@ class ProxyServer:
             # the poll interval guards against a transition that published no event
             await self.states.changed(project, name, min(wait, 0.25))
 
+    def _start_timeout(self, project: str, name: str) -> float:
+        view = self.projects.get(project)
+        svc = next((s for s in view.services if s.name == name), None) if view is not None else None
+        probe = svc.probe if svc is not None else None
+        return probe.start_timeout if probe is not None else self.hold_timeout
+
+    def used(self, project: str, name: str, open_sockets: int | None = None) -> None:
+        """A request for the service is being forwarded: its supervisor hears of it at most once
+        a TRAFFIC_EVERY seconds (and at once when its open WebSockets change), which is what
+        keeps an `idle_stop` service up."""
+        key = (project, name)
+        now = time.monotonic()
+        if open_sockets is None and now - self._used_at.get(key, -TRAFFIC_EVERY) < TRAFFIC_EVERY:
+            return
+        self._used_at[key] = now
+        view = self.projects.get(project)
+        if view is not None:
+            view.traffic(name, open_sockets)
+
     # ------------------------------------------------------------------ forwarding
 
     async def _proxy(self, request: web.BaseRequest, project: str, name: str, port: int) -> web.StreamResponse:
@@ -451,9 +491,17 @@ class ProxyServer:
                 if deadline is None:
                     deadline = loop.time() + self.hold_timeout
                 await self._ready(project, name, deadline)
+            self.used(project, name)
             try:
                 if request.headers.get("Upgrade", "").lower() == "websocket":
-                    return await self._websocket(request, port, hops + 1)
+                    key = (project, name)
+                    self._sockets[key] = self._sockets.get(key, 0) + 1
+                    self.used(project, name, self._sockets[key])
+                    try:
+                        return await self._websocket(request, port, hops + 1)
+                    finally:
+                        self._sockets[key] -= 1
+                        self.used(project, name, self._sockets[key])
                 return await self._forward(request, port, hops + 1)
             except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
                 # Nothing was sent: retrying is safe for any method. The supervisor may not

@@ -34,7 +34,7 @@ def wanted_services(config: DevConfig, services: Iterable[str] | None, deps: boo
     """The services `up [SVC...] [--no-deps]` starts, in declaration order; UsageError for unknown
     names. With `deps`, their dependency closure, from the graph's plan."""
     if not services:
-        return list(config.names)
+        return config.eager  # SPEC §13: a lazy service waits for its first request
     from a3s_dev.config import graph
 
     named = graph.known(config, services)
