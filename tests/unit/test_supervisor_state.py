@@ -54,6 +54,12 @@ ALLOWED = {
     (S.FAILED, S.STARTING),
     (S.FAILED, S.STOPPING),
     (S.FAILED, S.STOPPED),
+    (S.STOPPED, S.IDLE),  # idle_stop (SPEC §13)
+    (S.IDLE, S.PENDING),  # a request, `up SVC` or a dependent starts it
+    (S.IDLE, S.STARTING),
+    (S.IDLE, S.STOPPING),
+    (S.IDLE, S.STOPPED),  # `a3s down`
+    (S.IDLE, S.FAILED),  # it could not even be spawned
 }
 
 
@@ -83,6 +89,7 @@ def test_every_state_has_a_row_and_values_match_the_contract() -> None:
         "stopped",
         "completed",
         "failed",
+        "idle",
     ]
     assert st.READY_STATES == {S.RUNNING, S.COMPLETED}
 
