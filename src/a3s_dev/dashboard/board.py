@@ -26,6 +26,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "backoff": ("restart", "stop"),
     "stopping": (),
     "stopped": ("start",),
+    "idle": ("start", "stop"),  # lazy or idle-stopped: started by a request, or by hand
     "failed": ("start",),
     "completed": ("start",),
 }
