@@ -187,3 +187,14 @@ def test_the_same_file_gives_the_same_bytes(source: Source, tmp_path: Path) -> N
     assert first == again
     assert "&id" not in first[0] + first[1]  # no YAML anchors: every document reads on its own
     assert textwrap.dedent(first[0]).startswith("name: shop\nservices:\n  db:\n    image: postgres:16\n")
+
+
+def test_a_profile_selects_what_up_would_start_with_it(tmp_path: Path) -> None:
+    text = ('service "a" {\n  image = "x:1"\n  profiles = ["front"]\n}\nservice "b" {\n  image = "x:1"\n}\n'
+            'service "c" {\n  image = "x:1"\n  profiles = ["e2e"]\n}\n')
+    report = check_text(text, tmp_path / "A3sfile.hcl", {}, order=False)
+    assert report.config is not None
+    source = Source(report.config, report.positions)
+    doc = compose.export(source, base=tmp_path, profiles=["front"]).files["compose.yaml"][0]
+    assert list(doc["services"]) == ["a", "b"]
+    assert list(kubernetes.export(source, read_env=read_env, profiles=["e2e"]).files) == ["b.yaml", "c.yaml"]

@@ -203,6 +203,7 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="compose: the file; kubernetes: the folder (default: stdout).", metavar="PATH")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", help="kubernetes: the namespace of every object (and a Namespace).", metavar="NS")] = None,
     domain: Annotated[str, typer.Option("--domain", help="kubernetes: Ingress hosts are <subdomain>.<project>.DOMAIN.", metavar="DOMAIN")] = "localhost",
+    profile: Annotated[list[str] | None, typer.Option("--profile", help="The services `up --profile` would start (repeatable).", metavar="NAME")] = None,
     file: FileOpt = None,
     no_color: NoColorOpt = False,
 ) -> None:
@@ -216,7 +217,7 @@ def export(
         if target == "compose" and given:
             raise typer.BadParameter("applies to kubernetes only", param_hint=option)
     raise typer.Exit(commands.export(a3sfile(file), target, services or [], output=output, namespace=namespace,
-                                     domain=domain, out=sys.stdout))
+                                     domain=domain, out=sys.stdout, profiles=tuple(profile or ())))
 
 
 @app.command()

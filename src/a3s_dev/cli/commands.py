@@ -400,7 +400,7 @@ def _in_new_container(a3sfile: Path, service: str, command: list[str]) -> tuple[
 
 
 def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path | None, namespace: str | None,
-           domain: str, out: IO[str]) -> int:
+           domain: str, out: IO[str], profiles: Sequence[str] = ()) -> int:
     """`a3s export compose|kubernetes`: the documents to `output` (stdout without), what did not
     carry over on stderr, one line each; 1 when nothing could be exported."""
     from a3s_dev.config.load import load_with_report
@@ -412,6 +412,10 @@ def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path 
     if report.config is None:
         raise ConfigError("\n".join(report.lines(errors_only=True)))
     _check_names(services, list(report.config.names))
+    unknown = [p for p in profiles if p not in report.config.profiles]
+    if unknown:
+        listed = ", ".join(report.config.profiles) or "none"
+        raise UsageError(f"export: unknown profile {', '.join(map(repr, unknown))} (profiles in {a3sfile.name}: {listed})")
     if namespace is not None and not DNS_LABEL.match(namespace):
         raise UsageError(f'export: --namespace "{namespace}" is not a DNS label (lower-case letters, digits and "-")')
     source = Source(report.config, report.positions)
@@ -419,12 +423,13 @@ def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path 
         from a3s_dev.export import compose
 
         base = (output.absolute().parent if output is not None else Path.cwd())
-        result = compose.export(source, services, base=base)
+        result = compose.export(source, services, base=base, profiles=profiles)
         text = compose.render(result) if result.ok else ""
     else:
         from a3s_dev.export import kubernetes
 
-        result = kubernetes.export(source, services, read_env=read_env_file, namespace=namespace, domain=domain)
+        result = kubernetes.export(source, services, read_env=read_env_file, namespace=namespace, domain=domain,
+                                   profiles=profiles)
         text = kubernetes.render(result) if result.ok else ""
     name = display_name(a3sfile)
     for finding in sorted(result.findings, key=lambda f: (f.line or 0, f.message)):

@@ -53,11 +53,17 @@ class Source:
         return self.positions.get((svc.name, key), svc.line) if key else svc.line
 
 
-def select(source: Source, names: Sequence[str]) -> tuple[list[ServiceDef], list[Finding]]:
+def select(source: Source, names: Sequence[str], profiles: Sequence[str] = ()) -> tuple[list[ServiceDef], list[Finding]]:
     """The services to export: the named ones (each must have an image), else every one with an
-    image (a host process is reported, not exported)."""
+    image, of the chosen profiles as `up --profile` chooses (a host process is reported, not
+    exported)."""
     config = source.config
     findings: list[Finding] = []
+    if profiles and not names:
+        wanted = set(profiles)
+        names = [s.name for s in config.services if s.image is not None and (not s.profiles or wanted & set(s.profiles))]
+        if not names:
+            return [], [Finding(None, f"no service with an image in profile {', '.join(profiles)}", error=True)]
     if names:
         chosen = [config.service(n) for n in names]
         for svc in chosen:

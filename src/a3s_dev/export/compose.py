@@ -28,10 +28,10 @@ CONDITIONS = {
 RESTARTS = {RestartMode.ON_FAILURE: "on-failure", RestartMode.ALWAYS: "always", RestartMode.NEVER: "no"}
 
 
-def export(source: Source, names: Sequence[str] = (), *, base: Path) -> Export:
+def export(source: Source, names: Sequence[str] = (), *, base: Path, profiles: Sequence[str] = ()) -> Export:
     """The Compose document for `names` (else every service with an image); relative paths
     (env files, bind mounts) are written relative to `base`, the Compose file's folder."""
-    chosen, findings = select(source, names)
+    chosen, findings = select(source, names, profiles)
     result = Export(findings=findings)
     if not result.ok:
         return result

@@ -36,10 +36,10 @@ VOLUME_SIZE = "1Gi"  # what each PersistentVolumeClaim asks for
 
 
 def export(source: Source, names: Sequence[str] = (), *, read_env: EnvReader, namespace: str | None = None,
-           domain: str = "localhost") -> Export:
+           domain: str = "localhost", profiles: Sequence[str] = ()) -> Export:
     """The objects for `names` (else every service with an image), one file per service, plus
     the namespace, the volumes and the Ingress when there are any."""
-    chosen, findings = select(source, names)
+    chosen, findings = select(source, names, profiles)
     result = Export(findings=findings)
     if not result.ok:
         return result
