@@ -642,3 +642,40 @@ def test_the_supervisor_computes_the_plan_itself_and_its_children_are_the_servic
     holds(lambda: strangers() == [], 3.0, message="the supervisor has only services (and the proxy) as children")
     assert stack.a3s("restart", "db").code == 0
     assert stack.a3s("down").code == 0
+
+
+DAEMON = """\
+import os, sys, time
+lifetime = float(sys.argv[1])
+pid = os.fork()
+if pid == 0:
+    os.setsid()  # a daemon's double fork: its own session, out of the service's group
+    if os.fork() == 0:
+        open(sys.argv[2], "w").write(str(os.getpid()))
+        time.sleep(lifetime)
+        os._exit(0)
+    os._exit(0)
+os.waitpid(pid, 0)
+time.sleep(1000)
+"""
+
+
+def test_down_ends_what_a_service_double_forked_away_and_exited_ones_are_reaped(tmp_path: Path) -> None:
+    from a3s_dev.system.procfs import stat_fields
+
+    (tmp_path / "daemon.py").write_text(DAEMON)
+    (tmp_path / "A3sfile.hcl").write_text(
+        'service "stays" {\n  cmd = "exec python3 daemon.py 1000 stays.pid"\n}\n'
+        'service "brief" {\n  cmd = "exec python3 daemon.py 0.2 brief.pid"\n}\n'
+    )
+    with stack_in(tmp_path, {"A3S_PROXY_PORT": "0"}) as st:
+        assert st.a3s("up", "-d").code == 0
+        wait_until(lambda: (tmp_path / "stays.pid").exists() and (tmp_path / "brief.pid").exists(),
+                   message="the grandchildren")
+        stays, brief = (int((tmp_path / f"{n}.pid").read_text()) for n in ("stays", "brief"))
+        supervisor = st.supervisor_pid()
+        assert (stat_fields(stays) or [b"", b"0"])[1] == str(supervisor).encode()  # reparented to it, not init
+        # one that exits is not left a zombie: the supervisor collects it
+        wait_until(lambda: stat_fields(brief) is None, timeout=10, message="the brief grandchild reaped")
+        assert st.a3s("down").code == 0
+        wait_until(lambda: not pid_alive(stays), timeout=10, message="the daemon's grandchild ended by down")

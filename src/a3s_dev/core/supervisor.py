@@ -8,7 +8,10 @@ cancels the runner, so a runner never mistakes a requested stop for a crash.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -47,7 +50,7 @@ from a3s_dev.core.service_env import service_env
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.core.usage import SAMPLE_EVERY, Usage
 from a3s_dev.errors import RuntimeFailure, one_line, unknown_service
-from a3s_dev.system.procfs import clock_ticks, group_listening_ports, group_usage
+from a3s_dev.system.procfs import clock_ticks, group_listening_ports, group_usage, strays
 
 S = ServiceState
 IDLE_LOOK = 5.0  # seconds between two looks for services idle for longer than their idle_stop
@@ -175,6 +178,7 @@ class Supervisor:
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self.stop(cause=self._shutdown_cause)
+                        await anyio.to_thread.run_sync(end_strays)
                         await self._resources.aclose()
                     tg.cancel_scope.cancel()
         finally:
@@ -474,6 +478,7 @@ class Supervisor:
                 self.bus.publish(UsageSampled(time.time()))
             else:
                 self._usage.figures = {}
+            reap_strays(only_exited=True)
             await anyio.sleep(SAMPLE_EVERY)
 
     def _set_probe(self, svc: _Service, detail: str | None) -> None:
@@ -779,6 +784,39 @@ def _cannot_run(defn: ServiceDef, code: int, lived: float, tail: Iterable[str]) 
         missing = next((m.group(1) for m in found if m), program)
         return f"command not found: {missing} (is it installed and on PATH?)"
     return f"permission denied: {program} (is it executable?)"
+
+
+STRAY_GRACE = 1.0  # seconds a service's reparented descendant gets between SIGTERM and SIGKILL
+
+
+def reap_strays(*, only_exited: bool) -> list[int]:
+    """Collect the exit of each stray (a service's descendant reparented to this supervisor,
+    its subreaper) that exited; with `only_exited` False, SIGKILL the live ones first. The pids."""
+    found = strays(os.getpid())
+    for pid, zombie in found:
+        if not zombie and not only_exited:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    done = []
+    for pid, zombie in found:
+        if zombie or not only_exited:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0 if not only_exited else os.WNOHANG)
+                done.append(pid)
+    return done
+
+
+def end_strays() -> None:
+    """At shutdown, once every service stopped: what their daemons left running (double forks,
+    `setsid`), reparented here, is ended too: SIGTERM, STRAY_GRACE, then SIGKILL."""
+    live = [pid for pid, zombie in strays(os.getpid()) if not zombie]
+    for pid in live:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STRAY_GRACE
+    while time.monotonic() < deadline and any(not zombie for _, zombie in strays(os.getpid())):
+        time.sleep(0.02)
+    reap_strays(only_exited=False)
 
 
 def _call_soon(callback: Callable[[], None]) -> None:

@@ -42,6 +42,7 @@ from a3s_dev.run.workspace import (
     paths_for,
     port_holder,
 )
+from a3s_dev.system.limits import become_subreaper
 
 if TYPE_CHECKING:
     import anyio
@@ -131,6 +132,8 @@ class Run:
 
         try:
             self.lock_and_claim()
+            # what a service's daemon double-forks away is reparented here, found and ended at `down`
+            become_subreaper()
             self.open_logs()
             self.end_orphans()
             self.reach_proxy()

@@ -23,5 +23,20 @@ def raise_open_files() -> int:
     return soft
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Linux: orphaned descendants (a daemon's double fork, `setsid` included) are reparented to
+    this process instead of init, so that it can still find and end them. False elsewhere."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
 def open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

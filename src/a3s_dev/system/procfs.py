@@ -91,6 +91,30 @@ def group_alive(pgid: int) -> bool:
     return bool(live_members(pgid))
 
 
+def strays(parent: int) -> list[tuple[int, bool]]:
+    """Children of `parent` (a subreaper) that it did not start itself: descendants of its
+    services reparented to it when their own parent exited (a daemon's double fork). Its own
+    children lead their session (services and probes start one) or share its session (the
+    commands it runs); a stray does neither. (pid, is a zombie) each."""
+    own = stat_fields(parent)
+    own_session = own[3] if own is not None and len(own) > 3 else None
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fields = stat_fields(entry)
+        if fields is None or len(fields) < 4 or int(fields[1]) != parent:
+            continue
+        session = fields[3]
+        if session != entry.encode() and session != own_session:
+            found.append((int(entry), fields[0] == b"Z"))
+    return found
+
+
 def cmdline(pid: int) -> bytes | None:
     """The raw `/proc/<pid>/cmdline` (arguments separated by NULs); None when it is gone."""
     try:
