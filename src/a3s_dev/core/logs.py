@@ -8,6 +8,7 @@ read, not Python work per line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -238,6 +239,7 @@ class TerminalSink:
 
 ROTATE_BYTES = 10 * 1024 * 1024
 KEEP_FILES = 3
+RECOVERED_AFTER = 5.0  # seconds of writes that work before the log files are said to work again
 
 
 def format_stamp(at: float) -> str:
@@ -255,7 +257,9 @@ class FileSink:
     a file becomes `<name>.log.1` (older ones shift to .2, .3 …), `keep` of them kept.
 
     Writing never blocks or stops a service: when the disk is full the lines are dropped, and
-    `on_trouble` is told once when that starts and once when writing works again.
+    `on_trouble` is told once when that starts and once writing has worked again for
+    RECOVERED_AFTER seconds (a short line that squeezes in is no recovery), with the number of
+    lines truly lost. A line cut by a full disk is ended before the next one is written.
     """
 
     def __init__(
@@ -273,7 +277,9 @@ class FileSink:
         self._made = False
         self._on_trouble = on_trouble
         self._failing: str | None = None  # why writing fails, while it does
+        self._failed_at = 0.0  # time.monotonic() of the last failed write
         self._dropped = 0
+        self._torn: set[str] = set()  # services whose file ends in the middle of a line
 
     def _open(self, service: str) -> tuple[IO[bytes], list[int]]:
         entry = self._files.get(service)
@@ -281,7 +287,8 @@ class FileSink:
             if not self._made:
                 self._folder.mkdir(parents=True, exist_ok=True)
                 self._made = True
-            f = open(self._folder / f"{service}.log", "ab")  # noqa: SIM115 - held open until close()
+            # unbuffered: a write says how much of it reached the file (a full disk cuts it short)
+            f = open(self._folder / f"{service}.log", "ab", buffering=0)  # noqa: SIM115 - held open until close()
             entry = (f, [f.tell()])
             self._files[service] = entry
         return entry
@@ -289,25 +296,32 @@ class FileSink:
     def write(self, service: str, lines: Sequence[str], at: float, stream: str) -> None:
         stamp = format_stamp(at) + " "
         data = (stamp + ("\n" + stamp).join(lines) + "\n").encode("utf-8", "replace")
+        if service in self._torn:
+            data = b"\n" + data  # end the line a full disk cut, so that this one starts whole
         try:
             f, size = self._open(service)
-            f.write(data)
-            f.flush()  # so that `a3s logs -f` in another terminal sees it now
         except OSError as exc:
             self._trouble(service, exc, len(lines))
+            return
+        done, error = _write_all(f, data)  # unbuffered: `a3s logs -f` elsewhere sees it at once
+        size[0] += done
+        if error is not None:
+            kept = data[:done].count(b"\n") - (service in self._torn and done > 0)
+            if done:
+                self._torn.discard(service)
+                if not data[:done].endswith(b"\n"):
+                    self._torn.add(service)
+            self._trouble(service, error, len(lines) - max(0, kept))
             return  # a full disk must not take the stack down; the terminal still shows it
-        if self._failing is not None:
+        self._torn.discard(service)
+        if self._failing is not None and time.monotonic() - self._failed_at >= RECOVERED_AFTER:
             self._recovered()
-        size[0] += len(data)
         if size[0] >= self._rotate:
             self._rotate_file(service)
 
     def _trouble(self, service: str, exc: OSError, count: int) -> None:
         self._dropped += count
-        entry = self._files.pop(service, None)
-        if entry is not None:
-            with contextlib.suppress(OSError):
-                entry[0].close()  # its buffer holds a half-written line; start clean next time
+        self._failed_at = time.monotonic()
         if self._failing is None:
             self._failing = exc.strerror or str(exc)
             if self._on_trouble is not None:
@@ -331,6 +345,20 @@ class FileSink:
             with contextlib.suppress(OSError):
                 f.close()
         self._files.clear()
+
+
+def _write_all(f: IO[bytes], data: bytes) -> tuple[int, OSError | None]:
+    """Write `data` to the unbuffered `f`; how much was written, and the error that stopped it."""
+    done = 0
+    while done < len(data):
+        try:
+            n = f.write(data[done:])
+        except OSError as exc:
+            return done, exc
+        if not n:
+            return done, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        done += n
+    return done, None
 
 
 def rotate(path: Path, keep: int) -> None:

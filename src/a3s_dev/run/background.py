@@ -398,6 +398,24 @@ def _ask_running(client: ControlClient, opts: UpOptions, progress: Reporter, err
         return 1
 
 
+FULL_BELOW = 64 * 1024  # bytes free under which a disk counts as full (a log line does not fit)
+
+
+def disk_full(folder: Path) -> str | None:
+    """Why a supervisor that said nothing may have failed: the disk of its state folder is full
+    (it could not even write supervisor.log). None when there is room."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free >= FULL_BELOW:
+        return None
+    return (f"a3s: the supervisor could not start: the disk holding {folder} is full ({free} bytes free); "
+            "free some space and run `a3s up -d` again")
+
+
 def _wait_spawned(
     child: Forked,
     client: ControlClient,
@@ -433,10 +451,10 @@ def _wait_spawned(
                 child.wait(timeout=boot_timeout)
             except subprocess.TimeoutExpired:
                 pass
-            print(_new_output(paths, offset) or f"a3s: {exc.message}", file=err)
+            print(_new_output(paths, offset) or disk_full(paths.state_dir) or f"a3s: {exc.message}", file=err)
             return 1
     if child.returncode == EXIT_ALREADY_RUNNING:
         return None
     output = _new_output(paths, offset)
-    print(output or f"a3s: the supervisor exited with code {child.returncode}", file=err)
+    print(output or disk_full(paths.state_dir) or f"a3s: the supervisor exited with code {child.returncode}", file=err)
     return child.returncode if child.returncode in (1, 2) else 1

@@ -167,7 +167,7 @@ class Run:
             self.paths.logs_dir,
             rotate_bytes=self.config.settings.log_max_size,
             keep=self.config.settings.log_keep,
-            on_trouble=self.announce,
+            on_trouble=self.log_trouble,
         )
         self._cleanup.callback(files.close)
         self.sinks.append(files)
@@ -324,6 +324,14 @@ class Run:
     def supervisor_or_fail(self) -> Supervisor:
         assert self.supervisor is not None, "the supervisor exists once serve() runs"
         return self.supervisor
+
+    def log_trouble(self, text: str) -> None:
+        """The log files cannot be written (a full disk): said through the supervisor, and on
+        stderr when no terminal shows the stream (`up -d`: supervisor.log), since a3s.log, where
+        a background supervisor's words go, is one of the files that cannot be written."""
+        self.announce(text)
+        if self.supervisor is not None and not any(isinstance(s, TerminalSink) for s in self.sinks):
+            print(f"a3s: {text}", file=sys.stderr, flush=True)
 
     def announce(self, text: str) -> None:
         """a3s's own words (the log files' trouble): on stderr until the supervisor exists, then
