@@ -322,6 +322,10 @@ class FileSink:
     def _trouble(self, service: str, exc: OSError, count: int) -> None:
         self._dropped += count
         self._failed_at = time.monotonic()
+        entry = self._files.pop(service, None)
+        if entry is not None:  # opened again at the next line: a file deleted to make room is made anew
+            with contextlib.suppress(OSError):
+                entry[0].close()
         if self._failing is None:
             self._failing = exc.strerror or str(exc)
             if self._on_trouble is not None:
