@@ -146,18 +146,64 @@ def test_a3s_ui_in_a_real_terminal_under_tmux(stack: Stack) -> None:
     session = f"a3s-ui-{os.getpid()}"
     env = {**stack.env, "TERM": "xterm-256color"}
     command = f"cd {stack.folder} && {sys.executable} -m a3s_dev ui; echo UI-EXITED $?; sleep 30"
-    subprocess.run([TMUX, "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command], env=env, check=True)
+    tmux = [TMUX, "-L", session]  # a tmux server of its own
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command], env=env, check=True)
 
     def pane() -> str:
-        return subprocess.run([TMUX, "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True,
                               check=False).stdout
 
     try:
         wait_until(lambda: "ticker" in pane() and "running" in pane() and "tick" in pane().split("every service")[-1],
                    timeout=20, message="the table and the log on screen")
-        subprocess.run([TMUX, "send-keys", "-t", session, "j"], check=True)
-        subprocess.run([TMUX, "send-keys", "-t", session, "q"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", session, "j"], check=True)
+        subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True)
         wait_until(lambda: "UI-EXITED 0" in pane(), timeout=10, message="a3s ui to quit with 0")
         assert all(r["state"] == "running" for r in rows(stack).values())
     finally:
-        subprocess.run([TMUX, "kill-session", "-t", session], check=False, capture_output=True)
+        subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+REPL = """\
+dev {
+  name = "uirepl"
+}
+service "repl" {
+  cmd = "exec python3 -u -c \\"while True: print('heard', input('say> '))\\""
+  interactive = true
+}
+"""
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it)")
+def test_attach_from_the_ui_hands_the_terminal_to_the_service_until_ctrl_close_bracket(tmp_path: Path) -> None:
+    assert TMUX is not None
+    (tmp_path / "A3sfile.hcl").write_text(REPL)
+    with stack_in(tmp_path, {"A3S_PROXY_PORT": "0"}) as st:
+        assert st.a3s("up", "-d").code == 0
+        session = f"a3s-ui-attach-{os.getpid()}"
+        tmux = [TMUX, "-L", session]
+        command = f"cd {tmp_path} && {sys.executable} -m a3s_dev ui; echo UI-EXITED $?; sleep 30"
+        subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command],
+                       env={**st.env, "TERM": "xterm-256color"}, check=True)
+
+        def pane() -> str:
+            return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True,
+                                  check=False).stdout
+
+        def keys(*typed: str) -> None:
+            subprocess.run([*tmux, "send-keys", "-t", session, *typed], check=True)
+
+        try:
+            wait_until(lambda: "repl" in pane() and "running" in pane(), timeout=20, message="the UI")
+            keys("a")
+            wait_until(lambda: "attached to repl" in pane(), timeout=10, message="attached")
+            keys("hello", "Enter")
+            wait_until(lambda: "heard hello" in pane(), timeout=10, message="the service's answer")
+            keys("C-]")
+            wait_until(lambda: "every service" in pane() and "NAME" in pane(), timeout=10, message="the UI back")
+            keys("q")
+            wait_until(lambda: "UI-EXITED 0" in pane(), timeout=10, message="a3s ui to quit")
+            assert st.status()["repl"]["state"] == "running"
+        finally:
+            subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)

@@ -9,6 +9,7 @@ inside the function that needs them, so that `a3s status` and `a3s validate` sta
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -123,8 +124,16 @@ def ui(file: str | Path | None, *, color: bool) -> int:
 
     rows = client.status().get("services", [])
     project = next((str(r["project"]) for r in rows if r.get("project")), a3sfile.parent.name)
-    StackView(client, project, attach=lambda service: attach(a3sfile, service)).run()
+    StackView(client, project, attach=functools.partial(_attach_in_child, a3sfile)).run()
     return 0
+
+
+def _attach_in_child(a3sfile: Path, service: str) -> None:
+    """`a3s attach` in a child process on this terminal (the UI hands it over meanwhile): the
+    session needs a main thread of its own (its SIGWINCH handler) and leaves the UI untouched."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "a3s_dev", "attach", "--file", str(a3sfile), service], check=False)
 
 
 def with_profiles(a3sfile: Path, opts: UpOptions) -> UpOptions:

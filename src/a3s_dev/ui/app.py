@@ -354,13 +354,22 @@ class StackView(App[None]):
         if str(url).startswith(("http://", "https://")):
             self.open_url(str(url))  # the browser, or the terminal's own link opening
 
-    def action_attach(self) -> None:
+    async def action_attach(self) -> None:
+        """The terminal to the service until Ctrl-] (`attach_to`: `a3s attach` as a child
+        process, waited for in a thread), then back to this screen."""
+        import asyncio
+
         name = self.selected()
         if name is None or self.attach_to is None:
             return
-        with self.suspend():
+        attach = self.attach_to
+
+        def session() -> None:
             try:
-                self.attach_to(name)
+                attach(name)
             except A3sError as exc:
-                print(f"a3s: {exc}")
+                print(f"a3s: {exc}", flush=True)
                 time.sleep(1.5)
+
+        with self.suspend():
+            await asyncio.to_thread(session)
