@@ -198,3 +198,12 @@ def test_a_profile_selects_what_up_would_start_with_it(tmp_path: Path) -> None:
     doc = compose.export(source, base=tmp_path, profiles=["front"]).files["compose.yaml"][0]
     assert list(doc["services"]) == ["a", "b"]
     assert list(kubernetes.export(source, read_env=read_env, profiles=["e2e"]).files) == ["b.yaml", "c.yaml"]
+
+
+def test_lazy_and_idle_stop_are_reported_with_their_lines(tmp_path: Path) -> None:
+    text = 'service "web" {\n  image = "x:1"\n  port = 80\n  lazy = true\n  idle_stop = "15m"\n}\n'
+    report = check_text(text, tmp_path / "A3sfile.hcl", {}, order=False)
+    assert report.config is not None
+    result = compose.export(Source(report.config, report.positions), base=tmp_path)
+    assert one(result, "lazy: started with the rest") == 4
+    assert one(result, "idle_stop: nothing stops it") == 5

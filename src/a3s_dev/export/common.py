@@ -89,6 +89,12 @@ def not_carried(source: Source, svc: ServiceDef, *, log_probe: bool = True) -> l
     if svc.interactive:
         out.append(Finding(svc.name, "interactive: no terminal to attach to (kubectl attach / docker attach do that)",
                            source.line(svc, "interactive")))
+    if svc.lazy:
+        out.append(Finding(svc.name, "lazy: started with the rest (nothing starts it on its first request there)",
+                           source.line(svc, "lazy")))
+    if svc.idle_stop:
+        out.append(Finding(svc.name, "idle_stop: nothing stops it when unused there (scale it to zero by hand)",
+                           source.line(svc, "idle_stop")))
     return out
 
 
