@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 
 def stat_fields(pid: int | str) -> list[bytes] | None:
@@ -124,20 +125,23 @@ def cmdline(pid: int) -> bytes | None:
         return None
 
 
-def _listening_inodes(port: int) -> set[str]:
-    """The socket inodes listening on `port` (any address, IPv4 or IPv6)."""
-    inodes: set[str] = set()
+def _listeners() -> Iterator[tuple[int, str]]:
+    """(port, socket inode) of every listening TCP socket (any address, IPv4 or IPv6)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f, None)
                 for row in f:
                     cols = row.split()
-                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        inodes.add(cols[9])
+                    if len(cols) > 9 and cols[3] == "0A":
+                        yield int(cols[1].rsplit(":", 1)[1], 16), cols[9]
         except OSError:
             continue
-    return inodes
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """The socket inodes listening on `port` (any address, IPv4 or IPv6)."""
+    return {inode for listening, inode in _listeners() if listening == port}
 
 
 def group_listening_ports(pgid: int) -> list[int]:
@@ -157,18 +161,7 @@ def group_listening_ports(pgid: int) -> list[int]:
                 inodes.add(target[8:-1])
     if not inodes:
         return []
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f, None)
-                for row in f:
-                    cols = row.split()
-                    if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:
-                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
-        except OSError:
-            continue
-    return sorted(ports)
+    return sorted({port for port, inode in _listeners() if inode in inodes})
 
 
 def port_owner_pid(port: int) -> int | None:
