@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -305,6 +306,20 @@ async def test_supervisor_leaves_nothing_when_its_task_group_is_cancelled(tmp_pa
     wait_until(lambda: pids_in_group(seen[0]) == [], timeout=10, message="group gone")
 
 
+def processes_in(folder: Path, command: str) -> list[int]:
+    """Pids of live processes running `command` whose working folder is `folder`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == folder and command.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_a_broken_probe_fails_its_service_only(tmp_path: Path) -> None:
     from a3s_dev.config.model import HealthConfig
     from a3s_dev.core import health
@@ -335,6 +350,8 @@ def test_a_broken_probe_fails_its_service_only(tmp_path: Path) -> None:
                 assert "misconfigured" in (statuses["odd"].reason or "")
                 await poll(lambda: sup.status("fine").state is S.RUNNING, message="fine running")
                 assert any("odd failed: ValueError" in line for _, line in sink.lines)
+                # its process, spawned before the probe failed, is ended with it, background job too
+                await poll(lambda: not processes_in(tmp_path, "sleep 1000"), message="odd's processes ended")
 
         anyio.run(body)
     finally:

@@ -614,7 +614,14 @@ class Supervisor:
         svc.exit_code = None
         svc.health = None
         svc.probe = None
-        probe = None if svc.defn.oneshot else make_probe(svc.defn, self._resources)
+        try:
+            probe = None if svc.defn.oneshot else make_probe(svc.defn, self._resources)
+        except Exception:
+            # the process is spawned already: it must not outlive the error (no one would end it)
+            proc.kill()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(proc.popen.wait)
+            raise
         feed = getattr(probe, "feed", None)  # a log probe reads the output of this run
 
         def on_lines(lines: list[str]) -> None:
