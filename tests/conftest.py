@@ -63,3 +63,36 @@ def _no_proxy_left_behind() -> Iterator[None]:
             if b"a3s_dev.proxy" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_process_at_the_end(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No process a test started outlives the run (SPEC: no stray processes, ever): at the end,
+    every process still working in one of the run's folders is named, killed, and fails it."""
+    base = tmp_path_factory.getbasetemp()
+    yield
+    import time
+
+    def strays() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cwd.startswith(str(base)) and command:
+                found.append(f"pid {entry.name} in {cwd}: {command[:100]}")
+        return found
+
+    deadline = time.monotonic() + 10.0  # a proxy lingers 3 s after its last project left
+    left = strays()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = strays()
+    for line in left:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(line.split()[1].rstrip(":")), signal.SIGKILL)
+    assert not left, "processes left behind by the tests:\n" + "\n".join(left)
