@@ -288,3 +288,43 @@ def test_a_server_name_that_is_not_ascii_is_refused_without_a_traceback(tmp_path
         assert reported == []
     finally:
         sys.unraisablehook = before
+
+
+KEYTOOL = shutil.which("keytool")
+JAVA_STORE = Path("/etc/ssl/certs/java/cacerts")
+
+
+def java_aliases() -> str:
+    assert KEYTOOL is not None
+    return subprocess.run([KEYTOOL, "-list", "-cacerts", "-storepass", "changeit"], capture_output=True, text=True,
+                          timeout=60, check=False).stdout
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(KEYTOOL is None or not JAVA_STORE.exists() or os.geteuid() != 0
+                    or not Path("/usr/sbin/update-ca-certificates").exists(),
+                    reason="needs root, Debian's update-ca-certificates and ca-certificates-java (keytool)")
+def test_on_debian_uninstall_takes_the_ca_out_of_the_java_keystore_too(tmp_path: Path) -> None:
+    """The real system store of this (throwaway) machine: `update-ca-certificates --fresh`
+    alone left the CA in Java's keystore."""
+    from a3s_dev.tls.trust import system_store
+
+    store = system_store()
+    assert store is not None and "update-ca-certificates" in store.name
+    ca = LocalCA(tmp_path / "ca")
+    ca.ensure()
+    alias = "debian:a3s-local-ca.pem"
+    try:
+        added = install(ca, store=store, nss=[], certutil=None)
+        assert added.trusted_somewhere, added.lines
+        assert alias in java_aliases()
+        removed = uninstall(ca, certutil=None)
+        assert not removed.failed, removed.lines
+        assert alias not in java_aliases()
+        assert not Path("/etc/ssl/certs/a3s-local-ca.pem").exists()
+    finally:
+        Path("/usr/local/share/ca-certificates/a3s-local-ca.crt").unlink(missing_ok=True)
+        if alias in java_aliases():
+            subprocess.run([KEYTOOL, "-delete", "-alias", alias, "-cacerts", "-storepass", "changeit"], check=False,
+                           capture_output=True)
+        subprocess.run(["update-ca-certificates", "--fresh"], check=False, capture_output=True)

@@ -42,6 +42,20 @@ class SystemStore:
     copies: bool = True  # False: the commands themselves add and remove (macOS)
 
 
+# Debian's update-ca-certificates tells its hooks (ca-certificates-java's Java keystore, mono's)
+# nothing about a removed local CA, even with --fresh: the keystore kept a3s's CA after
+# `trust --uninstall`. So the hooks are told first, as update-ca-certificates itself tells
+# them about a removed CA (`-<pem>` on their stdin), then the store is rebuilt.
+DEBIAN_HOOKS = "/etc/ca-certificates/update.d"
+DEBIAN_PEM = "/etc/ssl/certs/a3s-local-ca.pem"
+DEBIAN_REMOVE = (
+    "sh", "-c",
+    (f'for hook in {DEBIAN_HOOKS}/*; do [ -x "$hook" ] && echo "-{DEBIAN_PEM}" | "$hook"; done; '
+     "update-ca-certificates --fresh"),
+)
+OLD_DEBIAN_REMOVE = ["update-ca-certificates", "--fresh"]  # what records from before say
+
+
 def system_store(platform: str = sys.platform, exists: Callable[[str], bool] = os.path.exists) -> SystemStore | None:
     """The system store of this machine, or None when a3s does not know it."""
     if platform == "darwin":
@@ -58,7 +72,7 @@ def system_store(platform: str = sys.platform, exists: Callable[[str], bool] = o
             "the system store (update-ca-certificates)",
             Path("/usr/local/share/ca-certificates/a3s-local-ca.crt"),
             ("update-ca-certificates",),
-            ("update-ca-certificates", "--fresh"),
+            DEBIAN_REMOVE,
         )
     if exists("/usr/bin/update-ca-trust"):
         return SystemStore(
@@ -231,16 +245,15 @@ def uninstall(ca: LocalCA, *, certutil: str | None, run: Run = subprocess.run) -
     system = record.get("system")
     if isinstance(system, dict):
         target = Path(system["target"])
+        remove = list(DEBIAN_REMOVE) if system["remove"] == OLD_DEBIAN_REMOVE else system["remove"]
         try:
             if system.get("copies", True):
                 target.unlink(missing_ok=True)
-            result = run(_command(system["remove"], ca.cert_path), capture_output=True, text=True, check=False)
+            result = run(_command(remove, ca.cert_path), capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise PermissionError(result.stderr.strip())
         except PermissionError:
-            steps = ([["rm", str(target)]] if system.get("copies", True) else []) + [
-                _command(system["remove"], ca.cert_path)
-            ]
+            steps = ([["rm", str(target)]] if system.get("copies", True) else []) + [_command(remove, ca.cert_path)]
             out.lines.append(f"{system['name']}: not changed (no permission); run: "
                              + " && ".join("sudo " + _shell(s) for s in steps))
             out.failed = True
