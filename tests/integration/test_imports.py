@@ -13,29 +13,28 @@ import anyio
 from a3s_dev.core.health import TcpProbe
 
 
+def loaded_after(tmp_path: Path, calls: str, modules: tuple[str, ...]) -> str:
+    """Which of `modules` a fresh interpreter has loaded after `calls`, in a folder with an
+    A3sfile of one service: the printed sorted list."""
+    code = f"import sys, io\n{calls}\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_status_without_a_supervisor_imports_neither_typer_nor_the_servers_nor_networkx(tmp_path: Path) -> None:
-    code = (
-        "import sys, io; from a3s_dev.cli import commands\n"
-        "commands.status(None, as_json=True, color=False, out=io.StringIO())\n"
-        "print(sorted(m for m in ('typer', 'aiohttp', 'anyio', 'networkx', 'httpx', 'textual', 'yaml') if m in sys.modules))"
-    )
-    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert out.stdout.strip() == "[]", out.stderr
+    calls = "from a3s_dev.cli import commands\ncommands.status(None, as_json=True, color=False, out=io.StringIO())"
+    modules = ("typer", "aiohttp", "anyio", "networkx", "httpx", "textual", "yaml")
+    assert loaded_after(tmp_path, calls, modules) == "[]"
 
 
-def test_validate_and_up_load_neither_textual_nor_yaml_nor_a_container_runtime(tmp_path: Path) -> None:
+def test_validate_and_up_load_neither_textual_nor_yaml(tmp_path: Path) -> None:
     """The terminal UI (Textual) and the exports (PyYAML) are imported by their own commands only."""
-    code = (
-        "import sys, io; from a3s_dev.cli import commands, argv; from a3s_dev.run import serve, prepare, background\n"
-        "commands.validate(None, as_json=True, color=False, out=io.StringIO())\n"
-        "print(sorted(m for m in ('textual', 'yaml', 'a3s_dev.ui', 'a3s_dev.export') if m in sys.modules))"
-    )
-    (tmp_path / "A3sfile.hcl").write_text('service "a" {\n  cmd = "true"\n}\n')
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
-    assert out.stdout.strip() == "[]", out.stderr
+    calls = ("from a3s_dev.cli import commands, argv\nfrom a3s_dev.run import serve, prepare, background\n"
+             "commands.validate(None, as_json=True, color=False, out=io.StringIO())")
+    assert loaded_after(tmp_path, calls, ("textual", "yaml", "a3s_dev.ui", "a3s_dev.export")) == "[]"
 
 
 def test_the_first_wave_and_a_cycle_check_need_no_networkx() -> None:
