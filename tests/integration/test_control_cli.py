@@ -674,7 +674,8 @@ def test_down_ends_what_a_service_double_forked_away_and_exited_ones_are_reaped(
                    message="the grandchildren")
         stays, brief = (int((tmp_path / f"{n}.pid").read_text()) for n in ("stays", "brief"))
         supervisor = st.supervisor_pid()
-        assert (stat_fields(stays) or [b"", b"0"])[1] == str(supervisor).encode()  # reparented to it, not init
+        wait_until(lambda: (stat_fields(stays) or [b"", b"0"])[1] == str(supervisor).encode(), timeout=5,
+                   message="the grandchild reparented to the supervisor, not to init")
         # one that exits is not left a zombie: the supervisor collects it
         wait_until(lambda: stat_fields(brief) is None, timeout=10, message="the brief grandchild reaped")
         assert st.a3s("down").code == 0
