@@ -268,7 +268,7 @@ class StackView(App[None]):
 
     @on(DataTable.RowHighlighted, "#services")
     def _row_changed(self) -> None:
-        if not self.merged:
+        if not self.merged and self.following:  # paused: the pane stays as it is
             self._rebuild()
 
     # ------------------------------------------------------------------ keys
