@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from a3s_dev.config.model import DevConfig, ServiceDef, signal_name
-from a3s_dev.core.process import ServiceProcess, spawn_argv
+from a3s_dev.core.process import ServiceProcess, spawn, spawn_argv
 from a3s_dev.core.service_env import project_env, read_env_file, service_env
 from a3s_dev.errors import RuntimeFailure
 
@@ -207,8 +207,6 @@ def start(service: ServiceDef, config: DevConfig) -> ServiceProcess:
     """Start one service: its container when it has an image, else `/bin/sh -c cmd`."""
     if service.image is not None:
         return spawn_container(service, config)
-    from a3s_dev.core.process import spawn
-
     return spawn(service, service_env(service, config))
 
 
