@@ -55,8 +55,9 @@ def container_name(project: str, service: str) -> str:
 
 
 def container_env(service: ServiceDef, config: DevConfig) -> dict[str, str]:
-    """What the container's environment holds: its env_file, its env, A3S_SERVICE and PORT (the
-    port inside). Never a3s's own environment, nor host paths (the CA's files) it cannot see."""
+    """What the container's environment holds: the project's (dev env_file, env), then its own
+    env_file and env, A3S_SERVICE and PORT (the port inside). Never a3s's own environment, nor
+    host paths (the CA's files) it cannot see."""
     env = project_env(config)
     if service.env_file is not None:
         env.update(read_env_file(service.env_file))
@@ -80,7 +81,7 @@ def run_argv(runtime: str, service: ServiceDef, config: DevConfig, environment: 
         argv += ["--name", name]
     if command is None:
         argv += ["--name", container_name(config.project, service.name)]
-        if os.path.basename(runtime) == "podman":
+        if _is_podman(runtime):
             argv.append("--replace")  # a container of this name left by an earlier run
         argv += ["--stop-signal", signal_name(service.stop_signal),
                  "--stop-timeout", str(max(1, math.ceil(service.stop_timeout)))]
@@ -144,7 +145,8 @@ class ContainerProcess(ServiceProcess):
         import anyio
 
         if self.returncode is None:
-            await anyio.to_thread.run_sync(self._cli, "stop", "--time", str(max(0, math.ceil(timeout))), self.container)
+            await anyio.to_thread.run_sync(_cli, self.runtime, "stop", "--time", str(max(0, math.ceil(timeout))),
+                                           self.container)
             with anyio.move_on_after(2.0):
                 await self._exited.wait()
         return await super().terminate(signal.SIGKILL, 0.5)
@@ -165,9 +167,6 @@ class ContainerProcess(ServiceProcess):
     def remove(self) -> None:
         """Remove the container now, running or not (nothing when it is gone already)."""
         remove(self.runtime, self.container)
-
-    def _cli(self, *args: str) -> None:
-        _cli(self.runtime, *args)
 
 
 def _is_podman(runtime: str) -> bool:

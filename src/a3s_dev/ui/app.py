@@ -107,12 +107,10 @@ class StackView(App[None]):
         self.rows: dict[str, dict[str, Any]] = {}
         self.buffers = Buffers()
         self.inbox: deque[tuple[str, str]] = deque()
-        self.arrived = 0  # lines the reader took off the stream
         self.skipped = 0  # lines dropped from a full inbox (shown as a note)
         self.merged = True  # every service's log, else the selected one's
         self.following = True
         self.needle = ""  # the filter, lower-cased
-        self.gone: str | None = None  # why the supervisor no longer answers
         self.closing = threading.Event()  # the readers stop at their next answer
         self._lock = threading.Lock()
 
@@ -159,7 +157,7 @@ class StackView(App[None]):
             try:
                 answer = self.client.status() if seq is None else self.client.status(after=seq, wait=1.0)
             except NotRunning:
-                self._hand(self._supervisor_gone, "the supervisor stopped (`a3s up -d` starts it again)")
+                self._hand(self._say, "the supervisor stopped (`a3s up -d` starts it again)")
                 return
             except A3sError as exc:
                 self._hand(self._say, str(exc))
@@ -181,15 +179,10 @@ class StackView(App[None]):
                         self.inbox.popleft()
                         self.skipped += 1
                     self.inbox.append((str(item.get("service", "")), str(item["text"])))
-                    self.arrived += 1
         except A3sError:
             pass
 
     # ------------------------------------------------------------------ showing
-
-    def _supervisor_gone(self, why: str) -> None:
-        self.gone = why
-        self._say(why)
 
     def _say(self, text: str) -> None:
         self.query_one("#note", Static).update(Text(text, style="bold"))

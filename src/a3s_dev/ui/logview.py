@@ -90,8 +90,4 @@ class LogView(Log):
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text as shown, then each whole line's gutter taken off."""
         picked = selection.extract("\n".join(self.lines))
-        if not self.painter.width:
-            return picked, "\n"
-        cut = self.painter.width + len(GUTTER)
-        return "\n".join(line[cut:] if line[self.painter.width: cut] == GUTTER else line
-                         for line in picked.split("\n")), "\n"
+        return "\n".join(self.bare(line) for line in picked.split("\n")), "\n"
