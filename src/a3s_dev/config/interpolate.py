@@ -15,8 +15,6 @@ from a3s_dev.config.model import DevConfig, HealthConfig, ServiceDef
 
 REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 SERVICE_ATTRIBUTES = ("port", "url")
-# The attributes that take `${...}` (SPEC §13), as a ServiceDef names them; health ones apart.
-INTERPOLATED = ("cmd", "env", "env_file", "dir", "health.command", "health.path")
 
 
 class Problem(ValueError):
@@ -55,19 +53,22 @@ def expand(text: str, project: str, environ: Mapping[str, str], *, services: boo
     return REFERENCE.sub(one, text)
 
 
+def service_reference(inner: str) -> tuple[str, str] | None:
+    """(service, attribute) of the inside of `${services.NAME.ATTR}`; None for a reference
+    that is not to a service; a Problem when it is, but not of that shape."""
+    if not inner.startswith("services."):
+        return None
+    parts = inner.split(".")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise Problem(f"${{{inner}}} is not ${{services.NAME.port}} or ${{services.NAME.url}}")
+    return parts[1], parts[2]
+
+
 def service_references(text: str) -> list[tuple[str, str]]:
-    """The (service, attribute) of each `${services.NAME.ATTR}` in `text`; a reference that is
-    not of that shape is a Problem."""
-    found = []
-    for match in REFERENCE.finditer(text):
-        inner = match.group(1).strip()
-        if not inner.startswith("services."):
-            continue
-        parts = inner.split(".")
-        if len(parts) != 3 or not parts[1] or not parts[2]:
-            raise Problem(f"${{{inner}}} is not ${{services.NAME.port}} or ${{services.NAME.url}}")
-        found.append((parts[1], parts[2]))
-    return found
+    """The (service, attribute) of each `${services.NAME.ATTR}` in `text` (a Problem for one
+    that is not of that shape)."""
+    found = (service_reference(match.group(1).strip()) for match in REFERENCE.finditer(text))
+    return [ref for ref in found if ref is not None]
 
 
 def texts(svc: ServiceDef) -> list[tuple[str, str]]:
@@ -81,22 +82,6 @@ def texts(svc: ServiceDef) -> list[tuple[str, str]]:
     return out
 
 
-def address(config: DevConfig, target: ServiceDef, attribute: str) -> str:
-    """`${services.NAME.port}` and `.url` of `target` (its port chosen): the proxy URL, else
-    `http://127.0.0.1:PORT`; `127.0.0.1:PORT` for a service that does not speak HTTP."""
-    if target.port is None:
-        return ""
-    if attribute == "port":
-        return str(target.port)
-    if not target.proxy:
-        return f"127.0.0.1:{target.port}"
-    proxy_port = config.settings.proxy_port
-    scheme = "https" if config.settings.https else "http"
-    port = config.settings.https_port if config.settings.https else proxy_port
-    through = target.proxy_url(port, config.project, scheme) if proxy_port else None
-    return through or f"http://127.0.0.1:{target.port}"
-
-
 def resolve(config: DevConfig) -> DevConfig:
     """Every `${services.NAME.port|url}` filled in (call once the automatic ports are chosen);
     validation has checked that each names a service with a port."""
@@ -104,11 +89,17 @@ def resolve(config: DevConfig) -> DevConfig:
 
     def fill(text: str) -> str:
         def one(match: re.Match[str]) -> str:
-            inner = match.group(1).strip()
-            parts = inner.split(".")
-            if len(parts) == 3 and parts[0] == "services" and parts[1] in by_name and parts[2] in SERVICE_ATTRIBUTES:
-                return address(config, by_name[parts[1]], parts[2])
-            return match.group(0)
+            try:
+                ref = service_reference(match.group(1).strip())
+            except Problem:  # validation said so already
+                return match.group(0)
+            if ref is None or ref[0] not in by_name or ref[1] not in SERVICE_ATTRIBUTES:
+                return match.group(0)
+            target = by_name[ref[0]]
+            if ref[1] == "port":
+                return str(target.port or "")
+            # the proxy URL, else http://127.0.0.1:PORT (127.0.0.1:PORT when not HTTP)
+            return config.address(target, config.settings.proxy_port) or ""
 
         return REFERENCE.sub(one, text) if "${services." in text else text
 

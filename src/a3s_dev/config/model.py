@@ -222,6 +222,17 @@ class DevConfig:
         name made a DNS label."""
         return self.settings.name or dns_label(self.root.name) or "a3s-project"
 
+    def address(self, svc: ServiceDef, proxy_port: int | None) -> str | None:
+        """Where `svc` is reached: through the proxy on `proxy_port` (https when on), else
+        `svc.url`; None without a port. What `status` shows and `${services.NAME.url}` gives."""
+        if proxy_port:
+            https = self.settings.https
+            through = svc.proxy_url(self.settings.https_port if https else proxy_port, self.project,
+                                    "https" if https else "http")
+            if through is not None:
+                return through
+        return svc.url
+
     def service(self, name: str) -> ServiceDef:
         for svc in self.services:
             if svc.name == name:

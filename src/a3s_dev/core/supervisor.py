@@ -337,21 +337,13 @@ class Supervisor:
             started_at=svc.started_at,
             restarts=svc.restarts,
             exit_code=svc.exit_code,
-            url=self._proxy_url(d) or d.url,
+            url=self.config.address(d, self.proxy_port),
             reason=svc.reason,
             cpu=usage.cpu if (usage := self._usage.figures.get(name)) is not None else None,
             rss=usage.rss if usage is not None else None,
             cpu_seconds=usage.cpu_seconds if usage is not None else None,
             image=d.image,
         )
-
-    def _proxy_url(self, d: ServiceDef) -> str | None:
-        if not self.proxy_port:
-            return None
-        settings = self.config.settings
-        if settings.https:
-            return d.proxy_url(settings.https_port, self.config.project, "https")
-        return d.proxy_url(self.proxy_port, self.config.project)
 
     def snapshot(self) -> list[ServiceStatus]:
         return [self.status(n) for n in self.config.names]
