@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from a3s_dev.config.model import DevConfig, ServiceDef, signal_name
+from a3s_dev.core.groups import GroupRecord
 from a3s_dev.core.process import ServiceProcess, spawn, spawn_argv
 from a3s_dev.core.service_env import project_env, read_env_file, service_env
 from a3s_dev.errors import RuntimeFailure
@@ -163,6 +164,10 @@ class ContainerProcess(ServiceProcess):
     def kill(self) -> None:
         super().kill()
         self.remove()
+
+    def record(self, service: ServiceDef) -> GroupRecord:
+        """The client's group, and the runtime through which its container goes by label."""
+        return super().record(service)._replace(runtime=self.runtime)
 
     def remove(self) -> None:
         """Remove the container now, running or not (nothing when it is gone already)."""

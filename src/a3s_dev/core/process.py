@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from a3s_dev.config.model import ServiceDef, signal_name
+from a3s_dev.core.groups import GroupRecord
 from a3s_dev.core.logs import LineSplitter
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.system.ports import port_in_use
@@ -123,6 +124,10 @@ class ServiceProcess:
     def pgid(self) -> int:
         # start_new_session makes the child a session and group leader: pgid == pid.
         return self.popen.pid
+
+    def record(self, service: ServiceDef) -> GroupRecord:
+        """Its line in groups.json: what a later `up` or `down` needs to end it after a SIGKILL."""
+        return GroupRecord(self.pid, self.pgid, self.started, service.stop_signal, service.stop_timeout)
 
     # -- async side -------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from a3s_dev.core.events import (
     StateChanged,
     UsageSampled,
 )
-from a3s_dev.core.groups import GroupRecord, GroupRegistry
+from a3s_dev.core.groups import GroupRegistry
 from a3s_dev.core.health import HealthProbe, ProbeResources, make_probe
 from a3s_dev.core.logs import A3S, LogSink, subscribe_sink
 from a3s_dev.core.policy import ExponentialBackoff, RestartPolicy, after_exit
@@ -623,9 +623,7 @@ class Supervisor:
 
         proc.attach(on_lines)
         if self._groups is not None:
-            d = svc.defn
-            self._groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, d.stop_signal, d.stop_timeout,
-                                               getattr(proc, "runtime", None)))
+            self._groups.add(name, proc.record(svc.defn))
         self._set(svc, S.STARTING, None)
         try:
             async with anyio.create_task_group() as tg:

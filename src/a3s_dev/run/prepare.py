@@ -12,17 +12,11 @@ from typing import TYPE_CHECKING
 
 from a3s_dev.config.interpolate import resolve
 from a3s_dev.config.model import BROWSER_BLOCKED_PORTS, DevConfig, with_ports
-from a3s_dev.core.containers import find_runtime, remove_left, start
-from a3s_dev.core.groups import (
-    GroupRecord,
-    GroupRegistry,
-    end_groups,
-    recorded_orphans,
-    recorded_runtimes,
-)
+from a3s_dev.core.containers import find_runtime, start
+from a3s_dev.core.groups import GroupRegistry
 from a3s_dev.core.process import ServiceProcess, check_port_free
 from a3s_dev.errors import RuntimeFailure
-from a3s_dev.run.workspace import RuntimePaths
+from a3s_dev.run.workspace import RuntimePaths, end_left
 
 if TYPE_CHECKING:
     from a3s_dev.link.proxy_process import Reached
@@ -72,16 +66,8 @@ def end_orphans(paths: RuntimePaths, config: DevConfig) -> list[str]:
     """End the groups `groups.json` still lists (call with the lock held: they belong to a dead
     supervisor), each with its service's stop signal, and remove this A3sfile's containers
     (SPEC §14: a killed client leaves its container running); the services they were."""
-    orphans = recorded_orphans(paths.groups)
-    if orphans:
-        end_groups(orphans)
-    ended = [o.service for o in orphans]
-    runtimes = recorded_runtimes(paths.groups)
-    if any(svc.image for svc in config.services) and (runtime := find_runtime(config.settings.container_runtime)):
-        runtimes.add(runtime)
-    for runtime in sorted(runtimes):
-        ended += [name for name in remove_left(runtime, str(paths.a3sfile)) if name not in ended]
-    return ended
+    runtime = find_runtime(config.settings.container_runtime) if any(s.image for s in config.services) else None
+    return [o.service for o in end_left(paths, runtimes=[runtime] if runtime else [])]
 
 
 def reach_proxy(config: DevConfig, paths: RuntimePaths) -> Reached:
@@ -123,6 +109,5 @@ def prespawn(config: DevConfig, wanted: Sequence[str], groups: GroupRegistry | N
         except RuntimeFailure:
             continue
         if groups is not None:
-            groups.add(name, GroupRecord(proc.pid, proc.pgid, proc.started, svc.stop_signal, svc.stop_timeout,
-                                         getattr(proc, "runtime", None)))
+            groups.add(name, proc.record(svc))
     return spawned

@@ -12,7 +12,7 @@ import fcntl
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple, Self
 
@@ -340,18 +340,31 @@ def _supervisor_pid_alive(paths: RuntimePaths) -> bool:
     return b"a3s" in (procfs.cmdline(pid) or b"")
 
 
+def end_left(paths: RuntimePaths, grace: float | None = None, runtimes: Iterable[str] = ()) -> list[Orphan]:
+    """End what a dead supervisor left: the groups groups.json still lists (each its stop
+    signal, then SIGKILL after its stop_timeout, or `grace`), then every container labelled with
+    this A3sfile (a killed client leaves its container running, SPEC §14), through the runtimes
+    its records name and `runtimes`. What was ended, containers as `Orphan(service, 0)`."""
+    orphans = recorded_orphans(paths.groups)
+    if orphans:
+        end_groups(orphans, grace)
+    ended = {o.service for o in orphans}
+    for runtime in sorted(recorded_runtimes(paths.groups) | set(runtimes)):
+        from a3s_dev.core.containers import remove_left
+
+        for name in remove_left(runtime, str(paths.a3sfile)):
+            if name not in ended:
+                ended.add(name)
+                orphans.append(Orphan(name, 0))
+    return orphans
+
+
 def clean_stale(paths: RuntimePaths, grace: float | None = None) -> list[Orphan]:
     """After a supervisor died without cleaning up: end its recorded groups, remove its socket,
     pid file and groups record. Does nothing while a live supervisor holds the lock."""
     if lock_held(paths) or _supervisor_pid_alive(paths):
         return []
-    orphans = recorded_orphans(paths.groups)
-    end_groups(orphans, grace)
-    listed = {o.service for o in orphans}
-    for runtime in sorted(recorded_runtimes(paths.groups)):  # a killed client's container runs on
-        from a3s_dev.core.containers import remove_left
-
-        orphans += [Orphan(name, 0) for name in remove_left(runtime, str(paths.a3sfile)) if name not in listed]
+    orphans = end_left(paths, grace)
     for leftover in (paths.socket, paths.pid, paths.groups):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
