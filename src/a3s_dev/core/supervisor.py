@@ -98,7 +98,6 @@ class _Service:
     exit_code: int | None = None
     health: str | None = None
     probe: str | None = None  # the last probe result, while a process lives
-    misport: str | None = None  # it listens elsewhere than its port, said (while not ready)
     failure: str | None = None  # why the supervisor ended the process: not ready in time, unhealthy
     health_failures: int = 0
     wanted: bool = False
@@ -698,19 +697,17 @@ class Supervisor:
         c = self.cadence
         self._probing += 1
         looked = 0.0  # when the group's listening ports were last read
+        misport: str | None = None  # it listens elsewhere than its port, said
         try:
             while True:
                 result = await probe.check()
-                detail = result.detail
                 elapsed = time.monotonic() - proc.started_mono
-                if not result.ok and not result.reached and elapsed - looked >= WRONG_PORT_EVERY:
+                refused = not result.ok and not result.reached
+                if refused and elapsed - looked >= WRONG_PORT_EVERY:
                     looked = elapsed
-                    svc.misport = await self._wrong_port(svc, proc)
-                if not result.ok and not result.reached and svc.misport:
-                    detail = svc.misport
-                self._set_probe(svc, detail)
+                    misport = await self._wrong_port(svc, proc)
+                self._set_probe(svc, misport if refused and misport else result.detail)
                 if result.ok:
-                    svc.misport = None
                     return True
                 if elapsed >= cfg.start_timeout:
                     return False
@@ -786,21 +783,18 @@ def _cannot_run(defn: ServiceDef, code: int, lived: float, tail: Iterable[str]) 
 STRAY_GRACE = 1.0  # seconds a service's reparented descendant gets between SIGTERM and SIGKILL
 
 
-def reap_strays(*, only_exited: bool) -> list[int]:
+def reap_strays(*, only_exited: bool) -> None:
     """Collect the exit of each stray (a service's descendant reparented to this supervisor,
-    its subreaper) that exited; with `only_exited` False, SIGKILL the live ones first. The pids."""
+    its subreaper) that exited; with `only_exited` False, SIGKILL the live ones first."""
     found = strays(os.getpid())
     for pid, zombie in found:
         if not zombie and not only_exited:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-    done = []
     for pid, zombie in found:
         if zombie or not only_exited:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0 if not only_exited else os.WNOHANG)
-                done.append(pid)
-    return done
 
 
 def end_strays() -> None:
