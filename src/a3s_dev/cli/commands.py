@@ -605,9 +605,9 @@ def ls(port: int | None, *, as_json: bool, out: IO[str]) -> int:
         [p["name"], f"{p['running']}/{p['total']} running", str(p["failed"]), str(p["a3sfile"] or ""), p["dashboard"]]
         for p in projects
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    for row in cells:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+    from a3s_dev.cli.render import aligned
+
+    out.write(aligned(cells))
     return 0
 
 

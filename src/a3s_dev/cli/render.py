@@ -10,12 +10,14 @@ from a3s_dev.control.table import COLUMNS, STATE_STYLE, table_cells
 
 
 def render_plain(rows: Sequence[Mapping[str, Any]]) -> str:
-    """Aligned columns without color, for pipes and files."""
-    cells = [list(COLUMNS)] + [table_cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    return "".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells
-    )
+    """The status table in aligned columns without color, for pipes and files."""
+    return aligned([list(COLUMNS)] + [table_cells(r) for r in rows])
+
+
+def aligned(cells: Sequence[Sequence[str]]) -> str:
+    """Rows of cells as text in columns two spaces apart, each as wide as its widest cell."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n" for line in cells)
 
 
 def render_rich(rows: Sequence[Mapping[str, Any]], out: IO[str], color: bool) -> None:
