@@ -148,14 +148,19 @@ def with_profiles(a3sfile: Path, opts: UpOptions) -> UpOptions:
 
     config = load(a3sfile)
     known = config.profiles
-    unknown = [p for p in profiles if p not in known]
-    if unknown:
-        listed = ", ".join(known) or "none"
-        raise UsageError(f"unknown profile {', '.join(map(repr, unknown))} (profiles in {a3sfile.name}: {listed})")
+    _check_profiles(profiles, known, a3sfile)
     names = config.chosen(profiles)
     if not names:
         raise UsageError(f"every service has a profile: choose one with --profile ({', '.join(known)})")
     return dataclasses.replace(opts, services=tuple(names))
+
+
+def _check_profiles(profiles: Sequence[str], known: Mapping[str, Any], a3sfile: Path, said: str = "") -> None:
+    """UsageError naming each profile the A3sfile does not have, and the ones it has."""
+    unknown = [p for p in profiles if p not in known]
+    if unknown:
+        listed = ", ".join(known) or "none"
+        raise UsageError(f"{said}unknown profile {', '.join(map(repr, unknown))} (profiles in {a3sfile.name}: {listed})")
 
 
 def _read(path: Path) -> bytes:
@@ -421,10 +426,7 @@ def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path 
     if report.config is None:
         raise ConfigError("\n".join(report.lines(errors_only=True)))
     _check_names(services, list(report.config.names))
-    unknown = [p for p in profiles if p not in report.config.profiles]
-    if unknown:
-        listed = ", ".join(report.config.profiles) or "none"
-        raise UsageError(f"export: unknown profile {', '.join(map(repr, unknown))} (profiles in {a3sfile.name}: {listed})")
+    _check_profiles(profiles, report.config.profiles, a3sfile, "export: ")
     if namespace is not None and not DNS_LABEL.match(namespace):
         raise UsageError(f'export: --namespace "{namespace}" is not a DNS label (lower-case letters, digits and "-")')
     source = Source(report.config, report.positions)
