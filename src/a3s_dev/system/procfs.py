@@ -62,20 +62,40 @@ def started_monotonic() -> float:
     return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
-def live_members(pgid: int) -> list[int]:
-    """Pids of the non-zombie processes in group `pgid` (empty when /proc is unreadable)."""
+def _pids() -> Iterator[int]:
+    """Every pid /proc shows (none when it is unreadable)."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
-    found: list[int] = []
-    for entry in entries:
-        if not entry.isdigit():
+        return
+    yield from (int(entry) for entry in entries if entry.isdigit())
+
+
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, stat fields) of every process /proc shows that is still there to read."""
+    for pid in _pids():
+        if (fields := stat_fields(pid)) is not None:
+            yield pid, fields
+
+
+def _socket_inodes(pid: int) -> Iterator[str]:
+    """The inodes of the sockets `pid` holds open (nothing when /proc does not say)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
             continue
-        fields = stat_fields(entry)
-        if fields is not None and len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            found.append(int(entry))
-    return found
+        if target.startswith("socket:["):
+            yield target[8:-1]
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in group `pgid` (empty when /proc is unreadable)."""
+    return [pid for pid, fields in _processes() if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid]
 
 
 def group_alive(pgid: int) -> bool:
@@ -99,21 +119,11 @@ def strays(parent: int) -> list[tuple[int, bool]]:
     commands it runs); a stray does neither. (pid, is a zombie) each."""
     own = stat_fields(parent)
     own_session = own[3] if own is not None and len(own) > 3 else None
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    found = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        fields = stat_fields(entry)
-        if fields is None or len(fields) < 4 or int(fields[1]) != parent:
-            continue
-        session = fields[3]
-        if session != entry.encode() and session != own_session:
-            found.append((int(entry), fields[0] == b"Z"))
-    return found
+    return [
+        (pid, fields[0] == b"Z")
+        for pid, fields in _processes()
+        if len(fields) > 3 and int(fields[1]) == parent and fields[3] not in (str(pid).encode(), own_session)
+    ]
 
 
 def cmdline(pid: int) -> bytes | None:
@@ -146,19 +156,7 @@ def _listening_inodes(port: int) -> set[str]:
 
 def group_listening_ports(pgid: int) -> list[int]:
     """The TCP ports the processes of group `pgid` listen on (any address), sorted."""
-    inodes: set[str] = set()
-    for pid in live_members(pgid):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
+    inodes = {inode for pid in live_members(pgid) for inode in _socket_inodes(pid)}
     if not inodes:
         return []
     return sorted({port for port, inode in _listeners() if inode in inodes})
@@ -169,20 +167,9 @@ def port_owner_pid(port: int) -> int | None:
     inodes = _listening_inodes(port)
     if not inodes:
         return None
-    targets = {f"socket:[{i}]" for i in inodes}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{entry}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in targets:
-                    return int(entry)
-            except OSError:
-                continue
+    for pid in _pids():
+        if any(inode in inodes for inode in _socket_inodes(pid)):
+            return pid
     return None
 
 
@@ -213,15 +200,8 @@ def group_usage(groups: set[int]) -> dict[int, tuple[int, int]]:
     cutime/cstime). One pass over /proc for every group at once."""
     page = os.sysconf("SC_PAGE_SIZE")
     found: dict[int, tuple[int, int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return found
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        fields = stat_fields(entry)
-        if fields is None or len(fields) < 22 or fields[0] == b"Z":
+    for _, fields in _processes():
+        if len(fields) < 22 or fields[0] == b"Z":
             continue
         group = int(fields[2])
         if group not in groups:
