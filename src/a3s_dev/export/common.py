@@ -52,6 +52,10 @@ class Source:
     def line(self, svc: ServiceDef, key: str | None = None) -> int | None:
         return self.positions.get((svc.name, key), svc.line) if key else svc.line
 
+    def dependency_line(self, svc: ServiceDef, dep: str) -> int | None:
+        """Where `svc`'s depends_on names `dep` (the attribute's line when not known)."""
+        return self.positions.get((svc.name, f"depends_on:{dep}"), self.line(svc, "depends_on"))
+
 
 def select(source: Source, names: Sequence[str], profiles: Sequence[str] = ()) -> tuple[list[ServiceDef], list[Finding]]:
     """The services to export: the named ones (each must have an image), else every one with an

@@ -88,7 +88,7 @@ def _depends_on(source: Source, svc: ServiceDef, exported: set[str], findings: l
     config = source.config
     out: dict[str, Any] = {}
     for dep in svc.depends_on:
-        line = source.positions.get((svc.name, f"depends_on:{dep}"), source.line(svc, "depends_on"))
+        line = source.dependency_line(svc, dep)
         if dep not in exported:
             findings.append(Finding(svc.name, f"depends_on {dep}: {dep} is not exported (no image), so not waited for", line))
             continue

@@ -185,7 +185,7 @@ def _waits(source: Source, svc: ServiceDef, exported: set[str], findings: list[F
     config = source.config
     out = []
     for dep in svc.depends_on:
-        line = source.positions.get((svc.name, f"depends_on:{dep}"), source.line(svc, "depends_on"))
+        line = source.dependency_line(svc, dep)
         condition = condition_of(config, svc, dep)
         target = config.service(dep)
         if dep not in exported:
