@@ -256,6 +256,8 @@ class ProxyServer:
         while len(self.departed) > DEPARTED_KEPT:
             self.departed.popitem(last=False)
         self.states.forget(view.name)
+        # its supervisor is gone: the next one of that name hears of its first request at once
+        self._used_at = {key: at for key, at in self._used_at.items() if key[0] != view.name}
         self._reroute()
         self.dashboard.projects_changed()
         self._release_tls()
@@ -500,8 +502,10 @@ class ProxyServer:
                     try:
                         return await self._websocket(request, port, hops + 1)
                     finally:
-                        self._sockets[key] -= 1
-                        self.used(project, name, self._sockets[key])
+                        left = self._sockets.pop(key) - 1
+                        if left:
+                            self._sockets[key] = left
+                        self.used(project, name, left)
                 return await self._forward(request, port, hops + 1)
             except (UpstreamConnectError, aiohttp.ClientConnectorError) as exc:
                 # Nothing was sent: retrying is safe for any method. The supervisor may not
