@@ -172,6 +172,26 @@ async def test_websocket_echoes_text_and_binary_and_passes_close_code(ups: dict[
         assert ws.close_code == 4001
 
 
+async def test_the_supervisor_hears_of_requests_once_a_second_and_of_each_open_and_closed_websocket(
+    ups: dict[str, Upstream],
+) -> None:
+    """SPEC §13: what keeps an `idle_stop` service up is what the proxy tells its supervisor."""
+    fake = backend(ups)
+    async with running_proxy(fake) as port, aiohttp.ClientSession() as client:
+        for _ in range(5):  # on the direct path, within one second: said once
+            async with client.get(f"http://127.0.0.1:{port}/", headers={"Host": "api.localhost"}) as r:
+                assert r.status == 200
+        assert fake.used == [("api", None)]
+        async with client.ws_connect(f"http://127.0.0.1:{port}/ws", headers={"Host": "api.localhost"}) as ws:
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo hi"
+            assert ("api", 1) in fake.used
+        with anyio.fail_after(5):
+            while ("api", 0) not in fake.used:
+                await anyio.sleep(0.02)
+        assert [u for u in fake.used if u[1] is not None] == [("api", 1), ("api", 0)]
+
+
 async def closes_seen(client: aiohttp.ClientSession, port: int, count: int) -> list[list[object]]:
     with anyio.fail_after(5):
         while True:
