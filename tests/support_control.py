@@ -94,6 +94,18 @@ def service_block(
     return "\n".join(lines) + "\n"
 
 
+SICK_HEALTH = 'health {\n  path = "/health"\n  interval = "200ms"\n}'
+
+
+def server_stack(folder: Path, *blocks: str) -> None:
+    """`folder` with server.py (a healthy HTTP service) and sick.py (SICK), and an A3sfile of
+    `blocks` with no proxy and a 3 s stop timeout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "server.py").write_text(SERVICE)
+    (folder / "sick.py").write_text(SICK)
+    (folder / "A3sfile.hcl").write_text('dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n' + "".join(blocks))
+
+
 def chain_a3sfile(folder: Path, names: Sequence[str] = ("db", "api", "web")) -> dict[str, int]:
     """Write server.py and an A3sfile where each service depends on the previous one; their ports."""
     (folder / "server.py").write_text(SERVICE)

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from support import free_port
-from support_control import SERVICE, SICK, service_block, stack_in
+from support_control import SICK_HEALTH, server_stack, service_block, stack_in
 
 mcp = pytest.importorskip("mcp", reason="the mcp extra (pip install -e '.[mcp]')")
 from mcp import ClientSession
@@ -23,16 +23,13 @@ TOOLS = {"status", "up", "down", "restart", "wait", "logs", "run", "graph"}
 
 
 def project(folder: Path) -> None:
-    (folder / "server.py").write_text(SERVICE)
-    (folder / "sick.py").write_text(SICK)
     python = sys.executable
-    (folder / "A3sfile.hcl").write_text(
-        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
-        + service_block("db", f"exec {python} server.py", port=free_port())
-        + service_block("api", f"exec {python} server.py", port=free_port(), depends_on=["db"],
-                        extra='env = { GREETING = "hello from api" }')
-        + service_block("sick", f"exec {python} sick.py", port=free_port(),
-                        extra='health {\n  path = "/health"\n  interval = "200ms"\n}')
+    server_stack(
+        folder,
+        service_block("db", f"exec {python} server.py", port=free_port()),
+        service_block("api", f"exec {python} server.py", port=free_port(), depends_on=["db"],
+                      extra='env = { GREETING = "hello from api" }'),
+        service_block("sick", f"exec {python} sick.py", port=free_port(), extra=SICK_HEALTH),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port, wait_until
-from support_control import SERVICE, SICK, Stack, service_block, stack_in
+from support_control import SERVICE, SICK_HEALTH, Stack, server_stack, service_block, stack_in
 
 from a3s_dev.control.client import ControlClient
 
@@ -139,16 +139,12 @@ def test_every_port_is_the_supervisors(tmp_path: Path) -> None:
 
 
 def sick_stack(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "server.py").write_text(SERVICE)
-    (folder / "sick.py").write_text(SICK)
     python = sys.executable
-    (folder / "A3sfile.hcl").write_text(
-        'dev {\n  proxy_port = 0\n  stop_timeout = "3s"\n}\n'
-        + service_block("db", f"exec {python} server.py", port=free_port())
-        + service_block("api", f"exec {python} sick.py", port=free_port(),
-                        extra='health {\n  path = "/health"\n  interval = "200ms"\n}')
-        + service_block("web", f"exec {python} server.py", port=free_port(), depends_on=["api"])
+    server_stack(
+        folder,
+        service_block("db", f"exec {python} server.py", port=free_port()),
+        service_block("api", f"exec {python} sick.py", port=free_port(), extra=SICK_HEALTH),
+        service_block("web", f"exec {python} server.py", port=free_port(), depends_on=["api"]),
     )
 
 
