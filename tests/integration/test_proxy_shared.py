@@ -459,6 +459,67 @@ def test_idle_connections_do_not_lock_everyone_out_and_running_out_is_said_once(
                    message="served again")
 
 
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the other end closed `sock` (readable, and nothing to read), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def test_past_its_cap_the_proxy_closes_the_oldest_idle_connections_first(tmp_path: Path) -> None:
+    """Issue 21: one local process holding connections open (silent ones, or ones it asked a page
+    on and kept) has its oldest closed once a quarter of the proxy's open files limit is open;
+    the newest stay, every project stays reachable, and it is said once."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    with ExitStack() as stack:
+        proxy, _ = stack.enter_context(projects(tmp_path, "shop"))
+        pid = proxy_pid(proxy)
+        subprocess.run(["prlimit", "--pid", str(pid), "--nofile=1024:1024"], check=True)  # a cap of 256
+        log = proxy_process.log_path(proxy)
+        before = log.stat().st_size
+
+        # the oldest of all: a request whose body is still coming, which is never cut
+        busy = stack.enter_context(socket.create_connection(("127.0.0.1", proxy)))
+        busy.sendall(f"POST / HTTP/1.1\r\nHost: web.shop.localhost:{proxy}\r\nContent-Length: 10\r\n\r\n12345".encode())
+        # 300 connections that each asked for a page (aiohttp's path) and were kept
+        kept = []
+        for _ in range(300):
+            sock = stack.enter_context(socket.create_connection(("127.0.0.1", proxy)))
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: nope.localhost\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 404"), len(kept)
+            kept.append(sock)
+        wait_until(lambda: closed_by_peer(kept[30]), timeout=10, message="the oldest kept ones closed")
+        closed = [closed_by_peer(s) for s in kept]
+        first_open = closed.index(False)
+        assert 40 <= first_open <= 50 and not any(closed[first_open:]), closed
+
+        # then 100 silent ones: the oldest kept ones go next, the silent ones stay
+        silent = [stack.enter_context(socket.create_connection(("127.0.0.1", proxy))) for _ in range(100)]
+        wait_until(lambda: closed_by_peer(kept[first_open + 90]), timeout=10, message="older ones closed for newer")
+        holds(lambda: not any(closed_by_peer(s) for s in silent), 1.0, message="the newest kept open")
+        assert fetch(proxy, f"web.shop.localhost:{proxy}")[0] == 200
+        busy.sendall(b"67890")
+        busy.settimeout(10)
+        answer = busy.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 "), f"the request in flight was cut: {answer!r}"
+        descriptors = len(os.listdir(f"/proc/{pid}/fd"))
+        assert descriptors < 300, f"the proxy holds {descriptors} descriptors"
+
+        with log.open("rb") as f:
+            f.seek(before)
+            said = f.read().decode(errors="replace")
+        assert said.count("closing idle connections: more than 256 open") == 1, said
+        assert "Traceback" not in said
+
+
 LOOPING_SERVICE = """
 import http.server, os, urllib.request
 

@@ -23,7 +23,12 @@ second and halves the latency added under load (benchmarks/bench_proxy.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import os
+import time
+import weakref
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -37,6 +42,7 @@ from a3s_dev.proxy.upstream import (
     UpstreamConnection,
     UpstreamPool,
 )
+from a3s_dev.system.limits import open_files_limit
 from a3s_dev.system.peers import peer_uid
 
 if TYPE_CHECKING:
@@ -47,6 +53,20 @@ IDLE_TIMEOUT = 75.0
 # A client that sends requests faster than it reads the answers is not read while this much waits.
 MAX_PIPELINED = 256 * 1024
 SWEEPS = 4  # idle connections are looked for every IDLE_TIMEOUT / SWEEPS seconds
+# How many client connections one listener keeps open (its own and those it handed to aiohttp)
+# before it closes the oldest idle one for each new one: a quarter of the open files limit, for
+# each proxied request also holds an upstream socket, within these bounds. A browser keeps 256
+# sockets at most, six per host; a load test through the proxy may keep a few thousand.
+MIN_CONNECTIONS = 64
+MAX_CONNECTIONS = 4096
+SAY_CLOSED_IDLE_EVERY = 60.0  # seconds
+
+_log = logging.getLogger(__name__)
+
+
+def connection_cap(open_files: int) -> int:
+    """The connections a listener keeps open before it closes idle ones, for this limit on open files."""
+    return max(MIN_CONNECTIONS, min(MAX_CONNECTIONS, open_files // 4))
 
 
 @dataclass
@@ -71,6 +91,8 @@ class FullPath(Protocol):
     def states(self) -> States: ...
     @property
     def pool(self) -> UpstreamPool: ...
+    @property
+    def answering(self) -> AbstractSet[asyncio.BaseTransport]: ...  # handed over, a request being answered
     def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None: ...
     def used(self, project: str, name: str, open_sockets: int | None = None) -> None: ...
 
@@ -92,9 +114,14 @@ class DirectPath:
         self.proto = proto  # X-Forwarded-Proto: "https" on the TLS listeners
         self.idle_timeout = idle_timeout
         self.counts = counts if counts is not None else ProxyCounts()
-        self.connections: set[ClientConnection] = set()
+        self.connections: dict[ClientConnection, None] = {}  # oldest first
         self._sweeper: asyncio.TimerHandle | None = None
         self.uid = os.getuid()
+        self._opened_count = itertools.count()
+        # the handed-over connections' transports (aiohttp's handlers take no weak reference)
+        self.handed_order: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = weakref.WeakKeyDictionary()
+        self._closed_idle = 0  # since last said
+        self._said_closed_idle_at: float | None = None
 
     def own_user(self, transport: asyncio.BaseTransport) -> bool:
         """Whether the peer of a new connection is this proxy's user. True where the kernel does
@@ -103,10 +130,50 @@ class DirectPath:
         uid = peer_uid(sock) if sock is not None else None
         return uid is None or uid == self.uid
 
+    def make_room(self, newcomer: ClientConnection) -> None:
+        """Past `connection_cap` open connections, close the oldest idle one, as nginx does with
+        its keep-alive connections when it runs short. Every peer served is this proxy's own
+        user, so there is no other to tell apart: a local process that opens a thousand
+        connections and sends nothing (or asks for a page on each and keeps them) has its oldest
+        closed, and every project stays reachable. A connection with a request in flight on the
+        direct path or on aiohttp's is never closed here."""
+        handed = self.full.connections
+        if len(self.connections) + len(handed) <= connection_cap(open_files_limit()):
+            return
+        mine = next((c for c in self.connections if not c.busy and c is not newcomer), None)
+        answering = self.proxy.answering
+        theirs = next(
+            (h for h in handed if h.transport is not None and h.transport not in answering), None
+        )
+        if theirs is not None and theirs.transport is not None and (
+            mine is None or self.handed_order.get(theirs.transport, -1) < mine.opened
+        ):
+            theirs.force_close()  # waiting for its next request: nothing in flight is cut
+        elif mine is not None:
+            del self.connections[mine]
+            mine.close()
+        else:
+            return
+        self._say_closed_idle()
+
+    def _say_closed_idle(self) -> None:
+        """Say once a minute at most that idle connections are being closed, and how many."""
+        self._closed_idle += 1
+        now = time.monotonic()
+        if self._said_closed_idle_at is not None and now - self._said_closed_idle_at < SAY_CLOSED_IDLE_EVERY:
+            return
+        _log.warning(
+            "closing idle connections: more than %d open (%d closed since last said); a local process "
+            "holds many connections open",
+            connection_cap(open_files_limit()), self._closed_idle,
+        )
+        self._said_closed_idle_at = now
+        self._closed_idle = 0
+
     def __call__(self) -> ClientConnection:
         if self._sweeper is None:
             self._schedule_sweep()
-        return ClientConnection(self)
+        return ClientConnection(self, next(self._opened_count))
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,8 +210,9 @@ FORBIDDEN = (
 class ClientConnection(asyncio.Protocol):
     """One client connection while it is on the direct path."""
 
-    def __init__(self, direct: DirectPath) -> None:
+    def __init__(self, direct: DirectPath, opened: int) -> None:
         self.direct = direct
+        self.opened = opened  # the how-manieth connection of its listener: oldest are closed first
         self.proxy = direct.proxy
         self.transport: asyncio.Transport | None = None
         self.client_ip: str | None = None
@@ -176,10 +244,11 @@ class ClientConnection(asyncio.Protocol):
             return
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else None
-        self.direct.connections.add(self)
+        self.direct.connections[self] = None
+        self.direct.make_room(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.direct.connections.discard(self)
+        self.direct.connections.pop(self, None)
         self.transport = None
         if self._connecting is not None:
             self._connecting.cancel()
@@ -362,13 +431,14 @@ class ClientConnection(asyncio.Protocol):
         aiohttp RequestHandler for the rest of its life."""
         transport = self.transport
         assert transport is not None
-        self.direct.connections.discard(self)
+        self.direct.connections.pop(self, None)
         self.direct.counts.handed_over += 1
         self.transport = None
         self._buf = self._raw = b""
         if self._read_paused:
             transport.resume_reading()
         handler = self.direct.full()
+        self.direct.handed_order[transport] = self.opened
         transport.set_protocol(handler)
         handler.connection_made(transport)
         if self._write_paused:

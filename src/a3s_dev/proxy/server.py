@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 import weakref
 from collections import OrderedDict
@@ -233,6 +234,7 @@ class ProxyServer:
         # Client connections whose request in flight must not be sent again (the direct path
         # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
         self._no_resend: weakref.WeakKeyDictionary[asyncio.BaseTransport, str] = weakref.WeakKeyDictionary()
+        self.answering: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()  # handed over, in `handle`
         self._used_at: dict[Key, float] = {}  # when each service's supervisor last heard it is used
         self._sockets: dict[Key, int] = {}  # open WebSockets per service
 
@@ -328,6 +330,18 @@ class ProxyServer:
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """aiohttp's handler: `answer`, its connection counted meanwhile among those answering,
+        which are never closed to make room (`DirectPath.make_room`)."""
+        transport = request.transport
+        if transport is not None:
+            self.answering.add(transport)
+        try:
+            return await self.answer(request)
+        finally:
+            if transport is not None:
+                self.answering.discard(transport)
+
+    async def answer(self, request: web.BaseRequest) -> web.StreamResponse:
         host = request.headers.get("Host")
         route = self.router.resolve(host)
         if route.kind in (RouteKind.UNKNOWN, RouteKind.PROJECT_GONE) and self.registry is not None:
@@ -837,6 +851,10 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
 
     def log(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} a3s proxy: {text}", flush=True)
+
+    said = logging.StreamHandler(sys.stdout)  # what the proxy's modules log: the same lines
+    said.setFormatter(logging.Formatter("%(asctime)s a3s proxy: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger("a3s_dev").addHandler(said)
 
     async def main() -> None:
         asyncio.get_running_loop().set_exception_handler(FailedAccepts(log))
