@@ -414,3 +414,113 @@ def test_live_log_streams_at_once_are_bounded(tmp_path: Path) -> None:
         finally:
             for view in views:
                 view.close()
+
+
+# ---------------------------------------------------------------------------- where it asks for a login
+
+
+@contextmanager
+def login_stack(tmp_path: Path) -> Iterator[tuple[Stack, int, str]]:
+    """The dashboard stack on a proxy that asks for a login, as it does where the kernel does
+    not say who is on a connection (macOS); `A3S_PROXY_LOGIN=1` takes the same path on Linux.
+    The stack, the proxy's port and the login link `a3s up` printed."""
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "server.py").write_text(SERVICE)
+    (folder / "A3sfile.hcl").write_text(A3SFILE.format(python=sys.executable))
+    proxy = free_port()
+    with stack_in(folder, {"A3S_PROXY_PORT": str(proxy), "A3S_PROXY_LOGIN": "1"}) as st:
+        result = st.a3s("up", "-d")
+        assert result.code == 0, result.out + result.err
+        history = st.paths.logs_dir / "a3s.log"
+        found = wait_until(
+            lambda: re.search(rf"dashboard: (http://a3s\.localhost:{proxy}/\?login=[\w-]+) \(a login link, good once\)",
+                              history.read_text()),
+            timeout=10, message="the login link in the stream",
+        )
+        yield st, proxy, found.group(1)
+
+
+def cookie_of(port: int, link: str) -> str:
+    """Open a login link as a browser would: the cookie it sets (`name=value`)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", link.split(f":{port}", 1)[1], headers={"Host": f"a3s.localhost:{port}"})
+        answer = conn.getresponse()
+        answer.read()
+        assert answer.status == 303 and answer.getheader("Location") == "/", answer.status
+        set_cookie = answer.getheader("Set-Cookie") or ""
+    finally:
+        conn.close()
+    attributes = [a.strip() for a in set_cookie.split(";")]
+    assert {"Path=/", "HttpOnly", "SameSite=Strict"} <= set(attributes), set_cookie
+    assert not any(a.lower().startswith("domain=") for a in attributes), "for the dashboard's host only"
+    return attributes[0]
+
+
+def test_where_the_kernel_does_not_say_who_connects_the_dashboard_asks_for_a_login(tmp_path: Path) -> None:
+    """Issue 21: on macOS the proxy cannot refuse other users by uid; its dashboard, its API,
+    its route list and the services' logs are then behind a one-time login link only this user
+    can get (from the 0600 registration socket: `a3s up` prints one, `a3s ls` asks for one)."""
+    with login_stack(tmp_path) as (st, proxy, link):
+        pid = st.status()["api"]["pid"]
+        own = f"http://a3s.localhost:{proxy}"
+        # without the cookie: nothing of this user's is shown, nothing is done
+        status, page = request(proxy, "/")
+        assert status == 403 and b"Log in to the dashboard" in page and b"shop" not in page
+        assert b"a3s-token" not in page
+        for path in ("/api/services", "/api/projects", "/api/shop/api/logs?n=50", "/metrics"):
+            status, body = request(proxy, path)
+            assert status == 403 and b"api listening" not in body, path
+        for path in ("/api/shop/api/restart", "/api/shop/stop"):
+            assert request(proxy, path, method="POST", headers={"Origin": own, "X-A3S-Token": "x"})[0] == 403
+        status, page = request(proxy, "/", host="nope.localhost")  # the 404 page lists no route
+        assert status == 404 and b"shop.localhost" not in page and b"a3s status" in page
+        assert request(proxy, "/?login=guessed")[0] == 403
+        # the services themselves are served as always (any user reaches their ports anyway)
+        assert request(proxy, "/", host="web.shop.localhost")[0] == 200
+
+        # the link `a3s up` printed, opened once: a cookie for this host, the address without it
+        cookie = {"Cookie": cookie_of(proxy, link)}
+        status, page = request(proxy, link.split(f":{proxy}", 1)[1])
+        assert status == 403 and b"used already" in page, "a login link works once"
+        status, page = request(proxy, "/", headers=cookie)
+        assert status == 200 and b'data-project="shop"' in page
+        assert request(proxy, "/api/services", headers=cookie)[0] == 200
+        mine = {**cookie, "Origin": own, "X-A3S-Token": token_of(page)}
+        assert request(proxy, "/api/shop/api/logs?n=50", headers=mine)[0] == 200
+        assert request(proxy, "/api/shop/api/restart", method="POST", headers={**cookie, "Origin": own})[0] == 403
+        assert st.status()["api"]["pid"] == pid, "refused actions did nothing"
+        status, body = request(proxy, "/api/shop/api/restart", method="POST", headers=mine)
+        assert status == 200, body
+        wait_until(lambda: st.status()["api"]["pid"] not in (None, pid), timeout=20, message="api restarted")
+
+        # an error page says where the log is instead of showing it
+        assert st.a3s("down", "web").code == 0
+        status, page = request(proxy, "/", host="web.shop.localhost")
+        assert status in (502, 503) and b"web listening" not in page and b"a3s logs web" in page
+
+        # `a3s ls` logs in by itself, and hands out a new link
+        listed = st.a3s("ls")
+        assert listed.code == 0 and "shop" in listed.out, listed.out + listed.err
+        fresh = re.search(rf"dashboard login \(good once\): (http://a3s\.localhost:{proxy}/\?login=[\w-]+)", listed.out)
+        assert fresh is not None, listed.out
+        assert request(proxy, "/", headers={"Cookie": cookie_of(proxy, fresh.group(1))})[0] == 200
+        assert json.loads(st.a3s("ls", "--json").out)[0]["name"] == "shop"
+
+
+def test_the_login_link_in_a_browser_opens_the_dashboard_and_the_cookie_stays_out_of_scripts(
+    tmp_path: Path, browser: object
+) -> None:
+    with login_stack(tmp_path) as (st, proxy, link):
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(f"http://a3s.localhost:{proxy}/")
+        expect(page.locator("h1")).to_have_text("Log in to the dashboard")
+        page.goto(link)
+        assert page.url == f"http://a3s.localhost:{proxy}/", "the token is gone from the address"
+        expect(page.locator('[data-service="api"] span.state')).to_have_text("running", timeout=10_000)
+        assert page.evaluate("document.cookie") == "", "HttpOnly: no script reads it"
+        page.reload()  # logged in until the proxy stops, and live: its event stream carries the cookie
+        expect(page.locator('[data-service="web"] span.state')).to_have_text("running", timeout=10_000)
+        assert st.a3s("down", "web").code == 0
+        expect(page.locator('[data-service="web"] span.state')).to_have_text("stopped", timeout=10_000)

@@ -577,26 +577,13 @@ def proxy_port(port: int | None) -> int:
 
 def ls(port: int | None, *, as_json: bool, out: IO[str]) -> int:
     """`a3s ls [--json]`: every project registered with this user's proxy (SPEC §13), read from
-    the proxy's dashboard API."""
-    import http.client
-
+    the proxy's dashboard API; where the dashboard asks for a login, with a login link."""
     from a3s_dev.link import proxy_process
 
     port = proxy_port(port)
     projects: list[dict[str, Any]] = []
     if proxy_process.running_pid(port) is not None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            conn.request("GET", "/api/projects", headers={"Host": f"a3s.localhost:{port}"})
-            answer = conn.getresponse()
-            body = answer.read()
-            if answer.status != 200:
-                raise A3sError(f"ls: the proxy on port {port} answered {answer.status}: {body[:200].decode(errors='replace')}")
-            projects = list(json.loads(body))
-        except OSError as exc:
-            raise A3sError(f"ls: the proxy on port {port} did not answer ({exc.strerror or exc})") from None
-        finally:
-            conn.close()
+        projects = list(_dashboard_api(port, "/api/projects", proxy_process.login(port)))
     if as_json:
         out.write(json.dumps(projects, indent=2) + "\n")
         return 0
@@ -610,7 +597,40 @@ def ls(port: int | None, *, as_json: bool, out: IO[str]) -> int:
     from a3s_dev.cli.render import aligned
 
     out.write(aligned(cells))
+    login = proxy_process.login(port)
+    if login is not None:
+        from a3s_dev.link.addresses import login_link
+
+        print(f"dashboard login (good once): {login_link(port, login)}", file=out)
     return 0
+
+
+def _dashboard_api(port: int, path: str, login: str | None) -> Any:
+    """GET `path` of the dashboard's API on this user's proxy, as JSON; `login`: a token to
+    exchange first for the cookie, where the dashboard asks for one."""
+    import http.client
+    from urllib.parse import quote
+
+    headers = {"Host": f"a3s.localhost:{port}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        if login is not None:
+            conn.request("GET", f"{path}?login={quote(login)}", headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            cookie = (answer.getheader("Set-Cookie") or "").split(";")[0]
+            if answer.status == 303 and cookie:
+                headers["Cookie"] = cookie
+        conn.request("GET", path, headers=headers)
+        answer = conn.getresponse()
+        body = answer.read()
+    except OSError as exc:
+        raise A3sError(f"ls: the proxy on port {port} did not answer ({exc.strerror or exc})") from None
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise A3sError(f"ls: the proxy on port {port} answered {answer.status}: {body[:200].decode(errors='replace')}")
+    return json.loads(body)
 
 
 def proxy(action: str | None, port: int | None, *, out: IO[str]) -> int:

@@ -45,3 +45,8 @@ def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int, https_port: int
         urls = ", ".join(route_url(e, proxy_port).rstrip("/") for e in entries)
         where = f"proxy on http://localhost:{proxy_port}"
     return where + (f": {urls}" if urls else " (no service has a port)")
+
+
+def login_link(proxy_port: int, token: str) -> str:
+    """The dashboard's address with a one-time login token (where the dashboard asks for one)."""
+    return f"http://a3s.localhost:{proxy_port}/?login={token}"

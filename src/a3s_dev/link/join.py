@@ -33,7 +33,7 @@ from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.core.state import ServiceState, ServiceStatus
 from a3s_dev.errors import RuntimeFailure
 from a3s_dev.link import proxy_process
-from a3s_dev.link.addresses import proxy_banner, routed
+from a3s_dev.link.addresses import login_link, proxy_banner, routed
 from a3s_dev.link.protocol import (
     BadMessage,
     decode,
@@ -173,7 +173,9 @@ async def join_proxy(
                     answered.set()
                     if not announced:
                         announced = True
-                        announce_routes(supervisor, https=not answer.get("https_error"))
+                        login = answer.get("login")
+                        announce_routes(supervisor, https=not answer.get("https_error"),
+                                        login=login if isinstance(login, str) else None)
                     elif failures or lost:
                         supervisor.announce("registered with the proxy again; every route is back")
                     failures, lost = 0, False
@@ -250,12 +252,15 @@ async def _answered(reader: asyncio.StreamReader) -> dict[str, Any]:
     return answer
 
 
-def announce_routes(supervisor: Member, *, https: bool) -> None:
-    """The one line `a3s up` prints once registered: where each service can be reached."""
+def announce_routes(supervisor: Member, *, https: bool, login: str | None = None) -> None:
+    """The one line `a3s up` prints once registered: where each service can be reached; and,
+    where the dashboard asks for a login, its link with a `login` token."""
     config = supervisor.config
     settings = config.settings
     entries = routed(config.project, config.services)
     supervisor.announce(proxy_banner(entries, settings.proxy_port, settings.https_port if settings.https and https else None))
+    if login is not None:
+        supervisor.announce(f"dashboard: {login_link(settings.proxy_port, login)} (a login link, good once)")
     if settings.https and https:
         from a3s_dev.tls.ca import LocalCA
 

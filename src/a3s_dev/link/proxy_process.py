@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from a3s_dev.errors import RuntimeFailure
+from a3s_dev.link.protocol import MAX_MESSAGE, BadMessage, decode, encode
 from a3s_dev.system import procfs
 from a3s_dev.system.files import bind_unix_socket, private_dir, write_private
 from a3s_dev.system.places import runtime_dir
@@ -225,6 +226,20 @@ def running_pid(port: int) -> int | None:
         return int(pid_path(port).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def login(port: int, timeout: float = 5.0) -> str | None:
+    """A one-time dashboard login token from this user's proxy on `port`, where its dashboard
+    asks for one; None where it does not (it refuses other users by uid), or when none runs."""
+    sock = connect(port, timeout=timeout)
+    if sock is None:
+        return None
+    with sock, contextlib.suppress(OSError, BadMessage):
+        sock.sendall(encode({"type": "login"}))
+        with sock.makefile("rb") as answers:
+            token = decode(answers.readline(MAX_MESSAGE)).get("token")
+        return token if isinstance(token, str) else None
+    return None
 
 
 def stop(port: int, timeout: float = 10.0) -> int | None:

@@ -93,6 +93,8 @@ class FullPath(Protocol):
     def pool(self) -> UpstreamPool: ...
     @property
     def answering(self) -> AbstractSet[asyncio.BaseTransport]: ...  # handed over, a request being answered
+    @property
+    def logins(self) -> object | None: ...  # not None: the dashboard asks for a login, no uid is checked
     def refuse_resend(self, transport: asyncio.BaseTransport | None, detail: str) -> None: ...
     def used(self, project: str, name: str, open_sockets: int | None = None) -> None: ...
 
@@ -124,8 +126,11 @@ class DirectPath:
         self._said_closed_idle_at: float | None = None
 
     def own_user(self, transport: asyncio.BaseTransport) -> bool:
-        """Whether the peer of a new connection is this proxy's user. True where the kernel does
-        not say (not Linux): the refusal is for what it knows, never a guess."""
+        """Whether the peer of a new connection may be this proxy's user. True where the kernel
+        does not say (the dashboard then asks for a login): the refusal is for what it knows,
+        never a guess."""
+        if self.proxy.logins is not None:
+            return True
         sock = transport.get_extra_info("socket")
         uid = peer_uid(sock) if sock is not None else None
         return uid is None or uid == self.uid

@@ -40,8 +40,15 @@ def _route_link(entry: RouteEntry, proxy_port: int) -> str:
     return f'<a href="{url}">{url}</a>'
 
 
-def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port: int) -> str:
-    """404 page: the host is unknown; list every route as a link."""
+def render_not_found(host: str | None, entries: Iterable[RouteEntry] | None, proxy_port: int) -> str:
+    """404 page: the host is unknown; list every route as a link (None: not to be listed here,
+    where the proxy cannot tell its user from others)."""
+    heading = f"<h1>No service at {html.escape(host or '(no Host header)')}</h1>"
+    if entries is None:
+        return _page(
+            "a3s: unknown host",
+            heading + "<p>The routes are listed by <code>a3s status</code> and on the dashboard.</p>",
+        )
     items = "".join(
         f"<li>{_route_link(e, proxy_port)}"
         f" &rarr; {html.escape(e.service)} (127.0.0.1:{e.port})</li>"
@@ -50,7 +57,7 @@ def render_not_found(host: str | None, entries: Iterable[RouteEntry], proxy_port
     listing = f"<ul>{items}</ul>" if items else "<p>No service has a <code>port</code>, so nothing is routed.</p>"
     return _page(
         "a3s: unknown host",
-        f"<h1>No service at {html.escape(host or '(no Host header)')}</h1><p>Known routes:</p>{listing}",
+        f"{heading}<p>Known routes:</p>{listing}",
     )
 
 
@@ -79,9 +86,15 @@ def render_loop(project: str, service: str, host: str, hops: int) -> str:
 
 
 def render_unavailable(
-    status: ServiceStatus, lines: Iterable[str], *, detail: str | None = None, refresh: int | None = 3
+    status: ServiceStatus,
+    lines: Iterable[str],
+    *,
+    detail: str | None = None,
+    refresh: int | None = 3,
+    log_shown: bool = True,
 ) -> str:
-    """502/503 page: which service, in which state, why, and its last log lines (escaped)."""
+    """502/503 page: which service, in which state, why, and its last log lines (escaped);
+    `log_shown=False`: where to read them instead, where the proxy cannot tell its user from others."""
     # the exit of a crash says something; that of a requested stop (SIGTERM) is noise
     crashed = status.state in (ServiceState.FAILED, ServiceState.BACKOFF)
     exit_text = exited(status.exit_code) if crashed and status.exit_code is not None else None
@@ -90,9 +103,12 @@ def render_unavailable(
     reasons = [r for r in (status.reason, detail, probe) if r and r != exit_text]  # the heading has said it
     reason = "".join(f"<p>{html.escape(r)}</p>" for r in reasons)
     log = "\n".join(lines)
-    log_html = (
-        f"<h2>Last log lines</h2><pre>{html.escape(log)}</pre>" if log else "<p>(no output yet)</p>"
-    )
+    if not log_shown:
+        log_html = f"<p>Its log: <code>a3s logs {html.escape(status.name)}</code>, or the dashboard.</p>"
+    elif log:
+        log_html = f"<h2>Last log lines</h2><pre>{html.escape(log)}</pre>"
+    else:
+        log_html = "<p>(no output yet)</p>"
     heading = f"<h1>{html.escape(status.name)} is {html.escape(status.state.value)}{exit_code}</h1>"
     hint = _HINTS.get(status.state)
     hint_html = f"<p>{hint.format(name=html.escape(status.name))}</p>" if hint else ""
@@ -111,6 +127,23 @@ _HINTS = {
     ServiceState.COMPLETED: "It is a task (<code>oneshot</code>): it ran and exited; tasks serve no requests.",
     ServiceState.PENDING: "It waits for a dependency that failed; see <code>a3s status</code>.",
 }
+
+
+def render_login_needed(*, used: bool) -> str:
+    """403 page of a dashboard that asks for a login: how to get one (`used`: the link was
+    opened already, or is not one this proxy handed out)."""
+    why = (
+        "<p>This login link was used already, or is not one this proxy handed out.</p>"
+        if used
+        else "<p>This proxy cannot tell which user is on the other end of a connection here, so its "
+        "dashboard asks for a login.</p>"
+    )
+    return _page(
+        "a3s: log in to the dashboard",
+        "<h1>Log in to the dashboard</h1>" + why
+        + "<p>Open the dashboard link that <code>a3s up</code> printed, or run <code>a3s ls</code> "
+        "for a new one. Each link works once; this browser then stays logged in until the proxy stops.</p>",
+    )
 
 
 def render_ambiguous(subdomain: str, choices: Iterable[RouteEntry], proxy_port: int) -> str:

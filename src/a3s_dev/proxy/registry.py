@@ -97,6 +97,7 @@ class Members(Protocol):
     def remove(self, view: ProjectView) -> None: ...
     def changed(self, project: str, name: str, state: ServiceState) -> None: ...
     async def serve_https(self, port: int) -> str | None: ...
+    def login(self) -> str | None: ...  # a one-time dashboard login token, where one is asked for
 
 
 class Registry:
@@ -199,6 +200,9 @@ class Registry:
                 self.log("stopping: asked by `a3s proxy stop`")
                 self.on_stop()
                 return
+            if first["type"] == "login":  # `a3s ls`: a dashboard login link, where one is asked for
+                writer.write(encode({"type": "login", "token": self.members.login()}))
+                return
             reg = parse_registration(first)
             other = self.members.projects.get(reg.project)
             if isinstance(other, RemoteProject) and other.a3sfile != reg.a3sfile:
@@ -222,7 +226,8 @@ class Registry:
             if https_error:
                 self.log(f"{reg.project}: {https_error}")
             writer.write(
-                encode({"type": "registered", "port": self.members.port, "pid": os.getpid(), "https_error": https_error})
+                encode({"type": "registered", "port": self.members.port, "pid": os.getpid(), "https_error": https_error,
+                        "login": self.members.login()})
             )
             self.log(f"{view.name} registered: {reg.a3sfile} (supervisor pid {reg.pid}, {len(reg.services)} services)")
             while line := await reader.readline():

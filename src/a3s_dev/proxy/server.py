@@ -54,8 +54,10 @@ from a3s_dev.proxy.headers import (
     request_head,
     response_headers,
 )
+from a3s_dev.proxy.logins import COOKIE, LOGIN_PARAMETER, LOGIN_SETTING, Logins
 from a3s_dev.proxy.pages import (
     render_ambiguous,
+    render_login_needed,
     render_loop,
     render_not_found,
     render_not_http,
@@ -72,6 +74,7 @@ from a3s_dev.proxy.upstream import (
     UpstreamPool,
 )
 from a3s_dev.system.limits import open_files_limit, raise_open_files
+from a3s_dev.system.peers import kernel_names_peers
 from a3s_dev.system.places import ca_folder
 from a3s_dev.system.ports import LISTEN_BACKLOG
 from a3s_dev.tls.ca import LocalCA, ServerContexts, quiet_undecodable_server_names
@@ -235,6 +238,9 @@ class ProxyServer:
         # saw the upstream close unanswered, and it never answered HTTP): the 502 page instead.
         self._no_resend: weakref.WeakKeyDictionary[asyncio.BaseTransport, str] = weakref.WeakKeyDictionary()
         self.answering: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()  # handed over, in `handle`
+        # None: the kernel names each connection's user, and other users are refused by uid
+        # (`DirectPath.own_user`); else the dashboard asks for a login (`logins.py`)
+        self.logins: Logins | None = None
         self._used_at: dict[Key, float] = {}  # when each service's supervisor last heard it is used
         self._sockets: dict[Key, int] = {}  # open WebSockets per service
 
@@ -356,6 +362,9 @@ class ProxyServer:
             except _Gone:
                 return self._gone(route.project)
         if kind is RouteKind.INDEX:
+            refusal = self._login(request)
+            if refusal is not None:
+                return refusal
             if request.path == "/metrics" and not route.project:
                 return web.Response(text=render_proxy_metrics(self.counts, len(self.projects)),
                                     content_type="text/plain", charset="utf-8")
@@ -373,7 +382,27 @@ class ProxyServer:
             return self._gone(route.project)
         if kind is RouteKind.FOREIGN:
             return web.Response(status=421, text="a3s: this proxy answers *.localhost and loopback hosts only\n")
-        return self._html(404, render_not_found(host, self.router.entries, self.port))
+        # the routes are this user's business: listed only where other users are refused
+        return self._html(404, render_not_found(host, self.router.entries if self.logins is None else None, self.port))
+
+    def login(self) -> str | None:
+        """A one-time login token for the dashboard, where it asks for one (else None)."""
+        return self.logins.issue() if self.logins is not None else None
+
+    def _login(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """Where the dashboard asks for a login: None for a browser that has logged in (its
+        cookie); a redirect that sets the cookie for a login token, to the same address without
+        it; else 403, saying how to log in."""
+        if self.logins is None or self.logins.admits(request.cookies.get(COOKIE)):
+            return None
+        login = request.query.get(LOGIN_PARAMETER)
+        if login is not None and self.logins.redeem(login):
+            query = request.url.query.copy()
+            query.popall(LOGIN_PARAMETER)
+            here = URL.build(path=request.path, query=query)
+            return web.Response(status=303, headers={"Location": str(here), "Set-Cookie": self.logins.set_cookie(),
+                                                     "Cache-Control": "no-store"})
+        return self._html(403, render_login_needed(used=login is not None), {"Cache-Control": "no-store"})
 
     async def _arrival(self, host: str | None, route: Route) -> Route:
         """The route once the registrations on their way have arrived (a proxy just started by
@@ -412,14 +441,16 @@ class ProxyServer:
         status = self.states.status(project, name)
         view = self.projects.get(project)
         try:
-            lines = view.tail(name, 40) if view is not None else []
+            # a service's log is its user's: on this page only where other users are refused
+            lines = view.tail(name, 40) if view is not None and self.logins is None else []
         except KeyError:
             lines = []
         service = next((s for s in view.services if s.name == name), None) if view is not None else None
         if service is not None:
             lines = without_probe_requests(lines, service)  # the user's requests, not a3s's probes
         headers = {"Retry-After": "1"} if status_code == 503 else None
-        return self._html(status_code, render_unavailable(status, lines[-20:], detail=detail), headers)
+        page = render_unavailable(status, lines[-20:], detail=detail, log_shown=self.logins is None)
+        return self._html(status_code, page, headers)
 
     # ------------------------------------------------------------------ hold until ready
 
@@ -732,6 +763,7 @@ async def serve_proxy(
     counts: ProxyCounts | None = None,
     hold_timeout: float = HOLD_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
+    logins: Logins | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the proxy until cancelled, on `sockets` when given, else on 127.0.0.1 (and ::1)
@@ -739,7 +771,8 @@ async def serve_proxy(
     use raises `RuntimeFailure`. `counts` receives what the proxy did (for /metrics).
 
     The projects it serves: `backend` (a supervisor in this process: tests, benchmarks), and
-    whoever registers on `registration_socket` when given (the shared proxy: `serve_shared`)."""
+    whoever registers on `registration_socket` when given (the shared proxy: `serve_shared`).
+    With `logins`, the dashboard asks for a login instead of refusing other users by uid."""
     connector = aiohttp.TCPConnector(
         limit=0,  # no pool cap: a dev proxy must never queue requests behind its own limit
         keepalive_timeout=30,
@@ -776,7 +809,7 @@ async def serve_proxy(
         max_field_size=65536,
         max_line_size=65536,
     )
-    proxy.full, proxy.idle_timeout = server, idle_timeout
+    proxy.full, proxy.idle_timeout, proxy.logins = server, idle_timeout, logins
     direct = DirectPath(proxy, server, counts=proxy.counts, idle_timeout=idle_timeout)
     listeners: list[asyncio.Server] = []
     try:
@@ -848,6 +881,8 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
     tcp = [socket.socket(fileno=fd) for fd in fds[:-1]]
     unix = socket.socket(fileno=fds[-1])
     raise_open_files()
+    asked = os.environ.get(LOGIN_SETTING, "") not in ("", "0")
+    logins = Logins() if asked or not kernel_names_peers() else None
 
     def log(text: str) -> None:
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} a3s proxy: {text}", flush=True)
@@ -875,9 +910,12 @@ def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER
 
             tg.start_soon(signals)
             await tg.start(functools.partial(serve_proxy, sockets=tcp, registration=registry,
-                                             registration_socket=unix))
+                                             registration_socket=unix, logins=logins))
             proxy_process.write_pid(port)
             log(f"serving http://localhost:{port} (pid {os.getpid()})")
+            if logins is not None:
+                why = "A3S_PROXY_LOGIN is set" if asked else "this kernel does not say who is on a connection"
+                log(f"the dashboard asks for a login ({why}); other users are not refused by uid")
 
     try:
         anyio.run(main)

@@ -9,6 +9,7 @@ user who runs it, and refuses everyone else (issue 21, SPEC §6).
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import struct
 
@@ -71,3 +72,18 @@ def uid_of(host: str, port: int, peer_host: str, peer_port: int) -> int | None:
         return None
     *_, uid, _inode = _MESSAGE.unpack_from(answer, _HEADER.size)
     return int(uid)
+
+
+def kernel_names_peers() -> bool:
+    """Whether the kernel says who is on the other end of a loopback TCP connection here: asked
+    once, of a connection this process makes to itself."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", 0))
+            server.listen(1)
+            with socket.create_connection(server.getsockname(), timeout=1) as client:
+                accepted, _ = server.accept()
+                with accepted:
+                    return peer_uid(accepted) == os.getuid() and peer_uid(client) == os.getuid()
+    except OSError:
+        return False
