@@ -56,6 +56,9 @@ class FakeSupervisor:
             return True
         return bool(done())
 
+    def standing_warnings(self) -> dict[str, str]:
+        return {}
+
     def health_failures(self, name: str) -> int:
         return self.failures.get(name, 0)
 

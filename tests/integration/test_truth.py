@@ -269,3 +269,38 @@ def test_up_d_succeeds_when_an_always_service_exits_0_after_it_was_ready(tmp_pat
         assert "failed" not in result.err
         wait_until(lambda: "always exited (exit code 0), restarting in" in st.a3s("logs", "a3s").out, timeout=10,
                    message="the clean exit said as an exit")
+
+
+WRITES_ITS_OWN_WATCH_PATH = """
+dev {{ stop_timeout = "2s" }}
+service "writer" {{
+  cmd = "exec {python} -c 'import pathlib, time; time.sleep(0.5); pathlib.Path(\\"data.json\\").write_text(str(time.time())); time.sleep(600)'"
+  watch {{
+    paths    = ["."]
+    debounce = "100ms"
+  }}
+}}
+"""
+
+
+def test_status_repeats_the_restart_loop_warning_while_the_loop_goes_on(tmp_path: Path) -> None:
+    """Issue 21: a service writing into its own watched folder restarted 8 times in 15 s with
+    RESTARTS 0 and no warning where a developer looks after `up -d`: the warning went to the
+    stream only, and `a3s logs writer` holds writer's lines only. `status` says it now."""
+    from a3s_dev.agents import tools
+
+    (tmp_path / "A3sfile.hcl").write_text(WRITES_ITS_OWN_WATCH_PATH.format(python=sys.executable))
+    with stack_in(tmp_path) as st:
+        assert st.a3s("up", "-d", "--no-proxy").code == 0
+        (tmp_path / "data.json").write_text("edited")  # the first change; the service's own follow
+
+        def warned() -> str | None:
+            err = st.a3s("status").err
+            return err if "restarted 6 times" in err else None
+
+        said = wait_until(warned, timeout=40, message="the warning from status")
+        assert 'data.json' in said and 'add `ignore = ["data.json"]` to its watch block' in said
+        listed = st.a3s("status", "--json")
+        assert json.loads(listed.out)[0]["restarts"] == 0 and "restarted 6 times" in listed.err
+        assert "restarted 6 times" in tools.status(st.a3sfile)["warnings"]["writer"]
+        assert st.a3s("down").code == 0

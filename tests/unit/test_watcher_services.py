@@ -85,6 +85,7 @@ class FakeSupervisor:
         self.gate: anyio.Event | None = None
         self.in_restart = 0
         self.fail_with: Exception | None = None
+        self.standing: dict[str, tuple[str, float]] = {}
 
     async def restart(self, name: str, *, cause: str = "a3s restart") -> None:
         self.restarts.append((name, self.clock()))
@@ -100,6 +101,9 @@ class FakeSupervisor:
 
     def announce(self, text: str) -> None:
         self.lines.append(text)
+
+    def standing_warning(self, name: str, text: str, seconds: float) -> None:
+        self.standing[name] = (text, seconds)
 
     def count(self, name: str) -> int:
         return sum(1 for n, _ in self.restarts if n == name)
@@ -314,6 +318,7 @@ async def test_a_service_that_keeps_changing_its_own_files_gets_one_warning_and_
         await until(lambda: any("restarted 6 times in a minute" in line for line in sup.lines), message="the warning")
         warning = next(line for line in sup.lines if "restarted 6 times" in line)
         assert 'ignore = ["src"]' in warning and "src/state.json" in warning
+        assert sup.standing == {"api": (warning, 60.0)}, "`status` says it while the loop goes on"
         await stays(lambda: sup.count("api") == 5, 0.5, "the sixth restart waits its backoff (1 s)")
         await until(lambda: sup.count("api") == 6, timeout=3, message="the delayed sixth restart")
         assert sum("restarted 6 times" in line for line in sup.lines) == 1

@@ -48,7 +48,8 @@ def build(a3sfile: Path) -> MCPServer:
 
     @server.tool(annotations=READ_ONLY)
     async def status() -> dict[str, Any]:
-        """Every service: state, pid, port, health, last probe result, reason, restarts, url, CPU %, memory bytes."""
+        """Every service: state, pid, port, health, last probe result, reason, restarts, url, CPU %, memory bytes;
+        `warnings` by service when any holds (one restarting on files it writes itself)."""
         return await _call(tools.status, a3sfile)
 
     @server.tool(annotations=CHANGES)

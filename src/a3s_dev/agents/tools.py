@@ -30,12 +30,16 @@ def _nothing_running() -> A3sError:
 
 
 def status(a3sfile: Path) -> dict[str, Any]:
-    """Every service: state, pid, port, health, last probe result, reason, restarts, url, CPU, memory."""
-    from a3s_dev.run.inspect import status_rows
+    """Every service: state, pid, port, health, last probe result, reason, restarts, url, CPU,
+    memory; and, when there are any, the warnings that hold about a service (a restart loop)."""
+    from a3s_dev.run.inspect import status_answer
 
-    rows = status_rows(a3sfile)
+    rows, _, warnings = status_answer(a3sfile)
     project = next((r.get("project") for r in rows if r.get("project")), None)
-    return {"project": project, "services": [{k: r.get(k) for k in ROW_KEYS if r.get(k) is not None} for r in rows]}
+    result = {"project": project, "services": [{k: r.get(k) for k in ROW_KEYS if r.get(k) is not None} for r in rows]}
+    if warnings:
+        result["warnings"] = warnings
+    return result
 
 
 def up(a3sfile: Path, services: list[str], timeout: float) -> dict[str, Any]:

@@ -178,8 +178,10 @@ def status(file: str | Path | None, *, as_json: bool, color: bool, out: IO[str] 
     from a3s_dev.cli.render import render_status
 
     a3sfile = workspace.find_file(file)
-    rows, applied = status_answer(a3sfile)
+    rows, applied, warnings = status_answer(a3sfile)
     render_status(rows, as_json=as_json, out=out or sys.stdout, color=use_color(color))
+    for text in warnings.values():
+        print(f"a3s: {text}", file=sys.stderr)
     if applied and applied != workspace.file_digest(a3sfile):
         print(f"a3s: {a3sfile.name} changed since the stack applied it; `a3s up -d` applies it", file=sys.stderr)
     orphaned = [r["name"] for r in rows if r["state"] == "orphaned"]

@@ -159,6 +159,7 @@ class Supervisor:
         self._usage = Usage(clock_ticks())
         self._probing = 0  # services in their start-up probe loop
         self._shutdown_cause: str | None = None
+        self._standing: dict[str, tuple[str, float]] = {}  # service -> (warning, until, monotonic)
 
     # ------------------------------------------------------------------ public API
 
@@ -364,6 +365,17 @@ class Supervisor:
     def announce(self, text: str) -> None:
         """A message from a3s itself, shown under the name `a3s`."""
         self._emit(A3S, [text], "a3s")
+
+    def standing_warning(self, name: str, text: str, seconds: float) -> None:
+        """A warning about `name` that holds for the next `seconds` (a restart loop): said once
+        in the stream, and by `status` meanwhile, which a developer looks at when something is
+        off after `up -d`."""
+        self._standing[name] = (text, time.monotonic() + seconds)
+
+    def standing_warnings(self) -> dict[str, str]:
+        """The warnings that hold now, by service."""
+        now = time.monotonic()
+        return {name: text for name, (text, until) in self._standing.items() if until > now}
 
     # Extras beyond the architecture's API (used by metrics and the second Ctrl-C).
 

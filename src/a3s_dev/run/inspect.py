@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from a3s_dev.control.client import ControlClient, NotRunning
 from a3s_dev.errors import unknown_service
@@ -48,12 +48,18 @@ def status_rows(a3sfile: Path, *, timeout: float = 1.5) -> list[dict[str, Any]]:
     """The status of every service: from the supervisor when one answers, else `stopped` or
     `orphaned`. A supervisor that takes the connection but does not answer within `timeout`
     (stopped with SIGSTOP, hung) is an A3sError saying so."""
-    return status_answer(a3sfile, timeout=timeout)[0]
+    return status_answer(a3sfile, timeout=timeout).rows
 
 
-def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str, Any]], str | None]:
-    """`status_rows`, and the digest of the A3sfile the running supervisor applied (None when
-    none runs)."""
+class StatusAnswer(NamedTuple):
+    rows: list[dict[str, Any]]
+    applied: str | None  # the digest of the A3sfile the running supervisor applied (None: none runs)
+    warnings: dict[str, str]  # what holds now about a service (a restart loop), by service
+
+
+def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> StatusAnswer:
+    """`status_rows`, the digest of the A3sfile the running supervisor applied, and its
+    standing warnings."""
     from a3s_dev.control.client import ControlError
 
     paths = workspace.paths_for(a3sfile)
@@ -61,7 +67,8 @@ def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str
     for attempt in (1, 2):
         try:
             answer = client.status(timeout=timeout)
-            return list(answer["services"]), answer.get("applied")
+            warnings = answer.get("warnings") or {}
+            return StatusAnswer(list(answer["services"]), answer.get("applied"), dict(warnings))
         except ControlError:
             pid = workspace.read_pid(paths)
             who = f"the supervisor (pid {pid})" if pid else "the supervisor"
@@ -74,7 +81,7 @@ def status_answer(a3sfile: Path, *, timeout: float = 1.5) -> tuple[list[dict[str
             # settle (at most a few seconds): wait for it rather than call its services stopped.
             if attempt == 2 or not workspace.wait_for_supervisor(paths, client.healthz, 5.0):
                 break
-    return rows_without_supervisor(a3sfile), None
+    return StatusAnswer(rows_without_supervisor(a3sfile), None, {})
 
 
 def service_place(a3sfile: Path, client: ControlClient, service: str) -> dict[str, Any]:

@@ -380,6 +380,7 @@ class RestartLoop:
     `decide(now, paths)` before each file-change restart gives (warning or None, delay): the
     warning once when the restarts pass LOOP_RESTARTS within LOOP_WINDOW, then a delay that
     doubles with each further restart (1, 2, 4 … 30 s), back to none after a quiet window.
+    `warning` is the one given for the loop going on, None outside one.
     """
 
     def __init__(self, service: str, root: str) -> None:
@@ -388,26 +389,25 @@ class RestartLoop:
         self._backoff = ExponentialBackoff()  # "back off like crashes" (SPEC §8): the same delays
         self._times: list[float] = []
         self._paths: dict[str, int] = {}
-        self._warned = False
         self._over = 0
+        self.warning: str | None = None
 
     def decide(self, now: float, paths: Sequence[str]) -> tuple[str | None, float]:
         self._times = [t for t in self._times if now - t < LOOP_WINDOW] + [now]
-        if len(self._times) <= LOOP_RESTARTS:
-            if len(self._times) == 1:  # a quiet window: a fresh start
-                self._paths.clear()
-                self._warned = False
-                self._over = 0
-            for p in paths:
-                self._paths[p] = self._paths.get(p, 0) + 1
-            return None, 0.0
+        if len(self._times) == 1:  # a quiet window: a fresh start
+            self._paths.clear()
+            self._over = 0
+            self.warning = None
         for p in paths:
             self._paths[p] = self._paths.get(p, 0) + 1
+        if len(self._times) <= LOOP_RESTARTS:
+            return None, 0.0
         delay = self._backoff.delay(self._over)
         self._over += 1
-        warning = None if self._warned else self._warning(len(self._times))
-        self._warned = True
-        return warning, delay
+        if self.warning is not None:
+            return None, delay
+        self.warning = self._warning(len(self._times))
+        return self.warning, delay
 
     def _warning(self, count: int) -> str:
         # The files that changed most often are the likeliest to be written by the service itself.

@@ -15,6 +15,7 @@ from a3s_dev.core.policy import ExponentialBackoff
 from a3s_dev.errors import A3sError, one_line
 from a3s_dev.watch.engine import Watcher, WatchfilesWatcher
 from a3s_dev.watch.rules import (
+    LOOP_WINDOW,
     RESTARTABLE,
     PendingChanges,
     RestartLoop,
@@ -40,6 +41,7 @@ class WatchTarget(Protocol):
 
     def announce(self, text: str) -> None: ...
 
+    def standing_warning(self, name: str, text: str, seconds: float) -> None: ...
 
 
 # ---------------------------------------------------------------------------- watch_services
@@ -69,6 +71,8 @@ async def _debounce_loop(
             warning, backoff = loop.decide(clock(), changed)
             if warning is not None:
                 supervisor.announce(warning)
+            if loop.warning is not None and backoff:  # still looping: `status` says it for a window more
+                supervisor.standing_warning(rule.service, loop.warning, LOOP_WINDOW)
             if backoff:
                 await sleep(backoff)
                 changed = tuple(dict.fromkeys([*changed, *pending.take()]))  # what came meanwhile
