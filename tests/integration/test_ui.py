@@ -207,3 +207,40 @@ def test_attach_from_the_ui_hands_the_terminal_to_the_service_until_ctrl_close_b
             assert st.status()["repl"]["state"] == "running"
         finally:
             subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+LOOPING = """\
+dev {
+  name = "uiloop"
+}
+service "writer" {
+  cmd = "sleep 0.5; date > data.json; exec sleep 1000"
+  watch {
+    paths    = ["."]
+    debounce = "100ms"
+  }
+}
+"""
+
+
+@pytest.mark.anyio
+async def test_a_restart_loop_warning_stays_in_view_while_the_loop_goes_on(tmp_path: Path) -> None:
+    """Issue 21: the warning was said once in the merged stream; the note line keeps it."""
+    (tmp_path / "A3sfile.hcl").write_text(LOOPING)
+    with stack_in(tmp_path, {"A3S_PROXY_PORT": "0"}) as st:
+        assert st.a3s("up", "-d").code == 0
+        app = StackView(ControlClient(st.paths.socket), "uiloop")
+        async with app.run_test(size=(140, 40)) as pilot:
+            await until(pilot, lambda: list(app.rows) == ["writer"], "the service in the table")
+            (tmp_path / "data.json").write_text("edited")
+            note = app.query_one("#note")
+
+            def said() -> str:
+                return str(note.content)  # type: ignore[attr-defined]
+
+            await until(pilot, lambda: "restarted 6 times in a minute" in said(), "the warning in view", timeout=30)
+            assert 'ignore = ["data.json"]' in said()
+            await pilot.press("m")  # one service's log, where the stream's line is not
+            await pilot.pause(0.3)
+            assert "restarted 6 times" in said()
+            await pilot.press("q")

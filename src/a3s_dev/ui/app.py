@@ -105,6 +105,7 @@ class StackView(App[None]):
         self.project = project
         self.attach_to = attach  # runs `a3s attach` in this terminal (the cli hands it in)
         self.rows: dict[str, dict[str, Any]] = {}
+        self.warnings: dict[str, str] = {}  # the supervisor's standing ones (a restart loop)
         self.buffers = Buffers()
         self.inbox: deque[tuple[str, str]] = deque()
         self.skipped = 0  # lines dropped from a full inbox (shown as a note)
@@ -164,7 +165,7 @@ class StackView(App[None]):
                 self.closing.wait(1.0)
                 continue
             seq = answer.get("seq")
-            if not self._hand(self._show_status, list(answer.get("services", []))):
+            if not self._hand(self._show_status, list(answer.get("services", [])), dict(answer.get("warnings") or {})):
                 return
 
     def _read_logs(self) -> None:
@@ -187,7 +188,11 @@ class StackView(App[None]):
     def _say(self, text: str) -> None:
         self.query_one("#note", Static).update(Text(text, style="bold"))
 
-    def _show_status(self, rows: list[dict[str, Any]]) -> None:
+    def _show_status(self, rows: list[dict[str, Any]], warnings: dict[str, str] | None = None) -> None:
+        warnings = warnings or {}
+        if warnings != self.warnings:  # said in the stream once; here while it holds
+            self._say(" ".join(warnings.values()))
+        self.warnings = warnings
         table = self.query_one("#services", DataTable)
         fresh = [str(r["name"]) for r in rows]
         if fresh != list(self.rows):
