@@ -20,6 +20,8 @@ import pytest
 from support import free_port, holds, wait_until
 from support_control import SERVICE, Stack, proxied_stack, stack_in
 
+from a3s_dev.link import proxy_process
+
 pytestmark = pytest.mark.timeout(120)
 
 A3SFILE = """
@@ -506,6 +508,15 @@ def test_where_the_kernel_does_not_say_who_connects_the_dashboard_asks_for_a_log
         fresh = re.search(rf"dashboard login \(good once\): (http://a3s\.localhost:{proxy}/\?login=[\w-]+)", listed.out)
         assert fresh is not None, listed.out
         assert request(proxy, "/", headers={"Cookie": cookie_of(proxy, fresh.group(1))})[0] == 200
+        # the redirect stays on the dashboard whatever the path
+        for path in ("//evil.example/", "/\\evil.example/"):
+            token = proxy_process.login(proxy)
+            assert token is not None
+            conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+            conn.request("GET", f"{path}?login={token}&keep=1", headers={"Host": f"a3s.localhost:{proxy}"})
+            answer = conn.getresponse()
+            assert (answer.status, answer.getheader("Location")) == (303, "/evil.example/?keep=1"), path
+            conn.close()
         assert json.loads(st.a3s("ls", "--json").out)[0]["name"] == "shop"
 
 

@@ -399,7 +399,8 @@ class ProxyServer:
         if login is not None and self.logins.redeem(login):
             query = request.url.query.copy()
             query.popall(LOGIN_PARAMETER)
-            here = URL.build(path=request.path, query=query)
+            # never `//host`, which a browser takes for another site
+            here = URL.build(path="/" + request.path.lstrip("/\\"), query=query)
             return web.Response(status=303, headers={"Location": str(here), "Set-Cookie": self.logins.set_cookie(),
                                                      "Cache-Control": "no-store"})
         return self._html(403, render_login_needed(used=login is not None), {"Cache-Control": "no-store"})
