@@ -26,7 +26,6 @@ import asyncio
 import itertools
 import logging
 import os
-import time
 import weakref
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from a3s_dev.core.state import ServiceState
 from a3s_dev.proxy.headers import LAST_CHUNK, chunk, plain_request, request_head, response_head
 from a3s_dev.proxy.router import FORWARD_STATES, RouteKind, Router
+from a3s_dev.proxy.tally import Tally
 from a3s_dev.proxy.upstream import (
     MAX_HEAD,
     NO_BODY_STATUS,
@@ -122,8 +122,7 @@ class DirectPath:
         self._opened_count = itertools.count()
         # the handed-over connections' transports (aiohttp's handlers take no weak reference)
         self.handed_order: weakref.WeakKeyDictionary[asyncio.BaseTransport, int] = weakref.WeakKeyDictionary()
-        self._closed_idle = 0  # since last said
-        self._said_closed_idle_at: float | None = None
+        self._closed_idle = Tally(SAY_CLOSED_IDLE_EVERY)
 
     def own_user(self, transport: asyncio.BaseTransport) -> bool:
         """Whether the peer of a new connection may be this proxy's user. True where the kernel
@@ -163,17 +162,13 @@ class DirectPath:
 
     def _say_closed_idle(self) -> None:
         """Say once a minute at most that idle connections are being closed, and how many."""
-        self._closed_idle += 1
-        now = time.monotonic()
-        if self._said_closed_idle_at is not None and now - self._said_closed_idle_at < SAY_CLOSED_IDLE_EVERY:
-            return
-        _log.warning(
-            "closing idle connections: more than %d open (%d closed since last said); a local process "
-            "holds many connections open",
-            connection_cap(open_files_limit()), self._closed_idle,
-        )
-        self._said_closed_idle_at = now
-        self._closed_idle = 0
+        closed = self._closed_idle.due()
+        if closed is not None:
+            _log.warning(
+                "closing idle connections: more than %d open (%d closed since last said); a local process "
+                "holds many connections open",
+                connection_cap(open_files_limit()), closed,
+            )
 
     def __call__(self) -> ClientConnection:
         if self._sweeper is None:

@@ -67,6 +67,7 @@ from a3s_dev.proxy.pages import (
 )
 from a3s_dev.proxy.registry import Registry
 from a3s_dev.proxy.router import FORWARD_STATES, Route, RouteKind, Router, Verdict, verdict
+from a3s_dev.proxy.tally import Tally
 from a3s_dev.proxy.upstream import (
     UpstreamConnectError,
     UpstreamConnection,
@@ -850,9 +851,7 @@ class FailedAccepts:
 
     def __init__(self, log: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
         self.log = log
-        self.clock = clock
-        self.failed = 0
-        self.said_at: float | None = None
+        self.failed = Tally(SAY_FAILED_ACCEPTS_EVERY, clock)
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
@@ -860,17 +859,14 @@ class FailedAccepts:
                 and "accept" in str(context.get("message", ""))):
             loop.default_exception_handler(context)
             return
-        self.failed += 1
-        now = self.clock()
-        if self.said_at is not None and now - self.said_at < SAY_FAILED_ACCEPTS_EVERY:
+        failed = self.failed.due()
+        if failed is None:
             return
         self.log(
             f"cannot accept connections: {exc.strerror} (open files limit {open_files_limit()}; "
-            f"{self.failed} failed accepts since last said): a local process holds many connections "
+            f"{failed} failed accepts since last said): a local process holds many connections "
             f"open; said again in {SAY_FAILED_ACCEPTS_EVERY:.0f} s at most"
         )
-        self.said_at = now
-        self.failed = 0
 
 
 def serve_shared(port: int, fds: Sequence[int], *, linger: float | None = LINGER) -> int:
