@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,28 +141,47 @@ async def test_copy_gives_plain_text_without_service_names(stack: Stack) -> None
 TMUX = shutil.which("tmux")
 
 
-@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it)")
-def test_a3s_ui_in_a_real_terminal_under_tmux(stack: Stack) -> None:
+class Terminal:
+    """`a3s ui` running in a tmux server of its own: what its pane shows, and keys to type."""
+
+    def __init__(self, tmux: list[str], session: str) -> None:
+        self.tmux = tmux
+        self.session = session
+
+    def pane(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", self.session], capture_output=True,
+                              text=True, check=False).stdout
+
+    def keys(self, *typed: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", self.session, *typed], check=True)
+
+
+@contextmanager
+def ui_in_tmux(st: Stack, name: str, size: tuple[int, int]) -> Iterator[Terminal]:
+    """`a3s ui` in `st`'s folder in a real terminal; it prints UI-EXITED and its code when it
+    quits. The tmux server is ended whatever happens."""
     assert TMUX is not None
-    session = f"a3s-ui-{os.getpid()}"
-    env = {**stack.env, "TERM": "xterm-256color"}
-    command = f"cd {stack.folder} && {sys.executable} -m a3s_dev ui; echo UI-EXITED $?; sleep 30"
-    tmux = [TMUX, "-L", session]  # a tmux server of its own
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "140", "-y", "40", command], env=env, check=True)
-
-    def pane() -> str:
-        return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True,
-                              check=False).stdout
-
+    session = f"{name}-{os.getpid()}"
+    tmux = [TMUX, "-S", str(st.folder / "tmux.sock")]  # a tmux server of its own, its socket in the test's folder
+    command = f"cd {st.folder} && {sys.executable} -m a3s_dev ui; echo UI-EXITED $?; sleep 30"
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command],
+                   env={**st.env, "TERM": "xterm-256color"}, check=True)
     try:
-        wait_until(lambda: "ticker" in pane() and "running" in pane() and "tick" in pane().split("every service")[-1],
-                   timeout=20, message="the table and the log on screen")
-        subprocess.run([*tmux, "send-keys", "-t", session, "j"], check=True)
-        subprocess.run([*tmux, "send-keys", "-t", session, "q"], check=True)
-        wait_until(lambda: "UI-EXITED 0" in pane(), timeout=10, message="a3s ui to quit with 0")
-        assert all(r["state"] == "running" for r in rows(stack).values())
+        yield Terminal(tmux, session)
     finally:
         subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it)")
+def test_a3s_ui_in_a_real_terminal_under_tmux(stack: Stack) -> None:
+    with ui_in_tmux(stack, "a3s-ui", (140, 40)) as term:
+        wait_until(lambda: "ticker" in term.pane() and "running" in term.pane()
+                   and "tick" in term.pane().split("every service")[-1],
+                   timeout=20, message="the table and the log on screen")
+        term.keys("j")
+        term.keys("q")
+        wait_until(lambda: "UI-EXITED 0" in term.pane(), timeout=10, message="a3s ui to quit with 0")
+        assert all(r["state"] == "running" for r in rows(stack).values())
 
 
 REPL = """\
@@ -177,36 +197,21 @@ service "repl" {
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (.ci/run installs it)")
 def test_attach_from_the_ui_hands_the_terminal_to_the_service_until_ctrl_close_bracket(tmp_path: Path) -> None:
-    assert TMUX is not None
     (tmp_path / "A3sfile.hcl").write_text(REPL)
     with stack_in(tmp_path, {"A3S_PROXY_PORT": "0"}) as st:
         assert st.a3s("up", "-d").code == 0
-        session = f"a3s-ui-attach-{os.getpid()}"
-        tmux = [TMUX, "-L", session]
-        command = f"cd {tmp_path} && {sys.executable} -m a3s_dev ui; echo UI-EXITED $?; sleep 30"
-        subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command],
-                       env={**st.env, "TERM": "xterm-256color"}, check=True)
-
-        def pane() -> str:
-            return subprocess.run([*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True,
-                                  check=False).stdout
-
-        def keys(*typed: str) -> None:
-            subprocess.run([*tmux, "send-keys", "-t", session, *typed], check=True)
-
-        try:
-            wait_until(lambda: "repl" in pane() and "running" in pane(), timeout=20, message="the UI")
-            keys("a")
-            wait_until(lambda: "attached to repl" in pane(), timeout=10, message="attached")
-            keys("hello", "Enter")
-            wait_until(lambda: "heard hello" in pane(), timeout=10, message="the service's answer")
-            keys("C-]")
-            wait_until(lambda: "every service" in pane() and "NAME" in pane(), timeout=10, message="the UI back")
-            keys("q")
-            wait_until(lambda: "UI-EXITED 0" in pane(), timeout=10, message="a3s ui to quit")
+        with ui_in_tmux(st, "a3s-ui-attach", (120, 30)) as term:
+            wait_until(lambda: "repl" in term.pane() and "running" in term.pane(), timeout=20, message="the UI")
+            term.keys("a")
+            wait_until(lambda: "attached to repl" in term.pane(), timeout=10, message="attached")
+            term.keys("hello", "Enter")
+            wait_until(lambda: "heard hello" in term.pane(), timeout=10, message="the service's answer")
+            term.keys("C-]")
+            wait_until(lambda: "every service" in term.pane() and "NAME" in term.pane(), timeout=10,
+                       message="the UI back")
+            term.keys("q")
+            wait_until(lambda: "UI-EXITED 0" in term.pane(), timeout=10, message="a3s ui to quit")
             assert st.status()["repl"]["state"] == "running"
-        finally:
-            subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
 
 
 LOOPING = """\
