@@ -464,9 +464,8 @@ def export(a3sfile: Path, target: str, services: Sequence[str], *, output: Path 
                 (output / filename).write_text(to_yaml(documents))
     except OSError as exc:
         raise A3sError(f"export: cannot write {exc.filename or output}: {exc.strerror or exc}") from None
-    if output is not None:
-        count = len(result.files) if target == "kubernetes" else 1
-        print(f"a3s: wrote {output}" + (f" ({count} files)" if target == "kubernetes" else ""), file=sys.stderr)
+    files = f" ({len(result.files)} files)" if target == "kubernetes" else ""
+    print(f"a3s: wrote {output}{files}", file=sys.stderr)
     return 0
 
 
