@@ -143,6 +143,10 @@ class ServiceDef:
         """A container service's port inside its container: `container_port`, else `port`."""
         return self.container_port if self.container_port is not None else self.port
 
+    def chosen_by(self, profiles: Iterable[str]) -> bool:
+        """Whether choosing `profiles` chooses this service: it has no profile, or one of them."""
+        return not self.profiles or not set(profiles).isdisjoint(self.profiles)
+
     def container_variables(self) -> dict[str, str]:
         """A container's own variables besides its env_file (SPEC §14): `env`, A3S_SERVICE and
         PORT, the port inside. Never a3s's environment: `a3s up` and the exports agree."""
@@ -197,7 +201,7 @@ class DevConfig:
         """What `a3s up` starts with these profiles: every service without a profile, and those
         in a chosen one (their dependencies are pulled in later, whatever their profiles)."""
         wanted = set(profiles)
-        return [s.name for s in self.services if not s.lazy and (not s.profiles or wanted & set(s.profiles))]
+        return [s.name for s in self.services if not s.lazy and s.chosen_by(wanted)]
 
     def needed(self, names: Iterable[str]) -> list[str]:
         """`names` and everything they depend on, in declaration order."""

@@ -159,7 +159,7 @@ class Supervisor:
         self._usage = Usage(clock_ticks())
         self._probing = 0  # services in their start-up probe loop
         self._shutdown_cause: str | None = None
-        self._standing: dict[str, tuple[str, float]] = {}  # service -> (warning, until, monotonic)
+        self._standing: dict[str, tuple[str, float]] = {}  # service -> (warning, until when: monotonic)
 
     # ------------------------------------------------------------------ public API
 

@@ -65,7 +65,7 @@ def select(source: Source, names: Sequence[str], profiles: Sequence[str] = ()) -
     findings: list[Finding] = []
     if profiles and not names:
         wanted = set(profiles)
-        names = [s.name for s in config.services if s.image is not None and (not s.profiles or wanted & set(s.profiles))]
+        names = [s.name for s in config.services if s.image is not None and s.chosen_by(wanted)]
         if not names:
             return [], [Finding(None, f"no service with an image in profile {', '.join(profiles)}", error=True)]
     if names:
