@@ -73,12 +73,13 @@ def service_references(text: str) -> list[tuple[str, str]]:
 
 def texts(svc: ServiceDef) -> list[tuple[str, str]]:
     """(attribute, text) of each interpolated text of a service that can hold `${services.*}`."""
-    out = [("cmd", svc.cmd)]
-    out += [("env", value) for value in svc.env.values()]
-    if svc.health is not None:
-        if svc.health.command:
-            out.append(("health", svc.health.command))
-        out.append(("health", svc.health.path))
+    out: list[tuple[str, str]] = []
+
+    def note(attribute: str, text: str) -> str:
+        out.append((attribute, text))
+        return text
+
+    _map(svc, note)
     return out
 
 
@@ -103,12 +104,16 @@ def resolve(config: DevConfig) -> DevConfig:
 
         return REFERENCE.sub(one, text) if "${services." in text else text
 
-    return dataclasses.replace(config, services=tuple(_map(s, fill) for s in config.services))
+    return dataclasses.replace(config, services=tuple(_map(s, lambda _, text: fill(text)) for s in config.services))
 
 
-def _map(svc: ServiceDef, fill: Callable[[str], str]) -> ServiceDef:
+def _map(svc: ServiceDef, fill: Callable[[str, str], str]) -> ServiceDef:
+    """`svc` with `fill(attribute, text)` for each text that can hold `${services.*}`: the one
+    list of them, for `texts` and `resolve`, in the order they are written."""
+    cmd = fill("cmd", svc.cmd)
+    env = {k: fill("env", v) for k, v in svc.env.items()}
     health: HealthConfig | None = svc.health
     if health is not None:
-        health = dataclasses.replace(health, command=fill(health.command) if health.command else health.command,
-                                     path=fill(health.path))
-    return dataclasses.replace(svc, cmd=fill(svc.cmd), env={k: fill(v) for k, v in svc.env.items()}, health=health)
+        command = fill("health", health.command) if health.command else health.command
+        health = dataclasses.replace(health, command=command, path=fill("health", health.path))
+    return dataclasses.replace(svc, cmd=cmd, env=env, health=health)
