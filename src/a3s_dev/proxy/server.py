@@ -31,7 +31,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 from yarl import URL
 
-from a3s_dev.config.model import DevConfig
+from a3s_dev.config.model import DevConfig, ServiceDef
 from a3s_dev.core.events import Event, EventBus, ProbeChanged, StateChanged
 from a3s_dev.core.logs import without_probe_requests
 from a3s_dev.core.state import ServiceState, ServiceStatus
@@ -447,12 +447,17 @@ class ProxyServer:
             lines = view.tail(name, 40) if view is not None and self.logins is None else []
         except KeyError:
             lines = []
-        service = next((s for s in view.services if s.name == name), None) if view is not None else None
+        service = self._service(project, name)
         if service is not None:
             lines = without_probe_requests(lines, service)  # the user's requests, not a3s's probes
         headers = {"Retry-After": "1"} if status_code == 503 else None
         page = render_unavailable(status, lines[-20:], detail=detail, log_shown=self.logins is None)
         return self._html(status_code, page, headers)
+
+    def _service(self, project: str, name: str) -> ServiceDef | None:
+        """The definition of `name` in `project`, as its supervisor registered it."""
+        view = self.projects.get(project)
+        return next((s for s in view.services if s.name == name), None) if view is not None else None
 
     # ------------------------------------------------------------------ hold until ready
 
@@ -463,10 +468,8 @@ class ProxyServer:
             raise _Gone
         status = self.states.status(project, name)
         deps: list[ServiceState] = []
-        if status.state is ServiceState.PENDING:
-            for svc in view.services:
-                if svc.name == name:
-                    deps = [self.states.status(project, dep).state for dep in svc.depends_on]
+        if status.state is ServiceState.PENDING and (svc := self._service(project, name)) is not None:
+            deps = [self.states.status(project, dep).state for dep in svc.depends_on]
         return verdict(status.state, status.reason, deps), status
 
     async def _ready(self, project: str, name: str, deadline: float) -> None:
@@ -506,8 +509,7 @@ class ProxyServer:
             await self.states.changed(project, name, min(wait, 0.25))
 
     def _start_timeout(self, project: str, name: str) -> float:
-        view = self.projects.get(project)
-        svc = next((s for s in view.services if s.name == name), None) if view is not None else None
+        svc = self._service(project, name)
         probe = svc.probe if svc is not None else None
         return probe.start_timeout if probe is not None else self.hold_timeout
 
