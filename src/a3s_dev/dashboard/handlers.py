@@ -33,6 +33,7 @@ from a3s_dev.core import history
 from a3s_dev.core.logs import probe_requests, service_colors
 from a3s_dev.core.state import ServiceStatus, status_row
 from a3s_dev.dashboard.board import Board, render_dashboard
+from a3s_dev.link.addresses import dashboard_url
 from a3s_dev.link.protocol import ProjectView
 
 ACTIONS = ("restart", "stop", "start")
@@ -129,7 +130,7 @@ class Dashboard:
         path = request.path
         try:
             if project:  # <project>.localhost: the dashboard lives at a3s.localhost only
-                raise web.HTTPFound(f"{request.scheme}://a3s.localhost:{self._port_of(request)}/#{project}")
+                raise web.HTTPFound(f"{dashboard_url(self._port_of(request), request.scheme)}#{project}")
             if path.startswith("/api/"):
                 return await self._api(request, [p for p in path.split("/")[2:] if p != ""])
             if request.method not in ("GET", "HEAD"):
@@ -143,10 +144,10 @@ class Dashboard:
             return _json({"error": exc.message}, exc.status)
 
     @staticmethod
-    def _port_of(request: web.BaseRequest) -> str:
+    def _port_of(request: web.BaseRequest) -> int:
         """The port the request came in on (never the Host header's text: it is the client's)."""
         sockname = request.transport.get_extra_info("sockname") if request.transport is not None else None
-        return str(sockname[1]) if sockname else "80"
+        return int(sockname[1]) if sockname else 80
 
     async def _page(self) -> web.Response:
         links = self.proxy.links()
@@ -225,7 +226,7 @@ class Dashboard:
                 "running": states.count("running"),
                 "total": len(states),
                 "failed": states.count("failed"),
-                "dashboard": f"http://a3s.localhost:{self._port_of(request)}/#{name}",
+                "dashboard": f"{dashboard_url(self._port_of(request))}#{name}",
             })
         return out
 

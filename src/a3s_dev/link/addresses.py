@@ -47,6 +47,11 @@ def proxy_banner(entries: Iterable[RouteEntry], proxy_port: int, https_port: int
     return where + (f": {urls}" if urls else " (no service has a port)")
 
 
+def dashboard_url(proxy_port: int, scheme: str = "http") -> str:
+    """The dashboard's address on the proxy on `proxy_port`."""
+    return f"{scheme}://a3s.localhost:{proxy_port}/"
+
+
 def login_link(proxy_port: int, token: str) -> str:
     """The dashboard's address with a one-time login token (where the dashboard asks for one)."""
-    return f"http://a3s.localhost:{proxy_port}/?login={token}"
+    return f"{dashboard_url(proxy_port)}?login={token}"
