@@ -219,6 +219,11 @@ RESERVED = "a3s"  # a3s's own log name and the proxy's dashboard host
 # ---------------------------------------------------------------------------- the checker
 
 
+def line_of(attrs: Mapping[str, Attribute], key: str) -> int | None:
+    """The line of attribute `key`, None when it is not written."""
+    return attrs[key].line if key in attrs else None
+
+
 @dataclass
 class _Checker:
     path: Path
@@ -343,7 +348,7 @@ class _Checker:
             self.error(attrs["name"].line, f"dev: {problem[0]}", problem[1])
             given["name"] = None
         settings = GlobalSettings(**{key: value for key, value in given.items() if value is not None})
-        return settings, attrs["proxy_port"].line if "proxy_port" in attrs else None
+        return settings, line_of(attrs, "proxy_port")
 
     def dev_environment(self, settings: GlobalSettings) -> GlobalSettings:
         """The project-wide `env` and `env_file` (SPEC §13), once the project's name is known."""
@@ -375,7 +380,7 @@ class _Checker:
         service_dir = self.service_dir(attrs, get, owner)
         port, auto_port, subdomain = self.service_port(name, attrs, get, owner)
         env = {key: self.expand(value, attrs["env"].line, f"{owner}: env {key}") or "" for key, value in (get("env") or {}).items()}
-        cmd = self.expand(cmd, attrs["cmd"].line if "cmd" in attrs else None, f"{owner}: cmd")
+        cmd = self.expand(cmd, line_of(attrs, "cmd"), f"{owner}: cmd")
         env_file = self.service_env_file(attrs, get, owner, service_dir)
         depends_on, conditions = self.service_depends(name, get, owner, lines)
         oneshot = bool(get("oneshot"))
@@ -445,7 +450,7 @@ class _Checker:
     def service_dir(self, attrs: Mapping[str, Attribute], get: Callable[[str], Any], owner: str) -> Path:
         """`dir` below the A3sfile's folder (that folder when absent): a file is an error, a
         missing folder a warning (it may be made before `up`)."""
-        dir_text = self.expand(get("dir"), attrs["dir"].line if "dir" in attrs else None, f"{owner}: dir", services=False)
+        dir_text = self.expand(get("dir"), line_of(attrs, "dir"), f"{owner}: dir", services=False)
         service_dir = Path(os.path.normpath(self.root / (dir_text or ".")))
         if dir_text is not None and service_dir.exists() and not service_dir.is_dir():
             self.error(attrs["dir"].line, f'{owner}: dir "{dir_text}" is a file, not a folder ({service_dir})')
@@ -486,7 +491,7 @@ class _Checker:
     ) -> Path | None:
         """`env_file` below the service's dir: a folder is an error, a missing file a warning,
         a file no environment can carry (a NUL byte) an error."""
-        shown = self.expand(get("env_file"), attrs["env_file"].line if "env_file" in attrs else None,
+        shown = self.expand(get("env_file"), line_of(attrs, "env_file"),
                             f"{owner}: env_file", services=False)
         if not shown:
             return None
@@ -678,8 +683,8 @@ class _Checker:
             return self.value(attrs.get(key), spec[key], label)
 
         type_text, path, command, pattern = get("type"), get("path"), get("command"), get("pattern")
-        path = self.expand(path, attrs["path"].line if "path" in attrs else None, f"{label}: path")
-        command = self.expand(command, attrs["command"].line if "command" in attrs else None, f"{label}: command")
+        path = self.expand(path, line_of(attrs, "path"), f"{label}: path")
+        command = self.expand(command, line_of(attrs, "command"), f"{label}: command")
         interval, timeout, retries = get("interval"), get("timeout"), get("retries")
         start_timeout, on_failure = get("start_timeout"), get("on_failure")
         in_container = bool(get("in_container"))
